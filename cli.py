@@ -1,0 +1,102 @@
+"""``forensics``: the command-line entry point.
+
+A thin click root. Subcommands live in the packages that own them and are imported only when invoked, so
+``forensics --help`` starts in well under a second and never imports torch (click's "lazy group" pattern).
+Exit codes: 0 = ok / nothing flagged, 1 = something flagged (``scan``), 2 = usage or fatal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+import click
+
+from forensics import __version__
+
+# name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("forensics.commands.scan:scan", "Scan images and videos for synthetic or manipulated faces."),
+    "faces": ("forensics.commands.faces:faces", "Detect, align and extract faces from images and videos."),
+    "data": ("forensics.commands.data:data", "Import, normalise and inspect datasets (manifest.jsonl)."),
+    "doctor": ("forensics.commands.doctor:doctor", "Report the environment: Python, torch, devices, codecs, models."),
+    "gan": ("generators.cli:gan", "Train, sample and evaluate the GAN and diffusion generator suite."),
+    "reenact": ("generators.video.cli:reenact", "Train a motion-model reenactor and drive a face with a clip."),
+    "swap": ("generators.video.cli:swap", "Train a face-swap autoencoder and apply it to a clip."),
+    "video": ("generators.video.cli:video", "Make labelled fake-video datasets (reenact, swap, warp, ...)."),
+    "detector": ("detectors.cli:detector", "List, train, calibrate, evaluate and explain detectors."),
+    "bench": ("benchmarks.cli:bench", "Run benchmark protocols and write reports."),
+}
+
+
+@dataclass
+class Context:
+    """Shared options handed to every subcommand through ``click.pass_obj``."""
+
+    verbose: int = 0
+    quiet: bool = False
+
+    def echo(self, msg: str) -> None:
+        if not self.quiet:
+            click.echo(msg, err=True)
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        mod_name, attr = target.split(":")
+        return getattr(importlib.import_module(mod_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog="Example: forensics scan photos/ --jsonl out.jsonl --report report.html",
+)
+@click.version_option(__version__, prog_name="forensics")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and results; no progress bars.")
+@click.pass_context
+def root(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Find synthetic and manipulated faces in images and videos."""
+    level = logging.WARNING - 10 * min(verbose, 2) if not quiet else logging.ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(verbose=verbose, quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: toolkit errors become one line on stderr and exit code 2."""
+    from forensics.errors import ForensicsError
+
+    try:
+        rv = root.main(args=argv, prog_name="forensics", standalone_mode=False)
+    except ForensicsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except BrokenPipeError:  # `forensics scan ... | head` must not print a traceback
+        return 0
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

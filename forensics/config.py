@@ -1,0 +1,50 @@
+"""Where things live: data directories, the package's shipped assets, and the compute device.
+
+Paths come from environment variables first so that pipelines can relocate everything without code changes:
+``FORENSICS_DATA`` (a ``../shared/data``-style folder) and ``FORENSICS_HOME`` (runs, caches).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ASSETS_DIR = PACKAGE_DIR / "assets"
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def shared_data_dir() -> Path | None:
+    """The development data folder (``$FORENSICS_DATA`` or the repo's sibling ``../shared/data``), if present."""
+    env = os.environ.get("FORENSICS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for c in candidates:
+        if (c / "labels.csv").is_file() or (c / "README.md").is_file():
+            return c
+    return None
+
+
+def home_dir() -> Path:
+    """Per-user state (caches, default run folders): ``$FORENSICS_HOME`` or ``~/.cache/deepfake-forensics``."""
+    return Path(os.environ.get("FORENSICS_HOME", Path.home() / ".cache" / "deepfake-forensics"))
+
+
+def resolve_device(spec: str = "auto"):
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is a usage error."""
+    import torch
+
+    from forensics.errors import UsageError
+
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: CUDA is not available on this machine (use --device cpu or auto)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError(f"--device {spec}: MPS is not available on this machine")
+    return dev

@@ -12,9 +12,10 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from forensics.errors import DataError
 
@@ -119,7 +120,7 @@ class ManifestWriter:
         if self.path.exists():
             self._repair_tail()
             self.done = {r.path for r in read_manifest(self.root)}
-        self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the writer's lifetime
 
     def _repair_tail(self) -> None:
         data = self.path.read_bytes()

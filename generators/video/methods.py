@@ -1,0 +1,109 @@
+"""The registry of fake-video methods: each turns a real target clip (and a driving clip) into a fake clip.
+
+Every method returns the fake frames plus a per-frame manipulation mask (255 = synthesised), which the dataset
+writer stores as localisation ground truth. Learned methods take a trained run directory; ``warp`` needs none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forensics.errors import UsageError
+from forensics.registry import Registry
+from generators.video.blend import BlendConfig, face_mask, paste_back
+from generators.video.clips import Clip
+
+VideoMethod = Callable[..., "FakeClip"]
+VIDEO_METHODS: Registry[VideoMethod] = Registry("video method", entry_point_group="forensics.video_methods")
+
+
+@dataclass
+class FakeClip:
+    frames: list[np.ndarray]
+    masks: list[np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@VIDEO_METHODS.register("warp", needs_model=False, upsampler="none", family="warp")
+def make_warp(target: Clip, driving: Clip, model: str | None = None, blend: str = "soft", **_: Any) -> FakeClip:
+    """Training-free dense expression transfer (optical flow of the driver, blended into the target)."""
+    from generators.video.tracks import track_main_face
+    from generators.video.warp import WarpConfig, warp_frames
+
+    cfg = WarpConfig(blend=BlendConfig(mode=blend))
+    tt = track_main_face(target.frames, cfg.size, cfg.margin, source=str(target.path))
+    dt = track_main_face(driving.frames, cfg.size, cfg.margin, source=str(driving.path))
+    frames, masks = warp_frames(target.frames, tt, driving.frames, dt, cfg)
+    return FakeClip(frames, masks, {"blend": blend, "face_coverage": tt.coverage})
+
+
+def _require(model: str | None, method: str) -> str:
+    if not model:
+        raise UsageError(f"--method {method} needs --model RUN (train one with 'forensics {method} train')")
+    return model
+
+
+@VIDEO_METHODS.register("swap", needs_model=True, upsampler="pixelshuffle", family="swap")
+def make_swap(target: Clip, driving: Clip | None = None, model: str | None = None, blend: str = "soft",
+              identity: str = "A", **_: Any) -> FakeClip:
+    """Render ``identity``'s face in the target's pose (the target should show the other identity)."""
+    import torch
+
+    from forensics.faces import canonical_landmarks
+    from generators.video.swap import to_tensor, to_uint8
+    from generators.video.tracks import track_main_face, warp_to_crop
+    from generators.video.train import load_swap
+
+    net = load_swap(_require(model, "swap"))
+    size, margin = net.cfg.size, net.cfg.margin
+    track = track_main_face(target.frames, size, margin, source=str(target.path))
+    mask = face_mask(size, canonical_landmarks(size, margin))
+    frames, masks = [], []
+    with torch.inference_mode():
+        for f, m in zip(target.frames, track.matrices):
+            face = to_uint8(net(to_tensor([warp_to_crop(f, m, size)]), identity))[0]
+            out, hard = paste_back(f, face, mask, m, BlendConfig(mode=blend))
+            frames.append(out)
+            masks.append(hard)
+    return FakeClip(frames, masks, {"identity": identity, "blend": blend, "model": str(model)})
+
+
+@VIDEO_METHODS.register("reenact", needs_model=True, upsampler="nearest", family="reenact")
+def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: str = "soft",
+                 relative: bool = True, **_: Any) -> FakeClip:
+    """Animate the target's first-frame face with the driver's motion and paste it into every target frame."""
+    import torch
+
+    from forensics.faces import canonical_landmarks
+    from generators.video.reenact import relative_kp
+    from generators.video.swap import to_tensor, to_uint8
+    from generators.video.tracks import track_main_face, warp_to_crop
+    from generators.video.train import load_reenact
+
+    net, margin = load_reenact(_require(model, "reenact"))
+    res = net.cfg.res
+    tt = track_main_face(target.frames, res, margin, source=str(target.path))
+    dt = track_main_face(driving.frames, res, margin, source=str(driving.path))
+    mask = face_mask(res, canonical_landmarks(res, margin))
+    n = min(len(target.frames), len(driving.frames))
+    src = to_tensor([warp_to_crop(target.frames[0], tt.matrices[0], res)])
+    frames, masks = [], []
+    with torch.inference_mode():
+        kp_s = net.kp(src)
+        kp_d0 = net.kp(to_tensor([warp_to_crop(driving.frames[0], dt.matrices[0], res)]))
+        for i in range(n):
+            kp_d = net.kp(to_tensor([warp_to_crop(driving.frames[i], dt.matrices[i], res)]))
+            kp = relative_kp(kp_s, kp_d, kp_d0) if relative else kp_d
+            face = to_uint8(net.animate(src, kp_s, kp))[0]
+            out, hard = paste_back(target.frames[i], face, mask, tt.matrices[i], BlendConfig(mode=blend))
+            frames.append(out)
+            masks.append(hard)
+    return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model)})
+
+
+def list_methods() -> list[str]:
+    return VIDEO_METHODS.names()

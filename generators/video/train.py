@@ -1,0 +1,131 @@
+"""Training loops for the learned video generators: ``swap`` (two identities) and ``reenact`` (many clips)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from generators.video.clips import aligned_faces, read_clip
+from generators.video.reenact import PyramidFeatures, ReenactConfig, ReenactModel, reenact_losses
+from generators.video.runs import (
+    append_metrics,
+    load_checkpoint,
+    new_run_dir,
+    read_options,
+    save_checkpoint,
+    write_options,
+)
+from generators.video.swap import SwapAutoencoder, SwapConfig, to_tensor, train_step
+
+Progress = Callable[[int, dict[str, float]], None]
+
+
+def _config(cls: type, opts: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in opts.items() if k in names})
+
+
+def _loop(run: Path, steps: int, start: int, step_fn: Callable[[int], dict[str, float]], save: Callable[[int], None],
+          every: int, progress: Progress | None) -> None:
+    t0, last = time.perf_counter(), start
+    for step in range(start, steps):
+        losses = step_fn(step)
+        if (step + 1) % every == 0 or step + 1 == steps:
+            dt = time.perf_counter() - t0
+            row = {"step": step + 1, **losses, "steps_per_s": (step + 1 - last) / max(dt, 1e-9)}
+            append_metrics(run, row)
+            save(step + 1)
+            t0, last = time.perf_counter(), step + 1
+        if progress:
+            progress(step + 1, losses)
+
+
+def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resume: str | None = None,
+               save_every: int = 200, progress: Progress | None = None) -> Path:
+    """Train A<->B on the aligned main-face tracks of two clips; returns the run directory."""
+    faces = {
+        "A": to_tensor(aligned_faces(read_clip(clip_a), cfg.size, cfg.margin)),
+        "B": to_tensor(aligned_faces(read_clip(clip_b), cfg.size, cfg.margin)),
+    }
+    torch.manual_seed(cfg.seed)
+    model = SwapAutoencoder(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if resume:
+        run = Path(resume)
+        start = load_checkpoint(run, model, opt, gen)
+    else:
+        run = new_run_dir(out, "swap")
+        write_options(run, cfg, clip_a=str(clip_a), clip_b=str(clip_b), kind="swap")
+        start = 0
+    _loop(run, cfg.steps, start, lambda s: train_step(model, opt, faces, cfg, gen),
+          lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    return run
+
+
+def load_swap(run: str | Path) -> SwapAutoencoder:
+    cfg = _config(SwapConfig, read_options(run))
+    model = SwapAutoencoder(cfg)
+    load_checkpoint(Path(run), model)
+    return model.eval()
+
+
+def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume: str | None = None,
+                  save_every: int = 200, progress: Progress | None = None, margin: float = 0.4) -> Path:
+    """Self-supervised: reconstruct a random frame of a clip from another random frame of the same clip."""
+    stacks = [to_tensor(aligned_faces(read_clip(v), cfg.res, margin)) for v in videos]
+    torch.manual_seed(cfg.seed)
+    model = ReenactModel(cfg)
+    feats = PyramidFeatures()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if resume:
+        run = Path(resume)
+        start = load_checkpoint(run, model, opt, gen)
+    else:
+        run = new_run_dir(out, "reenact")
+        write_options(run, cfg, videos=[str(v) for v in videos], margin=margin, kind="reenact")
+        start = 0
+
+    def step_fn(step: int) -> dict[str, float]:
+        clip_idx = torch.randint(len(stacks), (cfg.batch,), generator=gen)
+        src, drv = [], []
+        for c in clip_idx.tolist():
+            pair = torch.randint(len(stacks[c]), (2,), generator=gen)
+            src.append(stacks[c][pair[0]])
+            drv.append(stacks[c][pair[1]])
+        losses = reenact_losses(model, feats, torch.stack(src), torch.stack(drv), gen)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    model.train()
+    _loop(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    return run
+
+
+def load_reenact(run: str | Path) -> tuple[ReenactModel, float]:
+    opts = read_options(run)
+    model = ReenactModel(_config(ReenactConfig, opts))
+    load_checkpoint(Path(run), model)
+    return model.eval(), float(opts.get("margin", 0.4))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Gaussian 11x11 window, sigma 1.5, as in Wang et al. 2004) of two uint8 images of equal shape."""
+    import cv2
+
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    blur = lambda t: cv2.GaussianBlur(t, (11, 11), 1.5)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    return float(m.mean())

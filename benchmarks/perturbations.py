@@ -1,0 +1,199 @@
+"""Named, parameterised perturbations: what platforms do to an image between the generator and the detector.
+
+Each perturbation is a registered function ``f(image, **params) -> image`` built on the deterministic primitives in
+:mod:`forensics.degrade` (the same ones training augmentation uses, so "trained with JPEG 30-100" and "tested at
+JPEG 50" mean the same JPEG). A perturbation is written as a short spec string that is also its cache key:
+
+    none                     identity
+    jpeg(q=50)               JPEG re-encode at quality 50
+    downscale(s=0.5)         resize by 0.5 (area), the detector's preprocessing brings it back to its input size
+    upscale(s=2)             resize by 2 (bicubic)
+    blur(sigma=1.5)          Gaussian blur
+    crop(f=0.8)              keep the central 80% of each side
+    screenshot(r=1.25)       display scaling by r then capture back at 1x (bilinear up, area down), PNG-lossless
+    reencode(n=3, q=75)      n JPEG generations at quality q with a 0.9x / back resize between them (social chains)
+    jpeg(q=90)>downscale(s=0.5)>jpeg(q=75)    any chain, applied left to right
+
+Specs are canonicalised (parameters sorted, numbers printed minimally), so ``jpeg(q=50.0)`` and ``jpeg(q=50)`` hit
+the same cache rows. Unknown names or parameters are one-line :class:`~forensics.errors.UsageError`\\ s raised when
+the benchmark file is validated, before any work.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forensics.errors import UsageError
+from forensics.registry import Registry
+
+PerturbFn = Callable[..., np.ndarray]
+
+PERTURBATIONS: Registry[PerturbFn] = Registry("perturbation", entry_point_group="forensics.perturbations")
+
+
+def _degrade():
+    # Imported lazily: forensics.degrade pulls in OpenCV, and the CLI must list/validate without it.
+    from forensics import degrade
+
+    return degrade
+
+
+def register_perturbation(name: str, *, axis: str | None = None, description: str = ""):
+    """Register ``f(image, **params)``; ``axis`` names the parameter robustness curves are plotted against."""
+    return PERTURBATIONS.register(name, axis=axis, description=description)
+
+
+@register_perturbation("none", description="identity (the clean reference point of every curve)")
+def none(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+@register_perturbation("jpeg", axis="q", description="JPEG re-encode at quality q (95..30)")
+def jpeg(image: np.ndarray, q: float = 75) -> np.ndarray:
+    return _degrade().jpeg(image, q=int(q))
+
+
+@register_perturbation("downscale", axis="s", description="resize by s in (0, 1] with area interpolation")
+def downscale(image: np.ndarray, s: float = 0.5) -> np.ndarray:
+    if not 0 < s <= 1:
+        raise UsageError(f"downscale(s={s}): s must be in (0, 1]")
+    return _degrade().resize(image, scale=float(s), interp="area")
+
+
+@register_perturbation("upscale", axis="s", description="resize by s >= 1 with bicubic interpolation")
+def upscale(image: np.ndarray, s: float = 2.0) -> np.ndarray:
+    if s < 1:
+        raise UsageError(f"upscale(s={s}): s must be >= 1")
+    return _degrade().resize(image, scale=float(s), interp="bicubic")
+
+
+@register_perturbation("blur", axis="sigma", description="Gaussian blur with standard deviation sigma (pixels)")
+def blur(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    return _degrade().blur(image, sigma=float(sigma))
+
+
+@register_perturbation("crop", axis="f", description="keep the central fraction f of each side")
+def crop(image: np.ndarray, f: float = 0.8) -> np.ndarray:
+    if not 0 < f <= 1:
+        raise UsageError(f"crop(f={f}): f must be in (0, 1]")
+    return _degrade().crop(image, frac=float(f))
+
+
+@register_perturbation("screenshot", axis="r", description="display scaling by r, captured back at 1x")
+def screenshot(image: np.ndarray, r: float = 1.25) -> np.ndarray:
+    """Why two resamplings: a screenshot of a scaled display interpolates up, then the capture box-filters down."""
+    return _degrade().rescale(image, scale=float(r), interp="bilinear", back="area")
+
+
+@register_perturbation("reencode", axis="n", description="n JPEG generations at quality q with resampling between")
+def reencode(image: np.ndarray, n: float = 3, q: float = 75) -> np.ndarray:
+    d = _degrade()
+    out = image
+    for i in range(int(n)):
+        if i:
+            out = d.rescale(out, scale=0.9, interp="area", back="bilinear")
+        out = d.jpeg(out, q=int(q))
+    return out
+
+
+_STEP = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*$")
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def key(self) -> str:
+        if not self.params:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={_fmt(v)}' for k, v in self.params)})"
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A parsed, validated chain of steps. ``key`` is canonical and used as the cache key and in reports."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def key(self) -> str:
+        keys = [s.key for s in self.steps if s.name != "none"]
+        return ">".join(keys) if keys else "none"
+
+    @property
+    def family(self) -> str:
+        """What a robustness curve groups on: the single step's name (``chain`` for multi-step specs)."""
+        real = [s for s in self.steps if s.name != "none"]
+        return "none" if not real else (real[0].name if len(real) == 1 else "chain")
+
+    @property
+    def level(self) -> float | None:
+        """The value along the step's ``axis`` (e.g. JPEG quality), or None for identity and chains."""
+        real = [s for s in self.steps if s.name != "none"]
+        if len(real) != 1:
+            return None
+        axis = PERTURBATIONS.get(real[0].name).meta.get("axis")
+        return dict(real[0].params).get(axis) if axis else None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        out = image
+        for s in self.steps:
+            out = PERTURBATIONS.get(s.name).obj(out, **dict(s.params))
+        return np.ascontiguousarray(out)
+
+
+def _parse_step(text: str) -> Step:
+    m = _STEP.match(text)
+    if not m:
+        raise UsageError(f"perturbation {text!r}: expected NAME or NAME(k=v, ...)")
+    name, args = m.group(1), (m.group(2) or "").strip()
+    fn = PERTURBATIONS.get(name).obj
+    accepted = [p for p in inspect.signature(fn).parameters if p != "image"]
+    params: dict[str, float] = {}
+    for part in filter(None, (a.strip() for a in args.split(","))):
+        k, eq, v = part.partition("=")
+        k = k.strip()
+        if not eq or k not in accepted:
+            known = ", ".join(accepted) or "none"
+            raise UsageError(f"perturbation {text!r}: unknown parameter {k!r} (accepted: {known})")
+        try:
+            params[k] = float(v)
+        except ValueError:
+            raise UsageError(f"perturbation {text!r}: {k}={v.strip()!r} is not a number") from None
+    return Step(name, tuple(sorted(params.items())))
+
+
+def parse_perturbation(spec: str | dict[str, Any]) -> Perturbation:
+    """Parse ``"jpeg(q=50)>downscale(s=0.5)"`` or ``{"name": "jpeg", "q": 50}`` into a :class:`Perturbation`."""
+    if isinstance(spec, dict):
+        d = dict(spec)
+        name = d.pop("name", None)
+        if not name:
+            raise UsageError(f"perturbation {spec!r}: a mapping needs a 'name'")
+        spec = f"{name}({', '.join(f'{k}={v}' for k, v in d.items())})" if d else str(name)
+    return Perturbation(tuple(_parse_step(p) for p in str(spec).split(">")))
+
+
+def expand_grid(grid: dict[str, dict[str, list[float]]]) -> list[str]:
+    """``{"jpeg": {"q": [95, 50]}}`` -> ``["jpeg(q=95)", "jpeg(q=50)"]`` (one parameter swept per entry)."""
+    out: list[str] = []
+    for name, sweeps in grid.items():
+        for param, values in (sweeps or {}).items():
+            out.extend(f"{name}({param}={v})" for v in values)
+    return out
+
+
+def list_perturbations() -> list[str]:
+    return PERTURBATIONS.names()

@@ -1,0 +1,1 @@
+"""An example third-party detector package for deepfake-forensics (see README.md)."""

@@ -1,0 +1,531 @@
+"""Face detection, 5-point alignment, face tracking and face extraction from images and videos.
+
+Every detector in the toolkit looks at faces, never at whole photos: a face crop removes the background, the
+photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module is the one place that
+turns media into face crops, so training data, benchmarks and ``forensics scan`` see faces made the same way.
+
+* :class:`FaceDetector` implementations live in the :data:`FACE_DETECTORS` registry: ``mtcnn`` (default; the
+  weights ship inside the facenet-pytorch wheel, so it works offline, batched, CPU or GPU) and ``opencv`` (Haar
+  cascade fallback whose landmarks are *estimated from the box* and therefore approximate).
+* :func:`align_face` maps the 5 landmarks onto a canonical template with a similarity transform (rotation, uniform
+  scale, translation: no shear, so faces are never distorted).
+* :class:`IoUTracker` groups per-frame detections of a video into tracks.
+* :func:`extract_faces` is the generator used by ``forensics faces extract`` and by ``forensics scan``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensics.errors import ForensicsError, UsageError
+from forensics.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# ArcFace / InsightFace 112x112 template (left eye, right eye, nose tip, left mouth corner, right mouth corner),
+# "left" meaning the image's left. The de-facto standard for 5-point alignment; normalised to [0, 1].
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+TEMPLATE = ARCFACE_TEMPLATE_112 / 112.0
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass
+class Face:
+    """One detected face.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of the image it was found in; ``landmarks`` is a ``(5, 2)`` array in
+    the order of :data:`LANDMARK_NAMES`; ``prob`` is the detector's confidence (MTCNN: O-Net probability; OpenCV:
+    a squashed cascade score, not calibrated). ``approx_landmarks`` says the points were guessed from the box.
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    prob: float
+    approx_landmarks: bool = False
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "prob": round(float(self.prob), 5),
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# detectors
+# --------------------------------------------------------------------------------------------------------------
+class FaceDetector(ABC):
+    """Finds faces in RGB uint8 images. ``detect`` is batched: one list of faces per input image."""
+
+    name: str = ""
+
+    @abstractmethod
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Return the faces of each image, most confident first."""
+
+
+FACE_DETECTORS: Registry[type[FaceDetector]] = Registry("face detector", entry_point_group="forensics.face_detectors")
+
+
+def _check_image(img: np.ndarray) -> np.ndarray:
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        shape = getattr(img, "shape", None)
+        raise UsageError(f"face detectors take HxWx3 uint8 RGB arrays, got {type(img).__name__} {shape}")
+    return img
+
+
+@FACE_DETECTORS.register("mtcnn", description="MTCNN (facenet-pytorch, shipped weights): boxes + 5 landmarks")
+class MTCNNDetector(FaceDetector):
+    """MTCNN from facenet-pytorch 2.5.3. Its weights ship inside the wheel, so nothing is downloaded.
+
+    MTCNN batches only images of one size, so :meth:`detect` groups the inputs by shape and runs each group in
+    chunks bounded by ``max_batch_pixels`` (a 1080p frame is ~2 Mpx; the stacked float tensor costs 12 bytes per
+    pixel). ``min_prob`` filters the final O-Net probability; ``thresholds`` are the three stage thresholds.
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        device: str = "auto",
+        min_prob: float = 0.9,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        max_batch_pixels: int = 8_000_000,
+    ) -> None:
+        from facenet_pytorch import MTCNN
+
+        from forensics.config import resolve_device
+
+        self.device = resolve_device(device)
+        self.min_prob = float(min_prob)
+        self.min_face_size = int(min_face_size)
+        self.thresholds = list(thresholds)
+        self.factor = float(factor)
+        self.max_batch_pixels = int(max_batch_pixels)
+        self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size)
+        self._mtcnn.eval()
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        out: list[list[Face]] = [[] for _ in images]
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[_check_image(img).shape].append(i)
+        for shape, idx in groups.items():
+            per_batch = max(1, self.max_batch_pixels // max(1, shape[0] * shape[1]))
+            for start in range(0, len(idx), per_batch):
+                chunk = idx[start : start + per_batch]
+                for i, faces in zip(chunk, self._detect_same_size([images[i] for i in chunk])):
+                    out[i] = faces
+        return out
+
+    def _detect_same_size(self, images: list[np.ndarray]) -> list[list[Face]]:
+        import torch
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        if min(images[0].shape[:2]) < 12:  # below P-Net's receptive field: nothing can be found
+            return [[] for _ in images]
+        batch = np.ascontiguousarray(np.stack(images))
+        m = self._mtcnn
+        with torch.inference_mode():
+            boxes, points = detect_face(
+                batch, self.min_face_size, m.pnet, m.rnet, m.onet, self.thresholds, self.factor, self.device
+            )
+        result: list[list[Face]] = []
+        for b, p in zip(boxes, points):
+            b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
+            p = np.asarray(p, dtype=np.float64).reshape(-1, 5, 2)
+            faces = [
+                Face(box=tuple(float(v) for v in b[k, :4]), landmarks=p[k].copy(), prob=float(b[k, 4]))
+                for k in range(len(b))
+                if b[k, 4] >= self.min_prob
+            ]
+            faces.sort(key=lambda f: -f.prob)
+            result.append(faces)
+        return result
+
+
+# Where the 5 points sit inside a frontal Haar box (fractions of its width / height), fitted by eye on MTCNN
+# detections of the same faces. Approximate by construction: no pose, no rotation.
+_HAAR_LANDMARKS = np.array([[0.30, 0.38], [0.70, 0.38], [0.50, 0.62], [0.33, 0.80], [0.67, 0.80]])
+
+
+@FACE_DETECTORS.register("opencv", description="OpenCV Haar cascade fallback; landmarks estimated from the box")
+class OpenCVDetector(FaceDetector):
+    """OpenCV's frontal-face Haar cascade (ships with opencv-python-headless 4.x; no torch needed).
+
+    A fallback for machines where torch cannot run. It finds upright frontal faces only and gives no landmarks:
+    the 5 points are placed at fixed fractions of the box (``approx_landmarks=True``), so alignment is only as good
+    as the box. ``prob`` is the cascade's level weight squashed with a logistic; it is a ranking score, not a
+    probability, and ``min_prob`` filters on it.
+    """
+
+    name = "opencv"
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        min_prob: float = 0.5,
+        min_face_size: int = 20,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+    ) -> None:
+        import cv2
+
+        del device  # the cascade runs on the CPU; the argument keeps the detector factory signature uniform
+        path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise ForensicsError(f"{path}: OpenCV Haar cascade could not be loaded")
+        self.min_prob = float(min_prob)
+        self.min_face_size = int(min_face_size)
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        import cv2
+
+        out: list[list[Face]] = []
+        for img in images:
+            gray = cv2.equalizeHist(cv2.cvtColor(_check_image(img), cv2.COLOR_RGB2GRAY))
+            rects, _, weights = self._cascade.detectMultiScale3(
+                gray,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(self.min_face_size, self.min_face_size),
+                outputRejectLevels=True,
+            )
+            faces = []
+            for (x, y, w, h), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+                prob = 1.0 / (1.0 + math.exp(-float(wt)))
+                if prob < self.min_prob:
+                    continue
+                lm = np.array([x, y], dtype=np.float64) + _HAAR_LANDMARKS * np.array([w, h], dtype=np.float64)
+                faces.append(Face((float(x), float(y), float(x + w), float(y + h)), lm, prob, approx_landmarks=True))
+            faces.sort(key=lambda f: -f.prob)
+            out.append(faces)
+        return out
+
+
+def list_face_detectors(pattern: str = "*") -> list[str]:
+    return FACE_DETECTORS.names(pattern)
+
+
+def get_face_detector(name: str = "mtcnn", device: str = "auto", **cfg: Any) -> FaceDetector:
+    """Build a registered face detector: ``get_face_detector("mtcnn", device="cpu", min_prob=0.95)``."""
+    cls = FACE_DETECTORS.get(name).obj
+    return cls(device=device, **cfg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# alignment
+# --------------------------------------------------------------------------------------------------------------
+def canonical_landmarks(size: int = 224, margin: float = 0.3) -> np.ndarray:
+    """Where the 5 landmarks land in a ``size`` x ``size`` crop.
+
+    The ArcFace template fills the crop when ``margin=0``; a margin ``m`` shrinks it about the centre by
+    ``1 / (1 + m)``, i.e. the crop shows ``m`` times more context (hair, chin, background edge) than the template.
+    Blending artefacts of face swaps live at that boundary, so detectors want some margin.
+    """
+    if size < 8:
+        raise UsageError(f"--size {size}: face crops must be at least 8 px")
+    if margin < 0:
+        raise UsageError(f"--margin {margin}: must be >= 0")
+    return ((TEMPLATE - 0.5) / (1.0 + margin) + 0.5) * size
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (Umeyama 1991, no reflection) mapping ``src`` points onto ``dst``.
+
+    Returns the 2x3 matrix for ``cv2.warpAffine``. Closed form, so it is deterministic and has no RANSAC
+    randomness (unlike ``cv2.estimateAffinePartial2D``).
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    sc, dc = src - mu_s, dst - mu_d
+    var_s = (sc**2).sum() / len(src)
+    if var_s <= 1e-12:
+        raise UsageError("landmarks are degenerate (all points coincide); cannot align")
+    cov = dc.T @ sc / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[-1] = -1.0
+    r = u @ np.diag(d) @ vt
+    scale = (s * d).sum() / var_s
+    t = mu_d - scale * r @ mu_s
+    return np.hstack([scale * r, t[:, None]])
+
+
+_BORDERS = {"replicate": "BORDER_REPLICATE", "reflect": "BORDER_REFLECT_101", "constant": "BORDER_CONSTANT"}
+
+
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int = 224, margin: float = 0.3, border: str = "replicate"
+) -> np.ndarray:
+    """Warp ``image`` so its 5 ``landmarks`` land on :func:`canonical_landmarks` ``(size, margin)``.
+
+    Pixels outside the source image are filled by ``border`` (replicate by default: a black frame would itself be
+    a class shortcut when one class is shot tighter than the other).
+    """
+    import cv2
+
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    m = similarity_transform(lm, canonical_landmarks(size, margin))
+    scale = math.hypot(m[0, 0], m[1, 0])
+    if scale < 0.5:
+        # warpAffine's bilinear sampling aliases when shrinking more than ~2x: pre-shrink with area filtering.
+        k = int(1 / scale)
+        small = cv2.resize(image, None, fx=1 / k, fy=1 / k, interpolation=cv2.INTER_AREA)
+        ratio = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+        lm = (lm + 0.5) * ratio - 0.5  # cv2.resize maps pixel centres, not corners
+        image = small
+        m = similarity_transform(lm, canonical_landmarks(size, margin))
+    try:
+        flag = getattr(cv2, _BORDERS[border])
+    except KeyError:
+        raise UsageError(f"border '{border}': choose one of {', '.join(_BORDERS)}") from None
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=flag)
+
+
+def center_crop_face(image: np.ndarray, size: int) -> np.ndarray:
+    """The largest centred square, resized to ``size``: the fallback when no face (landmarks) is found."""
+    import cv2
+
+    h, w = image.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    crop = image[y0 : y0 + s, x0 : x0 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# tracking
+# --------------------------------------------------------------------------------------------------------------
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (N,4) and ``b`` (M,4) in ``x1,y1,x2,y2`` form -> (N, M)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    missed: int = 0
+    hits: int = 1
+
+    def predicted(self) -> np.ndarray:
+        return self.box + self.velocity * (self.missed + 1)
+
+
+class IoUTracker:
+    """Greedy IoU tracker: groups per-frame detections of one video into face tracks with stable ids.
+
+    Each track predicts its next box with a constant-velocity model (so two faces that cross keep their ids as
+    long as each moves less per step than the gap between them); detections and predictions are matched greedily
+    in order of decreasing IoU above ``min_iou``. Unmatched detections start new tracks; a track unmatched for
+    more than ``max_age`` consecutive updates ends. Steps are calls to :meth:`update` (sampled frames), not raw
+    frame numbers, so the tracker works at any sampling rate.
+    """
+
+    def __init__(self, min_iou: float = 0.3, max_age: int = 5) -> None:
+        self.min_iou = float(min_iou)
+        self.max_age = int(max_age)
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+
+    @property
+    def n_tracks(self) -> int:
+        """How many track ids have been handed out so far."""
+        return self._next_id
+
+    def update(self, boxes: Sequence[Sequence[float]]) -> list[int]:
+        """Feed the boxes of the next sampled frame; return one track id per box (same order)."""
+        dets = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        ids = [-1] * len(dets)
+        matched_tracks: set[int] = set()
+        if self._tracks and len(dets):
+            iou = box_iou(np.stack([t.predicted() for t in self._tracks]), dets)
+            for flat in np.argsort(-iou, axis=None):
+                ti, di = np.unravel_index(flat, iou.shape)
+                if iou[ti, di] < self.min_iou:
+                    break
+                if ti in matched_tracks or ids[di] != -1:
+                    continue
+                t = self._tracks[ti]
+                steps = t.missed + 1
+                step_velocity = (dets[di] - t.box) / steps
+                # smooth the velocity once there is one to smooth; the first match sets it outright
+                t.velocity = 0.5 * t.velocity + 0.5 * step_velocity if t.hits > 1 else step_velocity
+                t.box, t.missed, t.hits = dets[di].copy(), 0, t.hits + 1
+                ids[di] = t.id
+                matched_tracks.add(int(ti))
+        for ti, t in enumerate(self._tracks):
+            if ti not in matched_tracks:
+                t.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_age]
+        for di in range(len(dets)):
+            if ids[di] == -1:
+                ids[di] = self._next_id
+                self._tracks.append(_Track(self._next_id, dets[di].copy()))
+                self._next_id += 1
+        return ids
+
+
+# --------------------------------------------------------------------------------------------------------------
+# extraction
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class ExtractConfig:
+    """How faces are cut out of media. ``every``/``fps`` sample video frames (``fps`` wins when set)."""
+
+    size: int = 224
+    margin: float = 0.3
+    every: int = 1
+    fps: float | None = None
+    max_faces: int | None = None
+    batch_size: int = 8
+    min_iou: float = 0.3
+    max_age: int = 5
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise UsageError(f"--every {self.every}: must be >= 1")
+        if self.fps is not None and self.fps <= 0:
+            raise UsageError(f"--fps {self.fps}: must be > 0")
+        if self.max_faces is not None and self.max_faces < 1:
+            raise UsageError(f"--max-faces {self.max_faces}: must be >= 1")
+        canonical_landmarks(self.size, self.margin)  # validates size and margin
+
+
+@dataclass
+class ExtractedFace:
+    """An aligned crop plus where it came from: enough to write a manifest row or to score it."""
+
+    crop: np.ndarray
+    face: Face
+    source: str
+    source_sha256: str
+    kind: str  # "image" | "video"
+    frame: int
+    time_s: float
+    track: int
+
+
+def _aligned(image: np.ndarray, face: Face, cfg: ExtractConfig) -> np.ndarray:
+    return align_face(image, face.landmarks, cfg.size, cfg.margin)
+
+
+def extract_faces(
+    path: str | os.PathLike[str],
+    detector: FaceDetector,
+    cfg: ExtractConfig | None = None,
+    limits: Any = None,
+) -> Iterator[ExtractedFace]:
+    """Yield the aligned faces of one image or video.
+
+    Images give track ids ``0..n-1`` in order of confidence. Videos are streamed through
+    ``forensics.media.iter_frames`` (bounded memory), detected in batches of ``cfg.batch_size`` frames and
+    tracked with :class:`IoUTracker`. ``max_faces`` keeps the K most confident faces per image / frame.
+    Raises :class:`forensics.media.MediaError` (one line naming the file) when the file cannot be read; faces
+    already yielded for a video that breaks half-way remain valid.
+    """
+    from forensics import media
+
+    cfg = cfg or ExtractConfig()
+    p = str(path)
+    kind = media.sniff(p)
+    if kind == "image":
+        loaded = media.load_image(p, limits=limits)
+        faces = detector.detect([loaded.pixels])[0][: cfg.max_faces]
+        for k, face in enumerate(faces):
+            yield ExtractedFace(_aligned(loaded.pixels, face, cfg), face, p, loaded.info.sha256, kind, 0, 0.0, k)
+        return
+    info = media.probe(p, limits=limits)
+    tracker = IoUTracker(cfg.min_iou, cfg.max_age)
+    frames = media.iter_frames(p, every=cfg.every, fps=cfg.fps, limits=limits)
+    for batch in _batched(frames, cfg.batch_size):
+        for fr, faces in zip(batch, detector.detect([f.pixels for f in batch])):
+            faces = faces[: cfg.max_faces]
+            ids = tracker.update([f.box for f in faces])
+            for face, tid in zip(faces, ids):
+                yield ExtractedFace(
+                    _aligned(fr.pixels, face, cfg), face, p, info.sha256, kind, fr.index, float(fr.time_s), tid
+                )
+
+
+def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for x in it:
+        batch.append(x)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# Extensions treated as media when a directory is expanded. Only used to pick candidates inside directories; the
+# type of every file is still decided from its bytes by ``forensics.media.sniff``.
+MEDIA_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif"}
+    | {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+)
+
+
+def iter_media_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Expand files and directories (recursively, sorted, hidden entries skipped) into candidate media files.
+
+    Inside directories only files with a media extension are returned, so ``index.csv`` or ``README.md`` next to
+    the photos are not reported as bad media; files named explicitly are always returned (and fail loudly if they
+    are not media). A missing input is yielded as is so the caller reports it like any unreadable file.
+    """
+    seen: set[Path] = set()
+    for inp in inputs:
+        p = Path(inp)
+        if p.is_dir():
+            cands = sorted(
+                q
+                for q in p.rglob("*")
+                if q.is_file()
+                and q.suffix.lower() in MEDIA_EXTENSIONS
+                and not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
+        else:
+            cands = [p]
+        for q in cands:
+            if q not in seen:
+                seen.add(q)
+                yield q

@@ -14,7 +14,7 @@ __all__ = ["__version__", "scan", "load_model"]
 
 def __getattr__(name: str) -> Any:
     if name == "scan":
-        from forensics.scan import scan
+        from forensics.pipeline import scan
 
         return scan
     if name == "load_model":

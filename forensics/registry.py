@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from forensics.errors import UnknownNameError, UsageError
 

@@ -8,6 +8,15 @@ Kinds (``GeneratorFamily.kind``):
 - ``conditional``: synthesis from a latent plus attribute labels (cgan; ldm with guidance).
 - ``image2image``: edits a real face (cyclegan, inpaint, sdedit, ldm-inpaint, ae-recon): needs ``--input``.
 - ``superres``: makes detail for a low-resolution real face (srgan): needs ``--input``.
+- ``autoencoder``: reconstructs its inputs (ldm-ae): needs ``--input``.
+
+Standard ``sample()`` keyword arguments (the sampler and trainer pass these; families ignore those they do not use,
+and every value may be None meaning "the family's default"):
+- ``inputs``: real faces (N, 3, res, res) in [-1, 1] for the kinds in :data:`INPUT_KINDS`;
+- ``truncation``: psi in (0, 1] for latent families;
+- ``condition``: ``"gender=female,age=20-29"`` (or a dict) for conditional families;
+- anything else given on the command line (``--steps 50 --guidance 3 --strength 0.5 --region eyes``), as strings
+  converted to int / float when they parse as numbers.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "age": ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60+"),
     "race": ("white", "black", "asian", "indian", "other"),
 }
+
+#: kinds whose ``sample`` edits real faces and so needs ``inputs`` (CLI ``--input DIR``)
+INPUT_KINDS: tuple[str, ...] = ("image2image", "superres", "autoencoder")
 
 
 @dataclass

@@ -64,6 +64,13 @@ def test_reenact_losses_finite_and_backward():
         ReenactModel(ReenactConfig(res=20))
 
 
+def test_reenact_default_config_builds():
+    """The CLI default (10 keypoints) gives the dense-motion net 44 input channels: group norm must still divide."""
+    cfg = ReenactConfig()
+    model = ReenactModel(cfg)
+    assert model.motion.net.down[0][0].in_channels == (cfg.num_kp + 1) * 4
+
+
 def test_swap_train_resume_and_apply(clips, tmp_path):
     a, b = clips
     cfg = SwapConfig(size=16, width=8, latent=16, batch=2, steps=2)

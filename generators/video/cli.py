@@ -195,18 +195,19 @@ def video_list(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=1))
     else:
         for r in rows:
-            click.echo(f"{r['name']:<10} model={'yes' if r.get('needs_model') else 'no ':<4} {r['description']}")
+            click.echo(f"{r['name']:<14} model={'yes' if r.get('needs_model') else 'no ':<4} {r['description']}")
 
 
 @video.command("make-dataset")
-@click.option("--method", required=True, help="warp | swap | reenact (see 'forensics video list').")
+@click.option("--method", required=True, help="warp | swap | reenact | landmark2face (see 'forensics video list').")
 @click.option("--real", "real", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="Real clips: targets and drivers (repeat, or list after the options).")
 @click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--n", default=4, show_default=True, help="Number of fake clips.")
 @click.option("--crf", "crf", default="23,40", show_default=True, help="Comma-separated CRFs; one copy each.")
-@click.option("--model", type=click.Path(exists=True, file_okay=False), help="Trained run (swap / reenact).")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Trained run (swap / reenact / landmark2face).")
 @click.option("--max-frames", default=100, show_default=True)
 @click.option("--blend", type=click.Choice(["soft", "poisson"]), default="soft", show_default=True)
 @click.option("--split", default="test", show_default=True)
@@ -232,10 +233,12 @@ def make_dataset(method, real, more, out, n, crf, model, max_frames, blend, spli
 
 
 @video.command("strip")
-@click.option("--method", required=True, help="warp | swap | reenact.")
+@click.option("--method", required=True, help="warp | swap | reenact | landmark2face.")
 @click.option("--target", required=True, type=click.Path(exists=True, dir_okay=False), help="Real target clip.")
-@click.option("--driving", type=click.Path(exists=True, dir_okay=False), help="Driving clip (warp / reenact).")
-@click.option("--model", type=click.Path(exists=True, file_okay=False), help="Trained run (swap / reenact).")
+@click.option("--driving", type=click.Path(exists=True, dir_okay=False),
+              help="Driving clip (warp / reenact / landmark2face).")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="Trained run (swap / reenact / landmark2face).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
 @click.option("--frames", "n_cols", default=5, show_default=True, help="Time points shown.")
 @click.option("--max-frames", default=100, show_default=True)
@@ -270,3 +273,31 @@ def strip(method, target, driving, model, out, n_cols, max_frames, height) -> No
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out, optimize=True)
     click.echo(out)
+
+
+@video.command("train-landmark2face")
+@click.option("--data", "videos", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Real talking-head clips (repeat, or list after the options).")
+@click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--size", default=64, show_default=True, help="Aligned face size (power of two).")
+@click.option("--steps", default=2000, show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--shots", default=4, show_default=True, help="K identity frames averaged by the embedder.")
+@click.option("--width", default=32, show_default=True, help="Base channel count.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue a run directory.")
+@click.pass_obj
+def train_landmark2face_cmd(obj, videos, more, out, size, steps, batch, shots, width, seed, resume) -> None:
+    """Train the landmark-to-face SPADE generator self-supervised (frame t from its map + K frames of the clip).
+
+    Example: forensics video train-landmark2face --data a.mp4 --data b.mp4 --out runs/ --size 64 --steps 2000
+    """
+    from generators.video.landmark2face import Landmark2FaceConfig
+    from generators.video.train import train_landmark2face
+
+    cfg = Landmark2FaceConfig(size=size, steps=steps, batch=batch, shots=shots, width=width, seed=seed)
+    prog, update = _progress(steps, "landmark2face", obj.quiet if obj else False)
+    with prog:
+        run = train_landmark2face(list(videos) + list(more), out, cfg, resume=resume, progress=update)
+    click.echo(str(run))

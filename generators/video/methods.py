@@ -105,5 +105,38 @@ def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: s
     return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model)})
 
 
+@VIDEO_METHODS.register("landmark2face", needs_model=True, upsampler="nearest", family="landmark2face")
+def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, blend: str = "soft",
+                       relative: bool = True, **_: Any) -> FakeClip:
+    """Re-render the target's face (identity from K of its frames) from maps carrying the driver's motion."""
+    import torch
+
+    from forensics.faces import canonical_landmarks
+    from generators.video.landmark2face import clip_maps, driving_maps, pick_shots
+    from generators.video.swap import to_tensor, to_uint8
+    from generators.video.train import load_landmark2face
+
+    if not model:
+        raise UsageError("--method landmark2face needs --model RUN (train one with "
+                         "'forensics video train-landmark2face')")
+    net = load_landmark2face(model)
+    cfg = net.cfg
+    tgt = clip_maps(target.frames, cfg, source=str(target.path))
+    drv = clip_maps(driving.frames, cfg, source=str(driving.path))
+    n = min(len(target.frames), len(driving.frames))
+    maps = torch.from_numpy(driving_maps(tgt, drv, cfg, n, relative=relative))
+    mask = face_mask(cfg.size, canonical_landmarks(cfg.size, cfg.margin))
+    frames, masks = [], []
+    with torch.inference_mode():
+        identity = net.gen.embed(to_tensor(tgt.faces[pick_shots(len(tgt.faces), cfg.shots)])[None])
+        for i in range(n):
+            face = to_uint8(net.gen.render(maps[i : i + 1], identity))[0]
+            out, hard = paste_back(target.frames[i], face, mask, tgt.track.matrices[i], BlendConfig(mode=blend))
+            frames.append(out)
+            masks.append(hard)
+    return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model), "shots": cfg.shots,
+                                    "face_coverage": tgt.track.coverage})
+
+
 def list_methods() -> list[str]:
     return VIDEO_METHODS.names()

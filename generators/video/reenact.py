@@ -18,6 +18,7 @@ and Jacobians) that makes keypoints meaningful without labels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,8 @@ def make_grid(h: int, w: int, device: torch.device | None = None) -> torch.Tenso
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.GroupNorm(min(8, cout), cout), nn.ReLU(inplace=True))
+    # gcd: the dense-motion hourglass has (num_kp + 1) * 4 input channels (44 for 10 keypoints), not a multiple of 8
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.GroupNorm(math.gcd(8, cout), cout), nn.ReLU(inplace=True))
 
 
 class Hourglass(nn.Module):

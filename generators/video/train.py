@@ -1,4 +1,5 @@
-"""Training loops for the learned video generators: ``swap`` (two identities) and ``reenact`` (many clips)."""
+"""Training loops for the learned video generators: ``swap`` (two identities), ``reenact`` and ``landmark2face``
+(many clips)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from forensics.errors import UsageError
 from generators.video.clips import aligned_faces, read_clip
+from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
+from generators.video.landmark2face import train_step as l2f_step
 from generators.video.reenact import PyramidFeatures, ReenactConfig, ReenactModel, reenact_losses
 from generators.video.runs import (
     append_metrics,
@@ -129,3 +133,53 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
     return float(m.mean())
+
+
+def train_landmark2face(videos: list[str], out: str | Path, cfg: Landmark2FaceConfig, resume: str | None = None,
+                        save_every: int = 200, progress: Progress | None = None) -> Path:
+    """Self-supervised: reconstruct frame t of a clip from its own landmark/edge map and K other frames of the clip.
+
+    Tracks, aligned faces and maps are computed once per clip; a step samples (clip, target frame, K shots) per
+    batch item, shots drawn from the same clip but never the target frame itself (else the embedder could copy).
+    """
+    clips = []
+    for v in videos:
+        m = clip_maps(read_clip(v).frames, cfg, source=str(v))
+        clips.append((to_tensor(m.faces), torch.from_numpy(m.maps)))
+    torch.manual_seed(cfg.seed)
+    model = Landmark2FaceModel(cfg)
+    feats = PyramidFeatures()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if resume:
+        run = Path(resume)
+        start = load_checkpoint(run, model, opt, gen)
+    else:
+        run = new_run_dir(out, "landmark2face")
+        write_options(run, cfg, videos=[str(v) for v in videos], kind="landmark2face")
+        start = 0
+
+    def step_fn(step: int) -> dict[str, float]:
+        target, cond, shots = [], [], []
+        for c in torch.randint(len(clips), (cfg.batch,), generator=gen).tolist():
+            faces, maps = clips[c]
+            t = int(torch.randint(len(faces), (1,), generator=gen))
+            others = torch.randint(len(faces) - 1, (cfg.shots,), generator=gen)
+            others = others + (others >= t).long()  # skip the target frame
+            target.append(faces[t])
+            cond.append(maps[t])
+            shots.append(faces[others])
+        return l2f_step(model, feats, opt, torch.stack(cond), torch.stack(shots), torch.stack(target))
+
+    model.train()
+    _loop(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    return run
+
+
+def load_landmark2face(run: str | Path) -> Landmark2FaceModel:
+    opts = read_options(run)
+    if opts.get("kind", "landmark2face") != "landmark2face":
+        raise UsageError(f"{run}: a '{opts.get('kind')}' run, not a landmark2face run")
+    model = Landmark2FaceModel(_config(Landmark2FaceConfig, opts))
+    load_checkpoint(Path(run), model)
+    return model.eval()

@@ -1,0 +1,93 @@
+"""Training augmentation: random degradation chains applied identically to BOTH classes.
+
+Why both classes: if only fakes were JPEG'd or resized, "was re-encoded" would become the label. Applying the same
+random chains to reals and fakes removes those shortcuts and models what platforms do (Wang et al. 2020,
+CNNDetection: blur + JPEG augmentation is what makes detectors transfer). The primitives are the deterministic
+ones in :mod:`forensics.degrade`; randomness lives only here, driven by a seeded ``numpy`` generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forensics import degrade as D
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities and ranges of each random step (``strength=0`` turns everything off except crop/flip)."""
+
+    p_crop: float = 0.5
+    crop_min: float = 0.85
+    p_flip: float = 0.5
+    p_resize: float = 0.3
+    resize_range: tuple[float, float] = (0.5, 2.0)
+    p_blur: float = 0.2
+    blur_max: float = 1.5
+    p_color: float = 0.3
+    p_jpeg: float = 0.5
+    jpeg_range: tuple[int, int] = (30, 100)
+    p_reencode: float = 0.1
+    p_noise: float = 0.1
+
+    @classmethod
+    def preset(cls, name: str) -> AugmentConfig:
+        """``none`` | ``light`` | ``default`` | ``strong``."""
+        if name == "none":
+            return cls(p_crop=0, p_flip=0, p_resize=0, p_blur=0, p_color=0, p_jpeg=0, p_reencode=0, p_noise=0)
+        if name == "light":
+            return cls(p_resize=0.1, p_blur=0.1, p_jpeg=0.3, jpeg_range=(60, 100), p_reencode=0.0, p_noise=0.05)
+        if name == "strong":
+            return cls(p_resize=0.5, p_blur=0.3, p_color=0.5, p_jpeg=0.7, p_reencode=0.2, p_noise=0.2)
+        if name == "default":
+            return cls()
+        from forensics.errors import UsageError
+
+        raise UsageError(f"unknown augmentation preset '{name}' (none, light, default, strong)")
+
+
+def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
+    """Draw one degradation chain; the result is a deterministic :class:`forensics.degrade.Chain`."""
+    ops: list[D.Op] = []
+    if rng.random() < cfg.p_crop:
+        ops.append(
+            D.op("crop", frac=float(rng.uniform(cfg.crop_min, 1.0)), x=float(rng.random()), y=float(rng.random()))
+        )
+    if rng.random() < cfg.p_flip:
+        ops.append(D.op("flip"))
+    if rng.random() < cfg.p_resize:
+        lo, hi = np.log(cfg.resize_range[0]), np.log(cfg.resize_range[1])
+        interp = str(rng.choice(["area", "bilinear", "bicubic", "nearest"]))
+        ops.append(
+            D.op(
+                "rescale",
+                scale=float(np.exp(rng.uniform(lo, hi))),
+                interp=interp,
+                back=str(rng.choice(["bilinear", "bicubic", "area"])),
+            )
+        )
+    if rng.random() < cfg.p_blur:
+        ops.append(D.op("blur", sigma=float(rng.uniform(0.2, cfg.blur_max))))
+    if rng.random() < cfg.p_color:
+        ops.append(
+            D.op(
+                "color",
+                brightness=float(rng.uniform(0.8, 1.2)),
+                contrast=float(rng.uniform(0.8, 1.2)),
+                saturation=float(rng.uniform(0.7, 1.3)),
+            )
+        )
+    if rng.random() < cfg.p_noise:
+        ops.append(D.op("noise", sigma=float(rng.uniform(1, 4)), seed=int(rng.integers(1 << 30))))
+    if rng.random() < cfg.p_jpeg:
+        ops.append(D.op("jpeg", q=int(rng.integers(cfg.jpeg_range[0], cfg.jpeg_range[1] + 1))))
+        if rng.random() < cfg.p_reencode:  # a re-share: second encode at another quality
+            ops.append(D.op("jpeg", q=int(rng.integers(cfg.jpeg_range[0], cfg.jpeg_range[1] + 1))))
+    return D.Chain(tuple(ops))
+
+
+def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Random chain, then resize to the detector input ``size``."""
+    return D.resize_to(random_chain(rng, cfg)(img), size)

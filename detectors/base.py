@@ -1,0 +1,222 @@
+"""The interface every detector implements, and the preprocessing a model file carries with it.
+
+A detector is an ``nn.Module`` that maps a normalised face batch ``(N, 3, S, S)`` to one logit per face
+(``forward``); ``predict_proba`` is the *uncalibrated* sigmoid (calibration lives in the model file, see
+:mod:`detectors.calibration`); ``explain`` returns a heatmap per face. Training hooks:
+
+- ``loss(x, y)``: the training objective for one batch (default: BCE on the logit). Detectors that make their own
+  positives (``blend``) or need extra heads (``gan-disc`` K+1, ``video``) override it.
+- ``post_fit(train, val)``: closed-form / scikit-learn fitting after (or instead of) gradient training
+  (``spectrum``'s classifier, ``ensemble``'s stacker).
+- ``initialise(**sources)``: load external weights (timm ``--weights``, ``--init-from-gan``). Constructors never
+  read files, so a model file rebuilds the exact architecture from its config alone.
+
+Why the preprocessing lives here: like torchvision's ``Weights``, a detector is useless without its input size,
+normalisation and crop policy; :class:`PreprocessSpec` is stored in ``model.json`` and used verbatim by ``scan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forensics.errors import UsageError
+
+CROP_POLICIES = ("align", "center")
+
+
+@dataclass
+class PreprocessSpec:
+    """How a face must be cropped and normalised before ``forward``.
+
+    ``crop``: ``align`` = 5-point similarity alignment (``forensics.faces.align_face(..., size, margin)``);
+    ``center`` = centre crop of the face box. ``margin`` is the fraction of context added around the face.
+    """
+
+    size: int = 64
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    crop: str = "align"
+    margin: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_POLICIES:
+            raise UsageError(f"preprocess crop must be one of {CROP_POLICIES}, got '{self.crop}'")
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_tensor(self, faces: list[np.ndarray] | np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        """uint8 RGB faces (any size) -> normalised float tensor ``(N, 3, size, size)``.
+
+        Faces not already at ``size`` are resized with area interpolation (the same as training), but callers
+        should crop at ``size`` directly: resampling weakens the upsampling traces artifact detectors look for.
+        """
+        from forensics.degrade import resize_to
+
+        arr = (
+            np.stack([resize_to(np.asarray(f), self.size) for f in faces])
+            if len(faces)
+            else np.zeros((0, self.size, self.size, 3), np.uint8)
+        )
+        return self.normalise(torch.from_numpy(arr).to(device))
+
+    def normalise(self, batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+        x = batch_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass
+class DetectorConfig:
+    """Options every detector has; subclasses add their own fields (all JSON-serialisable)."""
+
+    res: int = 64
+    crop: str = "align"
+    margin: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class ArrayData:
+    """A batch of already-preprocessed inputs for ``post_fit``: ``x`` (N,3,S,S) float, ``y`` (N,) 0/1."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+class Detector(nn.Module):
+    """Base class: subclasses set ``Config``, build their layers in ``__init__`` and implement ``logits``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[DetectorConfig]] = DetectorConfig
+    #: mean/std used for normalisation; ImageNet-style backbones override
+    mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    std: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    #: False for detectors that make their own positives (``blend``): training data may be reals only
+    needs_fakes: ClassVar[bool] = True
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+
+    # -- interface ----------------------------------------------------------------------------------------
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        c = self.cfg
+        return PreprocessSpec(size=c.res, mean=self.mean, std=self.std, crop=c.crop, margin=c.margin)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, S, S)`` normalised -> ``(N,)`` logit of P(fake)."""
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` penultimate features (used by ``video``'s temporal model); optional."""
+        raise UsageError(f"detector '{self.name}' has no embedding")
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> np.ndarray:
+        """Uncalibrated sigmoid of the logit; :class:`detectors.modelfile.Model` applies calibration."""
+        self.eval()
+        return torch.sigmoid(self(x).float()).cpu().numpy()
+
+    def cam_layer(self) -> nn.Module | None:
+        """The conv layer Grad-CAM reads (None -> input-gradient saliency)."""
+        return None
+
+    def explain(self, x: torch.Tensor) -> np.ndarray:
+        """``(N, S, S)`` heatmaps in [0, 1] aligned to the input (Grad-CAM, or saliency without a conv layer)."""
+        from detectors.explain import gradcam, saliency
+
+        layer = self.cam_layer()
+        return gradcam(self, x, layer) if layer is not None else saliency(self, x)
+
+    # -- training hooks -----------------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        z = self(x)
+        loss = F.binary_cross_entropy_with_logits(z.float(), y.float())
+        return loss, {"bce": float(loss.detach())}
+
+    @property
+    def gradient_trained(self) -> bool:
+        """False for detectors fitted only in ``post_fit`` (the trainer then skips the SGD loop)."""
+        return any(p.requires_grad for p in self.parameters())
+
+    def post_fit(self, train: ArrayData, val: ArrayData) -> None:  # noqa: B027 - optional hook
+        """Closed-form fitting after gradient training; default: nothing."""
+
+    def initialise(self, **sources: Any) -> None:
+        """Load external weights named in ``sources`` (e.g. ``weights=...``, ``init_from_gan=...``)."""
+        unused = {k: v for k, v in sources.items() if v}
+        if unused:
+            opts = ", ".join("--" + k.replace("_", "-") for k in unused)
+            raise UsageError(f"detector '{self.name}' does not take {opts}")
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 convs + projection shortcut when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1 = conv_bn(cin, cout, stride)
+        self.c2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.short = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.c2(self.c1(x)) + self.short(x))
+
+
+class CompactCNN(nn.Module):
+    """A small ResNet-style trunk (about 0.3-1 M parameters) that keeps full resolution in its first layer.
+
+    Artifact detectors must not downsample before looking: upsampling traces live at 1-2 px. ``widths`` gives the
+    channels of each stage; every stage after the stem halves the resolution.
+    """
+
+    def __init__(self, cin: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        self.stem = conv_bn(cin, widths[0], 1)
+        stages = []
+        prev = widths[0]
+        for w in widths[1:]:
+            stages.append(BasicBlock(prev, w, 2))
+            prev = w
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = prev
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_map(x).mean(dim=(2, 3))

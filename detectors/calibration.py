@@ -1,0 +1,172 @@
+"""Turning detector logits into probabilities that mean what they say, and threshold presets users can pick.
+
+Calibrators follow the scikit-learn contract (``fit(logits, y)`` returns self; learned attributes end in ``_``)
+and serialise to a small dict stored in ``model.json`` (no pickles). They are fitted on a held-out split
+(``val``), never on training data nor on test data.
+
+- ``temperature``: p = sigmoid(z / T) (Guo et al. 2017). One parameter, keeps the ranking, cannot overfit much:
+  the default.
+- ``platt``: p = sigmoid(a z + b): also fixes a shifted decision boundary (class-prior shift between train/val).
+- ``isotonic``: monotone piecewise-linear map; most flexible, needs a few hundred val items, creates ties.
+- ``none``: the raw sigmoid.
+
+Threshold presets (on the *calibrated* probability; a face is flagged when ``p >= threshold``):
+
+- ``balanced``: the equal-error-rate point on val (FPR = FNR), i.e. the policy that treats both error kinds alike
+  irrespective of class balance; after good calibration on balanced val data it sits near 0.5.
+- ``fpr1`` / ``fpr01``: the lowest threshold that flags at most 1% / 0.1% of val reals (moderation policies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmarks.metrics import eer, threshold_at_fpr
+from forensics.errors import ModelFileError
+from forensics.registry import Registry
+
+CALIBRATORS: Registry[type] = Registry("calibrator")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+class Calibrator:
+    """Base: subclasses implement ``fit`` and ``predict_proba`` (returning P(fake), shape (N,))."""
+
+    kind = ""
+
+    def fit(self, logits: np.ndarray, y: np.ndarray) -> Calibrator:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.params()}
+
+
+@CALIBRATORS.register("none")
+class Identity(Calibrator):
+    kind = "none"
+
+    def fit(self, logits: np.ndarray, y: np.ndarray) -> Identity:
+        return self
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        return _sigmoid(np.asarray(logits, dtype=np.float64))
+
+
+def _nll(z: np.ndarray, y: np.ndarray) -> float:
+    # numerically stable binary cross-entropy on logits
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+@CALIBRATORS.register("temperature")
+class TemperatureScaling(Calibrator):
+    """p = sigmoid(z / T), T chosen by minimising the validation negative log-likelihood (bounded 1-D search)."""
+
+    kind = "temperature"
+
+    def __init__(self, temperature: float | None = None) -> None:
+        self.temperature = temperature
+
+    def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureScaling:
+        from scipy.optimize import minimize_scalar
+
+        z = np.asarray(logits, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        res = minimize_scalar(lambda lt: _nll(z / np.exp(lt), y), bounds=(-5.0, 5.0), method="bounded")
+        self.temperature_ = float(np.exp(res.x))
+        return self
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        t = getattr(self, "temperature_", self.temperature or 1.0)
+        return _sigmoid(np.asarray(logits, dtype=np.float64) / t)
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature_}
+
+
+@CALIBRATORS.register("platt")
+class PlattScaling(Calibrator):
+    """p = sigmoid(a z + b) fitted by maximum likelihood (logistic regression on the logit)."""
+
+    kind = "platt"
+
+    def fit(self, logits: np.ndarray, y: np.ndarray) -> PlattScaling:
+        from scipy.optimize import minimize
+
+        z = np.asarray(logits, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        res = minimize(lambda ab: _nll(ab[0] * z + ab[1], y), x0=np.array([1.0, 0.0]), method="L-BFGS-B")
+        self.a_, self.b_ = float(res.x[0]), float(res.x[1])
+        return self
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.a_ * np.asarray(logits, dtype=np.float64) + self.b_)
+
+    def params(self) -> dict[str, Any]:
+        return {"a": self.a_, "b": self.b_}
+
+
+@CALIBRATORS.register("isotonic")
+class IsotonicCalibrator(Calibrator):
+    """Monotone map from logit to probability (scikit-learn ``IsotonicRegression``), stored as knots."""
+
+    kind = "isotonic"
+
+    def fit(self, logits: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(np.asarray(logits, float), y)
+        self.x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
+        self.y_ = np.asarray(iso.y_thresholds_, dtype=np.float64)
+        return self
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(logits, dtype=np.float64), self.x_, self.y_)
+
+    def params(self) -> dict[str, Any]:
+        return {"x": self.x_.tolist(), "y": self.y_.tolist()}
+
+
+def calibrator_from_dict(d: dict[str, Any] | None) -> Calibrator:
+    """Rebuild a fitted calibrator from its ``model.json`` entry."""
+    d = dict(d or {"kind": "none"})
+    kind = d.pop("kind", "none")
+    try:
+        cls = CALIBRATORS.get(kind).obj
+    except KeyError as exc:
+        raise ModelFileError(f"model.json: {exc}") from None
+    cal = cls()
+    try:
+        if kind == "temperature":
+            cal.temperature_ = float(d["temperature"])
+        elif kind == "platt":
+            cal.a_, cal.b_ = float(d["a"]), float(d["b"])
+        elif kind == "isotonic":
+            cal.x_, cal.y_ = np.asarray(d["x"], float), np.asarray(d["y"], float)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"model.json: calibration '{kind}' is malformed ({exc})") from None
+    return cal
+
+
+def fit_calibrator(kind: str, logits: np.ndarray, y: np.ndarray) -> Calibrator:
+    return CALIBRATORS.get(kind).obj().fit(logits, y)
+
+
+def threshold_presets(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """``balanced`` / ``fpr1`` / ``fpr01`` on calibrated val probabilities ``p`` (see the module docstring)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y).astype(int)
+    reals = p[y == 0]
+    out = {"fpr1": threshold_at_fpr(reals, 0.01), "fpr01": threshold_at_fpr(reals, 0.001)}
+    out["balanced"] = float(min(max(eer(y, p)[1], 0.0), 1.0)) if 0 < y.sum() < y.size else 0.5
+    return {k: float(min(v, 1.0)) for k, v in out.items()}

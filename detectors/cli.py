@@ -1,0 +1,253 @@
+"""``forensics detector ...``: list, train, calibrate, evaluate and explain detectors.
+
+Heavy imports (torch, timm) happen inside the commands, so ``forensics detector --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from forensics.errors import UsageError
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set widths=[16,32,64] --set dropout=0.1`` -> dict (values parsed as JSON when possible)."""
+    out: dict[str, Any] = {}
+    for kv in values:
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            raise UsageError(f"--set {kv!r}: expected KEY=VALUE")
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+@click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
+def detector() -> None:
+    """List, train, calibrate, evaluate and explain detectors."""
+
+
+@detector.command("list", epilog="Example: forensics detector list --json")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(as_json: bool) -> None:
+    """List registered detectors (built-ins and entry-point plugins)."""
+    import dataclasses
+
+    from detectors.registry import DETECTORS
+
+    rows = []
+    for e in DETECTORS.entries():
+        cfg = {
+            f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+            for f in dataclasses.fields(e.obj.Config)
+        }
+        rows.append(
+            {
+                "name": e.name,
+                "description": e.description,
+                "tags": list(e.meta.get("tags", ())),
+                "plugin": e.meta.get("plugin", ""),
+                "config": cfg,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=list))
+        return
+    for r in rows:
+        tags = ",".join(r["tags"])
+        click.echo(f"{r['name']:<10} {tags:<28} {r['description']}")
+
+
+@detector.command(
+    "train", epilog="Example: forensics detector train npr --data ds/ --val ds_val/ --res 64 --epochs 5 --out runs/"
+)
+@click.argument("name", required=False)
+@click.option("--recipe", help="Start from a named recipe (e.g. default); other options override it.")
+@click.option("--data", "data", multiple=True, help="Training dataset dir (repeatable); split train or empty.")
+@click.option("--val", "val", multiple=True, help="Validation dataset dir (repeatable); rows with split val.")
+@click.option("--epochs", type=int)
+@click.option("--batch", type=int)
+@click.option("--res", type=int, help="Input size in pixels.")
+@click.option("--lr", type=float)
+@click.option("--steps-per-epoch", type=int)
+@click.option("--out", help="Parent folder of numbered run dirs.", default=None)
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N")
+@click.option("--amp", is_flag=True, default=None, help="Mixed precision (fp16 on CUDA, bf16 on CPU).")
+@click.option("--resume", help="Continue an interrupted run dir.")
+@click.option("--backbone", help="timm backbone name (detector 'timm').")
+@click.option("--weights", help="Local safetensors weights to initialise from (detector 'timm').")
+@click.option("--init-from-gan", help="GAN run dir or shipped name whose discriminator initialises 'gan-disc'.")
+@click.option("--families", multiple=True, help="Only these fake families (repeatable).")
+@click.option("--exclude-family", multiple=True, help="Leave this fake family out (repeatable).")
+@click.option("--augment", type=click.Choice(["none", "light", "default", "strong"]), default=None)
+@click.option("--calibration", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default=None)
+@click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
+@click.option("--max-steps", type=int)
+@click.option("--workers", type=int, help="DataLoader worker processes.")
+@click.option("--seed", type=int)
+@click.option("--threads", type=int, help="torch CPU threads.")
+@click.option("--fp16", is_flag=True, default=None, help="Store weights as float16.")
+@click.option("--set", "sets", multiple=True, help="Detector config override KEY=VALUE (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved options and exit.")
+@click.pass_obj
+def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, ...], dry_run: bool, **kw: Any) -> None:
+    """Train a detector on dataset dirs, calibrate it on validation data and write RUN/model.
+
+    With torchrun (``torchrun --nproc_per_node 4 -m cli detector train ...``) training is data-parallel.
+    """
+    import dataclasses
+
+    from detectors.train import TrainOptions, train
+
+    base: dict[str, Any] = {}
+    if recipe:
+        from detectors.recipes import get_recipe
+
+        r = get_recipe(recipe)
+        base = {**r.options, "licence": r.licence}
+    if name:
+        base["detector"] = name
+    if "detector" not in base:
+        raise UsageError("detector train: give a detector NAME or --recipe")
+    cfg = dict(base.get("detector_cfg", {}))
+    cfg.update(_parse_set(sets))
+    backbone = kw.pop("backbone")
+    if backbone:
+        cfg["backbone"] = backbone
+    base["detector_cfg"] = cfg
+    renames = {"exclude_family": "exclude_families"}
+    for k, v in kw.items():
+        if v is None or v == () or v is False:
+            continue
+        base[renames.get(k, k)] = list(v) if isinstance(v, tuple) else v
+    if not base.get("data"):
+        raise UsageError("detector train: give at least one --data DATASET_DIR")
+    base.setdefault("progress", not (obj and getattr(obj, "quiet", False)))
+    opts = TrainOptions(**base)
+    if dry_run:
+        click.echo(json.dumps(dataclasses.asdict(opts), indent=2, default=list))
+        return
+    import os
+
+    run = train(opts)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 owns the run dir
+        click.echo(str(run / "model"))
+
+
+@detector.command("eval", epilog="Example: forensics detector eval runs/00001-npr-r64/model --data ds/test --json")
+@click.argument("model")
+@click.option("--data", "data", multiple=True, required=True, help="Dataset dir (repeatable).")
+@click.option("--split", multiple=True, help="Only rows with this split (repeatable; default: all rows).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap replicates (0 = no CIs).")
+@click.option("--device", default="auto")
+@click.option("--batch", type=int, default=64, show_default=True)
+@click.pass_obj
+def eval_cmd(
+    obj: Any,
+    model: str,
+    data: tuple[str, ...],
+    split: tuple[str, ...],
+    as_json: bool,
+    bootstrap: int,
+    device: str,
+    batch: int,
+) -> None:
+    """Evaluate a model file: AUC, AP, EER, TPR@FPR, ECE, Brier, accuracy at each preset, per family, with CIs."""
+    from detectors.evaluate import evaluate_model, format_report
+    from detectors.modelfile import load_model
+
+    m = load_model(model, device=device)
+    res = evaluate_model(
+        m,
+        list(data),
+        splits=tuple(split) or None,
+        n_boot=bootstrap,
+        batch=batch,
+        progress=not as_json and not (obj and getattr(obj, "quiet", False)),
+    )
+    click.echo(json.dumps(res.to_dict(), indent=2) if as_json else format_report(res))
+
+
+@detector.command("explain", epilog="Example: forensics detector explain default face.png --out heat.png")
+@click.argument("model")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, help="Output PNG (heatmap over the image).")
+@click.option("--raw", is_flag=True, help="Write the bare heatmap (grey) instead of an overlay.")
+@click.option("--device", default="auto")
+def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> None:
+    """Write a Grad-CAM (or saliency) heatmap for one face crop; prints the calibrated P(fake)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from detectors.explain import overlay
+    from detectors.modelfile import load_model
+    from forensics.errors import DataError
+
+    m = load_model(model, device=device)
+    try:
+        with Image.open(image) as im:
+            face = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{image}: not a readable image ({type(exc).__name__})") from None
+    heat = m.explain(face)
+    p = float(m.predict_proba([face])[0])
+    img = (np.clip(heat, 0, 1) * 255).astype(np.uint8) if raw else overlay(face, heat)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(out)
+    click.echo(json.dumps({"image": image, "fake_probability": p, "heatmap": out, "model": m.name}))
+
+
+@detector.command(
+    "calibrate",
+    epilog="Example: forensics detector calibrate runs/00001-npr-r64/model --data ds/val "
+    "--method isotonic --out recal/",
+)
+@click.argument("model")
+@click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
+@click.option("--split", multiple=True, default=("val",), show_default=True)
+@click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
+@click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
+@click.option("--device", default="auto")
+def calibrate_cmd(
+    model: str, data: tuple[str, ...], split: tuple[str, ...], method: str, out: str, device: str
+) -> None:
+    """Refit calibration and threshold presets of a model on held-out data (weights unchanged)."""
+    import shutil
+
+    import numpy as np
+
+    from detectors.calibration import fit_calibrator, threshold_presets
+    from detectors.data import check_both_classes, load_items
+    from detectors.evaluate import score_items
+    from detectors.modelfile import CARD, WEIGHTS, load_model
+
+    m = load_model(model, device=device)
+    items, sources = load_items(list(data), "eval", splits=tuple(split))
+    check_both_classes(items, ", ".join(data))
+    z, ok, _ = score_items(m, items)
+    y = np.array([it.y for it in items])[ok]
+    cal = fit_calibrator(method, z[ok], y)
+    thr = threshold_presets(cal.predict_proba(z[ok]), y)
+    dst = Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(m.path) / WEIGHTS, dst / WEIGHTS)
+    card = dict(m.card)
+    card["calibration"], card["thresholds"] = cal.to_dict(), thr
+    card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]
+    (dst / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    click.echo(
+        json.dumps(
+            {
+                "model": str(dst),
+                "calibration": card["calibration"] if method != "isotonic" else method,
+                "thresholds": thr,
+            }
+        )
+    )

@@ -1,0 +1,177 @@
+"""Training / evaluation data for detectors: dataset dirs (``forensics.dataset``) -> labelled, decoded faces.
+
+Labels come from each manifest row (``real`` / ``fake``); ``family`` (or ``generator``, or the dataset's name)
+is the group that balanced sampling and leave-one-out filters work on. Files are read once into memory as
+*encoded bytes* (a 128 px JPEG is ~5 kB) and decoded per use, so tens of thousands of faces fit in RAM and every
+epoch sees exactly the same pixels the benchmark will see.
+
+Split rules (why: the shared ``crossval`` folders must never leak into training or model selection):
+- training dirs use rows whose split is ``train`` or empty;
+- validation dirs use rows whose split is ``val``; a dir without ``val`` rows contributes all its non-test rows;
+- rows with split ``crossval`` or ``test`` are never used for training or validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from forensics.dataset import read_manifest, sha256_file
+from forensics.errors import DataError
+
+HELD_OUT_SPLITS = ("crossval", "test")
+
+
+@dataclass
+class Item:
+    path: Path
+    y: int
+    group: str  # family / generator / dataset: what sampling balances and leave-one-out filters on
+    generator: str
+    dataset: str
+    sha256: str = ""
+
+
+@dataclass
+class DataSource:
+    """Provenance of one dataset dir for the model card."""
+
+    path: str
+    manifest_sha256: str
+    n: int
+    by_label: dict[str, int] = field(default_factory=dict)
+    families: list[str] = field(default_factory=list)
+
+
+def _group(row, dataset: str) -> str:
+    """Fakes group by family (then generator); reals by source, so UTKFace cannot drown FFHQ in sampling."""
+    if row.label == "real":
+        return row.source or dataset
+    return row.family or row.generator or dataset
+
+
+def load_items(
+    dirs: list[str],
+    role: str,
+    families: list[str] | None = None,
+    exclude_families: list[str] | None = None,
+    splits: tuple[str, ...] | None = None,
+) -> tuple[list[Item], list[DataSource]]:
+    """Rows of ``dirs`` for ``role`` (``train`` | ``val`` | ``eval``) after the split rules and family filters.
+
+    ``families`` / ``exclude_families`` filter *fake* rows by group (reals are kept: leave-one-family-out trains on
+    all reals). ``splits`` overrides the role's split rule (``eval`` uses all rows by default).
+    """
+    items: list[Item] = []
+    sources: list[DataSource] = []
+    for d in dirs:
+        root = Path(d)
+        rows = read_manifest(root)
+        name = root.name
+        if splits is not None:
+            keep = [r for r in rows if r.split in splits]
+        elif role == "train":
+            keep = [r for r in rows if r.split in ("train", "")]
+        elif role == "val":
+            keep = [r for r in rows if r.split == "val"] or [r for r in rows if r.split not in HELD_OUT_SPLITS]
+        else:
+            keep = rows
+        if role in ("train", "val"):
+            keep = [r for r in keep if r.split not in HELD_OUT_SPLITS]
+        if families:
+            keep = [r for r in keep if r.label == "real" or _group(r, name) in families]
+        if exclude_families:
+            keep = [r for r in keep if r.label == "real" or _group(r, name) not in exclude_families]
+        if not keep:
+            raise DataError(f"{root}: no usable rows for {role} (split rule or family filter removed all)")
+        for r in keep:
+            items.append(Item(root / r.path, r.y, _group(r, name), r.generator, name, r.sha256))
+        sources.append(
+            DataSource(
+                path=str(root),
+                manifest_sha256=sha256_file(root / "manifest.jsonl"),
+                n=len(keep),
+                by_label=dict(Counter(r.label for r in keep)),
+                families=sorted({_group(r, name) for r in keep if r.label == "fake"}),
+            )
+        )
+    return items, sources
+
+
+def check_both_classes(items: list[Item], what: str) -> None:
+    ys = {it.y for it in items}
+    if ys != {0, 1}:
+        missing = "fake" if 1 not in ys else "real"
+        raise DataError(f"{what}: no {missing} items (a detector needs both classes)")
+
+
+def balanced_weights(items: list[Item]) -> np.ndarray:
+    """Sampling weights: each class gets half the mass; within a class, group g gets mass proportional to
+    sqrt(n_g), so a big source (UTKFace) cannot drown a smaller one (FFHQ) and a handful of fixtures cannot claim
+    a third of every batch either (a compromise between uniform-over-items and uniform-over-groups)."""
+    counts = Counter((it.y, it.group) for it in items)
+    class_norm: Counter[int] = Counter()
+    for (y, _), n in counts.items():
+        class_norm[y] += float(np.sqrt(n))
+    w = np.array(
+        [np.sqrt(counts[(it.y, it.group)]) / class_norm[it.y] / counts[(it.y, it.group)] for it in items],
+        dtype=np.float64,
+    )
+    return w / w.sum()
+
+
+def split_holdout(items: list[Item], frac: float = 0.1, salt: str = "val") -> tuple[list[Item], list[Item]]:
+    """Deterministic hash split (by file path) when no separate validation data exists."""
+
+    def h(it: Item) -> float:
+        return int(hashlib.sha256(f"{salt}:{it.path}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    return [it for it in items if h(it) >= frac], [it for it in items if h(it) < frac]
+
+
+class ByteCache:
+    """Encoded file bytes in memory, decoded to uint8 RGB on demand (one bad file -> one DataError naming it)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self._bytes: list[bytes | None] = [None] * len(items)
+
+    def load_all(self) -> ByteCache:
+        for i in range(len(self.items)):
+            self.raw(i)
+        return self
+
+    def raw(self, i: int) -> bytes:
+        b = self._bytes[i]
+        if b is None:
+            try:
+                b = self.items[i].path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"{self.items[i].path}: cannot read ({exc.strerror})") from None
+            self._bytes[i] = b
+        return b
+
+    def image(self, i: int) -> np.ndarray:
+        import cv2
+
+        arr = cv2.imdecode(np.frombuffer(self.raw(i), np.uint8), cv2.IMREAD_COLOR)
+        if arr is None:
+            raise DataError(f"{self.items[i].path}: not a decodable image")
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def eval_array(cache: ByteCache, size: int) -> np.ndarray:
+    """All items resized (area) to ``size``: the deterministic, augmentation-free view used for val and eval."""
+    from forensics.degrade import resize_to
+
+    out = np.empty((len(cache), size, size, 3), np.uint8)
+    for i in range(len(cache)):
+        out[i] = resize_to(cache.image(i), size)
+    return out

@@ -1,0 +1,100 @@
+"""``ensemble``: calibrated fusion of member detectors by logistic stacking.
+
+Members (``members``, any registered image detectors) are trained together on the same batches (gradient members)
+or fitted in ``post_fit`` (closed-form members such as ``spectrum``). The stacker is a logistic regression on the
+members' logits fitted on the *validation* split, never on training data the members have memorised:
+``logit = sum_i w_i z_i + b``. Each ``w_i`` is a per-member temperature and weight at once, so the fused output is
+already calibrated as a whole; :class:`StackingEnsemble` keeps the scikit-learn estimator contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from detectors.base import ArrayData, Detector, DetectorConfig
+from detectors.registry import build_detector, register_detector
+from forensics.errors import UsageError
+
+
+class StackingEnsemble:
+    """Logistic regression on member logits (scikit-learn contract: ``fit`` returns self, attributes end in ``_``)."""
+
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
+
+    def fit(self, Z: np.ndarray, y: np.ndarray) -> StackingEnsemble:
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=self.C, max_iter=1000).fit(np.asarray(Z, dtype=np.float64), y)
+        self.coef_ = lr.coef_[0]
+        self.intercept_ = float(lr.intercept_[0])
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, Z: np.ndarray) -> np.ndarray:
+        return np.asarray(Z, dtype=np.float64) @ self.coef_ + self.intercept_
+
+    def predict_proba(self, Z: np.ndarray) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(Z)))
+        return np.stack([1 - p, p], axis=1)
+
+
+@dataclass
+class EnsembleConfig(DetectorConfig):
+    members: tuple[str, ...] = ("npr", "spectrum")
+    C: float = 1.0
+
+
+@register_detector(
+    "ensemble", description="Logistic stacking of member detectors' logits (fitted on val).", tags=("fusion", "image")
+)
+class EnsembleDetector(Detector):
+    Config = EnsembleConfig
+
+    def __init__(self, cfg: EnsembleConfig) -> None:
+        super().__init__(cfg)
+        if not cfg.members or "ensemble" in cfg.members or "video" in cfg.members:
+            raise UsageError("ensemble: members must be one or more image detectors (not ensemble or video)")
+        common = {"res": cfg.res, "crop": cfg.crop, "margin": cfg.margin, "seed": cfg.seed}
+        self.members = nn.ModuleList([build_detector(m, **common) for m in cfg.members])
+        norms = {(m.mean, m.std) for m in self.members}
+        if len(norms) > 1:
+            raise UsageError("ensemble: members must share one input normalisation")
+        self.mean, self.std = self.members[0].mean, self.members[0].std
+        k = len(cfg.members)
+        self.register_buffer("stack_coef", torch.full((k,), 1.0 / k))
+        self.register_buffer("stack_intercept", torch.zeros(1))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x).float() for m in self.members], dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(x) @ self.stack_coef + self.stack_intercept
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        total = torch.zeros((), device=x.device)
+        logs: dict[str, float] = {}
+        for name, m in zip(self.cfg.members, self.members):
+            if m.gradient_trained:
+                l_m, _ = m.loss(x, y)
+                total = total + l_m
+                logs[f"{name}_loss"] = float(l_m.detach())
+        return total, logs
+
+    @property
+    def gradient_trained(self) -> bool:
+        return any(m.gradient_trained for m in self.members)
+
+    def post_fit(self, train: ArrayData, val: ArrayData) -> None:
+        for m in self.members:
+            m.post_fit(train, val)
+        self.eval()
+        with torch.no_grad():
+            z = torch.cat([self.member_logits(c) for c in val.x.split(256)]).double().numpy()
+        st = StackingEnsemble(C=self.cfg.C).fit(z, val.y.numpy())
+        self.stack_coef.copy_(torch.from_numpy(st.coef_).float())
+        self.stack_intercept.fill_(st.intercept_)

@@ -1,0 +1,70 @@
+"""``npr``: a compact CNN on neighbouring-pixel residuals (Tan et al., CVPR 2024, "Rethinking the up-sampling
+operations in CNN-based generative network for generalizable deepfake detection").
+
+Every generator that upsamples (transposed conv, nearest/bilinear resize, pixel shuffle) leaves correlations between
+the pixels of each 2x2 block. ``x - up(down(x))`` with nearest-neighbour resampling removes the block's content and
+keeps exactly those local correlations, so the classifier sees generator plumbing rather than faces; this is why the
+approach transfers across generators better than an RGB classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectors.base import CompactCNN, Detector, DetectorConfig
+from detectors.registry import register_detector
+
+
+@dataclass
+class NPRConfig(DetectorConfig):
+    factor: int = 2
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    dropout: float = 0.2
+    residual_gain: float = 4.0
+    #: pixel-unshuffle the residual by this factor before the CNN: lossless (the 2x2 block structure NPR exposes
+    #: becomes channels) and 4x fewer FLOPs, which is what makes 128 px inputs fast on CPU
+    unshuffle: int = 1
+    #: also feed the (unshuffled) RGB image: helps when the fakes were downsampled after generation (e.g. 1024 ->
+    #: 128 px thumbnails), which erases much of the upsampling trace NPR isolates
+    with_rgb: bool = False
+
+
+def npr_residual(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """``x - nearest_up(nearest_down(x))``: zero inside flat 2x2 blocks, non-zero where neighbours differ."""
+    h, w = x.shape[-2:]
+    small = F.interpolate(x, scale_factor=1.0 / factor, mode="nearest")
+    up = F.interpolate(small, size=(h, w), mode="nearest")
+    return x - up
+
+
+@register_detector(
+    "npr", description="Compact CNN on neighbouring-pixel residuals (upsampling artifacts).", tags=("artifact", "image")
+)
+class NPRDetector(Detector):
+    """Compact residual CNN over NPR maps; fast on CPU (about 0.7 M parameters)."""
+
+    Config = NPRConfig
+
+    def __init__(self, cfg: NPRConfig) -> None:
+        super().__init__(cfg)
+        self.trunk = CompactCNN(3 * cfg.unshuffle**2 * (2 if cfg.with_rgb else 1), tuple(cfg.widths))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(self.trunk.out_dim, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        r = npr_residual(x, self.cfg.factor) * self.cfg.residual_gain
+        if self.cfg.with_rgb:
+            r = torch.cat([r, x], dim=1)
+        if self.cfg.unshuffle > 1:
+            r = F.pixel_unshuffle(r, self.cfg.unshuffle)
+        return self.trunk(r)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.embed(x)))[:, 0]
+
+    def cam_layer(self) -> nn.Module:
+        return self.trunk.stages[-1]

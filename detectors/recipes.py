@@ -1,0 +1,86 @@
+"""Named training recipes: the exact options behind shipped models, reproducible with one command.
+
+``forensics detector train --recipe default --data DS...`` (or ``python -m detectors.default_model``) resolves a
+recipe into :class:`detectors.train.TrainOptions`; explicit CLI options override it. Recipes hold *how* to train,
+not *where* the data is: dataset dirs are always given (or discovered under a data root), so nothing depends on
+one machine's paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from forensics.registry import Registry
+
+
+@dataclass
+class Recipe:
+    name: str
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: where the result is installed by ``detectors.default_model`` (relative to forensics/assets/models)
+    install_as: str = ""
+    licence: str = ""
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+
+DEFAULT_LICENCE = (
+    "Weights: Apache-2.0 like the code, trained by this project. Training data (UTKFace, FFHQ thumbnails, "
+    "thispersondoesnotexist StyleGAN2 faces, and the project's own generator outputs made from them) are "
+    "research / non-commercial sets; check their terms before commercial use. No training image is "
+    "redistributed in the weights file."
+)
+
+RECIPES.add(
+    "default",
+    Recipe(
+        name="default",
+        description="Shipped scan model: NPR residual + RGB CNN at 128 px (pixel-unshuffled), JPEG/resize aug.",
+        options={
+            "detector": "npr",
+            "res": 128,
+            "detector_cfg": {"widths": (24, 48, 96, 128), "unshuffle": 2, "with_rgb": True, "dropout": 0.2},
+            "epochs": 30,
+            "batch": 32,
+            "lr": 2e-3,
+            "weight_decay": 1e-4,
+            "steps_per_epoch": 150,
+            "patience": 4,
+            "augment": "default",
+            "calibration": "temperature",
+            "max_val": 3000,
+            "post_fit_items": 0,
+            "fp16": True,
+            "model_name": "default-npr128",
+            "threads": 2,
+        },
+        install_as="default",
+        licence=DEFAULT_LICENCE,
+    ),
+)
+
+RECIPES.add(
+    "fast",
+    Recipe(
+        name="fast",
+        description="A 64 px NPR model for quick experiments (minutes on CPU).",
+        options={
+            "detector": "npr",
+            "res": 64,
+            "epochs": 8,
+            "batch": 64,
+            "lr": 2e-3,
+            "steps_per_epoch": 60,
+            "patience": 3,
+            "augment": "light",
+            "model_name": "fast-npr64",
+        },
+        licence=DEFAULT_LICENCE,
+    ),
+)
+
+
+def get_recipe(name: str) -> Recipe:
+    return RECIPES.get(name).obj

@@ -1,0 +1,507 @@
+"""Detector training: one loop for every registered detector, single process or ``torchrun`` DDP.
+
+Shape of a run (StyleGAN2-ADA style): options resolve into :class:`TrainOptions`, which is written to
+``training_options.json`` in a numbered run dir (``runs/00003-npr-r128``) before any work; metrics are appended
+to ``metrics.jsonl``; ``checkpoint.safetensors`` + ``checkpoint.json`` (weights, optimiser tensors, epoch, best AUC)
+let ``--resume RUN`` continue; the final calibrated model is written to ``RUN/model/`` (see
+:mod:`detectors.modelfile`).
+
+What the loop does for generalisation:
+- family-balanced sampling (each class half the mass, split equally between its families/generators), so one big
+  generator dataset does not become "the" fake;
+- the same random degradation chains (:mod:`detectors.augment`) on reals and fakes;
+- early stopping on validation AUC (ranking), then calibration on a held-out half of validation, with thresholds
+  picked on that half's reals and the card's val metrics measured on the other half.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensics.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run (``training_options.json`` reproduces it)."""
+
+    detector: str
+    data: list[str]
+    val: list[str] = field(default_factory=list)
+    detector_cfg: dict[str, Any] = field(default_factory=dict)
+    res: int | None = None
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    steps_per_epoch: int | None = None
+    patience: int = 3
+    augment: str = "default"
+    calibration: str = "temperature"
+    families: list[str] = field(default_factory=list)
+    exclude_families: list[str] = field(default_factory=list)
+    out: str = "runs/detectors"
+    device: str = "auto"
+    amp: bool = False
+    workers: int = 0
+    seed: int = 0
+    max_minutes: float | None = None
+    max_val: int = 4000
+    post_fit_items: int = 4000
+    weights: str | None = None
+    init_from_gan: str | None = None
+    resume: str | None = None
+    fp16: bool = False
+    model_name: str = ""
+    licence: str = ""
+    threads: int | None = None
+    progress: bool = True
+    max_steps: int | None = None
+
+
+# -- run dirs -------------------------------------------------------------------------------------------------
+def next_run_dir(out: str | os.PathLike[str], desc: str) -> Path:
+    """``out/NNNNN-desc`` with the next free number (never reuses one, so runs are never overwritten)."""
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    nums = [int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.is_dir() and p.name.split("-", 1)[0].isdigit()]
+    run = root / f"{max(nums, default=-1) + 1:05d}-{desc}"
+    run.mkdir()
+    return run
+
+
+class MetricsLog:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, **rec: Any) -> None:
+        if not self.enabled:
+            return
+        rec = {"time": round(time.time(), 3), **rec}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, default=float) + "\n")
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+def save_checkpoint(run: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
+    """Weights and optimiser tensors in safetensors, the rest (epoch, best, param groups) in JSON."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            if hasattr(v, "shape") and getattr(v, "dim", lambda: 0)() > 0:
+                tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[k] = float(v)
+    tmp = run / "checkpoint.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, run / "checkpoint.safetensors")
+    meta = {**state, "param_groups": osd["param_groups"], "opt_scalars": scalars}
+    (run / "checkpoint.json.tmp").write_text(json.dumps(meta, default=float), encoding="utf-8")
+    os.replace(run / "checkpoint.json.tmp", run / "checkpoint.json")
+
+
+def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
+    import torch
+
+    from detectors.modelfile import read_state_dict
+    from forensics.errors import ModelFileError
+
+    if not (run / "checkpoint.json").is_file():
+        raise ModelFileError(f"{run}: no checkpoint.json to resume from")
+    meta = json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
+    tensors = read_state_dict(run / "checkpoint.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    for pid, sc in meta.get("opt_scalars", {}).items():
+        for k, v in sc.items():
+            state.setdefault(int(pid), {})[k] = torch.tensor(v)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
+# -- the loop -------------------------------------------------------------------------------------------------
+class _AugDataset:
+    """Map-style dataset over a schedule of item indices; the chain for position i is seeded by (seed, epoch, i)."""
+
+    def __init__(self, cache: Any, order: np.ndarray, size: int, aug_cfg: Any, seed: int, epoch: int) -> None:
+        self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        from detectors.augment import augment
+
+        j = int(self.order[i])
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        return augment(self.cache.image(j), self.size, rng, self.aug_cfg), self.cache.items[j].y
+
+
+def _collate(batch: list[tuple[np.ndarray, int]]):
+    import torch
+
+    return torch.from_numpy(np.stack([b[0] for b in batch])), torch.tensor([b[1] for b in batch])
+
+
+def _scores(det: Any, arr: np.ndarray, device: Any, batch: int = 256) -> np.ndarray:
+    import torch
+
+    det.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(arr), batch):
+            x = det.preprocess.normalise(torch.from_numpy(arr[i : i + batch]).to(device))
+            out.append(det(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _subsample(items: list, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return items
+    rng = np.random.default_rng(seed)
+    ys = np.array([it.y for it in items])
+    keep: list[int] = []
+    for c in (0, 1):
+        idx = np.flatnonzero(ys == c)
+        keep += list(rng.choice(idx, size=min(idx.size, n // 2), replace=False))
+    return [items[i] for i in sorted(keep)]
+
+
+def train(opts: TrainOptions) -> Path:
+    """Train, calibrate and write ``RUN/model``; returns the run dir."""
+    import torch
+
+    from benchmarks.metrics import roc_auc
+    from detectors.augment import AugmentConfig
+    from detectors.data import ByteCache, balanced_weights, check_both_classes, eval_array, load_items, split_holdout
+    from detectors.registry import DETECTORS, build_detector
+    from forensics.config import resolve_device
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    else:
+        device = resolve_device(opts.device)
+    main_proc = rank == 0
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    t_start = time.time()
+    deadline = t_start + 60 * opts.max_minutes if opts.max_minutes else None
+
+    det_cls = DETECTORS.get(opts.detector).obj
+    cfg_over = dict(opts.detector_cfg)
+    if opts.res:
+        cfg_over["res"] = opts.res
+    cfg_over.setdefault("seed", opts.seed)
+    det = build_detector(opts.detector, **cfg_over)
+    det.initialise(weights=opts.weights, init_from_gan=opts.init_from_gan)
+    res = det.cfg.res
+
+    # data
+    train_items, train_src = load_items(opts.data, "train", opts.families, opts.exclude_families)
+    if opts.val:
+        val_items, val_src = load_items(opts.val, "val", opts.families, opts.exclude_families)
+    else:
+        train_items, val_items = split_holdout(train_items)
+        val_src = []
+    if det_cls.needs_fakes:
+        check_both_classes(train_items, "training data")
+    elif not any(it.y == 0 for it in train_items):
+        raise DataError("training data: no real items (blend makes its positives from reals)")
+    check_both_classes(val_items, "validation data")
+    val_items = _subsample(val_items, opts.max_val, opts.seed)
+    train_paths = {str(it.path) for it in train_items}
+    overlap = sum(str(it.path) in train_paths for it in val_items)
+    if overlap:
+        raise DataError(f"validation shares {overlap} files with training data; use a separate --val split")
+
+    # run dir (rank 0 creates it; others only train)
+    if opts.resume:
+        run = Path(opts.resume)
+        if not (run / "training_options.json").is_file():
+            raise UsageError(f"--resume {run}: not a detector run dir (no training_options.json)")
+    elif main_proc:
+        run = next_run_dir(opts.out, f"{opts.detector}-r{res}")
+    else:
+        run = Path(opts.out) / ".ddp-rank-scratch"
+    if main_proc and not opts.resume:
+        (run / "training_options.json").write_text(json.dumps(asdict(opts), indent=2), encoding="utf-8")
+    mlog = MetricsLog(run / "metrics.jsonl", enabled=main_proc)
+
+    cache = ByteCache(train_items)
+    val_cache = ByteCache(val_items)
+    val_x = eval_array(val_cache, res)
+    val_y = np.array([it.y for it in val_items])
+    weights = balanced_weights(train_items)
+    aug_cfg = AugmentConfig.preset(opts.augment)
+    mlog.write(
+        event="start",
+        n_train=len(train_items),
+        n_val=len(val_items),
+        detector=opts.detector,
+        config=det.config_dict(),
+        device=str(device),
+    )
+
+    det.to(device)
+    params = [p for p in det.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay) if params else None
+    start_epoch, best_auc, bad_epochs, step = 0, -1.0, 0, 0
+    if opts.resume and opt is not None:
+        meta = load_checkpoint(run, det, opt)
+        start_epoch, best_auc, bad_epochs, step = meta["epoch"] + 1, meta["best_auc"], meta["bad_epochs"], meta["step"]
+        mlog.write(event="resume", epoch=start_epoch)
+    model: Any = det
+    if distributed and det.gradient_trained:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(_LossModule(det), find_unused_parameters=True)
+    else:
+        model = _LossModule(det)
+
+    steps_per_epoch = opts.steps_per_epoch or max(1, len(train_items) // opts.batch)
+    use_amp = opts.amp and device.type in ("cuda", "cpu")
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda") if use_amp and device.type == "cuda" else None
+    best_state = {k: v.detach().clone() for k, v in det.state_dict().items()}
+    stopped = "epochs"
+    rng = np.random.default_rng((opts.seed, rank))
+
+    if det.gradient_trained and opt is not None:
+        from tqdm.auto import tqdm
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for epoch in range(start_epoch, opts.epochs):
+            order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
+            ds = _AugDataset(cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch)
+            loader = torch.utils.data.DataLoader(
+                ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
+            )
+            det.train()
+            t_epoch = time.time()
+            import sys
+
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch}",
+                disable=not (opts.progress and main_proc),
+                leave=False,
+                mininterval=0.5 if sys.stderr.isatty() else 60.0,
+            )
+            losses = []
+            for xb, yb in bar:
+                x = det.preprocess.normalise(xb.to(device, non_blocking=True))
+                y = yb.to(device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss, logs = model(x, y)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+                if step % 50 == 0:
+                    mlog.write(event="step", epoch=epoch, step=step, loss=float(np.mean(losses[-50:])), **logs)
+                if (deadline and time.time() > deadline) or (opts.max_steps and step >= opts.max_steps):
+                    break
+            val_s = _scores(det, val_x, device)
+            auc = roc_auc(val_y, val_s)
+            imgs_s = len(losses) * opts.batch * world / max(time.time() - t_epoch, 1e-9)
+            mlog.write(
+                event="epoch",
+                epoch=epoch,
+                step=step,
+                loss=float(np.mean(losses)) if losses else None,
+                val_auc=auc,
+                train_images_per_s=imgs_s,
+                elapsed_s=time.time() - t_start,
+            )
+            if main_proc and opts.progress:
+                log.warning(
+                    "epoch %d: loss %.4f val AUC %.4f (%.0f img/s)",
+                    epoch,
+                    np.mean(losses) if losses else float("nan"),
+                    auc,
+                    imgs_s,
+                )
+            if auc > best_auc:
+                best_auc, bad_epochs = auc, 0
+                best_state = {k: v.detach().clone() for k, v in det.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if main_proc:
+                save_checkpoint(
+                    run, det, opt, {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step}
+                )
+            if bad_epochs >= opts.patience:
+                stopped = "early-stop"
+                break
+            if deadline and time.time() > deadline:
+                stopped = "max-minutes"
+                break
+            if opts.max_steps and step >= opts.max_steps:
+                stopped = "max-steps"
+                break
+        det.load_state_dict(best_state)
+
+    if not main_proc:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+        return run
+
+    # closed-form fitting (spectrum, ensemble stacker) on augmented train items and on val
+    from detectors.augment import augment
+    from detectors.base import ArrayData
+
+    n_pf = min(opts.post_fit_items, len(train_items))
+    pf_idx = np.random.default_rng(opts.seed + 7).choice(len(train_items), size=n_pf, replace=False)
+    pf_x = np.zeros((n_pf, res, res, 3), np.uint8)
+    for k, i in enumerate(pf_idx):
+        pf_x[k] = augment(cache.image(int(i)), res, np.random.default_rng((opts.seed, 99, int(i))), aug_cfg)
+    pf_y = np.array([train_items[int(i)].y for i in pf_idx])
+    half_a = stratified_halves(val_y)
+    det.eval()
+    with torch.no_grad():
+        to_t = lambda a: det.preprocess.normalise(torch.from_numpy(a).to(device))  # noqa: E731
+        det.post_fit(
+            ArrayData(to_t(pf_x).cpu(), torch.from_numpy(pf_y)),
+            ArrayData(to_t(val_x[half_a]).cpu(), torch.from_numpy(val_y[half_a])),
+        )
+
+    val_s = _scores(det, val_x, device)
+    run_info = {
+        "stopped": stopped,
+        "best_val_auc_during_training": best_auc,
+        "steps": step,
+        "minutes": (time.time() - t_start) / 60,
+    }
+    model_dir = finalize_model(
+        run / "model", det, val_s, val_y, half_a, opts, train_src, val_src, run_info, n_train=len(train_items)
+    )
+    mlog.write(event="done", model=str(model_dir), **run_info)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return run
+
+
+def stratified_halves(y: np.ndarray) -> np.ndarray:
+    """Boolean mask of half A: every other item *within each class*, so both halves keep both classes."""
+    mask = np.zeros(len(y), dtype=bool)
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        mask[idx[::2]] = True
+    return mask
+
+
+class _LossModule:
+    """Wraps ``detector.loss`` as ``forward`` so DDP's gradient hooks see it (DDP syncs only through forward)."""
+
+    def __new__(cls, det: Any):  # built lazily so this module imports without torch
+        from torch import nn
+
+        class LossModule(nn.Module):
+            def __init__(self, d: Any) -> None:
+                super().__init__()
+                self.det = d
+
+            def forward(self, x: Any, y: Any) -> Any:
+                return self.det.loss(x, y)
+
+        return LossModule(det)
+
+
+def finalize_model(
+    out: Path,
+    det: Any,
+    val_s: np.ndarray,
+    val_y: np.ndarray,
+    half_a: np.ndarray,
+    opts: TrainOptions,
+    train_src: list,
+    val_src: list,
+    run_info: dict[str, Any],
+    n_train: int,
+) -> Path:
+    """Calibrate on val half A, thresholds from half A, metrics on half B; write the model file."""
+    from benchmarks.metrics import evaluate_scores
+    from detectors.calibration import fit_calibrator, threshold_presets
+    from detectors.modelfile import save_model
+
+    cal = fit_calibrator(opts.calibration, val_s[half_a], val_y[half_a])
+    p_a = cal.predict_proba(val_s[half_a])
+    thresholds = threshold_presets(p_a, val_y[half_a])
+    metrics: dict[str, Any] = {}
+    b = ~half_a
+    if 0 < val_y[b].sum() < b.sum():
+        rep = evaluate_scores(val_y[b], val_s[b], cal.predict_proba(val_s[b]), thresholds, n_boot=200, seed=opts.seed)
+        metrics["val_heldout_half"] = rep.to_dict()
+    training = {
+        "detector": opts.detector,
+        "datasets": [dataclasses.asdict(s) for s in train_src],
+        "val_datasets": [dataclasses.asdict(s) for s in val_src],
+        "families": sorted({f for s in train_src for f in s.families}),
+        "exclude_families": opts.exclude_families,
+        "n_train": n_train,
+        "n_val": int(len(val_y)),
+        "augment": opts.augment,
+        "calibration_split": "even-indexed half of val (thresholds too); metrics on the odd half",
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("detector_cfg",)},
+        **run_info,
+    }
+    return save_model(
+        out,
+        det,
+        cal,
+        thresholds,
+        training=training,
+        metrics=metrics,
+        licence=opts.licence,
+        fp16=opts.fp16,
+        name=opts.model_name or opts.detector,
+        description=_describe(opts.detector),
+    )
+
+
+def _describe(name: str) -> str:
+    from detectors.registry import DETECTORS
+
+    return DETECTORS.get(name).description

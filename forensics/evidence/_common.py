@@ -1,0 +1,77 @@
+"""Small helpers shared by the pixel analyses: face masks, region contrasts and normalised heatmaps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Pixel analyses work on at most this many pixels: a 50-megapixel photo would otherwise cost seconds per
+# analysis. Downscaling blurs fine traces, so the factor is reported in each result's details.
+MAX_ANALYSIS_PIXELS = 4_000_000
+
+
+def limit_size(pixels: np.ndarray, boxes: list) -> tuple[np.ndarray, list, float]:
+    """Downscale very large images (and their face boxes) for analysis; returns the scale factor used."""
+    h, w = pixels.shape[:2]
+    if h * w <= MAX_ANALYSIS_PIXELS:
+        return pixels, list(boxes), 1.0
+    import cv2
+
+    s = math.sqrt(MAX_ANALYSIS_PIXELS / (h * w))
+    small = cv2.resize(pixels, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+    return small, [tuple(c * s for c in b) for b in boxes], s
+
+
+def face_mask(shape: tuple[int, int], boxes: list) -> np.ndarray:
+    """Boolean HxW mask that is True inside any face box (clipped to the image)."""
+    h, w = shape
+    m = np.zeros((h, w), dtype=bool)
+    for x1, y1, x2, y2 in boxes:
+        xa, ya = max(0, int(x1)), max(0, int(y1))
+        xb, yb = min(w, int(math.ceil(x2))), min(h, int(math.ceil(y2)))
+        if xb > xa and yb > ya:
+            m[ya:yb, xa:xb] = True
+    return m
+
+
+def region_contrast(
+    values: np.ndarray, boxes: list, floor: float = 0.5
+) -> tuple[float | None, float | None, float | None]:
+    """Mean of ``values`` inside the faces, outside them, and the face/background ratio (None when undefined).
+
+    Why a ratio: a face pasted or generated into a real photo usually went through a different pipeline
+    (resampling, compression, denoising) than its surroundings, so its error level and noise differ in *relative*
+    terms even when both are low in absolute terms. ``floor`` (in the values' units) is added to both means so
+    that two near-zero levels (a grey image re-saved at its own quality) do not make a huge, meaningless ratio.
+    """
+    if not boxes:
+        return None, None, None
+    m = face_mask(values.shape[:2], boxes)
+    if m.sum() < 16 or (~m).sum() < 16:
+        return None, None, None
+    inside, outside = float(values[m].mean()), float(values[~m].mean())
+    ratio = (inside + floor) / (outside + floor)
+    return inside, outside, ratio
+
+
+def ratio_score(ratio: float | None, full_at: float = 3.0) -> float | None:
+    """Map a face/background ratio to [0, 1]: 1 when the face differs by ``full_at`` times (either direction)."""
+    if ratio is None:
+        return None
+    return float(min(1.0, abs(math.log(max(ratio, 1e-9))) / math.log(full_at)))
+
+
+def normalise(heat: np.ndarray, pct: float = 99.5) -> np.ndarray:
+    """Scale to [0, 1] by a high percentile so a few hot pixels do not wash out the map."""
+    heat = heat.astype(np.float32)
+    hi = float(np.percentile(heat, pct)) if heat.size else 0.0
+    if hi <= 1e-12:
+        return np.zeros_like(heat, dtype=np.float32)
+    return np.clip(heat / hi, 0.0, 1.0)
+
+
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma as float32 (the same weights JPEG uses for Y)."""
+    p = pixels.astype(np.float32)
+    return 0.299 * p[..., 0] + 0.587 * p[..., 1] + 0.114 * p[..., 2]

@@ -1,0 +1,972 @@
+"""The scan pipeline: media -> faces -> aligned crops -> calibrated P(fake) -> verdicts, evidence and timings.
+
+``forensics scan`` and the Python API (``from forensics import scan``) both run :class:`Scanner`. The flow for
+a chunk of ``batch`` files (see ``docs/scan.md``)::
+
+    load (thread pool, per-file deadline)       images decoded, videos only probed
+      -> detect faces (one batched call per chunk; images downscaled to ``detect_max_side`` for detection)
+      -> crop by the model's PreprocessSpec (5-point alignment or centre crop; whole-image fallback + ``no_face``)
+      -> one batched model forward over every crop of the chunk
+      -> evidence (file analyses in the thread pool, per-face Grad-CAM in the caller's thread)
+      -> FileResult per file, in input order
+
+While a chunk is detected and scored, the next chunk is already being loaded, so decoding hides behind the
+model. Videos are streamed frame batch by frame batch (``forensics.media.iter_frames``) with a face tracker,
+so memory is bounded by ``batch`` frames whatever the length of the clip.
+
+**Aggregation** (documented in ``docs/scan-output.md``): an image's probability is the maximum over its faces (one
+fake face makes a fake image). A video track's probability is the mean of the top half of its per-frame
+probabilities (robust to a few glitchy frames, yet a manipulation present in half the frames dominates); the
+file's probability is the maximum over tracks seen in at least ``min_track_faces`` sampled frames (tracks
+shorter than that are spurious detections unless no longer track exists).
+
+**Verdicts** are evidence, not proof: ``flagged`` means the calibrated probability reached the chosen threshold
+policy's value (e.g. ``fpr1`` = the model's threshold for a 1% false-positive rate on its calibration set).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forensics.config import ASSETS_DIR
+from forensics.errors import ForensicsError, ModelFileError, UsageError
+from forensics.evidence import EvidenceResult, EvidenceSubject, resolve_evidence, run_face_evidence, run_file_evidence
+from forensics.inputs import InputExpander, InputItem
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1.0"
+VERDICT_FLAGGED = "flagged"
+VERDICT_CLEAR = "not_flagged"
+THRESHOLD_POLICIES = ("balanced", "fpr1", "fpr01")
+THUMB_SIDE = 256
+FALLBACK_VIDEO_CROPS = 8  # whole-frame crops kept for a video in which no face is ever found
+
+
+class ScanTimeoutError(ForensicsError):
+    """A file's work exceeded ``--timeout``; reported per file like any other error."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class ThresholdPolicy:
+    """Which threshold turned probabilities into verdicts: a named policy of the model file, or a number."""
+
+    policy: str
+    value: float
+
+    @classmethod
+    def resolve(cls, spec: str | float, thresholds: dict[str, float]) -> ThresholdPolicy:
+        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+            value, name = float(spec), "custom"
+        elif isinstance(spec, str) and spec in THRESHOLD_POLICIES:
+            if spec not in thresholds:
+                known = ", ".join(sorted(thresholds)) or "none"
+                raise ModelFileError(f"model has no '{spec}' threshold (has: {known})")
+            return cls(spec, float(thresholds[spec]))
+        else:
+            try:
+                value, name = float(spec), "custom"
+            except (TypeError, ValueError):
+                raise UsageError(
+                    f"--threshold {spec!r}: use one of {', '.join(THRESHOLD_POLICIES)} or a probability in [0, 1]"
+                ) from None
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"--threshold {value}: a probability threshold must lie in [0, 1]")
+        return cls(name, value)
+
+    def verdict(self, p: float | None) -> str | None:
+        if p is None:
+            return None
+        return VERDICT_FLAGGED if p >= self.value else VERDICT_CLEAR
+
+
+@dataclass
+class FaceResult:
+    """One scored face: a detection in an image or in one sampled video frame (or the whole-image fallback)."""
+
+    index: int
+    box: list[float]  # x1, y1, x2, y2 in pixels of the decoded image / frame
+    frame: int  # 0 for images; the decoded frame index for videos
+    time_s: float
+    track: int  # face track id (images: one per face)
+    fake_probability: float
+    verdict: str
+    detection_prob: float | None = None  # None for the whole-image fallback
+    aligned: bool = True  # False: centre crop (model policy, approximate landmarks, or fallback)
+    no_face: bool = False  # True: no face was found; this is a centre crop of the whole image / frame
+    evidence: list[EvidenceResult] = field(default_factory=list)
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)  # report only, never serialised
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "box": [round(float(v), 2) for v in self.box],
+            "frame": int(self.frame),
+            "time_s": round(float(self.time_s), 4),
+            "track": int(self.track),
+            "fake_probability": round(float(self.fake_probability), 6),
+            "verdict": self.verdict,
+            "detection_prob": None if self.detection_prob is None else round(float(self.detection_prob), 5),
+            "aligned": bool(self.aligned),
+            "no_face": bool(self.no_face),
+            "evidence": [e.to_dict() for e in self.evidence],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FaceResult:
+        return cls(
+            index=d["index"], box=list(d["box"]), frame=d["frame"], time_s=d.get("time_s", 0.0), track=d["track"],
+            fake_probability=d["fake_probability"], verdict=d["verdict"], detection_prob=d.get("detection_prob"),
+            aligned=d.get("aligned", True), no_face=d.get("no_face", False),
+            evidence=[EvidenceResult.from_dict(e) for e in d.get("evidence", [])],
+        )  # fmt: skip
+
+
+@dataclass
+class TrackResult:
+    """A face followed across sampled frames of a video, with its aggregated probability."""
+
+    track: int
+    n_faces: int
+    first_frame: int
+    last_frame: int
+    fake_probability: float
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fake_probability"] = round(float(self.fake_probability), 6)
+        return d
+
+
+@dataclass
+class FileResult:
+    """Everything ``scan`` knows about one input file; ``to_dict`` is one line of ``--jsonl`` (schema 1.0)."""
+
+    path: str
+    sha256: str = ""
+    status: str = "ok"  # 'ok' | 'error'
+    error: str | None = None
+    error_type: str | None = None
+    media_type: str | None = None  # 'image' | 'video'
+    size_bytes: int = 0
+    width: int | None = None
+    height: int | None = None
+    fake_probability: float | None = None
+    verdict: str | None = None
+    no_face: bool = False
+    faces: list[FaceResult] = field(default_factory=list)
+    tracks: list[TrackResult] = field(default_factory=list)
+    frames_sampled: int = 0
+    duplicate_of: str | None = None
+    aggregation: str = ""
+    model: dict[str, str] = field(default_factory=dict)
+    threshold: dict[str, Any] = field(default_factory=dict)
+    evidence: list[EvidenceResult] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+    thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)  # report only
+
+    @property
+    def flagged(self) -> bool:
+        return self.verdict == VERDICT_FLAGGED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "path": self.path,
+            "sha256": self.sha256,
+            "status": self.status,
+            "error": self.error,
+            "error_type": self.error_type,
+            "media_type": self.media_type,
+            "size_bytes": int(self.size_bytes),
+            "width": self.width,
+            "height": self.height,
+            "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
+            "verdict": self.verdict,
+            "no_face": bool(self.no_face),
+            "n_faces": len(self.faces),
+            "faces": [f.to_dict() for f in self.faces],
+            "tracks": [t.to_dict() for t in self.tracks],
+            "frames_sampled": int(self.frames_sampled),
+            "duplicate_of": self.duplicate_of,
+            "aggregation": self.aggregation,
+            "model": dict(self.model),
+            "threshold": dict(self.threshold),
+            "evidence": [e.to_dict() for e in self.evidence],
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileResult:
+        return cls(
+            path=d["path"], sha256=d.get("sha256", ""), status=d.get("status", "ok"), error=d.get("error"),
+            error_type=d.get("error_type"), media_type=d.get("media_type"), size_bytes=d.get("size_bytes", 0),
+            width=d.get("width"), height=d.get("height"), fake_probability=d.get("fake_probability"),
+            verdict=d.get("verdict"), no_face=d.get("no_face", False),
+            faces=[FaceResult.from_dict(f) for f in d.get("faces", [])],
+            tracks=[TrackResult(**t) for t in d.get("tracks", [])], frames_sampled=d.get("frames_sampled", 0),
+            duplicate_of=d.get("duplicate_of"), aggregation=d.get("aggregation", ""), model=d.get("model", {}),
+            threshold=d.get("threshold", {}), evidence=[EvidenceResult.from_dict(e) for e in d.get("evidence", [])],
+            timings_ms=d.get("timings_ms", {}), schema_version=d.get("schema_version", SCHEMA_VERSION),
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class ScanConfig:
+    """Every knob of a scan; the CLI options map 1:1 onto these fields."""
+
+    threshold: str | float = "balanced"
+    evidence: str | list[str] = "all"
+    device: str = "auto"
+    batch: int = 16  # files per chunk (images) / frames per detector call (videos) / crops per forward
+    workers: int = 2  # threads for decoding and file evidence
+    timeout_s: float | None = 300.0  # per file; None = no limit
+    fps: float = 1.0  # sampled frames per second of video
+    max_frames: int = 32  # sampled frames per video (sampling rate lowered to cover the whole clip)
+    max_faces: int = 8  # most confident faces per image / frame
+    face_detector: str = "mtcnn"
+    detect_max_side: int = 1024  # images are downscaled to this for detection (faces stay full-res for the model)
+    work_max_side: int = 4096  # decoded images larger than this are downscaled once (bounds memory per chunk)
+    min_track_faces: int = 2
+    explain_faces: int = 4  # faces per file that get Grad-CAM (the most suspicious ones)
+    keep_images: bool = False  # keep thumbnails / crops / heatmaps for the HTML report
+    follow_symlinks: bool = False
+    max_pixels: int | None = None  # overrides MediaLimits.max_pixels
+    max_bytes: int | None = None  # overrides MediaLimits.max_bytes
+    threads: int | None = None  # torch intra-op threads (None = torch's default: all cores)
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "workers", "max_frames", "max_faces", "min_track_faces"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.fps <= 0:
+            raise UsageError(f"--fps {self.fps}: must be > 0")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            self.timeout_s = None
+        self.evidence = resolve_evidence(self.evidence)
+
+    def limits(self):
+        from forensics.media import MediaLimits
+
+        kw: dict[str, Any] = {}
+        if self.max_pixels:
+            kw["max_pixels"] = int(self.max_pixels)
+        if self.max_bytes:
+            kw["max_bytes"] = int(self.max_bytes)
+        return MediaLimits(**kw)
+
+
+DEFAULT_MODEL_DIR = ASSETS_DIR / "models" / "default"  # where detectors.default_model installs it
+
+
+def resolve_model(model: Any = "default", device: str = "auto") -> Any:
+    """A loaded ``detectors.modelfile.Model`` from a Model, a path or ``'default'`` (with a clear error if absent)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        raise ModelFileError("no default model shipped; pass --model FILE")
+    from detectors.modelfile import load_model
+
+    return load_model(str(model), device=device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+class Deadline:
+    """Wall-clock budget of one file; ``check`` raises :class:`ScanTimeoutError` once it is spent."""
+
+    def __init__(self, path: str, seconds: float | None) -> None:
+        self.path = path
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+    def check(self, what: str = "") -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise ScanTimeoutError(f"{self.path}: timed out after {self.seconds:g} s{(' ' + what) if what else ''}")
+
+
+def _error_result(path: str, exc: BaseException, item: InputItem | None = None) -> FileResult:
+    if isinstance(exc, ForensicsError):
+        msg = str(exc)
+    else:  # an unexpected failure inside a decoder or a model: still one line naming the file
+        msg = " ".join(f"{path}: {type(exc).__name__}: {exc}".split())
+    if path not in msg:
+        msg = f"{path}: {msg}"
+    return FileResult(
+        path=path,
+        sha256=item.sha256 if item else "",
+        size_bytes=item.size_bytes if item else 0,
+        status="error",
+        error=msg,
+        error_type=type(exc).__name__,
+    )
+
+
+def _thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    import cv2
+
+    h, w = pixels.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return pixels.copy()
+    return cv2.resize(pixels, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image to run the face detector on, and the factor that maps its coordinates back."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return pixels, 1.0
+    small = cv2.resize(pixels, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(small), s
+
+
+def _rescaled(face: Any, s: float) -> Any:
+    if s == 1.0:
+        return face
+    from forensics.faces import Face
+
+    return Face(
+        box=tuple(float(v) / s for v in face.box),
+        landmarks=np.asarray(face.landmarks, dtype=np.float64) / s,
+        prob=face.prob,
+        approx_landmarks=getattr(face, "approx_landmarks", False),
+    )
+
+
+def _box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
+    """Square crop around a face box with ``margin`` context, resized to ``size`` (the 'center' crop policy)."""
+    import cv2
+
+    from forensics.faces import center_crop_face
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    xa, ya = int(round(cx - side / 2)), int(round(cy - side / 2))
+    xb, yb = int(round(cx + side / 2)), int(round(cy + side / 2))
+    pad = max(0, -xa, -ya, xb - w, yb - h)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        xa, ya, xb, yb = xa + pad, ya + pad, xb + pad, yb + pad
+    return center_crop_face(image[ya:yb, xa:xb], size)
+
+
+def top_half_mean(probs: Sequence[float]) -> float:
+    """Mean of the top ceil(n/2) values: the per-track video aggregate (see module docstring)."""
+    v = np.sort(np.asarray(probs, dtype=np.float64))[::-1]
+    return float(v[: max(1, math.ceil(len(v) / 2))].mean())
+
+
+@dataclass
+class _Loaded:
+    item: InputItem
+    kind: str = ""
+    pixels: np.ndarray | None = None
+    det_image: np.ndarray | None = None
+    det_scale: float = 1.0
+    info: Any = None
+    load_ms: float = 0.0
+    error: BaseException | None = None
+    work_scale: float = 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the scanner
+# ---------------------------------------------------------------------------------------------------------------
+class Scanner:
+    """Holds the model, the face detector and the config; turns :class:`InputItem` streams into results.
+
+    One Scanner is used per process (the Ray engine builds one per actor). The face detector and the model are
+    called from the thread that iterates :meth:`scan_items` only: torch modules with Grad-CAM hooks are not
+    thread-safe, and batching beats threading for the forward pass anyway.
+    """
+
+    def __init__(self, model: Any = "default", config: ScanConfig | None = None, detector: Any = None) -> None:
+        self.config = config or ScanConfig()
+        if self.config.threads:
+            # On a shared or oversubscribed machine torch's default (one thread per core) spins against other
+            # processes; MTCNN measured 8x slower with 2 threads than with 1 on a loaded 2-core box.
+            import torch
+
+            torch.set_num_threads(int(self.config.threads))
+        self.model = resolve_model(model, self.config.device)
+        self.policy = ThresholdPolicy.resolve(self.config.threshold, dict(getattr(self.model, "thresholds", {})))
+        self.spec = self.model.preprocess
+        self._detector = detector
+        self._limits = self.config.limits()
+        self.model_info = {"name": str(self.model.name), "sha256": str(self.model.sha256)}
+        self.totals = {"detect": 0.0, "model": 0.0, "load": 0.0, "evidence": 0.0, "align": 0.0}
+        self._lock = threading.Lock()
+        if self._detector is None:  # load now: a broken detector fails fast and its load time is not "detect" time
+            from forensics.faces import get_face_detector
+
+            self._detector = get_face_detector(self.config.face_detector, device=self.config.device)
+
+    @property
+    def detector(self) -> Any:
+        return self._detector
+
+    # -- timing helpers -----------------------------------------------------------------------------------------
+    def _add_total(self, key: str, ms: float) -> None:
+        with self._lock:
+            self.totals[key] += ms
+
+    def _predict(self, crops: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        if not crops:
+            return np.zeros(0), 0.0
+        t0 = time.perf_counter()
+        out = []
+        for i in range(0, len(crops), max(1, self.config.batch)):
+            out.append(np.asarray(self.model.predict_proba(crops[i : i + self.config.batch]), dtype=np.float64))
+        ms = (time.perf_counter() - t0) * 1000
+        self._add_total("model", ms)
+        return np.concatenate(out).reshape(-1), ms
+
+    def _detect(self, images: list[np.ndarray]) -> tuple[list[list[Any]], float]:
+        if not images:
+            return [], 0.0
+        t0 = time.perf_counter()
+        faces = self.detector.detect(images)
+        ms = (time.perf_counter() - t0) * 1000
+        self._add_total("detect", ms)
+        return [f[: self.config.max_faces] for f in faces], ms
+
+    def _crop(self, image: np.ndarray, face: Any) -> tuple[np.ndarray, bool]:
+        from forensics.faces import align_face
+
+        if self.spec.crop == "align" and not getattr(face, "approx_landmarks", False):
+            return align_face(image, face.landmarks, size=self.spec.size, margin=self.spec.margin), True
+        return _box_crop(image, face.box, self.spec.size, self.spec.margin), False
+
+    # -- public -------------------------------------------------------------------------------------------------
+    def scan_items(self, items: Iterable[InputItem]) -> Iterator[FileResult]:
+        """Scan items in chunks of ``batch`` files; yields one :class:`FileResult` per item, in input order."""
+        cfg = self.config
+        done: dict[str, bytes] = {}  # sha256 -> compressed record of the first copy (for its duplicates)
+        with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="scan") as pool:
+            chunks = _chunked(items, cfg.batch)
+            nxt = next(chunks, None)
+            prefetch = self._submit_loads(pool, nxt) if nxt else None
+            while nxt is not None:
+                chunk, loads = nxt, prefetch
+                nxt = next(chunks, None)
+                prefetch = self._submit_loads(pool, nxt) if nxt else None  # decode the next chunk meanwhile
+                results = self._scan_chunk(pool, chunk, loads)
+                for item in chunk:
+                    if item.duplicate_of is not None and item.error is None:
+                        yield self._duplicate(item, _uncompact(done.get(item.sha256)))
+                        continue
+                    res = results[id(item)]
+                    self._stamp(res)
+                    if res.status == "ok" and res.sha256:
+                        done[res.sha256] = _compact(res)
+                    yield res
+
+    def _stamp(self, res: FileResult) -> None:
+        """Every record names the model and policy (errors too), so a results file is self-describing."""
+        res.model = res.model or dict(self.model_info)
+        res.threshold = res.threshold or {"policy": self.policy.policy, "value": self.policy.value}
+        res.timings_ms = res.timings_ms or _timings()
+
+    # -- chunk pipeline -----------------------------------------------------------------------------------------
+    def _submit_loads(self, pool: ThreadPoolExecutor, chunk: list[InputItem]) -> dict[int, tuple[Future, list]]:
+        # the list receives the monotonic time the decode actually starts: waiting in the queue is not the file's fault
+        out = {}
+        for it in chunk:
+            if it.error is None and it.duplicate_of is None:
+                started: list[float] = []
+                out[id(it)] = (pool.submit(self._load, it, started), started)
+        return out
+
+    def _load(self, item: InputItem, started: list[float] | None = None) -> _Loaded:
+        from forensics import media
+
+        if started is not None:
+            started.append(time.monotonic())
+        t0 = time.perf_counter()
+        out = _Loaded(item)
+        try:
+            out.kind = media.sniff(item.path)
+            if out.kind == "image":
+                loaded = media.load_image(item.path, limits=self._limits)
+                # An 80 MP photo is 240 MB decoded; a chunk of them (plus the prefetched next chunk) must stay
+                # bounded. 4096 px still gives any face far more pixels than a model crop needs.
+                out.pixels, out.work_scale = _downscale(loaded.pixels, self.config.work_max_side)
+                out.info = loaded.info
+                out.det_image, out.det_scale = _downscale(out.pixels, self.config.detect_max_side)
+            else:
+                out.info = media.probe(item.path, limits=self._limits, sha256=False)  # hashed already
+        except Exception as exc:  # noqa: BLE001 - every failure becomes this file's error record
+            out.error = exc
+        out.load_ms = (time.perf_counter() - t0) * 1000
+        self._add_total("load", out.load_ms)
+        return out
+
+    def _scan_chunk(
+        self, pool: ThreadPoolExecutor, chunk: list[InputItem], loads: dict[int, tuple[Future, list]] | None
+    ) -> dict[int, FileResult]:
+        cfg = self.config
+        results: dict[int, FileResult] = {}
+        images: list[_Loaded] = []
+        videos: list[_Loaded] = []
+        for item in chunk:
+            if item.error is not None:
+                results[id(item)] = FileResult(
+                    path=item.path, status="error", error=item.error, error_type=item.error_type or "InputError"
+                )
+                continue
+            if item.duplicate_of is not None:
+                continue
+            fut, started = (loads or {})[id(item)]
+            try:
+                if cfg.timeout_s is None:
+                    loaded = fut.result()
+                else:
+                    if not started:  # still queued behind other decodes: wait for it to begin, unbounded
+                        while not started and not fut.done():
+                            time.sleep(0.005)
+                    t_start = started[0] if started else time.monotonic()
+                    loaded = fut.result(timeout=max(0.0, cfg.timeout_s - (time.monotonic() - t_start)))
+            except FutureTimeout:
+                exc = ScanTimeoutError(f"{item.path}: timed out after {cfg.timeout_s:g} s while decoding")
+                results[id(item)] = _error_result(item.path, exc, item)
+                continue
+            if loaded.error is not None:
+                results[id(item)] = _error_result(item.path, loaded.error, item)
+            elif loaded.kind == "image":
+                images.append(loaded)
+            else:
+                videos.append(loaded)
+        if images:
+            for ld, res in zip(images, self._scan_images(pool, images)):
+                results[id(ld.item)] = res
+        for ld in videos:
+            deadline = Deadline(ld.item.path, cfg.timeout_s)
+            try:
+                results[id(ld.item)] = self._scan_video(pool, ld, deadline)
+            except Exception as exc:  # noqa: BLE001
+                results[id(ld.item)] = _error_result(ld.item.path, exc, ld.item)
+        return results
+
+    def _scan_images(self, pool: ThreadPoolExecutor, images: list[_Loaded]) -> list[FileResult]:
+        cfg = self.config
+        try:
+            detections, det_ms = self._detect([ld.det_image for ld in images])
+        except Exception as exc:  # noqa: BLE001 - a detector crash on one chunk must not stop the batch
+            return [_error_result(ld.item.path, exc, ld.item) for ld in images]
+        t0 = time.perf_counter()
+        crops: list[np.ndarray] = []
+        owners: list[tuple[int, Any, bool, bool]] = []  # (image index, face or None, aligned, no_face)
+        for i, (ld, faces) in enumerate(zip(images, detections)):
+            faces = [_rescaled(f, ld.det_scale) for f in faces]
+            if faces:
+                for f in faces:
+                    crop, aligned = self._crop(ld.pixels, f)
+                    crops.append(crop)
+                    owners.append((i, f, aligned, False))
+            else:
+                from forensics.faces import center_crop_face
+
+                crops.append(center_crop_face(ld.pixels, self.spec.size))
+                owners.append((i, None, False, True))
+        align_ms = (time.perf_counter() - t0) * 1000
+        self._add_total("align", align_ms)
+        try:
+            probs, model_ms = self._predict(crops)
+        except Exception as exc:  # noqa: BLE001
+            return [_error_result(ld.item.path, exc, ld.item) for ld in images]
+        per_image: list[list[FaceResult]] = [[] for _ in images]
+        crop_share = [0] * len(images)
+        for (i, f, aligned, no_face), crop, p in zip(owners, crops, probs):
+            ws = images[i].work_scale  # boxes are reported in the file's own pixel coordinates
+            h, w = images[i].pixels.shape[0] / ws, images[i].pixels.shape[1] / ws
+            fr = FaceResult(
+                index=len(per_image[i]),
+                box=[v / ws for v in f.box] if f is not None else [0.0, 0.0, float(round(w)), float(round(h))],
+                frame=0,
+                time_s=0.0,
+                track=len(per_image[i]),
+                fake_probability=float(p),
+                verdict=self.policy.verdict(float(p)) or VERDICT_CLEAR,
+                detection_prob=float(f.prob) if f is not None else None,
+                aligned=aligned,
+                no_face=no_face,
+                crop=crop,
+            )
+            per_image[i].append(fr)
+            crop_share[i] += 1
+        # file-scope evidence for each image runs in the pool while Grad-CAM runs here
+        ev_futs = [
+            pool.submit(self._file_evidence, ld.item.path, "image", ld.pixels,
+                        [[v * ld.work_scale for v in fr.box] for fr in fs if not fr.no_face], ld.info, ld.work_scale)
+            for ld, fs in zip(images, per_image)
+        ]  # fmt: skip
+        out = []
+        n_imgs, n_crops = len(images), max(1, len(crops))
+        for i, ld in enumerate(images):
+            t_face = time.perf_counter()
+            self._face_evidence(per_image[i])
+            face_ev_ms = (time.perf_counter() - t_face) * 1000
+            file_ev, file_ev_ms = self._collect_evidence(ev_futs[i], ld.item.path, ld.load_ms)
+            faces = per_image[i]
+            p_file = max(fr.fake_probability for fr in faces)
+            res = self._base_result(ld)
+            res.faces = faces
+            res.no_face = faces[0].no_face
+            res.fake_probability = p_file
+            res.verdict = self.policy.verdict(p_file)
+            res.aggregation = "whole-image centre crop (no face found)" if res.no_face else "max over faces"
+            res.frames_sampled = 1
+            res.evidence = file_ev
+            share = crop_share[i] / n_crops
+            res.timings_ms = _timings(
+                load=ld.load_ms, detect=det_ms / n_imgs, align=align_ms * share, model=model_ms * share,
+                evidence=file_ev_ms + face_ev_ms,
+            )  # fmt: skip
+            if cfg.keep_images:
+                res.thumbnail = _thumbnail(ld.pixels)
+            else:
+                for fr in faces:
+                    fr.crop = None
+            out.append(res)
+        return out
+
+    def _base_result(self, ld: _Loaded) -> FileResult:
+        info = ld.info
+        return FileResult(
+            path=ld.item.path,
+            sha256=ld.item.sha256 or getattr(info, "sha256", ""),
+            size_bytes=ld.item.size_bytes or getattr(info, "size_bytes", 0),
+            media_type=ld.kind,
+            width=getattr(info, "width", None),
+            height=getattr(info, "height", None),
+            model=dict(self.model_info),
+            threshold={"policy": self.policy.policy, "value": self.policy.value},
+        )
+
+    # -- evidence -----------------------------------------------------------------------------------------------
+    def _file_evidence(
+        self, path: str, kind: str, pixels: np.ndarray, boxes: list, info: Any, scale: float = 1.0
+    ) -> tuple[list[EvidenceResult], float]:
+        t0 = time.perf_counter()
+        names = self.config.evidence
+        if not names:
+            return [], 0.0
+        subject = EvidenceSubject(
+            path=path, media_type=kind, pixels=pixels, face_boxes=[tuple(b) for b in boxes],
+            container=str(getattr(info, "container", "") or ""), exif=dict(getattr(info, "exif", {}) or {}),
+            pixel_scale=scale,
+        )  # fmt: skip
+        res = run_file_evidence(names, subject)
+        if not self.config.keep_images:
+            for r in res:
+                r.heatmap = None
+        ms = (time.perf_counter() - t0) * 1000
+        self._add_total("evidence", ms)
+        return res, ms
+
+    def _collect_evidence(self, fut: Future, path: str, spent_ms: float) -> tuple[list[EvidenceResult], float]:
+        timeout = None if self.config.timeout_s is None else max(1.0, self.config.timeout_s - spent_ms / 1000)
+        try:
+            return fut.result(timeout=timeout)
+        except FutureTimeout:
+            note = EvidenceResult("evidence", "file", None, "evidence analyses timed out", error="timeout")
+            return [note], timeout * 1000 if timeout else 0.0
+
+    def _face_evidence(self, faces: list[FaceResult]) -> None:
+        names = [n for n in self.config.evidence if _is_face_scope(n)]
+        if not names:
+            return
+        t0 = time.perf_counter()
+        ranked = sorted((f for f in faces if f.crop is not None), key=lambda f: -f.fake_probability)
+        for fr in ranked[: self.config.explain_faces]:
+            fr.evidence = run_face_evidence(names, fr.crop, self.model)
+            if not self.config.keep_images:
+                for e in fr.evidence:
+                    e.heatmap = None
+        self._add_total("evidence", (time.perf_counter() - t0) * 1000)
+
+    # -- video --------------------------------------------------------------------------------------------------
+    def _scan_video(self, pool: ThreadPoolExecutor, ld: _Loaded, deadline: Deadline) -> FileResult:
+        from forensics import media
+        from forensics.faces import IoUTracker, center_crop_face
+
+        cfg = self.config
+        info = ld.info
+        fps = cfg.fps
+        duration = getattr(info, "duration_s", None)
+        if duration and duration > 0 and cfg.max_frames / duration < fps:
+            fps = cfg.max_frames / duration  # spread the frame budget over the whole clip
+        tracker = IoUTracker()
+        faces: list[FaceResult] = []
+        fallback: list[tuple[int, float, np.ndarray]] = []
+        best: tuple[float, np.ndarray | None, list] = (-1.0, None, [])  # (max p, frame pixels, boxes)
+        first_frame: np.ndarray | None = None
+        det_ms = model_ms = align_ms = 0.0
+        sampled = 0
+        frames = media.iter_frames(ld.item.path, fps=fps, limits=self._limits)
+        try:
+            for batch in _batched(frames, cfg.batch, limit=cfg.max_frames):
+                deadline.check(f"after {sampled} sampled frames")
+                sampled += len(batch)
+                if first_frame is None:
+                    first_frame = batch[0].pixels.copy()
+                small = [_downscale(fr.pixels, cfg.detect_max_side) for fr in batch]
+                dets, ms = self._detect([s[0] for s in small])
+                det_ms += ms
+                t0 = time.perf_counter()
+                crops, meta = [], []
+                for fr, (_, s), fs in zip(batch, small, dets):
+                    fs = [_rescaled(f, s) for f in fs]
+                    ids = tracker.update([f.box for f in fs])
+                    for f, tid in zip(fs, ids):
+                        crop, aligned = self._crop(fr.pixels, f)
+                        crops.append(crop)
+                        meta.append((fr, f, tid, aligned))
+                    if not fs and len(fallback) < FALLBACK_VIDEO_CROPS:
+                        fallback.append((fr.index, float(fr.time_s), center_crop_face(fr.pixels, self.spec.size)))
+                align_ms += (time.perf_counter() - t0) * 1000
+                probs, ms = self._predict(crops)
+                model_ms += ms
+                frame_best: dict[int, tuple[float, Any]] = {}
+                for (fr, f, tid, aligned), crop, p in zip(meta, crops, probs):
+                    faces.append(
+                        FaceResult(
+                            index=len(faces), box=list(f.box), frame=int(fr.index), time_s=float(fr.time_s),
+                            track=int(tid), fake_probability=float(p), verdict=self.policy.verdict(float(p)) or "",
+                            detection_prob=float(f.prob), aligned=aligned, crop=crop,
+                        )
+                    )  # fmt: skip
+                    if p > frame_best.get(fr.index, (-1.0, None))[0]:
+                        frame_best[fr.index] = (float(p), fr)
+                for p, fr in frame_best.values():
+                    if p > best[0]:
+                        boxes = [fc.box for fc in faces if fc.frame == fr.index]
+                        best = (p, fr.pixels.copy(), boxes)
+                _drop_crops_beyond_top(faces, cfg.explain_faces)  # memory: keep only the crops Grad-CAM may use
+        finally:
+            close = getattr(frames, "close", None)
+            if close:
+                close()
+        if sampled == 0:
+            raise media.TruncatedMediaError(ld.item.path, "no decodable video frame")
+        res = self._base_result(ld)
+        res.frames_sampled = sampled
+        if faces:
+            by_track: dict[int, list[FaceResult]] = {}
+            for fc in faces:
+                by_track.setdefault(fc.track, []).append(fc)
+            for tid, fs in sorted(by_track.items()):
+                p = top_half_mean([fc.fake_probability for fc in fs])
+                res.tracks.append(
+                    TrackResult(tid, len(fs), fs[0].frame, fs[-1].frame, p, self.policy.verdict(p) or VERDICT_CLEAR)
+                )
+            long_tracks = [t for t in res.tracks if t.n_faces >= cfg.min_track_faces] or res.tracks
+            res.fake_probability = max(t.fake_probability for t in long_tracks)
+            res.aggregation = (
+                f"video: per-track mean of top half of frame probabilities; max over tracks with >= "
+                f"{cfg.min_track_faces} faces"
+            )
+        else:
+            probs, ms = self._predict([c for _, _, c in fallback])
+            model_ms += ms
+            h, w = first_frame.shape[:2] if first_frame is not None else (0, 0)
+            for (idx, t, crop), p in zip(fallback, probs):
+                faces.append(
+                    FaceResult(
+                        index=len(faces), box=[0.0, 0.0, float(w), float(h)], frame=idx, time_s=t, track=-1,
+                        fake_probability=float(p), verdict=self.policy.verdict(float(p)) or "", aligned=False,
+                        no_face=True, crop=crop,
+                    )
+                )  # fmt: skip
+            res.no_face = True
+            res.fake_probability = top_half_mean(probs) if len(probs) else None
+            res.aggregation = "video without faces: mean of top half of whole-frame centre-crop probabilities"
+            _drop_crops_beyond_top(faces, cfg.explain_faces)
+        res.faces = faces
+        res.verdict = self.policy.verdict(res.fake_probability)
+        rep = best[1] if best[1] is not None else first_frame
+        t_ev = time.perf_counter()
+        self._face_evidence(faces)
+        ev_ms = (time.perf_counter() - t_ev) * 1000
+        if rep is not None and cfg.evidence:
+            deadline.check("before evidence")
+            fut = pool.submit(self._file_evidence, ld.item.path, "video", rep, best[2], info)
+            file_ev, ms = self._collect_evidence(fut, ld.item.path, 0.0)
+            res.evidence, ev_ms = file_ev, ev_ms + ms
+        if cfg.keep_images and rep is not None:
+            res.thumbnail = _thumbnail(rep)
+        if not cfg.keep_images:
+            for fc in faces:
+                fc.crop = None
+        res.timings_ms = _timings(load=ld.load_ms, detect=det_ms, align=align_ms, model=model_ms, evidence=ev_ms)
+        return res
+
+    def _duplicate(self, item: InputItem, first: FileResult | None) -> FileResult:
+        threshold = {"policy": self.policy.policy, "value": self.policy.value}
+        return duplicate_result(item, first, self.model_info, threshold)
+
+
+def duplicate_result(
+    item: InputItem, first: FileResult | None, model_info: dict[str, str], threshold: dict[str, Any]
+) -> FileResult:
+    """A copy of the first file's record for a byte-identical file: same bytes, same answer, no second scan."""
+    if first is None:  # the first copy failed: the duplicate fails the same way, without re-trying
+        return FileResult(
+            path=item.path, sha256=item.sha256, size_bytes=item.size_bytes, status="error",
+            error=f"{item.path}: duplicate of {item.duplicate_of}, which could not be scanned",
+            error_type="DuplicateOfFailedError", duplicate_of=item.duplicate_of, model=dict(model_info),
+            threshold=dict(threshold),
+        )  # fmt: skip
+    res = FileResult.from_dict(first.to_dict())
+    res.path, res.duplicate_of = item.path, item.duplicate_of
+    res.timings_ms = _timings()
+    return res
+
+
+def _is_face_scope(name: str) -> bool:
+    from forensics.evidence import EVIDENCE
+
+    return EVIDENCE.get(name).meta.get("scope") == "face"
+
+
+def _drop_crops_beyond_top(faces: list[FaceResult], keep: int) -> None:
+    with_crop = [f for f in faces if f.crop is not None]
+    if len(with_crop) <= keep:
+        return
+    for f in sorted(with_crop, key=lambda f: -f.fake_probability)[keep:]:
+        f.crop = None
+
+
+def _compact(res: FileResult) -> bytes:
+    """What duplicates need from the first copy, small enough to keep for every unique file of a long run.
+
+    The record without evidence payloads, zlib-compressed: typically 200-400 bytes per file, so the duplicate index
+    of a million-file scan stays in the hundreds of megabytes at worst.
+    """
+    import json
+    import zlib
+
+    d = res.to_dict()
+    d["evidence"] = []
+    for f in d["faces"]:
+        f["evidence"] = []
+    return zlib.compress(json.dumps(d, separators=(",", ":")).encode("utf-8"))
+
+
+def _uncompact(blob: bytes | None) -> FileResult | None:
+    import json
+    import zlib
+
+    return None if blob is None else FileResult.from_dict(json.loads(zlib.decompress(blob)))
+
+
+def _timings(**parts: float) -> dict[str, float]:
+    keys = ("load", "detect", "align", "model", "evidence")
+    out = {k: float(parts.get(k, 0.0)) for k in keys}
+    out["total"] = sum(out.values())
+    return out
+
+
+def _chunked(items: Iterable[InputItem], n: int) -> Iterator[list[InputItem]]:
+    chunk: list[InputItem] = []
+    for it in items:
+        chunk.append(it)
+        if len(chunk) >= n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _batched(frames: Iterable[Any], n: int, limit: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for count, fr in enumerate(frames, start=1):
+        batch.append(fr)
+        if len(batch) >= n or count >= limit:
+            yield batch
+            batch = []
+        if count >= limit:
+            return
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Python API
+# ---------------------------------------------------------------------------------------------------------------
+def scan(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    model: Any = "default",
+    *,
+    engine: str = "local",
+    follow_symlinks: bool = False,
+    skip: set[tuple[str, str]] | None = None,
+    **config: Any,
+) -> Iterator[FileResult]:
+    """Scan files, folders or globs; yields one :class:`FileResult` per file (lazily, in input order).
+
+    ``model`` is a loaded ``detectors.modelfile.Model``, a model-file path, or ``'default'`` (the shipped model).
+    ``config`` takes any :class:`ScanConfig` field, e.g. ``threshold='fpr1'``, ``evidence='none'``, ``batch=32``.
+    ``skip`` holds ``(path, sha256)`` pairs already scanned (what ``--resume`` uses).
+
+    Example::
+
+        from forensics import scan
+        for r in scan(["photos/"], threshold="fpr1", evidence="none"):
+            print(r.path, r.verdict, r.fake_probability)
+    """
+    from forensics.engines import get_engine
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    cfg = ScanConfig(follow_symlinks=follow_symlinks, **config)
+    items: Iterable[InputItem] = InputExpander([str(p) for p in inputs], follow_symlinks=follow_symlinks)
+    if skip:
+        items = skip_done(items, skip)
+    return get_engine(engine)(model=model, config=cfg).run(items)
+
+
+def skip_done(items: Iterable[InputItem], skip: set[tuple[str, str]]) -> Iterator[InputItem]:
+    """Drop items whose (path, sha256) is already in a results file; a new copy of a skipped file is scanned."""
+    skipped: set[str] = set()
+    for it in items:
+        if (it.path, it.sha256) in skip:
+            skipped.add(it.path)
+            continue
+        if it.duplicate_of in skipped:
+            it.duplicate_of = None  # its first copy is not part of this run: scan this one for real
+        yield it
+
+
+def scan_paths(paths: Sequence[str], model: Any = "default", **config: Any) -> list[FileResult]:
+    """Eager variant of :func:`scan` for notebooks: returns a list."""
+    return list(scan(paths, model, **config))

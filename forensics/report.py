@@ -1,0 +1,201 @@
+"""``--report report.html``: one self-contained HTML file an analyst can open, archive or e-mail.
+
+Everything is inline: CSS in the template, images as base64 PNG ``data:`` URIs (thumbnails, face crops, Grad-CAM
+overlays, ELA / noise maps, spectra), so the file works offline and leaks no request to anyone. Jinja2 runs with
+autoescaping on: file names, EXIF strings and model-card text are untrusted and always render as text (a file
+called ``<script>alert(1)</script>.jpg`` shows exactly that name).
+
+The report *renders* results; it never analyses. :class:`ReportBuilder` turns each :class:`FileResult` into a
+small view (encoded images + the record) as results stream by, so the images of a large batch are not kept as
+arrays; only the encoded PNGs (a few tens of kB per file) stay until :meth:`ReportBuilder.write`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forensics.outputs import display_path
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "report.html.j2"
+HEAT_SIDE = 192  # heatmaps are shown at this size: enough to see where, small enough to keep the file light
+EVIDENCE_MAPS = {"ela": "error level", "noise": "noise residual", "spectrum": "spectrum (log power)"}
+
+
+def png_data_uri(img: np.ndarray, max_side: int | None = None, fmt: str = "png") -> str:
+    """RGB or grey uint8 array -> ``data:image/png;base64,...`` (optionally downscaled).
+
+    Heatmaps and face crops are PNG (lossless: the analyst looks at pixels); photo thumbnails may be JPEG
+    (``fmt='jpeg'``), which keeps a report of hundreds of files in the low megabytes.
+    """
+    import cv2
+
+    arr = np.asarray(img)
+    if max_side and max(arr.shape[:2]) > max_side:
+        s = max_side / max(arr.shape[:2])
+        size = (max(1, int(arr.shape[1] * s)), max(1, int(arr.shape[0] * s)))
+        arr = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ext, params, mime = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 85], "jpeg") if fmt == "jpeg" else (".png", [], "png")
+    ok, buf = cv2.imencode(ext, arr, params)
+    if not ok:
+        raise ValueError(f"{mime} encoding failed")
+    return f"data:image/{mime};base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def colour_map(heat: np.ndarray) -> np.ndarray:
+    """[0, 1] float map -> RGB uint8 (inferno-like OpenCV colour map)."""
+    import cv2
+
+    u8 = (np.clip(np.nan_to_num(heat), 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def overlay(face: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Heatmap blended over the face crop it explains."""
+    import cv2
+
+    h, w = face.shape[:2]
+    if heat.shape[:2] != (h, w):
+        heat = cv2.resize(heat.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return (face.astype(np.float32) * (1 - alpha) + colour_map(heat).astype(np.float32) * alpha).astype(np.uint8)
+
+
+@dataclass
+class FaceView:
+    record: dict[str, Any]
+    crop: str | None = None
+    heatmap: str | None = None
+    explanation: str = ""
+
+
+@dataclass
+class FileView:
+    record: dict[str, Any]
+    display: str
+    anchor: str
+    thumbnail: str | None = None
+    faces: list[FaceView] = field(default_factory=list)
+    maps: list[tuple[str, str]] = field(default_factory=list)  # (label, data uri)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ReportBuilder:
+    """Collects results as they stream by; :meth:`write` renders the HTML file atomically."""
+
+    MAX_FACES_SHOWN = 12
+
+    def __init__(
+        self, model: Any = None, threshold: dict[str, Any] | None = None, title: str = "forensics scan"
+    ) -> None:
+        self.model = model
+        self.threshold = threshold or {}
+        self.title = title
+        self.files: list[FileView] = []
+
+    def add(self, result: Any) -> None:
+        rec = result.to_dict()
+        if not self.threshold and rec.get("threshold"):
+            self.threshold = rec["threshold"]
+        view = FileView(record=rec, display=display_path(result.path), anchor=f"f{len(self.files)}")
+        if getattr(result, "thumbnail", None) is not None:
+            view.thumbnail = png_data_uri(result.thumbnail, 256, fmt="jpeg")
+        for ev, ev_rec in zip(result.evidence, rec["evidence"]):
+            view.evidence.append(_evidence_view(ev_rec))
+            if ev.heatmap is not None and ev.name in EVIDENCE_MAPS:
+                img = colour_map(ev.heatmap) if ev.name != "spectrum" else (ev.heatmap * 255).astype(np.uint8)
+                view.maps.append((EVIDENCE_MAPS[ev.name], png_data_uri(img, HEAT_SIDE)))
+        shown = sorted(zip(result.faces, rec["faces"]), key=lambda fr: -fr[0].fake_probability)
+        for face, frec in shown[: self.MAX_FACES_SHOWN]:
+            fv = FaceView(record=frec)
+            if face.crop is not None:
+                fv.crop = png_data_uri(face.crop, HEAT_SIDE)
+                cam = next((e for e in face.evidence if e.heatmap is not None), None)
+                if cam is not None:
+                    fv.heatmap = png_data_uri(overlay(face.crop, cam.heatmap), HEAT_SIDE)
+                    fv.explanation = cam.summary
+            view.faces.append(fv)
+        self.files.append(view)
+
+    def context(self) -> dict[str, Any]:
+        recs = [f.record for f in self.files]
+        ok = [r for r in recs if r["status"] == "ok"]
+        card = dict(getattr(self.model, "card", {}) or {})
+        return {
+            "title": self.title,
+            "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "files": self.files,
+            "summary": {
+                "files": len(recs),
+                "flagged": sum(r["verdict"] == "flagged" for r in ok),
+                "not_flagged": sum(r["verdict"] == "not_flagged" for r in ok),
+                "errors": len(recs) - len(ok),
+                "duplicates": sum(r["duplicate_of"] is not None for r in recs),
+            },
+            "threshold": self.threshold,
+            "thresholds": dict(getattr(self.model, "thresholds", {}) or {}),
+            "model_name": getattr(self.model, "name", ""),
+            "model_sha256": getattr(self.model, "sha256", ""),
+            "card_rows": _card_rows(card),
+        }
+
+    def render(self) -> str:
+        import jinja2
+
+        from forensics import __version__
+
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+            autoescape=True,  # every string is untrusted: file names, EXIF, model card
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.1f}%"
+        env.filters["num"] = lambda v, d=3: "" if v is None else f"{float(v):.{d}f}"
+        env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+        return env.get_template(TEMPLATE).render(version=__version__, **self.context())
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Render to ``path`` via a temporary file + rename, so a crash never leaves half a report."""
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        html = self.render()
+        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html.tmp", dir=str(out.parent))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(html)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary document
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return out
+
+
+def _evidence_view(rec: dict[str, Any]) -> dict[str, Any]:
+    details = {k: v for k, v in (rec.get("details") or {}).items() if k not in ("radial_profile", "tables")}
+    return {**rec, "short_details": details}
+
+
+def _card_rows(card: dict[str, Any]) -> list[tuple[str, Any, bool]]:
+    """Model card as (key, value, is_structured) rows; long nested values are shown as pretty JSON."""
+    rows = []
+    for k in ("name", "detector", "description", "licence", "parameters", "dtype", "created", "toolkit_version",
+              "preprocess", "calibration", "thresholds", "threshold_rule", "training", "metrics"):  # fmt: skip
+        if k in card and card[k] not in (None, "", {}, []):
+            v = card[k]
+            rows.append((k, v, isinstance(v, (dict, list))))
+    return rows

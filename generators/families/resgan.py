@@ -1,0 +1,111 @@
+"""ResGAN (SNGAN / BigGAN style): residual generator blocks, spectrally normalised residual D, hinge loss.
+
+The generator trunk takes its upsampler from :data:`generators.layers.UPSAMPLERS`; ``resgan`` uses nearest +
+conv, and :mod:`generators.families.pixelshuffle` reuses the identical trunk with sub-pixel convolution, so the
+two families differ in nothing but the upsampling operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from generators.layers import AdversarialConfig, AdversarialFamily, channels_per_level, make_upsampler, sn
+from generators.registry import register_generator
+
+
+@dataclass
+class ResGANConfig(AdversarialConfig):
+    z_dim: int = 128
+    ch: int = 32
+    ch_max: int = 256
+    loss: str = "hinge"
+    beta1: float = 0.0
+    beta2: float = 0.9
+    upsampler: str = "nearest"
+
+
+class GBlock(nn.Module):
+    """Pre-activation residual block that doubles the resolution on both paths with the same upsampler."""
+
+    def __init__(self, cin: int, cout: int, upsampler: str) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.BatchNorm2d(cin), nn.ReLU(), make_upsampler(upsampler, cin, cout),
+            nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1),
+        )
+        self.skip = make_upsampler(upsampler, cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.skip(x)
+
+
+class ResGenerator(nn.Module):
+    def __init__(self, cfg: ResGANConfig) -> None:
+        super().__init__()
+        c = channels_per_level(cfg.res, cfg.ch, cfg.ch_max)
+        self.c0 = c[0]
+        self.fc = nn.Linear(cfg.z_dim, c[0] * 16)
+        self.blocks = nn.Sequential(*[GBlock(c[i - 1], c[i], cfg.upsampler) for i in range(1, len(c))])
+        self.out = nn.Sequential(nn.BatchNorm2d(c[-1]), nn.ReLU(), nn.Conv2d(c[-1], cfg.channels, 3, 1, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.fc(z).view(-1, self.c0, 4, 4)))
+
+
+class DBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, first: bool = False) -> None:
+        super().__init__()
+        pre: list[nn.Module] = [] if first else [nn.ReLU()]
+        self.main = nn.Sequential(
+            *pre, sn(nn.Conv2d(cin, cout, 3, 1, 1)), nn.ReLU(), sn(nn.Conv2d(cout, cout, 3, 1, 1)), nn.AvgPool2d(2)
+        )
+        self.skip = nn.Sequential(sn(nn.Conv2d(cin, cout, 1)), nn.AvgPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x) + self.skip(x)
+
+
+class ResDiscriminator(nn.Module):
+    """Spectrally normalised residual D down to 4x4, global sum pooling, linear logit (Miyato et al. 2018)."""
+
+    def __init__(self, cfg: ResGANConfig) -> None:
+        super().__init__()
+        c = channels_per_level(cfg.res, cfg.ch, cfg.ch_max)[::-1]
+        blocks = [DBlock(cfg.channels, c[1], first=True)]
+        blocks += [DBlock(c[i], c[i + 1]) for i in range(1, len(c) - 1)]
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = sn(nn.Linear(c[-1], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.blocks(x)).sum([2, 3])
+        return self.fc(h).flatten()
+
+
+_PRESETS = {
+    "tiny": {"res": 16, "ch": 8, "ch_max": 32, "z_dim": 32, "batch": 8},  # tests and smoke runs
+    "16": {"res": 16, "ch": 32, "batch": 64},
+    "32": {"res": 32, "ch": 32, "batch": 64},
+    "64": {"res": 64, "ch": 32, "ch_max": 128, "batch": 32},
+    "128": {"res": 128, "ch": 16, "ch_max": 128, "batch": 32},
+}
+
+
+@register_generator(
+    "resgan", family="resgan", upsampler="nearest", kind="noise",
+    description="SNGAN-style residual GAN: nearest upsample + conv, spectral norm D, hinge loss",
+)
+class ResGAN(AdversarialFamily):
+    """Residual generator with nearest-neighbour upsampling; spectral-norm residual discriminator; hinge loss."""
+
+    name = "resgan"
+    Config = ResGANConfig
+    presets = _PRESETS
+
+    def build_generator(self) -> nn.Module:
+        return ResGenerator(self.cfg)
+
+    def build_discriminator(self) -> nn.Module:
+        return ResDiscriminator(self.cfg)

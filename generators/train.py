@@ -1,0 +1,782 @@
+"""The one trainer for every generator family: presets + overrides -> config, run dirs, checkpoints, exact resume.
+
+Layout of a run (StyleGAN2-ADA's habits, without pickles)::
+
+    runs/00003-dcgan-64/
+        options.json            everything needed to rebuild the run (config, data, tags, versions)
+        metrics.jsonl           one JSON object per log interval: step, losses, img/s, diversity
+        samples/step-000500.png fixed-seed sample grids
+        checkpoints/step-000500/{modules,optim}.safetensors + state.json
+
+``state.json`` holds the optimiser state's non-tensor part, the Python / NumPy RNG states and the data loader
+position; the torch RNG states are tensors in ``optim.safetensors``. Restoring all of them makes N steps + resume N
+steps bit-identical to 2N steps on CPU (tested).
+
+Multi-process training: launch with ``torchrun --nproc_per_node K -m generators.train ...``. Families own their
+loops and call G and D several times per step (R1 needs a double backward), which ``DistributedDataParallel``'s
+reducer does not support well, so instead every optimiser gets a step pre-hook that averages its gradients over
+the processes: the same arithmetic as DDP, in one place, for every family. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from forensics.errors import ForensicsError, ModelFileError, UnknownNameError, UsageError
+from generators.base import INPUT_KINDS, GenConfig, GeneratorFamily
+from generators.registry import GENERATORS
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+RUN_RE = re.compile(r"^(\d{5})-")
+
+
+class TrainingError(ForensicsError):
+    """Training cannot go on (non-finite loss, replicas out of sync)."""
+
+
+@dataclass
+class TrainOptions:
+    """Trainer options (not the model's): what to train on, for how long, where to write, how often."""
+
+    family: str
+    data: list[str]
+    out: str = "runs"
+    steps: int = 1000
+    preset: str = ""
+    device: str = "auto"
+    amp: bool = False
+    seed: int = 0
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    log_every: int = 10
+    diversity_every: int = 500
+    keep_ckpts: int = 3
+    n_grid: int = 16
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config resolution
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _parse_value(raw: Any, current: Any) -> Any:
+    """Coerce a ``--set`` string to the type of the field's current value."""
+    if not isinstance(raw, str):
+        return raw
+    if isinstance(current, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if isinstance(current, (list, tuple)):
+        return type(current)(json.loads(raw))
+    return raw
+
+
+def parse_sets(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["lr=1e-3", "ch=16"]`` -> dict; a pair without ``=`` is a usage error."""
+    out: dict[str, str] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise UsageError(f"--set {p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def resolve_config(
+    family_name: str, res: int | None = None, preset: str = "", overrides: dict[str, Any] | None = None
+) -> GenConfig:
+    """Config defaults <- preset (named, or the one named after ``res``) <- ``res`` <- overrides."""
+    cls = GENERATORS.get(family_name).obj
+    overrides = dict(overrides or {})
+    if res is not None and res not in cls.resolutions:
+        raise UsageError(
+            f"{family_name}: resolution {res} is not supported (choose one of {', '.join(map(str, cls.resolutions))})"
+        )
+    if preset and preset not in cls.presets:
+        known = ", ".join(cls.presets) or "none"
+        raise UsageError(f"{family_name}: unknown preset {preset!r} (known: {known})")
+    name = preset or (str(res) if res is not None and str(res) in cls.presets else "")
+    values: dict[str, Any] = dict(cls.presets.get(name, {}))
+    if res is not None:
+        values["res"] = res
+    defaults = cls.Config()
+    names = {f.name for f in fields(cls.Config)}
+    for k, v in overrides.items():
+        if k not in names:
+            raise UsageError(f"{family_name}: unknown option {k!r} (options: {', '.join(sorted(names))})")
+        try:
+            values[k] = _parse_value(v, getattr(defaults, k))
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{family_name}: option {k}={v!r}: {exc}") from None
+    cfg = cls.Config(**values)
+    if cfg.res not in cls.resolutions:
+        raise UsageError(f"{family_name}: resolution {cfg.res} is not supported (choose one of {cls.resolutions})")
+    return cfg
+
+
+def build_family(family_name: str, cfg: GenConfig, device: torch.device | str = "cpu") -> GeneratorFamily:
+    return GENERATORS.get(family_name).obj(cfg, device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints: safetensors for every tensor, JSON for the rest. Never pickle.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _flatten_optimizer(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            key = f"{name}.state.{pid}.{k}"
+            if torch.is_tensor(v):
+                tensors[key] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars[key] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], side: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"{name}.state."
+    for key, v in list(tensors.items()) + list(side["scalars"].items()):
+        if key.startswith(prefix):
+            pid, k = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": side["param_groups"]}
+
+
+def module_tensors(family: GeneratorFamily, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for mname, mod in family.modules().items():
+        if names is not None and mname not in names:
+            continue
+        for k, v in mod.state_dict().items():
+            out[f"{mname}.{k}"] = v.detach().cpu().contiguous().clone()
+    return out
+
+
+def load_module_tensors(family: GeneratorFamily, tensors: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load ``<module>.<param>`` tensors into the family's modules; returns the modules loaded."""
+    loaded = []
+    for mname, mod in family.modules().items():
+        sd = {k[len(mname) + 1 :]: v for k, v in tensors.items() if k.startswith(mname + ".")}
+        if not sd:
+            continue
+        target = mod.state_dict()
+        sd = {k: v.to(target[k].dtype) if k in target else v for k, v in sd.items()}
+        try:
+            mod.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            msg = f"{source}: weights for {mname!r} do not fit the configured network ({first})"
+            raise ModelFileError(msg) from None
+        loaded.append(mname)
+    return loaded
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    sha256: str
+
+
+def save_checkpoint(
+    run_dir: Path, family: GeneratorFamily, step: int, loader_state: dict[str, int], extra: dict[str, Any]
+) -> Path:
+    from forensics.dataset import sha256_file
+
+    ck = run_dir / "checkpoints" / f"step-{step:06d}"
+    tmp = ck.with_name(ck.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file(module_tensors(family), tmp / "modules.safetensors", metadata={"format": "pt", "step": str(step)})
+    opt_tensors: dict[str, torch.Tensor] = {}
+    opt_side: dict[str, Any] = {}
+    for name, opt in family.optimizers().items():
+        t, s = _flatten_optimizer(name, opt)
+        opt_tensors.update(t)
+        opt_side[name] = s
+    opt_tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            opt_tensors[f"rng.cuda.{i}"] = st
+    save_file(opt_tensors, tmp / "optim.safetensors", metadata={"format": "pt"})
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "step": step,
+        "loader": loader_state,
+        "optimizers": opt_side,
+        "rng": {
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "python": [py_state[0], list(py_state[1]), py_state[2]],
+        },
+        **extra,
+    }
+    (tmp / "state.json").write_text(json.dumps(state))
+    state["modules_sha256"] = sha256_file(tmp / "modules.safetensors")
+    (tmp / "state.json").write_text(json.dumps(state))
+    if ck.exists():
+        shutil.rmtree(ck)
+    os.replace(tmp, ck)
+    return ck
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(p for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+
+def load_checkpoint(family: GeneratorFamily, ck: Path, *, restore_training: bool = True) -> dict[str, Any]:
+    """Load weights (and, for resume, optimisers + RNG states) from a checkpoint dir; returns its state.json."""
+    try:
+        state = json.loads((ck / "state.json").read_text())
+        tensors = load_file(ck / "modules.safetensors")
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{ck}: unreadable checkpoint ({exc})") from None
+    for mod in family.modules().values():
+        mod.to("cpu")
+    load_module_tensors(family, tensors, str(ck))
+    for mod in family.modules().values():
+        mod.to(family.device)
+    if restore_training:
+        opt_t = load_file(ck / "optim.safetensors")
+        for name, opt in family.optimizers().items():
+            opt.load_state_dict(_unflatten_optimizer(name, opt_t, state["optimizers"][name]))
+        torch.set_rng_state(opt_t["rng.torch"])
+        cuda = [opt_t[k] for k in sorted(k for k in opt_t if k.startswith("rng.cuda."))]
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+        npst = state["rng"]["numpy"]
+        np.random.set_state((npst[0], np.array(npst[1], dtype=np.uint32), *npst[2:]))
+        pyst = state["rng"]["python"]
+        random.setstate((pyst[0], tuple(pyst[1]), pyst[2]))
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run directories and loading trained / shipped models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def next_run_dir(out: Path, family: str, res: int) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [int(m.group(1)) for p in out.iterdir() if (m := RUN_RE.match(p.name))]
+    return out / f"{max(ids, default=-1) + 1:05d}-{family}-{res}"
+
+
+def reference_names() -> list[str]:
+    return sorted(p.parent.name for p in ASSETS.glob("*/model.json")) if ASSETS.is_dir() else []
+
+
+def _family_from_options(opts: dict[str, Any], device: torch.device | str) -> GeneratorFamily:
+    name = opts["family"]
+    cls = GENERATORS.get(name).obj
+    known = {f.name for f in fields(cls.Config)}
+    cfg = cls.Config(**{k: v for k, v in opts["config"].items() if k in known})
+    return cls(cfg, device)
+
+
+def load_run(run_dir_or_name: str | os.PathLike[str], device: str | torch.device = "cpu") -> GeneratorFamily:
+    """A trained family with weights loaded: a run dir (latest checkpoint), a checkpoint dir, or a shipped name.
+
+    The returned family carries ``checkpoint`` (:class:`Checkpoint`) and ``generator_name`` for provenance.
+    """
+    from forensics.config import resolve_device
+    from forensics.dataset import sha256_file
+
+    dev = resolve_device(str(device)) if isinstance(device, str) else device
+    p = Path(run_dir_or_name)
+    if p.is_dir() and (p / "state.json").is_file() and (p.parent.parent / "options.json").is_file():
+        run_dir, ck = p.parent.parent, p
+    elif p.is_dir() and (p / "options.json").is_file():
+        run_dir, cks = p, list_checkpoints(p)
+        if not cks:
+            raise ModelFileError(f"{p}: run has no checkpoint yet")
+        ck = cks[-1]
+    elif (ASSETS / str(run_dir_or_name) / "model.json").is_file():
+        return _load_reference(str(run_dir_or_name), dev)
+    else:
+        refs = reference_names()
+        hint = f"shipped reference models: {', '.join(refs)}" if refs else "no reference models are shipped yet"
+        if p.exists():
+            raise ModelFileError(f"{p}: not a run dir (no options.json) nor a checkpoint dir; {hint}")
+        raise UnknownNameError(f"unknown run or reference model '{run_dir_or_name}'; {hint}")
+    opts = json.loads((run_dir / "options.json").read_text())
+    fam = _family_from_options(opts, dev)
+    state = load_checkpoint(fam, ck, restore_training=False)
+    fam.checkpoint = Checkpoint(ck, int(state["step"]), sha256_file(ck / "modules.safetensors"))  # type: ignore[attr-defined]
+    fam.generator_name = opts["family"]  # type: ignore[attr-defined]
+    return fam
+
+
+def _load_reference(name: str, device: torch.device) -> GeneratorFamily:
+    from forensics.dataset import sha256_file
+
+    d = ASSETS / name
+    card = json.loads((d / "model.json").read_text())
+    fam = _family_from_options(card, device)
+    wpath = d / "model.safetensors"
+    try:
+        tensors = load_file(wpath)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{wpath}: unreadable reference weights ({exc})") from None
+    for mod in fam.modules().values():
+        mod.to("cpu")
+    loaded = load_module_tensors(fam, tensors, str(wpath))
+    for mname, mod in fam.modules().items():
+        if mname not in loaded and f"{mname}_ema" in loaded:  # shipped EMA stands in for the raw weights
+            mod.load_state_dict(fam.modules()[f"{mname}_ema"].state_dict())
+        mod.to(device)
+    fam.checkpoint = Checkpoint(wpath, int(card.get("steps", 0)), sha256_file(wpath))  # type: ignore[attr-defined]
+    fam.generator_name = card["family"]  # type: ignore[attr-defined]
+    return fam
+
+
+def export_reference(run_dir: str | os.PathLike[str], name: str | None = None, extra_card: dict | None = None) -> Path:
+    """Ship a run's latest weights as fp16 safetensors + model.json under ``generators/assets/<name>/``.
+
+    A module ``X`` is left out when ``X_ema`` exists: the EMA weights are the ones that sample well, and it
+    halves the size budget.
+    """
+    run = Path(run_dir)
+    opts = json.loads((run / "options.json").read_text())
+    fam = load_run(run, device="cpu")
+    mods = fam.modules()
+    keep = [m for m in mods if f"{m}_ema" not in mods]
+    tensors = {
+        k: (v.half() if v.is_floating_point() else v) for k, v in module_tensors(fam, keep).items()
+    }
+    name = name or opts["family"]
+    d = ASSETS / name
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, d / "model.safetensors", metadata={"format": "pt", "family": opts["family"]})
+    card = {
+        "family": opts["family"],
+        "tags": opts.get("tags", {}),
+        "config": opts["config"],
+        "steps": fam.checkpoint.step,  # type: ignore[attr-defined]
+        "data": opts.get("data", []),
+        "data_hash": opts.get("data_hash", ""),
+        "n_images": opts.get("n_images", 0),
+        "modules": keep,
+        "dtype": "float16",
+        "trained_from_run": run.name,
+        **(extra_card or {}),
+    }
+    (d / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distributed helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group that ``torchrun`` (or a test's spawn) described in the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _attach_grad_averaging(family: GeneratorFamily, world: int) -> None:
+    import torch.distributed as dist
+
+    def hook(opt: torch.optim.Optimizer, *_: Any) -> None:
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if p.grad is None:  # keep collectives aligned: a missing grad counts as zero on this rank
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
+
+    for opt in family.optimizers().values():
+        opt.register_step_pre_hook(hook)
+
+
+def _broadcast_modules(family: GeneratorFamily) -> None:
+    import torch.distributed as dist
+
+    for mod in family.modules().values():
+        for t in list(mod.parameters()) + list(mod.buffers()):
+            dist.broadcast(t.data, 0)
+
+
+def replicas_in_sync(family: GeneratorFamily) -> bool:
+    """True when every rank holds the same parameters (checked at the end of a DDP run)."""
+    import torch.distributed as dist
+
+    total = torch.zeros((), dtype=torch.float64)
+    for mod in family.modules().values():
+        for p in mod.parameters():
+            total += p.detach().double().sum().cpu()
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """A PNG mosaic of NCHW images in [-1, 1] (rows of ``nrow``, square-ish by default)."""
+    from PIL import Image
+
+    from generators.data import to_uint8
+
+    x = to_uint8(images)
+    n, h, w, c = x.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    canvas = np.full((rows * h, nrow * w, c), 255, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        canvas[r * h : (r + 1) * h, k * w : (k + 1) * w] = x[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas).save(path)
+    return path
+
+
+def grid_samples(family: GeneratorFamily, n: int, seed: int, inputs: torch.Tensor | None) -> torch.Tensor:
+    """Fixed-seed samples for grids; edit / super-resolution kinds show input rows above output rows.
+
+    Runs under ``fork_rng`` so family code that draws from the global RNG cannot perturb training (exact resume).
+    """
+    devices = [family.device.index or 0] if family.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        if family.kind in INPUT_KINDS and inputs is not None:
+            k = min(n, inputs.shape[0])
+            out = family.sample(k, g, inputs=inputs[:k].to(family.device)).images.cpu()
+            src = inputs[:k]
+            if src.shape[-1] != out.shape[-1]:
+                src = torch.nn.functional.interpolate(src, size=out.shape[-2:], mode="nearest")
+            return torch.cat([src, out])
+        return family.sample(n, g).images.cpu()
+
+
+class Trainer:
+    """Holds one training run; ``run()`` trains up to ``opts.steps`` total steps (resumable)."""
+
+    def __init__(
+        self, opts: TrainOptions, cfg: GenConfig, resume: str | os.PathLike[str] | None = None
+    ) -> None:
+        from forensics.config import resolve_device
+        from generators.data import FaceImages, discover
+
+        self.opts, self.cfg = opts, cfg
+        self.device = resolve_device(opts.device)
+        self.dist = init_distributed(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        if opts.amp and self.device.type != "cuda":
+            log.warning("--amp only applies on CUDA; training in float32 on %s", self.device)
+        self.entry = GENERATORS.get(opts.family)
+        items = discover(opts.data)
+        self.dataset = FaceImages(items, cfg.res)
+        self.items = items
+        torch.manual_seed(opts.seed + self.dist.rank)
+        np.random.seed(opts.seed + self.dist.rank)
+        random.seed(opts.seed + self.dist.rank)
+        self.family = build_family(opts.family, cfg, self.device)
+        from generators.data import BatchLoader
+
+        self.loader = BatchLoader(self.dataset, cfg.batch, seed=opts.seed, rank=self.dist.rank, world=self.dist.world)
+        self.step = 0
+        if resume is not None:
+            self.run_dir = Path(resume)
+            cks = list_checkpoints(self.run_dir)
+            if not cks:
+                raise UsageError(f"--resume {resume}: the run has no checkpoint to resume from")
+            state = load_checkpoint(self.family, cks[-1])
+            self.step = int(state["step"])
+            self.loader.load_state_dict(state["loader"])
+            if self.dist.enabled:  # every rank restored the same tensors; reseed per rank like a fresh start
+                torch.manual_seed(opts.seed + self.dist.rank + 7919 * self.step)
+        elif self.dist.main:
+            self.run_dir = next_run_dir(Path(opts.out), opts.family, cfg.res)
+        else:
+            self.run_dir = Path()
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            box = [str(self.run_dir)]
+            dist.broadcast_object_list(box, 0)
+            self.run_dir = Path(box[0])
+            _broadcast_modules(self.family)
+            _attach_grad_averaging(self.family, self.dist.world)
+        self.grid_inputs = None
+        if self.family.kind in INPUT_KINDS:
+            k = min(opts.n_grid, len(self.dataset))
+            self.grid_inputs = torch.stack([self.dataset[i][0] for i in range(k)])
+        self.real_diversity: float | None = None
+
+    # -- outputs (rank 0 only) ----------------------------------------------------------------------------
+    def write_options(self) -> None:
+        from generators.data import data_hash
+
+        meta = self.entry.meta
+        opts = {
+            "family": self.opts.family,
+            "tags": {k: meta.get(k, "") for k in ("family", "upsampler", "kind")},
+            "config": asdict(self.cfg),
+            "train": asdict(self.opts),
+            "data": [str(Path(d).resolve()) for d in self.opts.data],
+            "data_hash": data_hash(self.items),
+            "n_images": len(self.items),
+            "world_size": self.dist.world,
+            "device": str(self.device),
+            "torch": torch.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "options.json").write_text(json.dumps(opts, indent=2) + "\n")
+
+    def _log(self, row: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _diversity(self) -> dict[str, float]:
+        from generators.metrics import diversity
+
+        n = min(32, len(self.dataset))
+        with torch.random.fork_rng(devices=[]):  # loading the feature net must not touch the training RNG
+            if self.real_diversity is None:
+                self.real_diversity = diversity(torch.stack([self.dataset[i][0] for i in range(n)]))
+        fake = grid_samples(self.family, n, self.opts.seed + 1, self.grid_inputs)
+        if self.grid_inputs is not None:  # edit kinds return inputs then outputs: keep the outputs
+            fake = fake[len(fake) // 2 :]
+        d = diversity(fake)
+        ratio = d / max(self.real_diversity, 1e-8)
+        if ratio < 0.25:
+            log.warning(
+                "step %d: sample diversity %.3f is %.0f%% of the real data's (%.3f): possible mode collapse",
+                self.step, d, 100 * ratio, self.real_diversity,
+            )
+        return {"diversity": d, "diversity_real": self.real_diversity, "diversity_ratio": ratio}
+
+    # -- loop ---------------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        opts = self.opts
+        main = self.dist.main
+        if main and not (self.run_dir / "options.json").is_file():
+            self.write_options()
+        bar = None
+        if main and opts.progress and self.step < opts.steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=opts.steps, initial=self.step, desc=f"{opts.family}-{self.cfg.res}", unit="step")
+        amp = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if opts.amp and self.device.type == "cuda"
+            else nullcontext()
+        )
+        acc: dict[str, list[float]] = {}
+        t0, n0 = time.perf_counter(), 0
+        while self.step < opts.steps:
+            batch = next(self.loader)
+            with amp:
+                losses = self.family.train_step(batch, self.step)
+            self.step += 1
+            n0 += batch.image.shape[0] * self.dist.world
+            for k, v in losses.items():
+                if not math.isfinite(v):
+                    raise TrainingError(
+                        f"{opts.family}: {k} became {v} at step {self.step}; try a lower learning rate (--set lr=...)"
+                    )
+                acc.setdefault(k, []).append(v)
+            last = self.step == opts.steps
+            if main and (self.step % opts.log_every == 0 or last):
+                dt = time.perf_counter() - t0
+                row = {"step": self.step, "img_per_s": round(n0 / max(dt, 1e-9), 2), "time": round(time.time(), 3)}
+                row.update({k: round(sum(v) / len(v), 5) for k, v in acc.items()})
+                if self.step % opts.diversity_every == 0 or last:
+                    row.update({k: round(v, 5) for k, v in self._diversity().items()})
+                self._log(row)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "time")})
+                acc, t0, n0 = {}, time.perf_counter(), 0
+            if bar is not None:
+                bar.update(1)
+            if main and (self.step % opts.sample_every == 0 or last):
+                imgs = grid_samples(self.family, opts.n_grid, opts.seed, self.grid_inputs)
+                save_grid(imgs, self.run_dir / "samples" / f"step-{self.step:06d}.png")
+            if main and (self.step % opts.ckpt_every == 0 or last):
+                save_checkpoint(self.run_dir, self.family, self.step, self.loader.state_dict(), {})
+                for old in list_checkpoints(self.run_dir)[: -max(1, opts.keep_ckpts)]:
+                    shutil.rmtree(old)
+        if bar is not None:
+            bar.close()
+        if self.dist.enabled and not replicas_in_sync(self.family):
+            raise TrainingError(f"{opts.family}: processes diverged (parameters differ across ranks)")
+        return self.run_dir
+
+
+def train(
+    family_name: str,
+    data_dirs: list[str] | tuple[str, ...],
+    overrides: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] = "runs",
+    *,
+    res: int | None = None,
+    steps: int = 1000,
+    batch: int | None = None,
+    preset: str = "",
+    device: str = "auto",
+    amp: bool = False,
+    seed: int = 0,
+    resume: str | os.PathLike[str] | None = None,
+    trainer_options: dict[str, Any] | None = None,
+) -> Path:
+    """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout)."""
+    if resume is not None:
+        opts, cfg = resume_options(resume, steps=steps, device=device, **(trainer_options or {}))
+    else:
+        opts, cfg = make_options(
+            family_name, data_dirs, overrides, out, res=res, steps=steps, batch=batch, preset=preset,
+            device=device, amp=amp, seed=seed, trainer_options=trainer_options,
+        )
+    return Trainer(opts, cfg, resume=resume).run()
+
+
+def make_options(
+    family_name: str,
+    data_dirs: list[str] | tuple[str, ...],
+    overrides: dict[str, Any] | None = None,
+    out: str | os.PathLike[str] = "runs",
+    *,
+    res: int | None = None,
+    steps: int = 1000,
+    batch: int | None = None,
+    preset: str = "",
+    device: str = "auto",
+    amp: bool = False,
+    seed: int = 0,
+    trainer_options: dict[str, Any] | None = None,
+) -> tuple[TrainOptions, GenConfig]:
+    """Validate everything cheap (names, resolution, options, data dirs) and resolve the two configs."""
+    ov = dict(overrides or {})
+    if batch is not None:
+        ov["batch"] = batch
+    ov.setdefault("seed", seed)
+    cfg = resolve_config(family_name, res, preset, ov)
+    if steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {steps}")
+    if not data_dirs:
+        raise UsageError("no training data: pass --data DIR (a dataset dir with manifest.jsonl or an image folder)")
+    for d in data_dirs:
+        if not Path(d).is_dir():
+            from forensics.errors import DataError
+
+            raise DataError(f"{d}: data directory does not exist")
+    topts = dict(trainer_options or {})
+    known = {f.name for f in fields(TrainOptions)}
+    bad = set(topts) - known
+    if bad:
+        raise UsageError(f"unknown trainer option(s) {', '.join(sorted(bad))}")
+    opts = TrainOptions(
+        family=family_name, data=[str(d) for d in data_dirs], out=str(out), steps=steps, preset=preset,
+        device=device, amp=amp, seed=cfg.seed, **topts,
+    )
+    return opts, cfg
+
+
+def resume_options(
+    run_dir: str | os.PathLike[str], steps: int | None = None, device: str | None = None, **trainer: Any
+) -> tuple[TrainOptions, GenConfig]:
+    """Rebuild a run's options from its ``options.json``; only the step target, device and trainer knobs change."""
+    p = Path(run_dir)
+    if not (p / "options.json").is_file():
+        raise UsageError(f"--resume {run_dir}: not a run dir (no options.json)")
+    saved = json.loads((p / "options.json").read_text())
+    t = dict(saved["train"])
+    t.update({k: v for k, v in trainer.items() if v is not None})
+    if steps is not None:
+        t["steps"] = steps
+    if device is not None:
+        t["device"] = device
+    known = {f.name for f in fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in t.items() if k in known})
+    cls = GENERATORS.get(saved["family"]).obj
+    cfg_known = {f.name for f in fields(cls.Config)}
+    cfg = cls.Config(**{k: v for k, v in saved["config"].items() if k in cfg_known})
+    return opts, cfg
+
+
+def describe(opts: TrainOptions, cfg: GenConfig) -> dict[str, Any]:
+    """The resolved configuration as printed by ``--dry-run``."""
+    entry = GENERATORS.get(opts.family)
+    return {
+        "family": opts.family,
+        "tags": {k: entry.meta.get(k, "") for k in ("family", "upsampler", "kind")},
+        "config": asdict(cfg),
+        "train": asdict(opts),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m generators.train`` / ``torchrun -m generators.train``: the ``gan train`` command standalone."""
+    import sys
+
+    import cli
+
+    return cli.main(["gan", "train", *(argv if argv is not None else sys.argv[1:])])
+
+
+__all__ = [
+    "Checkpoint", "TrainOptions", "Trainer", "TrainingError", "describe", "export_reference", "load_run",
+    "make_options", "resolve_config", "resume_options", "train",
+]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

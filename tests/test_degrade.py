@@ -1,0 +1,59 @@
+"""forensics.degrade: deterministic primitives, chain syntax, one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forensics import degrade as D
+from forensics.errors import UnknownNameError, UsageError
+
+
+@pytest.fixture
+def img(rng) -> np.ndarray:
+    base = rng.integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    return np.kron(base, np.ones((8, 8, 1), np.uint8))  # 64x64 with structure
+
+
+def test_primitives_shapes_and_determinism(img):
+    assert D.jpeg(img, 50).shape == img.shape
+    assert np.array_equal(D.jpeg(img, 50), D.jpeg(img, 50))
+    assert not np.array_equal(D.jpeg(img, 30), img)
+    assert D.resize(img, 0.5).shape == (32, 32, 3)
+    assert D.resize(img, 2.0, "bicubic").shape == (128, 128, 3)
+    assert D.rescale(img, 0.5).shape == img.shape
+    assert D.crop(img, 0.5).shape == (32, 32, 3)
+    assert np.array_equal(D.crop(img, 0.5, x=0, y=0), img[:32, :32])
+    assert np.array_equal(D.blur(img, 0), img)
+    assert D.blur(img, 2.0).std() < img.std()
+    assert np.array_equal(D.noise(img, 3, seed=1), D.noise(img, 3, seed=1))
+    assert not np.array_equal(D.noise(img, 3, seed=1), D.noise(img, 3, seed=2))
+    assert np.array_equal(D.flip(D.flip(img)), img)
+    assert D.screenshot(img, 0.75).shape == (48, 48, 3)
+    assert D.resize_to(img, 16).shape == (16, 16, 3)
+
+
+def test_jpeg_quality_orders_error(img):
+    err = [np.abs(D.jpeg(img, q).astype(int) - img).mean() for q in (95, 50, 10)]
+    assert err[0] < err[1] < err[2]
+
+
+def test_chain_parse_roundtrip_and_apply(img):
+    c = D.parse_chain("resize:scale=0.5,interp=bilinear|jpeg:q=75")
+    assert str(c) == "resize:interp=bilinear,scale=0.5|jpeg:q=75"
+    assert str(D.parse_chain(str(c))) == str(c)
+    out = D.apply_chain(img, c)
+    assert out.shape == (32, 32, 3)
+    assert np.array_equal(out, D.jpeg(D.resize(img, 0.5, "bilinear"), 75))
+    assert str(D.parse_chain("none")) == "none"
+
+
+def test_errors_are_one_line(img):
+    with pytest.raises(UnknownNameError, match="unknown degradation 'jpg'"):
+        D.parse_chain("jpg:q=5")
+    with pytest.raises(UsageError, match="key=value"):
+        D.parse_chain("jpeg:75")
+    with pytest.raises(UsageError, match="uint8"):
+        D.jpeg(img.astype(np.float32), 50)
+    with pytest.raises(UsageError, match="interpolation"):
+        D.resize(img, 0.5, "cubicle")

@@ -1,0 +1,274 @@
+"""Every registered detector builds, trains 2 steps on tiny generated data, saves and reloads to identical outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detectors.registry import DETECTORS, build_detector, list_detectors
+from forensics.dataset import ManifestRow, sha256_file, write_manifest
+from forensics.errors import ForensicsError, UnknownNameError, UsageError
+
+
+def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    small = rng.integers(0, 255, (4, 4, 3)).astype(np.uint8)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def checkerboard_fake(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """The same kind of image plus the period-2 pattern a transposed-conv upsampler leaves."""
+    img = smooth_image(rng, size).astype(np.int16)
+    cb = ((np.indices((size, size)).sum(0) % 2) * 2 - 1) * 12
+    return np.clip(img + cb[..., None], 0, 255).astype(np.uint8)
+
+
+def make_dataset(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_per_class):
+        split = "train" if i < int(n_per_class * 0.6) else "val"
+        for label, fn in (("real", smooth_image), ("fake", checkerboard_fake)):
+            p = f"{label}_{i:03d}.png"
+            cv2.imwrite(str(root / p), cv2.cvtColor(fn(rng, size), cv2.COLOR_RGB2BGR))
+            rows.append(
+                ManifestRow(
+                    path=p,
+                    label=label,
+                    sha256=sha256_file(root / p),
+                    split=split,
+                    family="checker" if label == "fake" else "",
+                    generator="toy",
+                )
+            )
+    write_manifest(root, rows)
+    return root
+
+
+# Small configs so each detector trains in about a second on a loaded 2-core machine.
+TINY_CFG: dict[str, dict] = {
+    "timm": {"backbone": "resnet10t"},
+    "npr": {"widths": (8, 16, 32)},
+    "blend": {"widths": (8, 16, 32)},
+    "video": {"frame_cfg": {"widths": (8, 16, 32)}, "clip_len": 2},
+    "ensemble": {"members": ("npr", "spectrum")},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_ds(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "ds")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_registry_lists_the_required_detectors():
+    assert {"gan-disc", "timm", "npr", "spectrum", "blend", "video", "ensemble"} <= set(list_detectors())
+    for e in DETECTORS.entries():
+        assert e.description and e.obj.Config is not None
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_train_two_steps_save_reload_identical(name, tiny_ds, tmp_path):
+    from detectors.modelfile import load_model
+    from detectors.train import TrainOptions, train
+
+    opts = TrainOptions(
+        detector=name,
+        data=[str(tiny_ds)],
+        val=[str(tiny_ds)],
+        res=32,
+        epochs=1,
+        batch=8,
+        steps_per_epoch=2,
+        out=str(tmp_path / "runs"),
+        progress=False,
+        augment="light",
+        detector_cfg=TINY_CFG.get(name, {}),
+        post_fit_items=24,
+        max_val=40,
+    )
+    run = train(opts)
+    assert (run / "training_options.json").is_file()
+    card = json.loads((run / "model" / "model.json").read_text())
+    assert card["detector"] == name and set(card["thresholds"]) == {"balanced", "fpr1", "fpr01"}
+    assert card["training"]["datasets"][0]["manifest_sha256"]
+    if (
+        DETECTORS.get(name)
+        .obj(DETECTORS.get(name).obj.Config(**{"res": 32, **_tuples(TINY_CFG.get(name, {}))}))
+        .gradient_trained
+    ):
+        lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+        assert any(r["event"] == "epoch" and 0 <= r["val_auc"] <= 1 for r in lines)
+
+    m1 = load_model(run / "model", device="cpu")
+    m2 = load_model(str(run / "model" / "model.json"), device="cpu")
+    rng = np.random.default_rng(1)
+    faces = [smooth_image(rng) for _ in range(3)] + [checkerboard_fake(rng) for _ in range(3)]
+    p1, p2 = m1.predict_proba(faces), m2.predict_proba(faces)
+    assert p1.shape == (6,) and np.all((p1 >= 0) & (p1 <= 1))
+    np.testing.assert_array_equal(p1, p2)
+    heat = m1.explain(faces[3])
+    assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def test_save_reload_bit_identical_after_training_step(tmp_path):
+    from detectors.calibration import TemperatureScaling
+    from detectors.modelfile import load_model, save_model
+
+    det = build_detector("npr", res=32, widths=(8, 16, 32))
+    opt = torch.optim.SGD(det.parameters(), lr=0.1)
+    x, y = torch.randn(8, 3, 32, 32), torch.tensor([0, 1] * 4)
+    for _ in range(2):
+        loss, _ = det.loss(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    det.eval()
+    cal = TemperatureScaling().fit(np.array([-2.0, -1, 1, 2]), np.array([0, 0, 1, 1]))
+    save_model(tmp_path / "m", det, cal, {"balanced": 0.5, "fpr1": 0.9, "fpr01": 0.99})
+    m = load_model(tmp_path / "m", device="cpu")
+    with torch.no_grad():
+        np.testing.assert_array_equal(det(x).numpy(), m.detector(x).numpy())
+    assert m.preprocess.size == 32 and m.thresholds["fpr1"] == 0.9
+    assert len(m.sha256) == 64
+
+
+def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
+    """Sanity of the whole loop: a few dozen steps learn the toy upsampling artifact."""
+    from detectors.modelfile import load_model
+    from detectors.train import TrainOptions, train
+
+    run = train(
+        TrainOptions(
+            detector="npr",
+            data=[str(tiny_ds)],
+            val=[str(tiny_ds)],
+            res=32,
+            epochs=2,
+            batch=16,
+            steps_per_epoch=12,
+            out=str(tmp_path),
+            progress=False,
+            augment="none",
+            lr=3e-3,
+            detector_cfg={"widths": (8, 16, 32)},
+        )
+    )
+    m = load_model(run / "model", device="cpu")
+    rng = np.random.default_rng(5)
+    p_real = m.predict_proba([smooth_image(rng) for _ in range(16)])
+    p_fake = m.predict_proba([checkerboard_fake(rng) for _ in range(16)])
+    assert p_fake.mean() > p_real.mean() + 0.3
+
+
+def test_resume_continues_a_run(tiny_ds, tmp_path):
+    from detectors.train import TrainOptions, train
+
+    kw = dict(
+        detector="npr",
+        data=[str(tiny_ds)],
+        val=[str(tiny_ds)],
+        res=32,
+        batch=8,
+        steps_per_epoch=2,
+        out=str(tmp_path),
+        progress=False,
+        detector_cfg={"widths": (8, 16, 32)},
+        patience=10,
+    )
+    run = train(TrainOptions(epochs=1, **kw))
+    run2 = train(TrainOptions(epochs=2, resume=str(run), **kw))
+    assert run2 == run
+    epochs = [
+        json.loads(s)["epoch"]
+        for s in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(s)["event"] == "epoch"
+    ]
+    assert epochs == [0, 1]
+
+
+def test_unknown_backbone_and_options_are_one_line_errors():
+    with pytest.raises(UnknownNameError, match="unknown timm backbone 'resnet5000'") as e:
+        build_detector("timm", backbone="resnet5000")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UsageError, match="unknown option"):
+        build_detector("npr", nonsense=1)
+    with pytest.raises(UnknownNameError, match="unknown detector"):
+        build_detector("nprr")
+
+
+def test_gan_disc_kplus1_semi_supervised_loss():
+    det = build_detector("gan-disc", res=32, mode="kplus1")
+    x = torch.randn(6, 3, 32, 32)
+    y = torch.tensor([0, 1, -1, -1, -1, -1])  # two labelled, four unlabelled
+    loss, logs = det.loss(x, y)
+    loss.backward()
+    assert {"sup", "unsup"} <= set(logs) and torch.isfinite(loss)
+    assert det(x).shape == (6,)
+
+
+def test_gan_disc_from_generator_registry_family():
+    """The design card's reuse: a GAN-suite family's discriminator becomes the detector trunk."""
+    from generators.registry import GENERATORS
+
+    if "dcgan" not in GENERATORS:
+        pytest.skip("generator family dcgan not installed")
+    from generators.registry import get_generator
+
+    fam_cls = get_generator("dcgan")
+    fam = fam_cls(fam_cls.Config(res=32))
+    disc = fam.discriminator()
+    det = build_detector("gan-disc", res=32, family="dcgan")
+    assert det(torch.randn(2, 3, 32, 32)).shape == (2,)
+    n_disc = sum(p.numel() for p in disc.parameters())
+    assert abs(sum(p.numel() for p in det.parameters()) - n_disc) <= 8  # same trunk, one-logit head
+
+
+def test_video_aggregation():
+    from detectors.models.video import aggregate_scores
+
+    z = np.array([-3.0, -2.0, -1.0, 0.0, 10.0])
+    assert aggregate_scores(z, "mean") == pytest.approx(0.8)
+    assert aggregate_scores(z, "topk", k=2) == pytest.approx(5.0)
+    assert aggregate_scores(z, "trimmed-mean", trim=0.2) == pytest.approx(-1.0)
+    det = build_detector("video", res=32, frame_cfg={"widths": (8, 16)}, aggregate="topk")
+    assert isinstance(det.clip_logit(torch.randn(5, 3, 32, 32)), float)
+    with pytest.raises(ForensicsError):
+        aggregate_scores(np.array([]), "mean")
+
+
+def test_blend_self_blend_changes_only_the_face_region():
+    from detectors.models.blend import self_blend
+
+    x = torch.zeros(2, 3, 32, 32) + torch.linspace(-1, 1, 32)
+    out = self_blend(x, margin=0.3, rng=np.random.default_rng(0))
+    diff = (out - x).abs().sum(dim=1)
+    assert diff[:, 0, 0].max() < 1e-3  # corners untouched
+    assert diff[:, 12:20, 12:20].mean() > 0  # face centre blended
+
+
+def test_cli_list_json():
+    from click.testing import CliRunner
+
+    from detectors.cli import detector
+
+    res = CliRunner().invoke(detector, ["list", "--json"])
+    assert res.exit_code == 0
+    names = {r["name"] for r in json.loads(res.output)}
+    assert "npr" in names and "ensemble" in names

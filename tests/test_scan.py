@@ -1,0 +1,292 @@
+"""``forensics scan``: record schema, exit codes, no-face fallback, duplicates, hostile files, resume, HTML escaping.
+
+One folder of generated media is scanned once through the real CLI (module fixture) and most tests assert on its
+outputs; the model is a tiny untrained detector written through the detectors model-file API, so the tests check
+the pipeline, not accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+from forensics.pipeline import SCHEMA_VERSION, FileResult, ScanConfig, ThresholdPolicy, top_half_mean
+
+SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained 32 px NPR detector saved as a real model file (weights + model.json with thresholds)."""
+    import torch
+
+    from detectors.calibration import Identity
+    from detectors.modelfile import save_model
+    from detectors.registry import build_detector
+
+    torch.manual_seed(0)
+    det = build_detector("npr", res=32, widths=(4, 8))
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(out, det, Identity(), {"balanced": 0.5, "fpr1": 0.8, "fpr01": 0.95}, name="tiny-npr", licence="test")
+    return str(out)
+
+
+def _face_image(side: int = 256) -> np.ndarray:
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut()).resize((side, side), Image.LANCZOS)
+    return np.asarray(img)
+
+
+def _no_face_image() -> np.ndarray:
+    y, x = np.mgrid[0:160, 0:200]
+    return np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def batch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("batch")
+    Image.fromarray(_face_image()).save(d / "face.jpg", quality=92)
+    shutil.copy(d / "face.jpg", d / "face-copy.jpg")  # duplicate by content
+    Image.fromarray(_no_face_image()).save(d / "gradient.png")
+    Image.fromarray(_no_face_image()[:, ::-1].copy()).save(d / SCRIPT_NAME, quality=90)
+    (d / "zero.jpg").write_bytes(b"")
+    good = (d / "face.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "text.jpg").write_text("this is not a picture\n")
+    (d / "notes.txt").write_text("not media and not named like media: skipped\n")
+    (d / ".hidden.jpg").write_bytes(good)
+    return d
+
+
+@pytest.fixture(scope="module")
+def batch_run(batch_dir: Path, tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("out")
+    rc = cli.main([
+        "-q", "scan", str(batch_dir), "--model", tiny_model, "--device", "cpu", "--threshold", "0.0",
+        "--jsonl", str(out / "r.jsonl"), "--csv", str(out / "r.csv"), "--report", str(out / "r.html"),
+        "--workers", "2", "--no-table", "--threads", "1",
+    ])  # fmt: skip
+    records = [json.loads(line) for line in (out / "r.jsonl").read_text().splitlines()]
+    return {"rc": rc, "out": out, "records": {Path(r["path"]).name: r for r in records}, "lines": records}
+
+
+def test_batch_lists_every_candidate_once_and_skips_non_media(batch_run: dict) -> None:
+    names = set(batch_run["records"])
+    assert names == {"face.jpg", "face-copy.jpg", "gradient.png", SCRIPT_NAME, "zero.jpg", "truncated.jpg", "text.jpg"}
+    assert "notes.txt" not in names and ".hidden.jpg" not in names
+
+
+def test_record_schema(batch_run: dict) -> None:
+    required = {
+        "schema_version": str, "path": str, "sha256": str, "status": str, "fake_probability": (float, type(None)),
+        "verdict": (str, type(None)), "faces": list, "model": dict, "threshold": dict, "timings_ms": dict,
+        "no_face": bool, "tracks": list, "evidence": list, "duplicate_of": (str, type(None)),
+        "error": (str, type(None)), "media_type": (str, type(None)),
+    }  # fmt: skip
+    for rec in batch_run["lines"]:
+        for key, typ in required.items():
+            assert key in rec, key
+            assert isinstance(rec[key], typ), (key, rec[key])
+        assert rec["schema_version"] == SCHEMA_VERSION
+        assert rec["status"] in ("ok", "error")
+        assert os.path.isabs(rec["path"])
+        if rec["status"] == "ok":
+            assert rec["error"] is None and len(rec["sha256"]) == 64
+            assert 0.0 <= rec["fake_probability"] <= 1.0
+            assert rec["verdict"] in ("flagged", "not_flagged")
+            assert rec["model"]["name"] == "tiny-npr" and len(rec["model"]["sha256"]) == 64
+            assert rec["threshold"] == {"policy": "custom", "value": 0.0}
+            if rec["duplicate_of"] is None:
+                assert set(rec["timings_ms"]) >= {"load", "detect", "model", "evidence", "total"}
+                assert rec["timings_ms"]["total"] >= rec["timings_ms"]["model"] >= 0
+            assert rec["faces"], "every ok record has at least one scored crop"
+            for f in rec["faces"]:
+                assert len(f["box"]) == 4 and isinstance(f["track"], int) and isinstance(f["frame"], int)
+                assert 0.0 <= f["fake_probability"] <= 1.0
+        else:
+            assert rec["fake_probability"] is None and rec["verdict"] is None
+            assert rec["error"] and "\n" not in rec["error"]
+    # a record round-trips through the typed dataclass
+    face = batch_run["records"]["face-copy.jpg"]
+    assert FileResult.from_dict(face).to_dict() == face
+
+
+def test_face_found_and_scored(batch_run: dict) -> None:
+    rec = batch_run["records"]["face-copy.jpg"]
+    assert rec["status"] == "ok" and rec["no_face"] is False and rec["n_faces"] >= 1
+    f = rec["faces"][0]
+    x1, y1, x2, y2 = f["box"]
+    assert 0 <= x1 < x2 <= 256 and 0 <= y1 < y2 <= 256 and f["aligned"] and f["detection_prob"] > 0.9
+    assert rec["fake_probability"] == pytest.approx(max(x["fake_probability"] for x in rec["faces"]))
+
+
+def test_no_face_fallback_flag(batch_run: dict) -> None:
+    rec = batch_run["records"]["gradient.png"]
+    assert rec["status"] == "ok" and rec["no_face"] is True
+    assert len(rec["faces"]) == 1 and rec["faces"][0]["no_face"] is True and rec["faces"][0]["detection_prob"] is None
+    assert rec["faces"][0]["box"] == [0.0, 0.0, 200.0, 160.0]
+    assert rec["fake_probability"] == pytest.approx(rec["faces"][0]["fake_probability"])
+
+
+def test_duplicate_scanned_once(batch_run: dict) -> None:
+    # directories are walked in sorted order: "face-copy.jpg" < "face.jpg", so the copy is the first one seen
+    first, dup = batch_run["records"]["face-copy.jpg"], batch_run["records"]["face.jpg"]
+    assert dup["duplicate_of"] == first["path"] and first["duplicate_of"] is None
+    assert dup["sha256"] == first["sha256"] and dup["fake_probability"] == first["fake_probability"]
+    assert dup["timings_ms"]["total"] == 0.0  # not scanned a second time
+
+
+def test_hostile_files_reported_per_file(batch_run: dict) -> None:
+    recs = batch_run["records"]
+    for name, word in (("zero.jpg", "empty"), ("truncated.jpg", ""), ("text.jpg", "")):
+        rec = recs[name]
+        assert rec["status"] == "error", name
+        assert rec["path"] in rec["error"], rec["error"]
+        assert word in rec["error"]
+    assert recs["text.jpg"]["error_type"] == "UnsupportedMediaError"
+    # good files were scored despite the bad ones, and the exit code reflects the verdicts (threshold 0 -> flagged)
+    assert recs["face.jpg"]["status"] == "ok" and batch_run["rc"] == 1
+
+
+def test_html_report_escapes_file_names(batch_run: dict) -> None:
+    html = (batch_run["out"] / "r.html").read_text(encoding="utf-8")
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;b&gt;.jpg" in html
+    assert html.count("data:image/png;base64,") >= 3  # face crop, Grad-CAM overlay, evidence maps
+    assert "Model card" in html and "tiny-npr" in html and "evidence, not proof" in html
+    assert "built-in method" not in html and "6 errors" not in html
+
+
+def test_csv_has_one_row_per_file(batch_run: dict) -> None:
+    with open(batch_run["out"] / "r.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(batch_run["lines"])
+    assert {r["status"] for r in rows} == {"ok", "error"}
+
+
+def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Image.fromarray(_no_face_image()).save(tmp_path / "a.png")
+    base = ["-q", "scan", str(tmp_path / "a.png"), "--model", tiny_model, "--device", "cpu", "--no-table",
+            "--threads", "1"]  # fmt: skip
+    assert cli.main([*base, "--threshold", "0"]) == 1  # flagged
+    assert cli.main([*base, "--threshold", "1"]) == 0  # nothing can reach p >= 1
+    assert cli.main([*base, "--threshold", "nonsense"]) == 2  # usage
+    assert cli.main([*base[:3], "--model", str(tmp_path / "missing-model")]) == 2  # fatal: no model
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    assert cli.main(["-q", "scan", str(tmp_path / "bad.jpg"), "--model", tiny_model, "--no-table"]) == 2  # all failed
+    err = capsys.readouterr().err
+    assert "missing-model" in err
+
+
+def test_missing_default_model_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import forensics.pipeline as scan_mod
+    from forensics.errors import ModelFileError
+
+    monkeypatch.setattr(scan_mod, "DEFAULT_MODEL_DIR", tmp_path / "nothing")
+    with pytest.raises(ModelFileError, match="no default model shipped; pass --model FILE"):
+        scan_mod.resolve_model("default")
+
+
+def test_resume_scans_nothing_new(tiny_model: str, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_no_face_image()).save(src / "a.png")
+    Image.fromarray(_no_face_image()[::-1].copy()).save(src / "b.png")
+    out = tmp_path / "out.jsonl"
+    args = ["-q", "scan", str(src), "--model", tiny_model, "--device", "cpu", "--no-table", "--threshold", "1",
+            "--threads", "1"]  # fmt: skip
+    assert cli.main([*args, "--jsonl", str(out)]) == 0
+    first = out.read_text().splitlines()
+    assert len(first) == 2
+    with open(out, "a") as f:  # simulate a run killed in the middle of writing a line
+        f.write('{"schema_version": "1.0", "path": "/x')
+    assert cli.main([*args, "--resume", str(out)]) == 0
+    assert out.read_text().splitlines() == first  # nothing rescanned; the partial line was trimmed
+    Image.fromarray(_no_face_image()[:, ::-1].copy()).save(src / "c.png")
+    assert cli.main([*args, "--resume", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and Path(json.loads(lines[-1])["path"]).name == "c.png"
+
+
+def test_symlink_outside_root_is_refused(tiny_model: str, tmp_path: Path) -> None:
+    from forensics.pipeline import scan
+
+    outside = tmp_path / "secret.png"
+    Image.fromarray(_no_face_image()).save(outside)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link.png").symlink_to(outside)
+    recs = list(scan(root, tiny_model, device="cpu", evidence="none", threads=1))
+    assert len(recs) == 1 and recs[0].status == "error" and "--follow-symlinks" in recs[0].error
+    recs = list(scan(root, tiny_model, device="cpu", evidence="none", follow_symlinks=True, threads=1))
+    assert recs[0].status == "ok"
+
+
+def test_python_api_video_tracks_and_timeout(tiny_model: str, tmp_path: Path) -> None:
+    from forensics import scan
+    from forensics.media import write_video
+
+    face = _face_image(192)
+    frames = [np.roll(face, 3 * i, axis=1) for i in range(6)]
+    write_video(tmp_path / "clip.mp4", frames, fps=6)
+    (res,) = list(scan(tmp_path / "clip.mp4", tiny_model, device="cpu", evidence="none", fps=6, batch=4, threads=1))
+    assert res.status == "ok" and res.media_type == "video" and res.frames_sampled == 6
+    assert res.tracks and res.tracks[0].n_faces >= 4  # one face followed across the frames
+    assert {f.frame for f in res.faces} >= {0, 5}
+    assert res.fake_probability == pytest.approx(max(t.fake_probability for t in res.tracks))
+    assert res.tracks[0].fake_probability == pytest.approx(
+        top_half_mean([f.fake_probability for f in res.faces if f.track == res.tracks[0].track])
+    )
+    (late,) = list(scan(tmp_path / "clip.mp4", tiny_model, device="cpu", evidence="none", timeout_s=1e-9, threads=1))
+    assert late.status == "error" and "timed out" in late.error
+
+
+def test_threshold_policy_resolution() -> None:
+    from forensics.errors import UsageError
+
+    th = {"balanced": 0.4, "fpr1": 0.8, "fpr01": 0.9}
+    assert ThresholdPolicy.resolve("fpr1", th) == ThresholdPolicy("fpr1", 0.8)
+    assert ThresholdPolicy.resolve("0.25", th) == ThresholdPolicy("custom", 0.25)
+    assert ThresholdPolicy.resolve(0.9, th).verdict(0.95) == "flagged"
+    with pytest.raises(UsageError):
+        ThresholdPolicy.resolve("1.5", th)
+    with pytest.raises(UsageError):
+        ScanConfig(evidence="ela,nope")
+
+
+def test_inputs_globs_and_stdin(tmp_path: Path) -> None:
+    import io
+
+    from forensics.inputs import InputExpander
+    from forensics.outputs import safe_cell, safe_text
+
+    for n in ("a.png", "b.png"):
+        Image.fromarray(_no_face_image()).save(tmp_path / n)
+    (tmp_path / "noext").write_bytes((tmp_path / "a.png").read_bytes()[:-1] + b"\x82")  # media without extension
+    items = list(InputExpander([str(tmp_path / "*.png")]))
+    assert [Path(i.path).name for i in items] == ["a.png", "b.png"] and items[1].duplicate_of == items[0].path
+    items = list(InputExpander(["-"], stdin=io.StringIO(f"{tmp_path / 'b.png'}\n# comment\n\n{tmp_path}\n")))
+    assert [Path(i.path).name for i in items] == ["b.png", "a.png", "noext"]
+    assert safe_text("evil\x1b[2Jname\n") == "evil\\x1b[2Jname\\n"
+    assert safe_cell("=HYPERLINK(1)").startswith("'=")
+
+
+def test_downscaled_working_image_keeps_file_coordinates(batch_dir: Path, batch_run: dict, tiny_model: str) -> None:
+    """Huge images are decoded once and shrunk to ``work_max_side``; boxes must still be in the file's pixels."""
+    from forensics.pipeline import scan
+
+    (small,) = list(scan(batch_dir / "face-copy.jpg", tiny_model, device="cpu", evidence="jpeg", work_max_side=160,
+                         threads=1))  # fmt: skip
+    full = batch_run["records"]["face-copy.jpg"]["faces"][0]["box"]
+    assert small.faces and np.allclose(small.faces[0].box, full, atol=256 / 160 * 4)
+    (jp,) = small.evidence
+    assert jp.details["double_compression_checked"] is False  # the 8x8 grid is gone after resizing

@@ -1,0 +1,177 @@
+"""Evidence analyses: each returns a typed, JSON-serialisable result and reacts to the trace it is built for."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from forensics.evidence import (
+    EvidenceResult,
+    EvidenceSubject,
+    list_evidence,
+    resolve_evidence,
+    run_face_evidence,
+    run_file_evidence,
+)
+
+FILE_ANALYSES = ("ela", "jpeg", "metadata", "noise", "spectrum")
+
+
+def _photo(seed: int = 0, side: int = 192) -> np.ndarray:
+    """A smooth random 'scene' with texture: enough structure for JPEG, noise and spectrum statistics."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(128, 40, (side // 16, side // 16, 3))
+    img = np.asarray(Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).resize((side, side), Image.BICUBIC))
+    return np.clip(img.astype(np.float32) + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def _save_jpeg(arr: np.ndarray, path: Path, q: int) -> np.ndarray:
+    Image.fromarray(arr).save(path, quality=q)
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _subject(path: Path, pixels: np.ndarray, boxes=((48, 48, 144, 144),)) -> EvidenceSubject:
+    return EvidenceSubject(path=str(path), media_type="image", pixels=pixels, face_boxes=list(boxes))
+
+
+def test_registry_lists_all_builtin_analyses() -> None:
+    assert set(list_evidence()) >= {"gradcam", *FILE_ANALYSES}
+    assert resolve_evidence("none") == [] and resolve_evidence("ela, jpeg") == ["ela", "jpeg"]
+    assert set(resolve_evidence("all")) == set(list_evidence())
+
+
+def test_every_file_analysis_returns_a_typed_serialisable_result(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    pixels = _save_jpeg(_photo(), path, 85)
+    results = run_file_evidence(list(FILE_ANALYSES), _subject(path, pixels))
+    assert [r.name for r in results] == list(FILE_ANALYSES)
+    for r in results:
+        assert isinstance(r, EvidenceResult) and r.scope == "file" and r.error is None, (r.name, r.error)
+        assert r.score is None or 0.0 <= r.score <= 1.0
+        assert r.summary and "\n" not in r.summary
+        d = json.loads(json.dumps(r.to_dict()))  # JSON-safe
+        assert EvidenceResult.from_dict(d).name == r.name
+        if r.heatmap is not None:
+            assert r.heatmap.ndim == 2 and r.heatmap.min() >= 0.0 and r.heatmap.max() <= 1.0
+
+
+def test_jpeg_quality_and_double_compression_hint(tmp_path: Path) -> None:
+    from forensics.evidence.jpeg import jpeg
+
+    once = tmp_path / "once.jpg"
+    px1 = _save_jpeg(_photo(1, 256), once, 75)
+    r1 = jpeg(_subject(once, px1))
+    assert r1.details["estimated_quality"] == 75 and r1.details["standard_ijg_tables"]
+    twice = tmp_path / "twice.jpg"
+    px2 = _save_jpeg(_save_jpeg(_photo(1, 256), tmp_path / "first.jpg", 50), twice, 90)
+    r2 = jpeg(_subject(twice, px2))
+    assert r2.details["estimated_quality"] == 90
+    assert r2.details["double_compression_score"] > r1.details["double_compression_score"]
+    png = tmp_path / "x.png"
+    Image.fromarray(px1).save(png)
+    assert jpeg(_subject(png, px1)).score is None  # not applicable, said so
+
+
+def test_spectrum_finds_upsampling_peaks() -> None:
+    from forensics.evidence.spectrum import spectrum
+
+    natural = _photo(3, 128)
+    # A transposed-convolution upsampler's uneven kernel overlap leaves a fixed period-2 "checkerboard" gain.
+    up2 = np.asarray(Image.fromarray(natural[::2, ::2].copy()).resize((128, 128), Image.BILINEAR), np.float32)
+    yy, xx = np.mgrid[0:128, 0:128]
+    checker = 1.0 + 0.06 * ((xx % 2) * 2 - 1) * ((yy % 2) * 2 - 1)
+    upsampled = np.clip(up2 * checker[..., None], 0, 255).astype(np.uint8)
+    up = spectrum(EvidenceSubject("u.png", "image", upsampled))
+    nat = spectrum(EvidenceSubject("n.png", "image", natural))
+    assert any(p["period_px"] == 2 for p in up.details["peaks"]), up.details["peaks"]
+    assert up.score > nat.score
+    assert len(up.details["radial_profile"]) == 48
+
+
+def test_ela_and_noise_see_a_pasted_region(tmp_path: Path) -> None:
+    from forensics.evidence.ela import ela
+    from forensics.evidence.noise import noise
+
+    base = _photo(4, 192)
+    spliced = base.copy()
+    spliced[48:144, 48:144] = np.asarray(Image.fromarray(base[48:144, 48:144]).filter(_blur()))  # smoothed "face"
+    path = tmp_path / "s.png"
+    Image.fromarray(spliced).save(path)
+    r_noise = noise(_subject(path, spliced))
+    assert r_noise.details["face_to_background"] < 0.8 and r_noise.score > 0.2
+    r_ela = ela(_subject(path, spliced))
+    assert r_ela.details["face_to_background"] is not None and r_ela.heatmap.shape == spliced.shape[:2]
+    assert noise(_subject(path, spliced, boxes=())).score is None  # no face: nothing to compare
+
+
+def _blur():
+    from PIL import ImageFilter
+
+    return ImageFilter.GaussianBlur(2)
+
+
+def _jpeg_with_segments(pixels: np.ndarray, segments: list[tuple[int, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    extra = b"".join(b"\xff" + bytes([m]) + struct.pack(">H", len(p) + 2) + p for m, p in segments)
+    return data[:2] + extra + data[2:]
+
+
+def test_metadata_reports_xmp_software_and_c2pa(tmp_path: Path) -> None:
+    from forensics.evidence.metadata import metadata
+
+    px = _photo(5, 64)
+    xmp = (
+        b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:Description "
+        b'xmp:CreatorTool="Adobe Firefly" Iptc4xmpExt:DigitalSourceType="trainedAlgorithmicMedia"/></x:xmpmeta>'
+    )
+    jumbf = b"JP\x00\x01\x00\x00\x00\x01" + b"\x00\x00\x00\x20jumb\x00\x00\x00\x18jumdc2pa\x00\x11\x00\x10"
+    path = tmp_path / "gen.jpg"
+    path.write_bytes(_jpeg_with_segments(px, [(0xE1, xmp), (0xEB, jumbf)]))
+    r = metadata(_subject(path, px))
+    assert r.details["has_xmp"] and r.details["xmp"]["CreatorTool"] == "Adobe Firefly"
+    assert r.details["has_c2pa"] is True
+    assert "trainedalgorithmicmedia" in r.details["generator_markers"] and r.score == 1.0
+    assert "can be stripped or forged" in r.summary
+    plain = tmp_path / "plain.jpg"
+    _save_jpeg(px, plain, 90)
+    r0 = metadata(_subject(plain, px))
+    assert not r0.details["has_c2pa"] and r0.score is None and "not evidence either way" in r0.summary
+
+
+def test_gradcam_uses_the_model_explanation(tmp_path: Path) -> None:
+    class FakeModel:  # test double for the Model.explain contract only (the scan tests use a real model file)
+        def explain(self, face: np.ndarray) -> np.ndarray:
+            h, w = face.shape[:2]
+            heat = np.zeros((h, w), np.float32)
+            heat[int(0.75 * h) :, :] = 1.0  # all evidence at the mouth
+            return heat
+
+    (r,) = run_face_evidence(["gradcam"], np.zeros((64, 64, 3), np.uint8), FakeModel())
+    assert r.scope == "face" and r.error is None and "mouth" in r.summary and r.heatmap.shape == (64, 64)
+
+
+def test_a_failing_analysis_becomes_an_error_result() -> None:
+    class Broken:
+        def explain(self, face: np.ndarray) -> np.ndarray:
+            raise RuntimeError("boom")
+
+    (r,) = run_face_evidence(["gradcam"], np.zeros((8, 8, 3), np.uint8), Broken())
+    assert r.error == "RuntimeError: boom" and r.score is None
+
+
+@pytest.mark.parametrize("name", FILE_ANALYSES)
+def test_analyses_survive_tiny_and_grey_images(tmp_path: Path, name: str) -> None:
+    px = np.full((20, 24, 3), 128, np.uint8)
+    path = tmp_path / "tiny.png"
+    Image.fromarray(px).save(path)
+    (r,) = run_file_evidence([name], _subject(path, px, boxes=((2, 2, 10, 10),)))
+    assert r.error is None, r.error

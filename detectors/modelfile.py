@@ -173,6 +173,7 @@ def save_model(
     tmp = out / (WEIGHTS + ".tmp")
     save_file(state, str(tmp), metadata={"format": FORMAT, "detector": detector.name})
     os.replace(tmp, out / WEIGHTS)
+    os.chmod(out / WEIGHTS, 0o644)  # safetensors writes 0600 temp files; a model is meant to be shared
     card = {
         "format": FORMAT,
         "version": FORMAT_VERSION,

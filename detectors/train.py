@@ -17,6 +17,7 @@ What the loop does for generalisation:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -275,10 +276,14 @@ def train(opts: TrainOptions) -> Path:
     params = [p for p in det.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay) if params else None
     start_epoch, best_auc, bad_epochs, step = 0, -1.0, 0, 0
+    # Early stopping compares val AUCs, which only mean the same thing on the same validation items.
+    val_key = hashlib.sha256("\n".join(sorted(str(it.path) for it in val_items)).encode()).hexdigest()[:16]
     if opts.resume and opt is not None:
         meta = load_checkpoint(run, det, opt)
         start_epoch, best_auc, bad_epochs, step = meta["epoch"] + 1, meta["best_auc"], meta["bad_epochs"], meta["step"]
-        mlog.write(event="resume", epoch=start_epoch)
+        if meta.get("val_key") != val_key:  # resumed on other data: the old best is not comparable
+            best_auc, bad_epochs = -1.0, 0
+        mlog.write(event="resume", epoch=start_epoch, val_changed=meta.get("val_key") != val_key)
     model: Any = det
     if distributed and det.gradient_trained:
         from torch.nn.parallel import DistributedDataParallel
@@ -364,7 +369,8 @@ def train(opts: TrainOptions) -> Path:
                 bad_epochs += 1
             if main_proc:
                 save_checkpoint(
-                    run, det, opt, {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step}
+                    run, det, opt,
+                    {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step, "val_key": val_key},
                 )
             if bad_epochs >= opts.patience:
                 stopped = "early-stop"

@@ -338,3 +338,14 @@ class AdversarialFamily(GeneratorFamily):
         z = self.latent(n, generator) * psi
         images = self.generate(self.G_ema, z, **kwargs).clamp(-1, 1).float()
         return Samples(images=images, meta=[{"truncation": psi} for _ in range(n)])
+
+
+#: Presets shared by the plain convolutional GANs (dcgan, resgan, pixelshuffle): same widths per resolution, so
+#: families differ in their upsampler and losses, not in capacity.
+CONV_GAN_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"res": 16, "ch": 8, "ch_max": 32, "z_dim": 32, "batch": 8},  # tests and smoke runs
+    "16": {"res": 16, "ch": 32, "batch": 64},
+    "32": {"res": 32, "ch": 32, "batch": 64},
+    "64": {"res": 64, "ch": 32, "ch_max": 128, "batch": 32},
+    "128": {"res": 128, "ch": 16, "ch_max": 128, "batch": 32},
+}

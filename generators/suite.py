@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def default_data() -> list[str]:
     """The imported shared faces if the Foundation import exists, else the raw UTKFace folder."""
     from forensics.config import shared_data_dir
 
-    imported = Path("/work/scratch/data/shared128")
+    imported = Path(os.environ.get("FORENSICS_WORK", "work")) / "data" / "shared128"
     if (imported / "manifest.jsonl").is_file():
         return [str(imported)]
     d = shared_data_dir()

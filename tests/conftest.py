@@ -22,3 +22,29 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def _face_frames(n: int, shift: int, size: int = 160) -> list[np.ndarray]:
+    """``n`` frames of the astronaut's face (public domain) drifting by ``shift`` px per frame: a talking-head
+    stand-in that MTCNN detects in every frame."""
+    skimage_data = pytest.importorskip("skimage.data")
+    img = skimage_data.astronaut()
+    crops = (img[30 + i * shift : 30 + i * shift + size, 120 + i : 120 + i + size] for i in range(n))
+    return [np.ascontiguousarray(c) for c in crops]
+
+
+@pytest.fixture(scope="session")
+def face_frames():
+    """The frame maker behind :func:`face_clips`, for tests that write clips of their own."""
+    return _face_frames
+
+
+@pytest.fixture(scope="session")
+def face_clips(tmp_path_factory) -> tuple[str, str]:
+    """Two 6-frame H.264 clips of a moving face (target and driver) shared by the video tests."""
+    from forensics.media import write_video
+
+    d = tmp_path_factory.mktemp("face_clips")
+    a = write_video(d / "a.mp4", _face_frames(6, 2), fps=10, crf=18)
+    b = write_video(d / "b.mp4", _face_frames(6, -2)[::-1], fps=10, crf=18)
+    return str(a), str(b)

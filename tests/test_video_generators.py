@@ -19,20 +19,6 @@ from generators.video.train import load_reenact, load_swap, train_reenact, train
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-def _face_frames(n: int, shift: int, size: int = 160) -> list[np.ndarray]:
-    """``n`` frames of the astronaut's face drifting by ``shift`` px per frame (a moving talking-head stand-in)."""
-    skimage_data = pytest.importorskip("skimage.data")
-    img = skimage_data.astronaut()
-    crops = (img[30 + i * shift : 30 + i * shift + size, 120 + i : 120 + i + size] for i in range(n))
-    return [np.ascontiguousarray(c) for c in crops]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("clips")
-    a = write_video(d / "a.mp4", _face_frames(6, 2), fps=10, crf=18)
-    b = write_video(d / "b.mp4", _face_frames(6, -2)[::-1], fps=10, crf=18)
-    return str(a), str(b)
 
 
 def test_methods_registered():
@@ -71,8 +57,8 @@ def test_reenact_default_config_builds():
     assert model.motion.net.down[0][0].in_channels == (cfg.num_kp + 1) * 4
 
 
-def test_swap_train_resume_and_apply(clips, tmp_path):
-    a, b = clips
+def test_swap_train_resume_and_apply(face_clips, tmp_path):
+    a, b = face_clips
     cfg = SwapConfig(size=16, width=8, latent=16, batch=2, steps=2)
     run = train_swap(a, b, tmp_path / "runs", cfg, save_every=1)
     rows = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line]
@@ -90,8 +76,8 @@ def test_swap_train_resume_and_apply(clips, tmp_path):
     assert probe(out / fake.path).n_frames == 6
 
 
-def test_reenact_train_and_drive_4_frames(clips, tmp_path):
-    a, b = clips
+def test_reenact_train_and_drive_4_frames(face_clips, tmp_path):
+    a, b = face_clips
     run = train_reenact([a, b], tmp_path / "runs", ReenactConfig(res=16, num_kp=3, width=4, batch=2, steps=2),
                         save_every=2)
     model, margin = load_reenact(run)
@@ -103,8 +89,8 @@ def test_reenact_train_and_drive_4_frames(clips, tmp_path):
     assert all(m.dtype == np.uint8 and m.any() for m in fake.masks)
 
 
-def test_warp_dataset_counts_masks_and_resume(clips, tmp_path):
-    a, b = clips
+def test_warp_dataset_counts_masks_and_resume(face_clips, tmp_path):
+    a, b = face_clips
     out = tmp_path / "warp"
     cfg = VideoDatasetConfig(method="warp", n=2, crfs=(23, 40), max_frames=6)
     make_video_dataset([a, b], out, cfg)
@@ -123,10 +109,10 @@ def test_warp_dataset_counts_masks_and_resume(clips, tmp_path):
     assert len(read_manifest(out)) == len(rows)
 
 
-def test_bad_inputs_one_line_errors_no_partial_output(clips, tmp_path, rng):
-    a, _ = clips
+def test_bad_inputs_one_line_errors_no_partial_output(face_clips, face_frames, tmp_path, rng):
+    a, _ = face_clips
     noise = write_video(tmp_path / "noise.mp4", [rng.integers(0, 255, (64, 64, 3), np.uint8) for _ in range(4)], 10)
-    one = write_video(tmp_path / "one.mp4", _face_frames(1, 0), 10)
+    one = write_video(tmp_path / "one.mp4", face_frames(1, 0), 10)
     audio = tmp_path / "audio.wav"
     import wave
 
@@ -143,7 +129,7 @@ def test_bad_inputs_one_line_errors_no_partial_output(clips, tmp_path, rng):
     assert not list((out / "videos").glob("warp-*")), "no fake video may be written for a failed clip"
     with pytest.raises(ForensicsError):
         make_video_dataset([a], out, VideoDatasetConfig(method="warp", n=1))
-    frames = _face_frames(2, 0)
+    frames = face_frames(2, 0)
     with pytest.raises(ForensicsError, match="frame 1 is 100x100"):
         write_video(tmp_path / "m.mp4", [frames[0], frames[1][:100, :100]], 10)
     assert not (tmp_path / "m.mp4").exists(), "a failed encode must not leave a partial video"

@@ -12,7 +12,6 @@ import torch
 
 from forensics.dataset import read_manifest, summarize
 from forensics.errors import UsageError
-from forensics.media import write_video
 from generators.video.clips import read_clip
 from generators.video.dataset import VideoDatasetConfig, load_masks, make_video_dataset
 from generators.video.landmark2face import (
@@ -37,19 +36,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TINY = dict(size=16, width=4, id_dim=8, shots=2, batch=2, n_scales=2)
 
 
-def _face_frames(n: int, shift: int, size: int = 160) -> list[np.ndarray]:
-    skimage_data = pytest.importorskip("skimage.data")
-    img = skimage_data.astronaut()
-    crops = (img[30 + i * shift : 30 + i * shift + size, 120 + i : 120 + i + size] for i in range(n))
-    return [np.ascontiguousarray(c) for c in crops]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("l2f_clips")
-    a = write_video(d / "a.mp4", _face_frames(6, 2), fps=10, crf=18)
-    b = write_video(d / "b.mp4", _face_frames(6, -2)[::-1], fps=10, crf=18)
-    return str(a), str(b)
 
 
 def test_registered_with_model_requirement():
@@ -104,9 +90,9 @@ def test_train_step_updates_generator_and_discriminator():
     assert not torch.equal(model.disc.discs[0].layers[-1].weight_orig, d0)
 
 
-def test_relative_driving_keeps_target_maps_for_a_still_driver(clips):
+def test_relative_driving_keeps_target_maps_for_a_still_driver(face_clips):
     cfg = Landmark2FaceConfig(size=32)
-    a, _ = clips
+    a, _ = face_clips
     frames = read_clip(a).frames
     tgt = clip_maps(frames, cfg, source=a)
     still = clip_maps([frames[0]] * 3, cfg, source="still")
@@ -118,8 +104,8 @@ def test_relative_driving_keeps_target_maps_for_a_still_driver(clips):
     assert list(pick_shots(10, 4)) == [0, 3, 6, 9] and list(pick_shots(2, 4)) == [0, 1]
 
 
-def test_train_resume_drive_and_dataset(clips, tmp_path):
-    a, b = clips
+def test_train_resume_drive_and_dataset(face_clips, tmp_path):
+    a, b = face_clips
     cfg = Landmark2FaceConfig(**TINY, steps=2)
     run = train_landmark2face([a, b], tmp_path / "runs", cfg, save_every=1)
     assert run.name.endswith("-landmark2face")

@@ -70,6 +70,7 @@ class ThresholdType(click.ParamType):
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that point outside the scanned folders.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse images / frames larger than this (pixels).")
 @click.option("--no-table", is_flag=True, help="Do not print the results table.")
+@click.option("-q", "--quiet", "quiet_flag", is_flag=True, help="No progress bar or table (as 'forensics -q scan').")
 @click.pass_obj
 def scan(obj: Any, inputs: tuple[str, ...], **opts: Any) -> int:
     """Scan images and videos (files, folders, globs, or - for a list on stdin) for synthetic or manipulated faces.
@@ -78,7 +79,7 @@ def scan(obj: Any, inputs: tuple[str, ...], **opts: Any) -> int:
     policy, and optional evidence (heatmaps, error levels, noise, spectrum, JPEG and metadata analyses).
     Results are evidence, not proof.
     """
-    quiet = bool(getattr(obj, "quiet", False))
+    quiet = opts.pop("quiet_flag") or bool(getattr(obj, "quiet", False))
     return run_scan(list(inputs), quiet=quiet, **opts)
 
 

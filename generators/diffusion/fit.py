@@ -9,8 +9,8 @@ held-out faces, which the trainer does not (it is specific to autoencoders).
 
 Example:
     python -m generators.diffusion.fit train ldm-ae --data ../shared/data/real_faces/utkface_bagashvilit \
-        --res 64 --minutes 10 --out /work/scratch/diffusion/ae64
-    python -m generators.diffusion.fit eval-ae /work/scratch/diffusion/ae64 --grid docs/img/gan/ae-recon.png
+        --res 64 --minutes 10 --out $FORENSICS_WORK/diffusion/ae64
+    python -m generators.diffusion.fit eval-ae $FORENSICS_WORK/diffusion/ae64 --grid docs/img/gan/ae-recon.png
 """
 
 from __future__ import annotations

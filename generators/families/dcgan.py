@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from generators.layers import AdversarialConfig, AdversarialFamily, channels_per_level, make_upsampler
+from generators.layers import CONV_GAN_PRESETS, AdversarialConfig, AdversarialFamily, channels_per_level, make_upsampler
 from generators.registry import register_generator
 
 
@@ -60,15 +60,6 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x)
 
 
-_PRESETS = {
-    "tiny": {"res": 16, "ch": 8, "ch_max": 32, "z_dim": 32, "batch": 8},  # tests and smoke runs
-    "16": {"res": 16, "ch": 32, "batch": 64},
-    "32": {"res": 32, "ch": 32, "batch": 64},
-    "64": {"res": 64, "ch": 32, "ch_max": 128, "batch": 32},
-    "128": {"res": 128, "ch": 16, "ch_max": 128, "batch": 32},
-}
-
-
 @register_generator(
     "dcgan", family="dcgan", upsampler="convT-k4s2", kind="noise",
     description="DCGAN: transposed conv k4s2, batch norm, non-saturating loss",
@@ -78,7 +69,7 @@ class DCGAN(AdversarialFamily):
 
     name = "dcgan"
     Config = DCGANConfig
-    presets = _PRESETS
+    presets = CONV_GAN_PRESETS
 
     def build_generator(self) -> nn.Module:
         return DCGANGenerator(self.cfg)

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from generators.layers import AdversarialConfig, AdversarialFamily, channels_per_level, make_upsampler, sn
+from generators.layers import (
+    CONV_GAN_PRESETS,
+    AdversarialConfig,
+    AdversarialFamily,
+    channels_per_level,
+    make_upsampler,
+    sn,
+)
 from generators.registry import register_generator
 
 
@@ -84,15 +91,6 @@ class ResDiscriminator(nn.Module):
         return self.fc(h).flatten()
 
 
-_PRESETS = {
-    "tiny": {"res": 16, "ch": 8, "ch_max": 32, "z_dim": 32, "batch": 8},  # tests and smoke runs
-    "16": {"res": 16, "ch": 32, "batch": 64},
-    "32": {"res": 32, "ch": 32, "batch": 64},
-    "64": {"res": 64, "ch": 32, "ch_max": 128, "batch": 32},
-    "128": {"res": 128, "ch": 16, "ch_max": 128, "batch": 32},
-}
-
-
 @register_generator(
     "resgan", family="resgan", upsampler="nearest", kind="noise",
     description="SNGAN-style residual GAN: nearest upsample + conv, spectral norm D, hinge loss",
@@ -102,7 +100,7 @@ class ResGAN(AdversarialFamily):
 
     name = "resgan"
     Config = ResGANConfig
-    presets = _PRESETS
+    presets = CONV_GAN_PRESETS
 
     def build_generator(self) -> nn.Module:
         return ResGenerator(self.cfg)

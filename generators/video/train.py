@@ -35,6 +35,17 @@ def _config(cls: type, opts: dict[str, Any]):
     return cls(**{k: v for k, v in opts.items() if k in names})
 
 
+def _open_run(out: str | Path, kind: str, resume: str | None, cfg: Any, model: torch.nn.Module,
+              opt: torch.optim.Optimizer, gen: torch.Generator, **options: Any) -> tuple[Path, int]:
+    """A fresh numbered run (options written) or the run being resumed (weights, optimiser, RNG restored)."""
+    if resume:
+        run = Path(resume)
+        return run, load_checkpoint(run, model, opt, gen)
+    run = new_run_dir(out, kind)
+    write_options(run, cfg, kind=kind, **options)
+    return run, 0
+
+
 def _loop(run: Path, steps: int, start: int, step_fn: Callable[[int], dict[str, float]], save: Callable[[int], None],
           every: int, progress: Progress | None) -> None:
     t0, last = time.perf_counter(), start
@@ -61,13 +72,7 @@ def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resum
     model = SwapAutoencoder(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
-    if resume:
-        run = Path(resume)
-        start = load_checkpoint(run, model, opt, gen)
-    else:
-        run = new_run_dir(out, "swap")
-        write_options(run, cfg, clip_a=str(clip_a), clip_b=str(clip_b), kind="swap")
-        start = 0
+    run, start = _open_run(out, "swap", resume, cfg, model, opt, gen, clip_a=str(clip_a), clip_b=str(clip_b))
     _loop(run, cfg.steps, start, lambda s: train_step(model, opt, faces, cfg, gen),
           lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
@@ -89,13 +94,7 @@ def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume
     feats = PyramidFeatures()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
-    if resume:
-        run = Path(resume)
-        start = load_checkpoint(run, model, opt, gen)
-    else:
-        run = new_run_dir(out, "reenact")
-        write_options(run, cfg, videos=[str(v) for v in videos], margin=margin, kind="reenact")
-        start = 0
+    run, start = _open_run(out, "reenact", resume, cfg, model, opt, gen, videos=[str(v) for v in videos], margin=margin)
 
     def step_fn(step: int) -> dict[str, float]:
         clip_idx = torch.randint(len(stacks), (cfg.batch,), generator=gen)
@@ -151,13 +150,7 @@ def train_landmark2face(videos: list[str], out: str | Path, cfg: Landmark2FaceCo
     feats = PyramidFeatures()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
-    if resume:
-        run = Path(resume)
-        start = load_checkpoint(run, model, opt, gen)
-    else:
-        run = new_run_dir(out, "landmark2face")
-        write_options(run, cfg, videos=[str(v) for v in videos], kind="landmark2face")
-        start = 0
+    run, start = _open_run(out, "landmark2face", resume, cfg, model, opt, gen, videos=[str(v) for v in videos])
 
     def step_fn(step: int) -> dict[str, float]:
         target, cond, shots = [], [], []

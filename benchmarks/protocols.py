@@ -152,13 +152,14 @@ def field_of(item: Item, key: str) -> str:
 
 def groups_by(items: list[Item], key: str) -> dict[str, list[Item]]:
     """One test set per value of ``key`` among the fakes. Reals join a group when they carry the same value
-    (e.g. a CRF both classes were encoded at); reals that carry no value join every group."""
+    (e.g. a CRF both classes were encoded at); reals whose value no fake has (none, or ``family: real`` as the
+    importer writes) join every group."""
     values = sorted({field_of(i, key) for i in items if i.y == 1} - {""})
     out: dict[str, list[Item]] = {}
     for v in values:
         fakes = [i for i in items if i.y == 1 and field_of(i, key) == v]
         reals_same = [i for i in items if i.y == 0 and field_of(i, key) == v]
-        reals = reals_same or [i for i in items if i.y == 0 and not field_of(i, key)]
+        reals = reals_same or [i for i in items if i.y == 0 and field_of(i, key) not in values]
         out[v] = fakes + reals
     return out
 

@@ -78,3 +78,20 @@ def test_shipped_benchmark_files_are_valid(name):
     if name == "robustness":
         levels = {parse_perturbation(p).family for p in cfg.perturbations}
         assert {"jpeg", "downscale", "upscale", "blur", "crop", "screenshot", "reencode", "chain"} <= levels
+
+
+def test_reals_labelled_family_real_join_every_held_out_group():
+    """The importer writes ``family: real`` on reals; leave-one-family-out must still pair them with each family."""
+    from benchmarks.protocols import Item, groups_by
+    from forensics.dataset import ManifestRow
+
+    def item(label: str, family: str, crf: int | None = None) -> Item:
+        extra = {"crf": crf} if crf is not None else {}
+        row = ManifestRow(path=f"{label}-{family}-{crf}.jpg", label=label, family=family, sha256="x", extra=extra)
+        return Item(Path(row.path), row.y, row, "ds")
+
+    items = [item("fake", "dcgan"), item("fake", "ldm"), item("real", "real"), item("real", "")]
+    groups = groups_by(items, "family")
+    assert sorted(groups) == ["dcgan", "ldm"]
+    for members in groups.values():
+        assert sum(i.y == 0 for i in members) == 2 and sum(i.y for i in members) == 1

@@ -252,7 +252,31 @@ class AdversarialConfig(GenConfig):
     r1_every: int = 16  # lazy regularisation interval (Karras et al. 2020)
 
 
-class AdversarialFamily(GeneratorFamily):
+class GanState:
+    """G, D, a frozen EMA copy of G and one Adam per network: the state every adversarial family checkpoints.
+
+    A mixin (listed before :class:`GeneratorFamily`) so families with their own training steps (cgan, cyclegan,
+    inpaint, srgan) and :class:`AdversarialFamily` share one definition of what is saved and resumed.
+    """
+
+    device: torch.device
+
+    def init_gan_state(self, G: nn.Module, D: nn.Module, lr: float, lr_d: float, betas: tuple[float, float]) -> None:
+        self.G = G.to(self.device)
+        self.D = D.to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        requires_grad(self.G_ema, False)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr_d, betas=betas)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_G, "D": self.opt_D}
+
+
+class AdversarialFamily(GanState, GeneratorFamily):
     """G + D + EMA-of-G with a configurable loss; subclasses only build the two networks.
 
     Sampling uses ``G_ema`` in eval mode so that taking a sample never changes any state (exact resume needs
@@ -271,12 +295,9 @@ class AdversarialFamily(GeneratorFamily):
             from forensics.errors import UsageError
 
             raise UsageError(f"{self.name}: unknown loss {cfg.loss!r} (choose one of {', '.join(LOSSES)})")
-        self.G = self.build_generator().to(self.device)
-        self.D = self.build_discriminator().to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.init_gan_state(
+            self.build_generator(), self.build_discriminator(), cfg.lr, cfg.lr_d or cfg.lr, (cfg.beta1, cfg.beta2)
+        )
         self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
 
     # -- to implement -------------------------------------------------------------------------------------
@@ -285,13 +306,6 @@ class AdversarialFamily(GeneratorFamily):
 
     def build_discriminator(self) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
-
-    # -- contract -----------------------------------------------------------------------------------------
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         # Drawn on the CPU so a seed gives the same latent on every device.

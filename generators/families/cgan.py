@@ -17,7 +17,6 @@ upsampling trace and leave-one-upsampler-out has one more held-out group.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from torch import nn
 
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
-from generators.layers import channels_per_level, ema_update, kw, requires_grad, sn
+from generators.layers import GanState, channels_per_level, ema_update, kw, requires_grad, sn
 from generators.registry import register_generator
 
 ATTR_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
@@ -269,7 +268,7 @@ class CGANConfig(GenConfig):
     kind="conditional",
     description="class-conditional GAN on gender/age/race: conditional BN, projection D, hinge loss",
 )
-class CGAN(GeneratorFamily):
+class CGAN(GanState, GeneratorFamily):
     """Class-conditional face GAN; ``sample(..., condition={"gender": "female", "age": "20-29"})``.
 
     Attributes not named in the condition are drawn uniformly per image; the full condition used for each image
@@ -289,19 +288,11 @@ class CGAN(GeneratorFamily):
     def __init__(self, cfg: CGANConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         check_resolution(self, cfg.res)
-        self.G = Generator(cfg.res, cfg.z_dim, cfg.ch, cfg.ch_max).to(self.device)
-        self.D = ProjectionDiscriminator(cfg.res, cfg.ch, cfg.ch_max).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        self.init_gan_state(
+            Generator(cfg.res, cfg.z_dim, cfg.ch, cfg.ch_max), ProjectionDiscriminator(cfg.res, cfg.ch, cfg.ch_max),
+            cfg.lr, cfg.lr_d, (cfg.beta1, cfg.beta2),
+        )
         self.starvation = LabelStarvation(self.name, cfg.max_unlabelled_batches)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
 
     def _drop_labels(self, cond: torch.Tensor) -> torch.Tensor:
         if self.cfg.label_dropout <= 0:

@@ -20,7 +20,6 @@ ones, and the trace is the convT-k3s2 upsampler's uneven-overlap pattern on top 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from torch import nn
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import LabelStarvation, check_resolution, ema_decay_at, flag_on_any_rank, need_labels
-from generators.layers import ema_update, requires_grad
+from generators.layers import GanState, ema_update, requires_grad
 from generators.registry import register_generator
 
 
@@ -174,7 +173,7 @@ class CycleGANConfig(GenConfig):
     kind="image2image",
     description="unpaired attribute editor (male<->female, young<->old): ResNet G, PatchGAN D, cycle + identity",
 )
-class CycleGAN(GeneratorFamily):
+class CycleGAN(GanState, GeneratorFamily):
     """Unpaired attribute translation of real faces.
 
     ``sample(n, generator, inputs=x, direction="a2b")`` translates each input face (``n`` is ignored: one output
@@ -202,20 +201,11 @@ class CycleGAN(GeneratorFamily):
             raise UsageError(f"cyclegan: domains {cfg.domain_a!r} and {cfg.domain_b!r} overlap")
         if cfg.res >> cfg.n_down < 4:
             raise UsageError(f"cyclegan: n_down={cfg.n_down} is too deep for {cfg.res} px (bottleneck under 4 px)")
-        self.G = PairedGenerator(cfg.ngf, cfg.n_down, cfg.n_res).to(self.device)
-        self.D = PairedDiscriminator(cfg.ndf, cfg.d_layers).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
+        self.init_gan_state(
+            PairedGenerator(cfg.ngf, cfg.n_down, cfg.n_res), PairedDiscriminator(cfg.ndf, cfg.d_layers),
+            cfg.lr, cfg.lr, (cfg.beta1, cfg.beta2),
+        )
         self.starvation = LabelStarvation(self.name, cfg.max_skipped_batches)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
 
     def split_domains(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Images of domain a and domain b from one batch (see the module docstring)."""

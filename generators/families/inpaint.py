@@ -17,7 +17,6 @@ its seam, inside an otherwise real face. Training holes are drawn per image from
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ from forensics.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution, ema_decay_at
 from generators.families.cyclegan import check_inputs
-from generators.layers import ema_update, requires_grad, sn
+from generators.layers import GanState, ema_update, requires_grad, sn
 from generators.masks import MASK_KINDS, framing_landmarks, make_masks, mask_boxes, normalize_kind, pick_regions
 from generators.registry import register_generator
 
@@ -167,7 +166,7 @@ class InpaintConfig(GenConfig):
     kind="image2image",
     description="face inpainting (eyes/nose/mouth/free-form) with gated convs and global + local D; writes masks",
 )
-class Inpaint(GeneratorFamily):
+class Inpaint(GanState, GeneratorFamily):
     """Fills a face region of real faces.
 
     ``sample(n, generator, inputs=x, region="mouth")`` (region: eyes, nose, mouth, freeform or random; or pass
@@ -191,19 +190,11 @@ class Inpaint(GeneratorFamily):
         self.train_regions = tuple(normalize_kind(r) for r in cfg.train_regions.split(",") if r.strip())
         pick_regions(0, None, self.train_regions)  # validates the names now, not at step 1
         framing_landmarks(cfg.framing)
-        self.G = InpaintGenerator(cfg.ch, tuple(cfg.dilations), cfg.refine).to(self.device)
-        self.D = InpaintDiscriminator(cfg.ndf, cfg.res, max(cfg.res // 2, 8)).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
+        self.init_gan_state(
+            InpaintGenerator(cfg.ch, tuple(cfg.dilations), cfg.refine),
+            InpaintDiscriminator(cfg.ndf, cfg.res, max(cfg.res // 2, 8)),
+            cfg.lr, cfg.lr, (cfg.beta1, cfg.beta2),
+        )
 
     def _hole_boxes(self, mask: torch.Tensor) -> torch.Tensor:
         """The mask's bounding box grown by 1/8 of the image on each side: the local D sees the seam's context."""

@@ -19,7 +19,6 @@ Training and sampling make the low-resolution face the same way: antialiased bic
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from forensics.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution, ema_decay_at
 from generators.families.cyclegan import check_inputs
-from generators.layers import ema_update, requires_grad, sn
+from generators.layers import GanState, ema_update, requires_grad, sn
 from generators.registry import register_generator
 
 SCALE = 4
@@ -130,7 +129,7 @@ class SRGANConfig(GenConfig):
     kind="superres",
     description="4x face super-resolution: SRResNet (no BN) + pixel shuffle, adversarial + D-feature + L1 losses",
 )
-class SRGAN(GeneratorFamily):
+class SRGAN(GanState, GeneratorFamily):
     """4x super-resolution of real faces.
 
     ``sample(n, generator, inputs=x)``: ``x`` is (N,3,res,res) real faces, downsampled by 4 with ``downsample``
@@ -153,19 +152,10 @@ class SRGAN(GeneratorFamily):
         check_resolution(self, cfg.res)
         if cfg.downsample not in DOWNSAMPLERS:
             raise UsageError(f"srgan: unknown downsample {cfg.downsample!r} (choose one of {', '.join(DOWNSAMPLERS)})")
-        self.G = SRResNet(cfg.ch, cfg.n_blocks, cfg.res_scale).to(self.device)
-        self.D = FeatureDiscriminator(cfg.ndf, cfg.res).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        requires_grad(self.G_ema, False)
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"G": self.opt_G, "D": self.opt_D}
+        self.init_gan_state(
+            SRResNet(cfg.ch, cfg.n_blocks, cfg.res_scale), FeatureDiscriminator(cfg.ndf, cfg.res),
+            cfg.lr, cfg.lr, (cfg.beta1, cfg.beta2),
+        )
 
     def degrade(self, hr: torch.Tensor) -> torch.Tensor:
         """The low-resolution face (res/4) the model learns to super-resolve."""

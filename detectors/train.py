@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from forensics.errors import DataError, UsageError
+from forensics.runs import next_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,6 @@ class TrainOptions:
 
 
 # -- run dirs -------------------------------------------------------------------------------------------------
-def next_run_dir(out: str | os.PathLike[str], desc: str) -> Path:
-    """``out/NNNNN-desc`` with the next free number (never reuses one, so runs are never overwritten)."""
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    nums = [int(p.name.split("-", 1)[0]) for p in root.iterdir() if p.is_dir() and p.name.split("-", 1)[0].isdigit()]
-    run = root / f"{max(nums, default=-1) + 1:05d}-{desc}"
-    run.mkdir()
-    return run
-
-
 class MetricsLog:
     def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = path
@@ -100,43 +91,30 @@ def save_checkpoint(run: Path, model: Any, opt: Any, state: dict[str, Any]) -> N
     """Weights and optimiser tensors in safetensors, the rest (epoch, best, param groups) in JSON."""
     from safetensors.torch import save_file
 
+    from forensics.runs import optimizer_to_tensors
+
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    osd = opt.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in osd["state"].items():
-        for k, v in st.items():
-            if hasattr(v, "shape") and getattr(v, "dim", lambda: 0)() > 0:
-                tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous().clone()
-            else:
-                scalars.setdefault(str(pid), {})[k] = float(v)
+    opt_tensors, opt_side = optimizer_to_tensors("opt", opt)
+    tensors.update(opt_tensors)
     tmp = run / "checkpoint.safetensors.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, run / "checkpoint.safetensors")
-    meta = {**state, "param_groups": osd["param_groups"], "opt_scalars": scalars}
+    meta = {**state, "optimizer": opt_side}
     (run / "checkpoint.json.tmp").write_text(json.dumps(meta, default=float), encoding="utf-8")
     os.replace(run / "checkpoint.json.tmp", run / "checkpoint.json")
 
 
 def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
-    import torch
-
     from detectors.modelfile import read_state_dict
     from forensics.errors import ModelFileError
+    from forensics.runs import optimizer_state_dict
 
     if not (run / "checkpoint.json").is_file():
         raise ModelFileError(f"{run}: no checkpoint.json to resume from")
     meta = json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
     tensors = read_state_dict(run / "checkpoint.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, pid, name = k.split(".", 2)
-            state.setdefault(int(pid), {})[name] = v
-    for pid, sc in meta.get("opt_scalars", {}).items():
-        for k, v in sc.items():
-            state.setdefault(int(pid), {})[k] = torch.tensor(v)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    opt.load_state_dict(optimizer_state_dict("opt", tensors, meta["optimizer"]))
     return meta
 
 

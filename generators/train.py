@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import time
 from contextlib import nullcontext
@@ -38,13 +37,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from forensics.errors import ForensicsError, ModelFileError, UnknownNameError, UsageError
+from forensics.runs import next_run_dir, optimizer_state_dict, optimizer_to_tensors
 from generators.base import INPUT_KINDS, GenConfig, GeneratorFamily
 from generators.registry import GENERATORS
 
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-RUN_RE = re.compile(r"^(\d{5})-")
 
 
 class TrainingError(ForensicsError):
@@ -148,30 +147,6 @@ def build_family(family_name: str, cfg: GenConfig, device: torch.device | str = 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _flatten_optimizer(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            key = f"{name}.state.{pid}.{k}"
-            if torch.is_tensor(v):
-                tensors[key] = v.detach().cpu().contiguous().clone()
-            else:
-                scalars[key] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(name: str, tensors: dict[str, torch.Tensor], side: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    prefix = f"{name}.state."
-    for key, v in list(tensors.items()) + list(side["scalars"].items()):
-        if key.startswith(prefix):
-            pid, k = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(pid), {})[k] = v
-    return {"state": state, "param_groups": side["param_groups"]}
-
-
 def module_tensors(family: GeneratorFamily, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for mname, mod in family.modules().items():
@@ -220,7 +195,7 @@ def save_checkpoint(
     opt_tensors: dict[str, torch.Tensor] = {}
     opt_side: dict[str, Any] = {}
     for name, opt in family.optimizers().items():
-        t, s = _flatten_optimizer(name, opt)
+        t, s = optimizer_to_tensors(name, opt)
         opt_tensors.update(t)
         opt_side[name] = s
     opt_tensors["rng.torch"] = torch.get_rng_state()
@@ -268,7 +243,7 @@ def load_checkpoint(family: GeneratorFamily, ck: Path, *, restore_training: bool
     if restore_training:
         opt_t = load_file(ck / "optim.safetensors")
         for name, opt in family.optimizers().items():
-            opt.load_state_dict(_unflatten_optimizer(name, opt_t, state["optimizers"][name]))
+            opt.load_state_dict(optimizer_state_dict(name, opt_t, state["optimizers"][name]))
         torch.set_rng_state(opt_t["rng.torch"])
         cuda = [opt_t[k] for k in sorted(k for k in opt_t if k.startswith("rng.cuda."))]
         if cuda and torch.cuda.is_available():
@@ -283,12 +258,6 @@ def load_checkpoint(family: GeneratorFamily, ck: Path, *, restore_training: bool
 # ---------------------------------------------------------------------------------------------------------------
 # Run directories and loading trained / shipped models
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def next_run_dir(out: Path, family: str, res: int) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [int(m.group(1)) for p in out.iterdir() if (m := RUN_RE.match(p.name))]
-    return out / f"{max(ids, default=-1) + 1:05d}-{family}-{res}"
 
 
 def reference_names() -> list[str]:
@@ -544,7 +513,7 @@ class Trainer:
             if self.dist.enabled:  # every rank restored the same tensors; reseed per rank like a fresh start
                 torch.manual_seed(opts.seed + self.dist.rank + 7919 * self.step)
         elif self.dist.main:
-            self.run_dir = next_run_dir(Path(opts.out), opts.family, cfg.res)
+            self.run_dir = next_run_dir(opts.out, f"{opts.family}-{cfg.res}", create=False)
         else:
             self.run_dir = Path()
         if self.dist.enabled:

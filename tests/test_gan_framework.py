@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import cli
 from forensics.dataset import ManifestRow, read_manifest, write_manifest
 from forensics.errors import UnknownNameError, UsageError
+from forensics.runs import optimizer_state_dict, optimizer_to_tensors
 from generators import train as T
 from generators.data import BatchLoader, FaceImages, cond_from_extra, cond_from_utk_name, discover
 from generators.metrics import c2st_accuracy, diversity, kid, precision_recall_coverage
@@ -108,10 +109,10 @@ def test_optimizer_state_round_trips_without_pickle() -> None:
     opt = torch.optim.Adam([p], lr=0.1)
     p.grad = torch.ones(3)
     opt.step()
-    tensors, side = T._flatten_optimizer("G", opt)
+    tensors, side = optimizer_to_tensors("G", opt)
     json.dumps(side)  # the sidecar is plain JSON
     opt2 = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.5)
-    opt2.load_state_dict(T._unflatten_optimizer("G", tensors, side))
+    opt2.load_state_dict(optimizer_state_dict("G", tensors, side))
     assert opt2.param_groups[0]["lr"] == 0.1
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
 

@@ -1,4 +1,4 @@
-"""Run directories and safetensors checkpoints for the video generators (swap, reenact).
+"""Safetensors checkpoints and run options for the video generators (numbered run dirs: :mod:`forensics.runs`).
 
 Same layout as the GAN suite's runs: ``NNNNN-<kind>/`` with ``options.json``, ``metrics.jsonl`` and
 ``checkpoint.safetensors`` (model + optimiser tensors) beside ``checkpoint.json`` (step, optimiser hyper-
@@ -8,7 +8,6 @@ parameters, RNG state), so nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,41 +16,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from forensics.errors import ModelFileError, UsageError
-
-
-def new_run_dir(out: str | Path, kind: str) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [int(m.group(1)) for p in out.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
-    run = out / f"{max(ids, default=-1) + 1:05d}-{kind}"
-    run.mkdir()
-    return run
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser state into flat tensors (for safetensors) and JSON-able hyper-parameters."""
-    sd = opt.state_dict()
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"optim.{idx}.{k}"] = t.detach().clone().contiguous()
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, t in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = t
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+from forensics.runs import optimizer_state_dict, optimizer_to_tensors
 
 
 def save_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
                     generator: torch.Generator) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    opt_t, opt_meta = optimizer_tensors(opt)
+    opt_t, opt_meta = optimizer_to_tensors("optim", opt)
     tensors.update(opt_t)
     tensors["rng.generator"] = generator.get_state()
     tmp = run / "checkpoint.safetensors.tmp"
@@ -70,7 +41,7 @@ def load_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     meta = json.loads((Path(run) / "checkpoint.json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if opt is not None:
-        load_optimizer(opt, tensors, meta["optimizer"])
+        opt.load_state_dict(optimizer_state_dict("optim", tensors, meta["optimizer"]))
     if generator is not None and "rng.generator" in tensors:
         generator.set_state(tensors["rng.generator"])
     return int(meta["step"])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from forensics.errors import UsageError
+from forensics.runs import next_run_dir
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
 from generators.video.landmark2face import train_step as l2f_step
@@ -20,7 +21,6 @@ from generators.video.reenact import PyramidFeatures, ReenactConfig, ReenactMode
 from generators.video.runs import (
     append_metrics,
     load_checkpoint,
-    new_run_dir,
     read_options,
     save_checkpoint,
     write_options,
@@ -41,7 +41,7 @@ def _open_run(out: str | Path, kind: str, resume: str | None, cfg: Any, model: t
     if resume:
         run = Path(resume)
         return run, load_checkpoint(run, model, opt, gen)
-    run = new_run_dir(out, kind)
+    run = next_run_dir(out, kind)
     write_options(run, cfg, kind=kind, **options)
     return run, 0
 

@@ -83,6 +83,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--backbone", help="timm backbone name (detector 'timm').")
 @click.option("--weights", help="Local safetensors weights to initialise from (detector 'timm').")
 @click.option("--init-from-gan", help="GAN run dir or shipped name whose discriminator initialises 'gan-disc'.")
+@click.option("--init-model", help="Fine-tune this model file / installed name (e.g. default): its config and weights.")
 @click.option("--families", multiple=True, help="Only these fake families (repeatable).")
 @click.option("--exclude-family", multiple=True, help="Leave this fake family out (repeatable).")
 @click.option("--augment", type=click.Choice(["none", "light", "default", "strong"]), default=None)
@@ -148,6 +149,8 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap replicates (0 = no CIs).")
 @click.option("--device", default="auto")
 @click.option("--batch", type=int, default=64, show_default=True)
+@click.option("--group-by", type=click.Choice(["family", "generator", "dataset"]), default="family",
+              show_default=True, help="How per-group rows group the fakes.")
 @click.pass_obj
 def eval_cmd(
     obj: Any,
@@ -158,6 +161,7 @@ def eval_cmd(
     bootstrap: int,
     device: str,
     batch: int,
+    group_by: str,
 ) -> None:
     """Evaluate a model file: AUC, AP, EER, TPR@FPR, ECE, Brier, accuracy at each preset, per family, with CIs."""
     from detectors.evaluate import evaluate_model, format_report
@@ -171,6 +175,7 @@ def eval_cmd(
         n_boot=bootstrap,
         batch=batch,
         progress=not as_json and not (obj and getattr(obj, "quiet", False)),
+        group_by=group_by,
     )
     click.echo(json.dumps(res.to_dict(), indent=2) if as_json else format_report(res))
 

@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from forensics.errors import DataError
+from forensics.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
+
+
+#: ``--group-by`` value -> field of :class:`detectors.data.Item`
+GROUP_BY = {"family": "group", "generator": "generator", "dataset": "dataset"}
 
 
 @dataclass
@@ -70,10 +74,16 @@ def evaluate_model(
     seed: int = 0,
     batch: int = 64,
     progress: bool = False,
+    group_by: str = "family",
 ) -> EvalResult:
+    """Score every item of ``dirs`` (optionally only ``splits``); per-group rows group fakes by ``group_by``
+    (``family``, ``generator`` or ``dataset``: generator separates two sets of one family, e.g. the project's own
+    stylegan2 from thispersondoesnotexist's)."""
     from benchmarks.metrics import evaluate_scores
     from detectors.data import check_both_classes, load_items
 
+    if group_by not in GROUP_BY:
+        raise UsageError(f"--group-by must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
     items, _ = load_items(dirs, "eval", splits=splits)
     check_both_classes(items, ", ".join(dirs))
     t0 = time.perf_counter()
@@ -88,7 +98,7 @@ def evaluate_model(
     groups: dict[str, list[int]] = defaultdict(list)
     for i, it in enumerate(items):
         if it.y == 1:
-            groups[it.group].append(i)
+            groups[getattr(it, GROUP_BY[group_by])].append(i)
     reals = np.flatnonzero(y == 0)
     by_group = {}
     for g, idx in sorted(groups.items()):

@@ -248,7 +248,7 @@ def load_model(
     card = read_card(model_dir)
     state = read_state_dict(weights, allow_pickle=allow_pickle)
     try:
-        det = build_detector(card["detector"], **_config_from_json(card["config"]))
+        det = build_detector(card["detector"], **config_from_json(card["config"]))
     except ForensicsError as exc:
         raise ModelFileError(f"{model_dir / CARD}: {exc}") from None
     own = det.state_dict()
@@ -280,6 +280,6 @@ def load_model(
     )
 
 
-def _config_from_json(cfg: dict[str, Any]) -> dict[str, Any]:
+def config_from_json(cfg: dict[str, Any]) -> dict[str, Any]:
     """JSON turns tuples into lists; dataclass fields typed as tuples get tuples back."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}

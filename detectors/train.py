@@ -63,6 +63,9 @@ class TrainOptions:
     post_fit_items: int = 4000
     weights: str | None = None
     init_from_gan: str | None = None
+    #: start from a saved model file (dir, model.json or installed name such as ``default``): its detector config
+    #: and weights, so a shipped model can be fine-tuned on new generator families instead of retrained
+    init_model: str | None = None
     resume: str | None = None
     fp16: bool = False
     model_name: str = ""
@@ -167,6 +170,24 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return [items[i] for i in sorted(keep)]
 
 
+def _init_model(opts: TrainOptions, cfg_over: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config and float32 weights of ``opts.init_model``; options given on the command line win over the
+    model's config, except the architecture must stay loadable (checked by ``load_state_dict``)."""
+    from detectors.modelfile import config_from_json, load_model
+
+    src = load_model(opts.init_model, device="cpu")
+    if src.card["detector"] != opts.detector:
+        raise UsageError(
+            f"--init-model {opts.init_model}: it is a '{src.card['detector']}' model, not '{opts.detector}'"
+        )
+    cfg = {**config_from_json(src.card["config"]), **opts.detector_cfg}
+    if opts.res:
+        cfg["res"] = opts.res
+    cfg.setdefault("seed", opts.seed)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in src.detector.state_dict().items()}
+    return cfg, state
+
+
 def train(opts: TrainOptions) -> Path:
     """Train, calibrate and write ``RUN/model``; returns the run dir."""
     import torch
@@ -200,8 +221,13 @@ def train(opts: TrainOptions) -> Path:
     if opts.res:
         cfg_over["res"] = opts.res
     cfg_over.setdefault("seed", opts.seed)
+    init_state = None
+    if opts.init_model and not opts.resume:
+        cfg_over, init_state = _init_model(opts, cfg_over)
     det = build_detector(opts.detector, **cfg_over)
     det.initialise(weights=opts.weights, init_from_gan=opts.init_from_gan)
+    if init_state is not None:
+        det.load_state_dict(init_state)
     res = det.cfg.res
 
     # data

@@ -47,6 +47,7 @@ class ImportItem:
     source: str = ""
     generator: str = ""
     family: str = ""
+    upsampler: str = ""
     method: str = ""
     split: str = ""
     licence: str = ""
@@ -242,6 +243,40 @@ class LabelsCsvLayout(Layout):
         return item
 
 
+@LAYOUTS.register("manifest", description="dataset dir(s) with manifest.jsonl (e.g. 'gan sample' output)")
+class ManifestLayout(Layout):
+    """SRC is a dataset (``manifest.jsonl``) or a folder of datasets, typically written by ``forensics gan sample``
+    or ``video make-dataset``. Every row is normalised like any other import (so generated fakes get the same
+    alignment and JPEG as real faces: otherwise a detector learns the sampler's framing) and keeps its provenance:
+    label, generator, family, upsampler, method, split and the generator's own fields (seed, checkpoint, condition,
+    mask...). The row's ``parent`` (the real face an edit started from) is kept as ``extra.edit_parent``; the new
+    ``parent`` is the sampled file."""
+
+    def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
+        from forensics.dataset import MANIFEST, read_manifest
+
+        roots = [src] if (src / MANIFEST).is_file() else sorted(p.parent for p in src.glob(f"*/{MANIFEST}"))
+        if not roots:
+            raise DataError(f"{src}: no {MANIFEST} in it or in its sub-folders (layout 'manifest')")
+        for root in roots:
+            prefix = "" if root == src else f"{root.name}/"
+            for row in read_manifest(root):
+                if Path(row.path).is_absolute() or ".." in Path(row.path).parts:
+                    raise DataError(f"{root / MANIFEST}: row path {row.path!r} leaves the dataset")
+                extra = dict(row.extra)
+                if row.parent:
+                    extra["edit_parent"] = row.parent
+                item = ImportItem(
+                    src=str(root / row.path), rel=prefix + row.path, label=row.label,
+                    source=row.source or root.name, generator=row.generator, family=row.family,
+                    upsampler=row.upsampler, method=row.method, split=row.split, licence=row.licence,
+                    extra=extra,
+                )
+                if not item.split:
+                    item.split = hash_split(item.rel, opts.val_fraction)
+                yield item
+
+
 def list_layouts() -> list[str]:
     return LAYOUTS.names()
 
@@ -358,6 +393,7 @@ def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None =
         sha256=sha256_bytes(data),
         generator=item.generator,
         family=item.family,
+        upsampler=item.upsampler,
         method=item.method,
         source=item.source,
         split=item.split,

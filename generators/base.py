@@ -107,6 +107,12 @@ class GeneratorFamily(ABC):
     def sample(self, n: int, generator: torch.Generator, **kwargs: Any) -> Samples:
         """Generate ``n`` images (or edit ``kwargs['inputs']`` for image2image / superres kinds)."""
 
+    def borrowed_modules(self) -> list[str]:
+        """Modules whose weights come from another model named in the config (e.g. the autoencoder behind a latent
+        diffusion model); shipping leaves them out, since loading the config loads them again, so one trained
+        network is stored once however many families reuse it."""
+        return []
+
     def discriminator(self) -> nn.Module | None:
         """The trained discriminator, for detectors that reuse it (``gan-disc``); None if the family has none."""
         return self.modules().get("D")

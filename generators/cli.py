@@ -96,15 +96,18 @@ def list_cmd(pattern: str, as_json: bool) -> None:
 @click.option("--ckpt-every", type=int, default=None, help="Steps between checkpoints (default 1000).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a family config field; repeatable.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs / CI).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop (with a checkpoint) after this many minutes of training; --resume continues.")
 def train_cmd(
     family: str, data: tuple[str, ...], res: int | None, steps: int, batch: int | None, out: str, preset: str,
     dry_run: bool, resume: str | None, device: str, amp: bool, seed: int, sample_every: int | None,
-    ckpt_every: int | None, sets: tuple[str, ...], no_progress: bool,
+    ckpt_every: int | None, sets: tuple[str, ...], no_progress: bool, max_minutes: float | None,
 ) -> None:
     """Train FAMILY on real faces; writes runs/NNNNN-FAMILY-RES/ (options, metrics, grids, checkpoints)."""
     from generators import train as T
 
-    trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress}
+    trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress,
+                    "max_minutes": max_minutes}
     trainer_opts = {k: v for k, v in trainer_opts.items() if v is not None}
     if resume:
         opts, cfg = T.resume_options(resume, steps=steps, device=device, **trainer_opts)

@@ -13,14 +13,15 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from generators.base import INPUT_KINDS
-from generators.registry import GENERATORS
 from generators.train import ASSETS, export_reference, grid_samples, load_run, save_grid, train
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,40 @@ REPO = Path(__file__).resolve().parent.parent
 GRIDS = REPO / "docs" / "img" / "gan"
 RESULTS = REPO / "benchmarks" / "results"
 
-#: CPU step budget per family at 64 px (batch from the family's 64 px preset); others get DEFAULT_STEPS
-SUITE_STEPS: dict[str, int] = {
-    "dcgan": 3000, "dcgan-k3": 3000, "resgan": 2000, "pixelshuffle": 2000, "stylegan2": 2000,
-    "cgan": 2000, "cyclegan": 1500, "inpaint": 1500, "srgan": 1500,
+@dataclass(frozen=True)
+class SuiteEntry:
+    """How the suite trains one reference model: a step target, a wall-clock cap and config overrides.
+
+    ``minutes`` caps a CPU run (the trainer stops at a checkpoint, see ``TrainOptions.max_minutes``); the model card
+    records the steps actually reached. Families that reuse another reference model (``ae_run`` / ``ldm_run``) come
+    after it in :data:`SUITE` and ship only their own weights.
+    """
+
+    steps: int
+    minutes: float = 8.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+#: the committed suite, in training order (2-core CPU budget at 64 px; pass --steps-scale / --minutes-scale)
+SUITE: dict[str, SuiteEntry] = {
+    "dcgan": SuiteEntry(3000, 8),
+    "dcgan-k3": SuiteEntry(3000, 7),
+    # the residual / sub-pixel / style generators run at half width on a CPU: ~4x the steps in the same minutes
+    "pixelshuffle": SuiteEntry(3000, 13, {"ch": 16, "batch": 16}),
+    "resgan": SuiteEntry(3000, 13, {"ch": 16, "batch": 16}),
+    "stylegan2": SuiteEntry(3000, 14, {"ch": 16, "batch": 16}),
+    "cgan": SuiteEntry(3000, 10, {"ch": 16, "batch": 16}),
+    "cyclegan": SuiteEntry(2000, 7),
+    "inpaint": SuiteEntry(2000, 9, {"ch": 16, "ndf": 16}),
+    "srgan": SuiteEntry(2000, 7),
+    # the latent-diffusion autoencoder ships once, as ae-recon; ldm and the editors borrow it by name
+    "ae-recon": SuiteEntry(6000, 8, {"adv_start": 1500}),
+    "ldm": SuiteEntry(20000, 14, {"ae_run": "ae-recon"}),
+    "sdedit": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
+    "ldm-inpaint": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
 }
-DEFAULT_STEPS = 1500
-#: per-family config overrides used by the suite (kept here so the run is reproducible from this file)
-SUITE_OVERRIDES: dict[str, dict[str, Any]] = {}
+#: registered families the suite does not ship, and why (``forensics gan list`` still shows them)
+NOT_SHIPPED: dict[str, str] = {"ldm-ae": "the same network ships as ae-recon (its dataset-facing alias)"}
 
 
 def default_data() -> list[str]:
@@ -52,18 +79,39 @@ def default_data() -> list[str]:
     return [str(d / "real_faces" / "utkface_bagashvilit")]
 
 
-def grid_for(name: str, data: list[str], n: int = 16, seed: int = 0) -> Path:
-    """A sample grid of the shipped reference model (inputs above outputs for edit kinds)."""
-    from generators.data import FaceImages, discover
+#: edit grids edit this shipped generator's samples: committed images must not contain any real person from the
+#: research-only shared data (UTKFace / FFHQ), and the project's own synthetic faces are licence-clean
+GRID_INPUT_MODEL = "dcgan"
 
+
+def grid_inputs(n: int, res: int, seed: int = 0) -> torch.Tensor:
+    """``n`` licence-clean input faces for an edit grid: samples of :data:`GRID_INPUT_MODEL` at ``res``."""
+    import torch.nn.functional as F
+
+    src = load_run(GRID_INPUT_MODEL, device="cpu")
+    imgs = src.sample(n, torch.Generator().manual_seed(seed)).images.float().clamp(-1, 1)
+    if imgs.shape[-1] != res:
+        imgs = F.interpolate(imgs, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
+    return imgs
+
+
+#: rows of a conditional family's grid: one condition per row
+GRID_CONDITIONS = ("gender=female,age=20-29", "gender=male,age=20-29", "gender=female,age=60+", "gender=male,age=60+")
+
+
+def grid_for(name: str, n: int = 16, seed: int = 0) -> Path:
+    """A sample grid of the shipped reference model: edit kinds show 8 inputs above their 8 outputs, conditional
+    kinds one row per condition of :data:`GRID_CONDITIONS` (the manifest records which)."""
     fam = load_run(name, device="cpu")
-    inputs = None
-    if fam.kind in INPUT_KINDS:
-        ds = FaceImages(discover(data, include_held_out=True)[:n], fam.cfg.res)
-        inputs = torch.stack([ds[i][0] for i in range(len(ds))])
-    imgs = grid_samples(fam, n, seed, inputs)
-    k = len(imgs) // 2 if inputs is not None else None
-    return save_grid(imgs, GRIDS / f"{name}.png", nrow=k or None)
+    if fam.kind == "conditional":
+        k = n // len(GRID_CONDITIONS)
+        with torch.no_grad():
+            rows = [fam.sample(k, torch.Generator().manual_seed(seed), condition=c).images.float().cpu()
+                    for c in GRID_CONDITIONS]
+        return save_grid(torch.cat(rows), GRIDS / f"{name}.png", nrow=k)
+    inputs = grid_inputs(n // 2, fam.cfg.res, seed) if fam.kind in INPUT_KINDS else None
+    imgs = grid_samples(fam, len(inputs) if inputs is not None else n, seed, inputs)
+    return save_grid(imgs, GRIDS / f"{name}.png", nrow=len(inputs) if inputs is not None else None)
 
 
 def write_model_card() -> Path:
@@ -74,14 +122,18 @@ def write_model_card() -> Path:
         "",
         "Trained by `make suite` (`python -m generators.suite`) with the presets committed in `generators/`.",
         "Weights are fp16 safetensors (EMA generator when the family keeps one, plus the discriminator).",
-        "Training data: real faces from `../shared/data` (UTKFace, research / non-commercial licence): the weights",
-        "are for research on synthetic-face detection and are not for redistribution beyond that use.",
-        "Metrics are in the feature space of `featnet.safetensors` (trained by the project, see",
-        "`generators/metrics.py`); they compare generators with each other, not with published FID numbers.",
+        "Training data: real faces from `../shared/data` (UTKFace + FFHQ thumbnails, research / non-commercial",
+        "licences) after the Foundation import (`dcgan`: raw UTKFace); see the data hashes below. The weights are for",
+        "research on synthetic-face detection and are not for redistribution beyond that use.",
+        "KID / precision / recall / C2ST are in the feature space of `featnet.safetensors` (trained by the project,",
+        "see `generators/metrics.py`); they compare generators with each other, not with published FID numbers,",
+        "and describe low-level statistics better than face structure. `face rate` is the fraction of samples in",
+        "which MTCNN finds a face (p >= 0.9; real faces: ~1.0): the plainer measure of recognisable faces.",
+        "Step counts are what the committed CPU time cap allowed (`generators.suite.SUITE`), not convergence.",
         "",
-        "| name | family | upsampler | kind | res | steps | images | KID | precision | recall | C2ST acc | diversity |"
-        " MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| name | family | upsampler | kind | res | steps | train min | images | face rate | KID | precision | recall |"
+        " C2ST acc | diversity | MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cards:
         m = c.get("metrics", {})
@@ -93,7 +145,8 @@ def write_model_card() -> Path:
         t = c.get("tags", {})
         lines.append(
             f"| {c['name']} | {t.get('family', '')} | {t.get('upsampler', '')} | {t.get('kind', '')} | "
-            f"{c['config'].get('res')} | {c.get('steps')} | {c.get('n_images')} | {f('kid')} | {f('precision')} | "
+            f"{c['config'].get('res')} | {c.get('steps')} | {c.get('train_minutes', '-')} | {c.get('n_images')} | "
+            f"{f('face_rate')} | {f('kid')} | {f('precision')} | "
             f"{f('recall')} | {f('c2st_accuracy')} | {f('diversity')} | {mb:.1f} |"
         )
     lines += ["", "Data hash per model (sha256 of names and sizes of the training images):", ""]
@@ -103,55 +156,99 @@ def write_model_card() -> Path:
     return path
 
 
-def run_suite(
-    names: list[str], data: list[str], res: int, out: Path, device: str, steps_scale: float, eval_n: int,
-    from_runs: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Train (or take from ``from_runs``), export, evaluate and grid each family; returns one result row each."""
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (one family per process, so it is that family's peak)."""
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def run_family(
+    name: str, data: list[str], res: int, out: Path, device: str, steps_scale: float, minutes_scale: float,
+    eval_n: int, from_run: str | None = None,
+) -> dict[str, Any]:
+    """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
     from generators.metrics import FEATNET_PATH, evaluate
 
-    results = []
-    for name in names:
-        steps = max(1, int(SUITE_STEPS.get(name, DEFAULT_STEPS) * steps_scale))
-        t0 = time.time()
-        if from_runs and name in from_runs:
-            run = Path(from_runs[name])
-            steps = json.loads((run / "options.json").read_text())["train"]["steps"]
-        else:
-            run = train(name, data, SUITE_OVERRIDES.get(name), out, res=res, steps=steps, device=device,
-                        trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1)})
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        img_s = sum(r["img_per_s"] for r in rows) / max(len(rows), 1)
-        metrics: dict[str, Any] = {}
-        card_extra = {"train_img_per_s": round(img_s, 2), "train_device": json.loads(
-            (run / "options.json").read_text()).get("device", "")}
-        d = export_reference(run, name, card_extra)
-        steps = json.loads((d / "model.json").read_text())["steps"]
-        if FEATNET_PATH.is_file() and eval_n:
-            metrics = evaluate(name, data, n=eval_n, device=device).to_dict()
-            card_path = ASSETS / name / "model.json"
-            card = json.loads(card_path.read_text()) | {"metrics": metrics}
-            card_path.write_text(json.dumps(card, indent=2) + "\n")
-        grid_for(name, data)
-        results.append({"name": name, "run": str(run), "steps": steps, "train_img_per_s": round(img_s, 2), **metrics})
-        log.warning("suite: %s done in %.0fs", name, time.time() - t0)
-    write_model_card()
-    return results
+    entry = SUITE[name]
+    t0 = time.time()
+    if from_run:
+        run = Path(from_run)
+    else:
+        steps = max(1, int(entry.steps * steps_scale))
+        run = train(name, data, dict(entry.overrides), out, res=res, steps=steps, device=device,
+                    trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
+                                     "max_minutes": entry.minutes * minutes_scale, "progress": False})
+    train_s = time.time() - t0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (
+        run / "metrics.jsonl").is_file() else []
+    img_s = sum(r["img_per_s"] for r in rows) / max(len(rows), 1)
+    options = json.loads((run / "options.json").read_text())
+    card_extra = {"train_img_per_s": round(img_s, 2), "train_device": options.get("device", ""),
+                  "train_minutes": round(train_s / 60, 1), "suite_overrides": entry.overrides}
+    d = export_reference(run, name, card_extra)
+    card_path = d / "model.json"
+    card = json.loads(card_path.read_text())
+    metrics: dict[str, Any] = {}
+    if FEATNET_PATH.is_file() and eval_n:
+        metrics = evaluate(name, data, n=eval_n, device=device).to_dict()
+    grid_for(name)
+    row = {"name": name, **card["tags"], "run": str(run), "steps": card["steps"], "train_minutes": card_extra[
+        "train_minutes"], "train_img_per_s": round(img_s, 2), "device": options.get("device", ""),
+        "peak_rss_mb": peak_rss_mb(), "weights_mb": round((d / "model.safetensors").stat().st_size / 2**20, 2),
+        **metrics}
+    card_path.write_text(json.dumps(card | {"metrics": metrics, "peak_rss_mb": row["peak_rss_mb"]}, indent=2) + "\n")
+    log.warning("suite: %s done in %.0fs", name, time.time() - t0)
+    return row
 
 
-def write_results(results: list[dict[str, Any]], command: str) -> None:
+#: columns of gan_suite.md, in order
+RESULT_KEYS = ["name", "family", "upsampler", "kind", "steps", "train_minutes", "train_img_per_s", "peak_rss_mb",
+               "sample_img_per_s", "face_rate", "face_rate_real", "kid", "precision", "recall", "coverage",
+               "c2st_accuracy", "diversity", "diversity_real", "psnr", "ssim", "weights_mb", "device"]
+
+
+def write_results(rows: list[dict[str, Any]], command: str) -> None:
+    """Merge ``rows`` into gan_suite.json by name (one family per process writes its own row) and rebuild the
+    Markdown table from the JSON, in suite order."""
+    import fcntl
+
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gan_suite.json").write_text(json.dumps({"command": command, "results": results}, indent=2) + "\n")
-    keys = ["name", "steps", "train_img_per_s", "kid", "precision", "recall", "coverage", "c2st_accuracy", "diversity"]
-    lines = ["# Generator suite", "", f"Command: `{command}`", "", "| " + " | ".join(keys) + " |",
-             "|" + "---|" * len(keys)]
-    for r in results:
-        lines.append("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "-"))
-                                       for k in keys) + " |")
-    (RESULTS / "gan_suite.md").write_text("\n".join(lines) + "\n")
+    path = RESULTS / "gan_suite.json"
+    with open(Path(tempfile.gettempdir()) / "forensics-gan-suite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        by_name = {r["name"]: r for r in old.get("results", []) if isinstance(r, dict) and "name" in r}
+        for r in rows:
+            by_name[r["name"]] = r | {"command": command}
+        order = {n: i for i, n in enumerate(SUITE)}
+        merged = sorted(by_name.values(), key=lambda r: order.get(r["name"], len(order)))
+        path.write_text(json.dumps({"results": merged}, indent=2) + "\n")
+        lines = ["# Generator suite", "",
+                 "Reference generators shipped under `generators/assets/` (fp16 safetensors), trained by "
+                 "`python -m generators.suite` (`make suite`) on the aligned real faces of `../shared/data` "
+                 "(Foundation import, 128 px JPEG q90; UTKFace + FFHQ train splits) at 64 px.",
+                 "Metrics compare 500 samples with 500 real faces in the feature space of the project's own "
+                 "`featnet` (no Inception weights can be downloaded): KID (lower is better), precision / recall / "
+                 "coverage (k = 5), C2ST accuracy of a logistic classifier (0.5 = indistinguishable), diversity "
+                 "(mean pairwise feature distance; the real faces' value is in `diversity_real`). Edit families "
+                 "(image2image / superres) also report PSNR / SSIM of the output against its input face.",
+                 "`peak_rss_mb` is the peak resident memory of the process that trained, evaluated and gridded "
+                 "the family; `sample_img_per_s` is sampling alone, batch 50, on the same device.", "",
+                 "| " + " | ".join(RESULT_KEYS) + " |", "|" + "---|" * len(RESULT_KEYS)]
+        for r in merged:
+            lines.append("| " + " | ".join(
+                f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k) if r.get(k) is not None else "-")
+                for k in RESULT_KEYS) + " |")
+        lines += ["", "Commands (one process per family):", ""]
+        lines += [f"- `{r['name']}`: `{r.get('command', '')}`" for r in merged]
+        (RESULTS / "gan_suite.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
+    import subprocess
     import sys
 
     from forensics.config import home_dir
@@ -161,23 +258,58 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--data", nargs="+", default=None, help="real-face dirs (default: the imported shared faces)")
     p.add_argument("--res", type=int, default=64)
-    p.add_argument("--only", nargs="+", default=None, help="family names (default: every registered family)")
-    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every committed step budget")
+    p.add_argument("--only", nargs="+", default=None, help="family names (default: the whole suite, in order)")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every committed step target")
+    p.add_argument("--minutes-scale", type=float, default=1.0, help="multiply every committed time cap")
     p.add_argument("--out", type=Path, default=home_dir() / "suite-runs")
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-n", type=int, default=500)
     p.add_argument("--card-only", action="store_true", help="only rebuild MODEL_CARD.md from shipped model.json")
-    p.add_argument("--from-run", nargs="+", default=[], metavar="NAME=RUN",
-                   help="ship an existing run instead of training NAME (latest checkpoint)")
+    p.add_argument("--grids-only", action="store_true", help="only redraw docs/img/gan/ grids of shipped models")
+    p.add_argument("--eval-only", action="store_true", help="only re-measure shipped models (same rows, new metrics)")
+    p.add_argument("--from-run", default=None, metavar="RUN", help="ship this existing run for the one --only name")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if a.card_only:
         print(write_model_card())
         return 0
-    from_runs = dict(x.split("=", 1) for x in a.from_run)
-    names = a.only or (list(from_runs) if from_runs else GENERATORS.names())
-    results = run_suite(names, a.data or default_data(), a.res, a.out, a.device, a.steps_scale, a.eval_n, from_runs)
-    write_results(results, "python -m generators.suite " + " ".join(sys.argv[1:] if argv is None else argv))
+    if a.eval_only:
+        from generators.metrics import evaluate
+
+        old = json.loads((RESULTS / "gan_suite.json").read_text())["results"] if (
+            RESULTS / "gan_suite.json").is_file() else []
+        rows = {r["name"]: r for r in old}
+        for name in a.only or [n for n in SUITE if (ASSETS / n / "model.json").is_file()]:
+            metrics = evaluate(name, a.data or default_data(), n=a.eval_n, device=a.device).to_dict()
+            row = rows.get(name, {"name": name}) | metrics
+            card_path = ASSETS / name / "model.json"
+            card_path.write_text(json.dumps(json.loads(card_path.read_text()) | {"metrics": metrics}, indent=2) + "\n")
+            trained_by = row.get("command", "").split(" (re-evaluated")[0]
+            write_results([row], f"{trained_by} (re-evaluated: --eval-only --eval-n {a.eval_n})")
+        write_model_card()
+        return 0
+    if a.grids_only:
+        for name in a.only or [n for n in SUITE if (ASSETS / n / "model.json").is_file()]:
+            print(grid_for(name))
+        return 0
+    names = a.only or list(SUITE)
+    unknown = [n for n in names if n not in SUITE]
+    if unknown:
+        why = "; ".join(f"{n}: {NOT_SHIPPED[n]}" for n in unknown if n in NOT_SHIPPED)
+        raise SystemExit(f"not in the suite: {', '.join(unknown)}" + (f" ({why})" if why else ""))
+    if a.from_run and len(names) != 1:
+        raise SystemExit("--from-run needs exactly one --only name")
+    args = list(sys.argv[1:] if argv is None else argv)
+    data = a.data or default_data()
+    if len(names) > 1:  # one process per family: its own peak memory, and a crash loses one family only
+        common = ["--data", *data, "--res", str(a.res), "--steps-scale", str(a.steps_scale), "--minutes-scale",
+                  str(a.minutes_scale), "--out", str(a.out), "--device", a.device, "--eval-n", str(a.eval_n)]
+        for name in names:
+            subprocess.run([sys.executable, "-m", "generators.suite", "--only", name, *common], check=True)
+        return 0
+    row = run_family(names[0], data, a.res, a.out, a.device, a.steps_scale, a.minutes_scale, a.eval_n, a.from_run)
+    write_results([row], "python -m generators.suite " + " ".join(args))
+    write_model_card()
     return 0
 
 

@@ -69,6 +69,9 @@ class TrainOptions:
     keep_ckpts: int = 3
     n_grid: int = 16
     progress: bool = True
+    #: wall-clock budget in minutes (0 = none): training stops early, at a checkpoint, once it is spent, so a CPU
+    #: run fits a time box and ``--resume`` can continue it exactly (the step target stays ``steps``)
+    max_minutes: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,14 +334,15 @@ def _load_reference(name: str, device: torch.device) -> GeneratorFamily:
 def export_reference(run_dir: str | os.PathLike[str], name: str | None = None, extra_card: dict | None = None) -> Path:
     """Ship a run's latest weights as fp16 safetensors + model.json under ``generators/assets/<name>/``.
 
-    A module ``X`` is left out when ``X_ema`` exists: the EMA weights are the ones that sample well, and it
-    halves the size budget.
+    A module ``X`` is left out when ``X_ema`` exists (the EMA weights are the ones that sample well, and it
+    halves the size budget), and so are modules borrowed from another model the config names.
     """
     run = Path(run_dir)
     opts = json.loads((run / "options.json").read_text())
     fam = load_run(run, device="cpu")
     mods = fam.modules()
-    keep = [m for m in mods if f"{m}_ema" not in mods]
+    borrowed = set(fam.borrowed_modules())
+    keep = [m for m in mods if f"{m}_ema" not in mods and m not in borrowed]
     tensors = {
         k: (v.half() if v.is_floating_point() else v) for k, v in module_tensors(fam, keep).items()
     }
@@ -575,6 +579,17 @@ class Trainer:
         return {"diversity": d, "diversity_real": self.real_diversity, "diversity_ratio": ratio}
 
     # -- loop ---------------------------------------------------------------------------------------------
+    def _out_of_time(self, deadline: float) -> bool:
+        """Whether the wall-clock budget is spent; every process follows rank 0's clock so they stop together."""
+        over = time.monotonic() >= deadline
+        if self.dist.enabled and deadline != math.inf:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(over)], device=self.device)
+            dist.broadcast(flag, 0)
+            over = bool(flag.item())
+        return over
+
     def run(self) -> Path:
         opts = self.opts
         main = self.dist.main
@@ -592,6 +607,7 @@ class Trainer:
         )
         acc: dict[str, list[float]] = {}
         t0, n0 = time.perf_counter(), 0
+        deadline = time.monotonic() + 60 * opts.max_minutes if opts.max_minutes > 0 else math.inf
         while self.step < opts.steps:
             batch = next(self.loader)
             with amp:
@@ -604,7 +620,7 @@ class Trainer:
                         f"{opts.family}: {k} became {v} at step {self.step}; try a lower learning rate (--set lr=...)"
                     )
                 acc.setdefault(k, []).append(v)
-            last = self.step == opts.steps
+            last = self.step == opts.steps or self._out_of_time(deadline)
             if main and (self.step % opts.log_every == 0 or last):
                 dt = time.perf_counter() - t0
                 row = {"step": self.step, "img_per_s": round(n0 / max(dt, 1e-9), 2), "time": round(time.time(), 3)}
@@ -624,6 +640,8 @@ class Trainer:
                 save_checkpoint(self.run_dir, self.family, self.step, self.loader.state_dict(), {})
                 for old in list_checkpoints(self.run_dir)[: -max(1, opts.keep_ckpts)]:
                     shutil.rmtree(old)
+            if last:
+                break
         if bar is not None:
             bar.close()
         if self.dist.enabled and not replicas_in_sync(self.family):

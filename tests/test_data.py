@@ -199,6 +199,44 @@ def test_labels_csv_rejects_escaping_paths(tmp_path):
         list(LAYOUTS.get("labels-csv").obj().items(tmp_path, LayoutOptions()))
 
 
+def _sampled_set(root: Path, family: str, rng: np.random.Generator, n: int = 3) -> Path:
+    rows = []
+    for i in range(n):
+        _img(root / f"{i}.png", rng, (24, 24))
+        rows.append(ManifestRow(path=f"{i}.png", label="fake", generator=f"{family}-ref", family=family,
+                                upsampler="convT-k4s2", split="train" if i else "", parent="abc" if i else "",
+                                extra={"seed": i, "checkpoint_sha256": "ff"}))
+    write_manifest(root, rows)
+    return root
+
+
+def test_manifest_layout_renormalises_sampled_sets_and_keeps_provenance(tmp_path, rng):
+    src = tmp_path / "fakes"
+    _sampled_set(src / "dcgan", "dcgan", rng)
+    _sampled_set(src / "srgan", "srgan", rng)
+    out = tmp_path / "ds"
+    rep = import_dataset(src, out, layout="manifest", norm=NormaliseConfig(size=16))
+    assert (rep.written, rep.failed) == (6, 0)
+    rows = read_manifest(out)
+    assert {r.family for r in rows} == {"dcgan", "srgan"}
+    for r in rows:
+        assert r.upsampler == "convT-k4s2" and r.generator == f"{r.family}-ref" and r.extra["seed"] in (0, 1, 2)
+        with Image.open(out / r.path) as im:
+            assert im.format == "JPEG" and im.size == (16, 16)
+        assert r.split in ("train", "val")
+    assert sum(r.extra.get("edit_parent") == "abc" for r in rows) == 4
+    # a single dataset dir works too; a folder without manifests is a one-line error
+    assert len(list(LAYOUTS.get("manifest").obj().items(src / "dcgan", LayoutOptions()))) == 3
+    with pytest.raises(DataError, match="no manifest.jsonl"):
+        list(LAYOUTS.get("manifest").obj().items(tmp_path / "ds" / "fake", LayoutOptions()))
+
+
+def test_manifest_layout_rejects_escaping_paths(tmp_path):
+    write_manifest(tmp_path, [ManifestRow(path="../x.png", label="fake")])
+    with pytest.raises(DataError, match="leaves the dataset"):
+        list(LAYOUTS.get("manifest").obj().items(tmp_path, LayoutOptions()))
+
+
 def test_data_info_on_a_missing_dataset(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -176,6 +176,34 @@ def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
     p_fake = m.predict_proba([checkerboard_fake(rng) for _ in range(16)])
     assert p_fake.mean() > p_real.mean() + 0.3
 
+    from detectors.evaluate import evaluate_model
+
+    by_gen = evaluate_model(m, [str(tiny_ds)], n_boot=0, group_by="generator")
+    by_fam = evaluate_model(m, [str(tiny_ds)], n_boot=0)
+    assert set(by_gen.by_group) == {"toy"} and set(by_fam.by_group) == {"checker"}
+    assert by_gen.by_group["toy"]["auc"] == by_fam.by_group["checker"]["auc"] == by_fam.overall["auc"]
+    with pytest.raises(UsageError, match="--group-by"):
+        evaluate_model(m, [str(tiny_ds)], n_boot=0, group_by="colour")
+
+
+def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
+    from detectors.modelfile import load_model
+    from detectors.train import TrainOptions, train
+
+    base = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, epochs=1, batch=8,
+                steps_per_epoch=2, progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)})
+    first = train(TrainOptions(**base, out=str(tmp_path / "a")))
+    # the saved model's config comes along (widths are not given again) and training starts from its weights
+    second = train(TrainOptions(**{**base, "detector_cfg": {}}, init_model=str(first / "model"), lr=0.0,
+                                out=str(tmp_path / "b")))
+    a, b = load_model(first / "model", device="cpu"), load_model(second / "model", device="cpu")
+    assert b.card["config"]["widths"] == [8, 16, 32]
+    for k, v in a.detector.state_dict().items():
+        if v.is_floating_point() and "running" not in k and "num_batches" not in k:
+            assert torch.allclose(v, b.detector.state_dict()[k], atol=1e-6), k
+    with pytest.raises(UsageError, match="is a 'npr' model"):
+        train(TrainOptions(**{**base, "detector": "blend"}, init_model=str(first / "model"), out=str(tmp_path)))
+
 
 def test_resume_continues_a_run(tiny_ds, tmp_path):
     from detectors.train import TrainOptions, train

@@ -104,6 +104,38 @@ def test_run_dir_layout_and_exact_resume(faces, tmp_path) -> None:
             assert torch.equal(x[k], y[k]), f"{name}:{k} differs between 8 steps and 4 + resume 4"
 
 
+def test_time_budget_stops_at_a_checkpoint_and_resume_continues(faces, tmp_path) -> None:
+    run = _train(faces, tmp_path / "r", 50, max_minutes=1e-6)  # the budget is spent after the first step
+    (ck,) = T.list_checkpoints(run)
+    assert json.loads((ck / "state.json").read_text())["step"] == 1
+    resumed = _train(faces, tmp_path / "r", 3, resume=run, max_minutes=0)
+    assert json.loads((T.list_checkpoints(resumed)[-1] / "state.json").read_text())["step"] == 3
+
+
+def test_suite_covers_every_registered_family_in_dependency_order() -> None:
+    from generators.registry import GENERATORS
+    from generators.suite import NOT_SHIPPED, SUITE
+
+    assert set(SUITE) | set(NOT_SHIPPED) == set(GENERATORS.names())
+    order = list(SUITE)
+    for name, entry in SUITE.items():
+        for key in ("ae_run", "ldm_run"):  # a family that borrows a reference model trains after it
+            ref = entry.overrides.get(key)
+            if ref:
+                assert order.index(ref) < order.index(name), (name, ref)
+        T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
+
+
+def test_face_rate_finds_faces_not_noise() -> None:
+    from generators.metrics import face_rate
+
+    demo = Path(__file__).resolve().parent.parent / "forensics" / "assets" / "demo" / "real-astronaut.jpg"
+    img = np.asarray(Image.open(demo).convert("RGB").resize((160, 160)), dtype=np.float32)
+    face = torch.from_numpy(img).permute(2, 0, 1)[None] / 127.5 - 1
+    assert face_rate(face, size=160) == 1.0
+    assert face_rate(torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1) == 0.0
+
+
 def test_optimizer_state_round_trips_without_pickle() -> None:
     p = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.Adam([p], lr=0.1)

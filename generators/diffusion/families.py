@@ -449,6 +449,9 @@ class LatentDiffusion(GeneratorFamily):
     def discriminator(self) -> nn.Module | None:
         return None  # the AE's patch critic judges reconstructions, not diffusion samples
 
+    def borrowed_modules(self) -> list[str]:
+        return ["AE"] if self.cfg.ae_run else []
+
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         x = batch.image.to(self.device)
         if self.ae_trainer is not None and step < self.cfg.ae_steps:
@@ -570,6 +573,9 @@ class _LdmEditor(LatentDiffusion):
             src = _load_modules(cfg.ldm_run, "ldm_run")
             for key, dst in (("AE", self.ae), ("UNet", self.unet), ("UNet_ema", self.unet_ema)):
                 _copy_into(dst, _pick(src, key, cfg.ldm_run, "ldm_run"), f"ldm_run '{cfg.ldm_run}'")
+
+    def borrowed_modules(self) -> list[str]:
+        return list(self.modules()) if self.cfg.ldm_run else super().borrowed_modules()
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         """With ``ldm_run`` the editor only wraps that trained model (``--steps 1`` packages it as a run); without

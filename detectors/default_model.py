@@ -108,8 +108,9 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         "",
         "## Limits",
         "",
-        "Trained on aligned 128 px faces from a few GAN generations; expect lower accuracy on diffusion "
-        "models, face swaps and heavily re-compressed video frames. Scores are evidence, not proof.",
+        "Trained on aligned faces of the fake families listed above (most of them the project's own CPU-trained "
+        "64 px generators); expect lower accuracy on other generators, face swaps, 2x-downscaled and heavily "
+        "re-compressed images or video frames. Scores are evidence, not proof.",
     ]
     out = model_dir / "MODEL_CARD.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -145,7 +145,7 @@ def write_model_card() -> Path:
         t = c.get("tags", {})
         lines.append(
             f"| {c['name']} | {t.get('family', '')} | {t.get('upsampler', '')} | {t.get('kind', '')} | "
-            f"{c['config'].get('res')} | {c.get('steps')} | {c.get('train_minutes', '-')} | {c.get('n_images')} | "
+            f"{c['config'].get('res')} | {c.get('steps')} | {c.get('train_minutes') or '-'} | {c.get('n_images')} | "
             f"{f('face_rate')} | {f('kid')} | {f('precision')} | "
             f"{f('recall')} | {f('c2st_accuracy')} | {f('diversity')} | {mb:.1f} |"
         )
@@ -181,13 +181,14 @@ def run_family(
         run = train(name, data, dict(entry.overrides), out, res=res, steps=steps, device=device,
                     trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
                                      "max_minutes": entry.minutes * minutes_scale, "progress": False})
-    train_s = time.time() - t0
+    # minutes spent training here; a shipped --from-run says "-" (its time is in its own metrics.jsonl)
+    train_min = None if from_run else round((time.time() - t0) / 60, 1)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (
         run / "metrics.jsonl").is_file() else []
     img_s = sum(r["img_per_s"] for r in rows) / max(len(rows), 1)
     options = json.loads((run / "options.json").read_text())
     card_extra = {"train_img_per_s": round(img_s, 2), "train_device": options.get("device", ""),
-                  "train_minutes": round(train_s / 60, 1), "suite_overrides": entry.overrides}
+                  "train_minutes": train_min, "suite_overrides": entry.overrides}
     d = export_reference(run, name, card_extra)
     card_path = d / "model.json"
     card = json.loads(card_path.read_text())

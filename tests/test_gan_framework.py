@@ -126,6 +126,16 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
         T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
 
 
+def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:
+    from generators import suite
+
+    monkeypatch.setattr(suite, "GRIDS", tmp_path)
+    with Image.open(suite.grid_for("srgan")) as im:  # 8 dcgan faces above their 8 super-resolved outputs
+        assert im.size == (8 * 64, 2 * 64)
+    with Image.open(suite.grid_for("cgan")) as im:  # one row per condition
+        assert im.size == (4 * 64, len(suite.GRID_CONDITIONS) * 64)
+
+
 def test_face_rate_finds_faces_not_noise() -> None:
     from generators.metrics import face_rate
 

@@ -230,7 +230,8 @@ def write_results(rows: list[dict[str, Any]], command: str) -> None:
         lines = ["# Generator suite", "",
                  "Reference generators shipped under `generators/assets/` (fp16 safetensors), trained by "
                  "`python -m generators.suite` (`make suite`) on the aligned real faces of `../shared/data` "
-                 "(Foundation import, 128 px JPEG q90; UTKFace + FFHQ train splits) at 64 px.",
+                 "(Foundation import, 128 px JPEG q90; UTKFace + FFHQ train splits) at 64 px (`dcgan`: the raw UTKFace "
+                 "folder; see `generators/assets/MODEL_CARD.md` for each model's data hash).",
                  "Metrics compare 500 samples with 500 real faces in the feature space of the project's own "
                  "`featnet` (no Inception weights can be downloaded): KID (lower is better), precision / recall / "
                  "coverage (k = 5), C2ST accuracy of a logistic classifier (0.5 = indistinguishable), diversity "

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from forensics.faces import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -321,19 +325,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.flatten(1).mean(1)
 
 
-def face_rate(images: torch.Tensor, size: int = 128, min_prob: float = 0.9, max_n: int = 200) -> float:
+def face_rate(
+    images: torch.Tensor, size: int = 128, min_prob: float = 0.9, max_n: int = 200,
+    detector: FaceDetector | None = None,
+) -> float:
     """Fraction of images in which MTCNN (the Foundation face detector) finds a face with probability >= ``min_prob``.
 
     A quality measure that does not depend on the project's feature network: blobs and mode-collapsed textures get
     no face, blurry but face-shaped samples do (real aligned faces of the shared data: 99.7 %). Images are resized
-    to ``size`` first, since MTCNN's smallest face is 20 px."""
+    to ``size`` first, since MTCNN's smallest face is 20 px. ``detector`` reuses one already built."""
     from forensics.faces import get_face_detector
     from generators.data import to_uint8
 
     x = images[:max_n].float()
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    det = get_face_detector("mtcnn", device="cpu", min_prob=min_prob)
+    det = detector or get_face_detector("mtcnn", device="cpu", min_prob=min_prob)
     found = det.detect(list(to_uint8(x)))
     return round(sum(bool(f) for f in found) / max(len(found), 1), 4)
 
@@ -420,7 +427,10 @@ def evaluate(run: str, real_dirs: Sequence[str], n: int = 500, seed: int = 0, de
         fake = F.interpolate(fake, size=real.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
     result = compare(real, fake, generator=getattr(fam, "generator_name", run), t0=t0)
     result.sample_img_per_s = round(n / max(sample_s, 1e-9), 2)
-    result.face_rate, result.face_rate_real = face_rate(fake), face_rate(real)
+    from forensics.faces import get_face_detector
+
+    mtcnn = get_face_detector("mtcnn", device="cpu", min_prob=0.9)  # one detector for both sets
+    result.face_rate, result.face_rate_real = face_rate(fake, detector=mtcnn), face_rate(real, detector=mtcnn)
     if inputs:
         src = torch.cat(inputs)
         out = fake if src.shape[-1] == fake.shape[-1] else F.interpolate(

@@ -156,13 +156,12 @@ def write_model_card() -> Path:
     return path
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (one family per process, so it is that family's peak)."""
-    import resource
-    import sys
-
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / (2**20 if sys.platform == "darwin" else 2**10), 1)
+def update_card(name: str, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into the shipped ``generators/assets/<name>/model.json`` and return the card."""
+    path = ASSETS / name / "model.json"
+    card = json.loads(path.read_text()) | fields
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return card
 
 
 def run_family(
@@ -170,6 +169,7 @@ def run_family(
     eval_n: int, from_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
+    from benchmarks.speed import peak_rss_mb
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]
@@ -190,17 +190,15 @@ def run_family(
     card_extra = {"train_img_per_s": round(img_s, 2), "train_device": options.get("device", ""),
                   "train_minutes": train_min, "suite_overrides": entry.overrides}
     d = export_reference(run, name, card_extra)
-    card_path = d / "model.json"
-    card = json.loads(card_path.read_text())
     metrics: dict[str, Any] = {}
     if FEATNET_PATH.is_file() and eval_n:
         metrics = evaluate(name, data, n=eval_n, device=device).to_dict()
     grid_for(name)
-    row = {"name": name, **card["tags"], "run": str(run), "steps": card["steps"], "train_minutes": card_extra[
-        "train_minutes"], "train_img_per_s": round(img_s, 2), "device": options.get("device", ""),
-        "peak_rss_mb": peak_rss_mb(), "weights_mb": round((d / "model.safetensors").stat().st_size / 2**20, 2),
-        **metrics}
-    card_path.write_text(json.dumps(card | {"metrics": metrics, "peak_rss_mb": row["peak_rss_mb"]}, indent=2) + "\n")
+    peak = round(peak_rss_mb(), 1)
+    card = update_card(name, metrics=metrics, peak_rss_mb=peak)
+    row = {"name": name, **card["tags"], "run": str(run), "steps": card["steps"], "train_minutes": train_min,
+           "train_img_per_s": round(img_s, 2), "device": options.get("device", ""), "peak_rss_mb": peak,
+           "weights_mb": round((d / "model.safetensors").stat().st_size / 2**20, 2), **metrics}
     log.warning("suite: %s done in %.0fs", name, time.time() - t0)
     return row
 
@@ -284,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in a.only or [n for n in SUITE if (ASSETS / n / "model.json").is_file()]:
             metrics = evaluate(name, a.data or default_data(), n=a.eval_n, device=a.device).to_dict()
             row = rows.get(name, {"name": name}) | metrics
-            card_path = ASSETS / name / "model.json"
-            card_path.write_text(json.dumps(json.loads(card_path.read_text()) | {"metrics": metrics}, indent=2) + "\n")
+            update_card(name, metrics=metrics)
             trained_by = row.get("command", "").split(" (re-evaluated")[0]
             write_results([row], f"{trained_by} (re-evaluated: --eval-only --eval-n {a.eval_n})")
         write_model_card()

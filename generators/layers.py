@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forensics.errors import UsageError
 from forensics.registry import Registry
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 
@@ -288,12 +289,8 @@ class AdversarialFamily(GanState, GeneratorFamily):
     def __init__(self, cfg: AdversarialConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         if cfg.res not in self.resolutions:
-            from forensics.errors import UsageError
-
             raise UsageError(f"{self.name}: resolution {cfg.res} not supported (choose one of {self.resolutions})")
         if cfg.loss not in LOSSES:
-            from forensics.errors import UsageError
-
             raise UsageError(f"{self.name}: unknown loss {cfg.loss!r} (choose one of {', '.join(LOSSES)})")
         self.init_gan_state(
             self.build_generator(), self.build_discriminator(), cfg.lr, cfg.lr_d or cfg.lr, (cfg.beta1, cfg.beta2)

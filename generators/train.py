@@ -460,7 +460,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path
 
 
 def grid_samples(family: GeneratorFamily, n: int, seed: int, inputs: torch.Tensor | None) -> torch.Tensor:
-    """Fixed-seed samples for grids; edit / super-resolution kinds show input rows above output rows.
+    """Fixed-seed samples for grids; edit / super-resolution kinds show input rows above output rows, and local
+    edits (inpainting) a third row with the mask of what was synthesised (white), so the picture shows where to look.
 
     Runs under ``fork_rng`` so family code that draws from the global RNG cannot perturb training (exact resume).
     """
@@ -469,11 +470,16 @@ def grid_samples(family: GeneratorFamily, n: int, seed: int, inputs: torch.Tenso
         g = torch.Generator().manual_seed(seed)
         if family.kind in INPUT_KINDS and inputs is not None:
             k = min(n, inputs.shape[0])
-            out = family.sample(k, g, inputs=inputs[:k].to(family.device)).images.cpu()
+            samples = family.sample(k, g, inputs=inputs[:k].to(family.device))
+            out = samples.images.cpu()
             src = inputs[:k]
             if src.shape[-1] != out.shape[-1]:
                 src = torch.nn.functional.interpolate(src, size=out.shape[-2:], mode="nearest")
-            return torch.cat([src, out])
+            rows = [src, out]
+            masks = samples.masks
+            if masks is not None and not bool((masks > 0.5).all()):  # whole-image edits have nothing to point at
+                rows.append(masks.cpu().float().mul(2).sub(1).expand(-1, out.shape[1], -1, -1))
+            return torch.cat(rows)
         return family.sample(n, g).images.cpu()
 
 

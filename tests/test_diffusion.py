@@ -119,6 +119,21 @@ def test_ae_run_and_ldm_run_references_load_weights(trained, tmp_path: Path):
         tiny("sdedit", ldm_run=str(tmp_path / "ae.safetensors"))
 
 
+def test_decoder_only_training_keeps_the_latents(trained, tmp_path: Path):
+    """train_encoder=False: a diffusion model trained on the old latents still fits the fine-tuned autoencoder."""
+    save_weights(trained["ldm-ae"], tmp_path / "ae.safetensors")
+    fam = tiny("ae-recon", ae_run=str(tmp_path / "ae.safetensors"), train_encoder=False)
+    ae = fam.trainer.ae
+    enc = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
+    dec = {k: v.clone() for k, v in ae.decoder.state_dict().items()}
+    std = ae.latent_std.clone()
+    for step in range(2):
+        fam.train_step(Batch(faces(), COND), step)
+    assert all(torch.equal(v, ae.encoder.state_dict()[k]) for k, v in enc.items())
+    assert torch.equal(ae.latent_std, std)
+    assert any(not torch.equal(v, ae.decoder.state_dict()[k]) for k, v in dec.items())
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_is_deterministic_with_a_seed(trained, eta):
     fam = trained["ldm"]

@@ -71,3 +71,22 @@ def test_family_trains_samples_and_roundtrips(name: str, tmp_path) -> None:
     assert torch.allclose(again.images, ref.images, atol=1e-6)
     d = fam.discriminator()
     assert d is None or isinstance(d, torch.nn.Module)
+
+
+def test_stylegan2_modconv_equals_per_sample_modulated_weights() -> None:
+    """The non-fused modulated conv (scale inputs, shared conv, scale outputs) is the paper's per-sample weight."""
+    import torch.nn.functional as F
+
+    from generators.families.stylegan2 import ModConv
+
+    torch.manual_seed(0)
+    m = ModConv(8, 6, 3, 16, up=True)
+    x, w = torch.randn(4, 8, 5, 5), torch.randn(4, 16)
+    s = m.affine(w).view(4, 1, 8, 1, 1)
+    weight = m.weight * m.scale * s  # (n, cout, cin, k, k): one modulated weight per sample
+    weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4], keepdim=True) + 1e-8)
+    xu = m.up(x)
+    ref = torch.stack([F.conv2d(xu[i : i + 1], weight[i], padding=1)[0] for i in range(4)])
+    assert ref.shape == (4, 6, 10, 10)
+    torch.testing.assert_close(m(x, w), ref, rtol=1e-4, atol=1e-5)
+

@@ -112,6 +112,12 @@ def test_time_budget_stops_at_a_checkpoint_and_resume_continues(faces, tmp_path)
     assert json.loads((T.list_checkpoints(resumed)[-1] / "state.json").read_text())["step"] == 3
 
 
+def suite_data_sources() -> set[str]:
+    from generators.suite import DATA_SOURCES
+
+    return set(DATA_SOURCES)
+
+
 def test_suite_covers_every_registered_family_in_dependency_order() -> None:
     from generators.registry import GENERATORS
     from generators.suite import NOT_SHIPPED, SUITE
@@ -124,6 +130,7 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
             if ref:
                 assert order.index(ref) < order.index(name), (name, ref)
         T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
+        assert entry.data in suite_data_sources(), name
 
 
 def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:
@@ -134,6 +141,10 @@ def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, mon
         assert im.size == (8 * 64, 2 * 64)
     with Image.open(suite.grid_for("cgan")) as im:  # one row per condition
         assert im.size == (4 * 64, len(suite.GRID_CONDITIONS) * 64)
+    with Image.open(suite.grid_for("inpaint")) as im:  # inputs, outputs, and the mask of what was synthesised
+        assert im.size == (8 * 64, 3 * 64)
+        masks = np.asarray(im.convert("L"))[2 * 64 :]
+    assert set(np.unique(masks)) <= {0, 255} and 0 < (masks == 255).mean() < 0.5
 
 
 def test_face_rate_finds_faces_not_noise() -> None:

@@ -56,6 +56,9 @@ class AEConfig(GenConfig):
     d_base: int = 64
     d_lr: float = 2e-4
     feat_source: str = "auto"
+    # False trains the decoder alone: the encoder, its latents and their scale stay exactly as a latent diffusion
+    # model trained on them expects, so a sharper decoder improves ldm / sdedit / ldm-inpaint without retraining
+    train_encoder: bool = True
 
 
 @dataclass
@@ -267,7 +270,9 @@ class AETrainer:
         self.cfg = cfg
         self.ae = KLAutoencoder(cfg.channels, cfg.ae_base, cfg.factor, cfg.z_channels, cfg.ae_blocks).to(device)
         self.disc = PatchDiscriminator(cfg.channels, cfg.d_base).to(device)
-        self.opt_ae = torch.optim.Adam(self.ae.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        self.ae.encoder.requires_grad_(cfg.train_encoder)
+        trained = self.ae.parameters() if cfg.train_encoder else self.ae.decoder.parameters()
+        self.opt_ae = torch.optim.Adam(trained, lr=cfg.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=(0.5, 0.9))
         if cfg.feat_source not in FEATURE_SOURCES:
             raise UsageError(f"feat_source must be one of {', '.join(FEATURE_SOURCES)}, got '{cfg.feat_source}'")
@@ -284,9 +289,11 @@ class AETrainer:
     def step(self, x: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.cfg
         self.ae.train()
-        mean, logvar = self.ae.encode(x)
+        with torch.set_grad_enabled(cfg.train_encoder):
+            mean, logvar = self.ae.encode(x)
         z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
-        self.ae.observe_latents(z)
+        if cfg.train_encoder:  # a frozen encoder keeps the latent scale the diffusion model was trained with
+            self.ae.observe_latents(z)
         recon = self.ae.decode(z)
         l1 = (recon - x).abs().mean()
         kl = kl_divergence(mean, logvar)

@@ -32,6 +32,7 @@ class ResGANConfig(AdversarialConfig):
     beta1: float = 0.0
     beta2: float = 0.9
     upsampler: str = "nearest"
+    ndf: int = 0  # D's width at the output resolution (0 = ch): D's full-resolution block dominates CPU time
 
 
 class GBlock(nn.Module):
@@ -43,6 +44,8 @@ class GBlock(nn.Module):
             nn.BatchNorm2d(cin), nn.ReLU(), make_upsampler(upsampler, cin, cout),
             nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1),
         )
+        # A 3x3 shortcut, not SNGAN's 1x1: a 1x1 shortcut carries the nearest-upsampled 4x4 map straight to the
+        # output, and on a CPU budget G stayed stuck drawing those blocks (measured: "box" samples at 600 steps)
         self.skip = make_upsampler(upsampler, cin, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +83,7 @@ class ResDiscriminator(nn.Module):
 
     def __init__(self, cfg: ResGANConfig) -> None:
         super().__init__()
-        c = channels_per_level(cfg.res, cfg.ch, cfg.ch_max)[::-1]
+        c = channels_per_level(cfg.res, cfg.ndf or cfg.ch, cfg.ch_max)[::-1]
         blocks = [DBlock(cfg.channels, c[1], first=True)]
         blocks += [DBlock(c[i], c[i + 1]) for i in range(1, len(c) - 1)]
         self.blocks = nn.Sequential(*blocks)

@@ -244,11 +244,12 @@ def write_results(rows: list[dict[str, Any]], command: str) -> None:
         path.write_text(json.dumps({"results": merged}, indent=2) + "\n")
         lines = ["# Generator suite", "",
                  "Reference generators shipped under `generators/assets/` (fp16 safetensors), trained by "
-                 "`python -m generators.suite` (`make suite`) on the aligned real faces of `../shared/data` "
+                 "`python -m generators.suite` (`make suite`) on the real faces of `../shared/data` "
                  "at 64 px: the noise and conditional families on the raw UTKFace crops, the editors and the diffusion "
                  "family on the Foundation import (aligned, 128 px JPEG q90; UTKFace + FFHQ train splits); "
                  "`generators/assets/MODEL_CARD.md` lists each model's data and its hash (`generators.suite.SUITE`).",
-                 "Metrics compare 500 samples with 500 real faces in the feature space of the project's own "
+                 "Metrics compare `--eval-n` samples (see each command below) with as many real faces in the "
+                 "feature space of the project's own "
                  "`featnet` (no Inception weights can be downloaded): KID (lower is better), precision / recall / "
                  "coverage (k = 5), C2ST accuracy of a logistic classifier (0.5 = indistinguishable), diversity "
                  "(mean pairwise feature distance; the real faces' value is in `diversity_real`). Edit families "

@@ -89,4 +89,3 @@ def test_stylegan2_modconv_equals_per_sample_modulated_weights() -> None:
     ref = torch.stack([F.conv2d(xu[i : i + 1], weight[i], padding=1)[0] for i in range(4)])
     assert ref.shape == (4, 6, 10, 10)
     torch.testing.assert_close(m(x, w), ref, rtol=1e-4, atol=1e-5)
-

@@ -112,15 +112,9 @@ def test_time_budget_stops_at_a_checkpoint_and_resume_continues(faces, tmp_path)
     assert json.loads((T.list_checkpoints(resumed)[-1] / "state.json").read_text())["step"] == 3
 
 
-def suite_data_sources() -> set[str]:
-    from generators.suite import DATA_SOURCES
-
-    return set(DATA_SOURCES)
-
-
 def test_suite_covers_every_registered_family_in_dependency_order() -> None:
     from generators.registry import GENERATORS
-    from generators.suite import NOT_SHIPPED, SUITE
+    from generators.suite import DATA_SOURCES, NOT_SHIPPED, SUITE
 
     assert set(SUITE) | set(NOT_SHIPPED) == set(GENERATORS.names())
     order = list(SUITE)
@@ -130,7 +124,7 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
             if ref:
                 assert order.index(ref) < order.index(name), (name, ref)
         T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
-        assert entry.data in suite_data_sources(), name
+        assert entry.data in DATA_SOURCES, name
 
 
 def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:

@@ -289,8 +289,7 @@ class AETrainer:
     def step(self, x: torch.Tensor, step: int) -> dict[str, float]:
         cfg = self.cfg
         self.ae.train()
-        with torch.set_grad_enabled(cfg.train_encoder):
-            mean, logvar = self.ae.encode(x)
+        mean, logvar = self.ae.encode(x)  # no graph through a frozen encoder: its weights need no grad
         z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
         if cfg.train_encoder:  # a frozen encoder keeps the latent scale the diffusion model was trained with
             self.ae.observe_latents(z)

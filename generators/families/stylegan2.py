@@ -78,8 +78,8 @@ class ModConv(nn.Module):
 
     Computed in the "non-fused" form: scale the activations by the style, run one ordinary convolution with the
     shared weight, then scale each output map by its demodulation coefficient. That equals convolving every sample
-    with its own modulated weight (the grouped-convolution form) but runs 4-6x faster on CPU, where grouped
-    convolutions over the batch are slow, and no slower on GPU at these widths.
+    with its own modulated weight (the grouped-convolution form) but runs 2.5x faster on CPU (measured: G forward +
+    backward at batch 32), where grouped convolutions over the batch are slow.
     """
 
     def __init__(self, cin: int, cout: int, k: int, w_dim: int, demodulate: bool = True, up: bool = False) -> None:
@@ -87,11 +87,10 @@ class ModConv(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, cout, cin, k, k))
         self.affine = EqualLinear(w_dim, cin, bias_init=1.0)
         self.scale = 1 / math.sqrt(cin * k * k)
-        self.demodulate, self.k, self.cout = demodulate, k, cout
+        self.demodulate, self.k = demodulate, k
         self.up = FirUpsample() if up else None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        n, cin = x.shape[:2]
         s = self.affine(w)  # (n, cin)
         weight = self.weight[0] * self.scale  # (cout, cin, k, k)
         if self.up is not None:

@@ -170,9 +170,9 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return [items[i] for i in sorted(keep)]
 
 
-def _init_model(opts: TrainOptions, cfg_over: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The config and float32 weights of ``opts.init_model``; options given on the command line win over the
-    model's config, except the architecture must stay loadable (checked by ``load_state_dict``)."""
+def _init_model(opts: TrainOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The detector config and float32 weights of ``opts.init_model``; ``train`` lays the command-line options
+    over that config (the architecture must stay loadable, checked by ``load_state_dict``)."""
     from detectors.modelfile import config_from_json, load_model
 
     src = load_model(opts.init_model, device="cpu")
@@ -180,12 +180,8 @@ def _init_model(opts: TrainOptions, cfg_over: dict[str, Any]) -> tuple[dict[str,
         raise UsageError(
             f"--init-model {opts.init_model}: it is a '{src.card['detector']}' model, not '{opts.detector}'"
         )
-    cfg = {**config_from_json(src.card["config"]), **opts.detector_cfg}
-    if opts.res:
-        cfg["res"] = opts.res
-    cfg.setdefault("seed", opts.seed)
     state = {k: v.float() if v.is_floating_point() else v for k, v in src.detector.state_dict().items()}
-    return cfg, state
+    return config_from_json(src.card["config"]), state
 
 
 def train(opts: TrainOptions) -> Path:
@@ -217,13 +213,11 @@ def train(opts: TrainOptions) -> Path:
     deadline = t_start + 60 * opts.max_minutes if opts.max_minutes else None
 
     det_cls = DETECTORS.get(opts.detector).obj
-    cfg_over = dict(opts.detector_cfg)
+    init_cfg, init_state = _init_model(opts) if opts.init_model and not opts.resume else ({}, None)
+    cfg_over = {**init_cfg, **opts.detector_cfg}
     if opts.res:
         cfg_over["res"] = opts.res
     cfg_over.setdefault("seed", opts.seed)
-    init_state = None
-    if opts.init_model and not opts.resume:
-        cfg_over, init_state = _init_model(opts, cfg_over)
     det = build_detector(opts.detector, **cfg_over)
     det.initialise(weights=opts.weights, init_from_gan=opts.init_from_gan)
     if init_state is not None:

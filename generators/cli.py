@@ -89,6 +89,10 @@ def list_cmd(pattern: str, as_json: bool) -> None:
 @click.option("--preset", default="", help="Named preset of the family (default: the one named after --res).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
 @click.option("--resume", type=click.Path(), default=None, help="Continue a run dir up to --steps total steps.")
+@click.option("--init", "init", default="",
+              help="Start a new run from these weights (run dir, checkpoint or shipped name), fresh optimisers; "
+                   "its config is the base that --res / --batch / --set change.")
+@click.option("--init-modules", default="", help="Comma-separated modules --init loads (e.g. G,G_ema: D starts fresh).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--amp", is_flag=True, help="bfloat16 autocast on CUDA.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -100,23 +104,22 @@ def list_cmd(pattern: str, as_json: bool) -> None:
               help="Stop (with a checkpoint) after this many minutes of training; --resume continues.")
 def train_cmd(
     family: str, data: tuple[str, ...], res: int | None, steps: int, batch: int | None, out: str, preset: str,
-    dry_run: bool, resume: str | None, device: str, amp: bool, seed: int, sample_every: int | None,
-    ckpt_every: int | None, sets: tuple[str, ...], no_progress: bool, max_minutes: float | None,
+    dry_run: bool, resume: str | None, init: str, init_modules: str, device: str, amp: bool, seed: int,
+    sample_every: int | None, ckpt_every: int | None, sets: tuple[str, ...], no_progress: bool,
+    max_minutes: float | None,
 ) -> None:
     """Train FAMILY on real faces; writes runs/NNNNN-FAMILY-RES/ (options, metrics, grids, checkpoints)."""
     from generators import train as T
 
     trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress,
-                    "max_minutes": max_minutes}
+                    "max_minutes": max_minutes, "init_modules": [m for m in init_modules.split(",") if m] or None}
     trainer_opts = {k: v for k, v in trainer_opts.items() if v is not None}
     if resume:
         opts, cfg = T.resume_options(resume, steps=steps, device=device, **trainer_opts)
     else:
-        if res is None and not preset:
-            res = 64
         opts, cfg = T.make_options(
             family, list(data), T.parse_sets(list(sets)), out, res=res, steps=steps, batch=batch, preset=preset,
-            device=device, amp=amp, seed=seed, trainer_options=trainer_opts,
+            device=device, amp=amp, seed=seed, trainer_options=trainer_opts, init=init,
         )
     if dry_run:
         click.echo(json.dumps(T.describe(opts, cfg), indent=2))

@@ -165,6 +165,21 @@ def sn(module: nn.Module) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(module)
 
 
+#: name -> wrapper applied to each D weight layer; a config picks one (``d_norm``), so trying another
+#: normalisation is a preset, not a code change. "none" is meant to be paired with R1 (``r1_gamma``).
+D_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "spectral": sn,
+    "none": lambda module: module,
+}
+
+
+def d_norm(name: str) -> Callable[[nn.Module], nn.Module]:
+    """The D weight wrapper called ``name``, with a one-line error naming the choices."""
+    if name not in D_NORMS:
+        raise UsageError(f"unknown d_norm {name!r} (choose one of {', '.join(D_NORMS)})")
+    return D_NORMS[name]
+
+
 def channels_per_level(res: int, ch: int, ch_max: int, start: int = 4) -> list[int]:
     """Feature widths from ``start`` px up to ``res`` px: wide at low resolution, halving as images grow."""
     n = int(math.log2(res // start))
@@ -218,6 +233,21 @@ def ema_decay_at(decay: float, step: int) -> float:
     """EMA warm-up: early averages would be dominated by the random initialisation, which short (CPU) runs never
     outlive, so the effective decay ramps as (1 + step) / (10 + step) up to ``decay``."""
     return min(decay, (1 + step) / (10 + step))
+
+
+def flag_on_any_rank(flag: bool, device: torch.device) -> bool:
+    """OR a per-batch flag across DDP ranks, so every rank takes the same branch.
+
+    The trainer averages gradients in an optimiser pre-step hook (a collective); a rank that skipped a step or
+    raised while the others stepped would leave them waiting forever.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def requires_grad(module: nn.Module, flag: bool) -> None:

@@ -15,14 +15,14 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from generators.base import INPUT_KINDS
-from generators.train import ASSETS, export_reference, grid_samples, load_run, save_grid, train
+from generators.train import ASSETS, export_reference, grid_samples, list_checkpoints, load_run, save_grid, train
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +43,41 @@ class SuiteEntry:
     minutes: float = 8.0
     overrides: dict[str, Any] = field(default_factory=dict)
     data: str = "aligned"  # key of DATA_SOURCES
+    finetune: FineTune | None = None  # a second stage started from the first one's weights
 
+
+@dataclass(frozen=True)
+class FineTune:
+    """A second training stage: a new run that starts from the first stage's ``modules`` (``gan train --init``),
+    with ``overrides`` laid over the first stage's config."""
+
+    steps: int
+    minutes: float
+    overrides: dict[str, Any] = field(default_factory=dict)
+    modules: tuple[str, ...] = ()  # empty = every module
+
+
+STRIDED_D_STAGE = FineTune(
+    6000, 50, {"d_arch": "strided", "loss": "nonsat", "beta1": 0.5, "beta2": 0.999}, modules=("G", "G_ema")
+)
 
 #: the committed suite, in training order (2-core CPU budget at 64 px; pass --steps-scale / --minutes-scale).
-#: dcgan, stylegan2, resgan, pixelshuffle and cgan learn from the raw UTKFace crops: tight, consistently framed
-#: faces are easier to draw in CPU minutes than the aligned framing with hair, shoulders and background (stylegan2:
-#: face rate 0.24 after 2,286 steps of 16 aligned faces, 0.97 after 3,761 steps of 32 UTKFace crops with 2.5x
-#: faster modulated convs), and cgan needs UTKFace's attribute names anyway. The editors, dcgan-k3 and the diffusion
-#: family take the aligned faces, the framing every detector sees (samples are re-aligned by ``data import``).
+#: the noise and conditional GANs learn from the raw UTKFace crops: tight, consistently framed faces are easier to
+#: draw in CPU minutes than the aligned framing with hair, shoulders and background (stylegan2: face rate 0.24 after
+#: 2,286 steps of 16 aligned faces, 0.97 after 3,761 steps of 32 UTKFace crops with 2.5x faster modulated convs;
+#: dcgan-k3: 0.60 aligned, 0.995 UTKFace, 8 minutes each), and cgan needs UTKFace's attribute names anyway. The
+#: editors and the diffusion family take the aligned faces, the framing every detector sees (samples are re-aligned
+#: by ``data import``).
 SUITE: dict[str, SuiteEntry] = {
     "dcgan": SuiteEntry(3000, 8, data="utkface"),
-    "dcgan-k3": SuiteEntry(3000, 7),
-    # half width: two 3x3 convs per level cost ~8x a DCGAN layer
-    "pixelshuffle": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface"),
-    "resgan": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface"),
+    "dcgan-k3": SuiteEntry(3000, 8, data="utkface"),
+    # half width: two 3x3 convs per level cost ~8x a DCGAN layer. The SNGAN critic stops teaching G on this budget,
+    # so G then continues against DCGAN's strided BN discriminator (docs/generators.md, "What changed")
+    "pixelshuffle": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=STRIDED_D_STAGE),
+    "resgan": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=STRIDED_D_STAGE),
     "stylegan2": SuiteEntry(8000, 45, {"ch": 16, "batch": 32}, data="utkface"),
-    "cgan": SuiteEntry(6000, 45, {"ch": 16}, data="utkface"),
+    # the second stage trains G's conditional-BN tables 20x faster: at the base rate every condition drew one face
+    "cgan": SuiteEntry(6000, 60, {"ch": 16}, data="utkface", finetune=FineTune(6000, 32, {"cond_lr_mul": 20})),
     "cyclegan": SuiteEntry(2000, 7),
     "inpaint": SuiteEntry(2000, 9, {"ch": 16, "ndf": 16}),
     "srgan": SuiteEntry(2000, 7),
@@ -146,7 +165,9 @@ def write_model_card() -> Path:
         "see `generators/metrics.py`); they compare generators with each other, not with published FID numbers,",
         "and describe low-level statistics better than face structure. `face rate` is the fraction of samples in",
         "which MTCNN finds a face (p >= 0.9; real faces: ~1.0): the plainer measure of recognisable faces.",
-        "Step counts are what the committed CPU time cap allowed (`generators.suite.SUITE`), not convergence.",
+        "Step counts are what the committed CPU time cap allowed (`generators.suite.SUITE`), not convergence; a",
+        "model trained in two stages (`SuiteEntry.finetune`) counts its last stage, and its `model.json` `init`",
+        "names the run or shipped weights (with their hash) that stage started from.",
         "",
         "| name | family | upsampler | kind | res | steps | train min | images | face rate | KID | precision | recall |"
         " C2ST acc | diversity | MB |",
@@ -181,6 +202,20 @@ def update_card(name: str, **fields: Any) -> dict[str, Any]:
     return card
 
 
+def _describe_init(init: str) -> str | None:
+    """Provenance of a fine-tune's starting weights: the run or model, plus the weights' sha256 (a shipped model is
+    about to be overwritten by the export, so its hash is the only trace of which version it was)."""
+    from forensics.dataset import sha256_file
+
+    if not init:
+        return None
+    p = ASSETS / init / "model.safetensors"
+    if p.is_file():
+        return f"{init} (sha256 {sha256_file(p)[:16]})"
+    cks = list_checkpoints(Path(init)) if Path(init).is_dir() else []
+    return f"{init} ({cks[-1].name})" if cks else init
+
+
 def run_family(
     name: str, data: list[str], res: int, out: Path, device: str, steps_scale: float, minutes_scale: float,
     eval_n: int, from_run: str | None = None,
@@ -198,6 +233,13 @@ def run_family(
         run = train(name, data, dict(entry.overrides), out, res=res, steps=steps, device=device,
                     trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
                                      "max_minutes": entry.minutes * minutes_scale, "progress": False})
+        if entry.finetune is not None:
+            ft = entry.finetune
+            steps = max(1, int(ft.steps * steps_scale))
+            run = train(name, data, dict(ft.overrides), out, steps=steps, device=device, init=str(run),
+                        trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
+                                         "max_minutes": ft.minutes * minutes_scale, "progress": False,
+                                         "init_modules": list(ft.modules)})
     # minutes spent training here; a shipped --from-run says "-" (its time is in its own metrics.jsonl)
     train_min = None if from_run else round((time.time() - t0) / 60, 1)
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (
@@ -205,7 +247,9 @@ def run_family(
     img_s = sum(r["img_per_s"] for r in rows) / max(len(rows), 1)
     options = json.loads((run / "options.json").read_text())
     card_extra = {"train_img_per_s": round(img_s, 2), "train_device": options.get("device", ""),
-                  "train_minutes": train_min, "suite_overrides": entry.overrides}
+                  "train_minutes": train_min, "suite_overrides": entry.overrides,
+                  "suite_finetune": asdict(entry.finetune) if entry.finetune else None,
+                  "init": _describe_init(options["train"].get("init", ""))}
     d = export_reference(run, name, card_extra)
     metrics: dict[str, Any] = {}
     if FEATNET_PATH.is_file() and eval_n:
@@ -300,9 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = {r["name"]: r for r in old}
         for name in a.only or [n for n in SUITE if (ASSETS / n / "model.json").is_file()]:
             metrics = evaluate(name, a.data or data_for(name), n=a.eval_n, device=a.device).to_dict()
-            row = rows.get(name, {"name": name}) | metrics
+            card = json.loads((ASSETS / name / "model.json").read_text())
+            shipped = {**card.get("tags", {}), "steps": card.get("steps"),
+                       "weights_mb": round((ASSETS / name / "model.safetensors").stat().st_size / 2**20, 2)}
+            row = rows.get(name, {"name": name}) | shipped | metrics
             update_card(name, metrics=metrics)
-            trained_by = row.get("command", "").split(" (re-evaluated")[0]
+            trained_by = row.get("command", "").split(" (re-evaluated")[0].strip() or (
+                f"shipped from run {card.get('trained_from_run', '?')}"
+            )
             write_results([row], f"{trained_by} (re-evaluated: --eval-only --eval-n {a.eval_n})")
         write_model_card()
         return 0

@@ -28,7 +28,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class TrainOptions:
     #: wall-clock budget in minutes (0 = none): training stops early, at a checkpoint, once it is spent, so a CPU
     #: run fits a time box and ``--resume`` can continue it exactly (the step target stays ``steps``)
     max_minutes: float = 0.0
+    #: start from these weights (run dir, checkpoint dir or shipped reference name) with fresh optimisers: a
+    #: fine-tune, e.g. of a shipped generator with other learning rates; recorded in options.json
+    init: str = ""
+    init_modules: list[str] = field(default_factory=list)  # restrict --init to these modules (empty = all)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,6 +335,26 @@ def _load_reference(name: str, device: torch.device) -> GeneratorFamily:
     return fam
 
 
+def init_weights(family: GeneratorFamily, source: str, modules: list[str] | None = None) -> None:
+    """Copy the weights of ``source`` (anything :func:`load_run` opens) into ``family``, e.g. to fine-tune a
+    shipped generator with other learning rates; ``modules`` (e.g. ``["G", "G_ema"]``) restricts the copy, so a
+    discriminator can restart from scratch under a trained generator. A source that does not fit the configured
+    network is a one-line error: a silently partial load would train from a network nobody asked for."""
+    src = load_run(source, device="cpu")
+    if src.name != family.name:
+        raise UsageError(f"--init {source}: holds a {src.name} model, not {family.name}")
+    names = modules or list(family.modules())
+    unknown = sorted(set(names) - set(family.modules()))
+    if unknown:
+        have = ", ".join(family.modules())
+        raise UsageError(f"--init-modules: {family.name} has no module {unknown[0]!r} (has {have})")
+    for mod in family.modules().values():
+        mod.to("cpu")
+    load_module_tensors(family, module_tensors(src, names), f"--init {source}")
+    for mod in family.modules().values():
+        mod.to(family.device)
+
+
 def export_reference(run_dir: str | os.PathLike[str], name: str | None = None, extra_card: dict | None = None) -> Path:
     """Ship a run's latest weights as fp16 safetensors + model.json under ``generators/assets/<name>/``.
 
@@ -522,10 +546,11 @@ class Trainer:
             self.loader.load_state_dict(state["loader"])
             if self.dist.enabled:  # every rank restored the same tensors; reseed per rank like a fresh start
                 torch.manual_seed(opts.seed + self.dist.rank + 7919 * self.step)
-        elif self.dist.main:
-            self.run_dir = next_run_dir(opts.out, f"{opts.family}-{cfg.res}", create=False)
         else:
-            self.run_dir = Path()
+            if opts.init:
+                init_weights(self.family, opts.init, opts.init_modules)
+            main = self.dist.main
+            self.run_dir = next_run_dir(opts.out, f"{opts.family}-{cfg.res}", create=False) if main else Path()
         if self.dist.enabled:
             import torch.distributed as dist
 
@@ -670,6 +695,7 @@ def train(
     seed: int = 0,
     resume: str | os.PathLike[str] | None = None,
     trainer_options: dict[str, Any] | None = None,
+    init: str = "",
 ) -> Path:
     """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout)."""
     if resume is not None:
@@ -677,7 +703,7 @@ def train(
     else:
         opts, cfg = make_options(
             family_name, data_dirs, overrides, out, res=res, steps=steps, batch=batch, preset=preset,
-            device=device, amp=amp, seed=seed, trainer_options=trainer_options,
+            device=device, amp=amp, seed=seed, trainer_options=trainer_options, init=init,
         )
     return Trainer(opts, cfg, resume=resume).run()
 
@@ -696,12 +722,24 @@ def make_options(
     amp: bool = False,
     seed: int = 0,
     trainer_options: dict[str, Any] | None = None,
+    init: str = "",
 ) -> tuple[TrainOptions, GenConfig]:
-    """Validate everything cheap (names, resolution, options, data dirs) and resolve the two configs."""
+    """Validate everything cheap (names, resolution, options, data dirs) and resolve the two configs.
+
+    With ``init`` the starting model's own config is the base that ``res`` / ``batch`` / overrides change.
+    """
     ov = dict(overrides or {})
     if batch is not None:
         ov["batch"] = batch
     ov.setdefault("seed", seed)
+    if init:
+        src = load_run(init, device="cpu")
+        if src.name != family_name:
+            raise UsageError(f"--init {init}: holds a {src.name} model, not {family_name}")
+        base = {k: v for k, v in asdict(src.cfg).items() if k != "seed"}
+        ov = {**base, **({"res": res} if res is not None else {}), **ov}
+    elif res is None and not preset:
+        res = 64
     cfg = resolve_config(family_name, res, preset, ov)
     if steps < 1:
         raise UsageError(f"--steps must be >= 1, got {steps}")
@@ -719,7 +757,7 @@ def make_options(
         raise UsageError(f"unknown trainer option(s) {', '.join(sorted(bad))}")
     opts = TrainOptions(
         family=family_name, data=[str(d) for d in data_dirs], out=str(out), steps=steps, preset=preset,
-        device=device, amp=amp, seed=cfg.seed, **topts,
+        device=device, amp=amp, seed=cfg.seed, init=init, **topts,
     )
     return opts, cfg
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, INPUT_KINDS, Batch, GeneratorFamily
 from generators.registry import GENERATORS
 from generators.train import build_family, load_checkpoint, resolve_config, save_checkpoint
@@ -89,3 +90,43 @@ def test_stylegan2_modconv_equals_per_sample_modulated_weights() -> None:
     ref = torch.stack([F.conv2d(xu[i : i + 1], weight[i], padding=1)[0] for i in range(4)])
     assert ref.shape == (4, 6, 10, 10)
     torch.testing.assert_close(m(x, w), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("resgan", {"d_norm": "none"}),
+        ("pixelshuffle", {"d_arch": "strided", "loss": "nonsat"}),
+        ("cgan", {"d_arch": "resnet", "d_norm": "none", "loss": "hinge"}),
+    ],
+)
+def test_discriminator_options_train(name: str, overrides: dict) -> None:
+    """The non-default D choices build and train (with R1, as ``d_norm=none`` is meant to be used)."""
+    cfg = resolve_config(name, RES, "", {"batch": N, "ch": 4, "r1_gamma": 1.0, "r1_every": 1, **overrides})
+    torch.manual_seed(0)
+    fam = build_family(name, cfg, "cpu")
+    losses = fam.train_step(_batch(), 0)
+    assert losses["r1"] > 0 and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert not any("parametrizations" in n for n, _ in fam.D.named_parameters())  # no spectral norm left
+    for key, needle in (("d_norm", "unknown d_norm 'batch'"), ("d_arch", "unknown d_arch 'batch'")):
+        with pytest.raises(UsageError, match=needle):
+            build_family(name, resolve_config(name, RES, "", {"ch": 4, **overrides, key: "batch"}), "cpu")
+
+
+def test_cgan_condition_tables_get_their_own_learning_rate(tmp_path) -> None:
+    """``cond_lr_mul`` puts G's conditional-BN tables in a second Adam group, and the checkpoint keeps both."""
+    cfg = resolve_config("cgan", RES, "", {"batch": N, "ch": 4, "cond_lr_mul": 10.0})
+    torch.manual_seed(0)
+    fam = build_family("cgan", cfg, "cpu")
+    groups = fam.opt_G.param_groups
+    assert [g["lr"] for g in groups] == [cfg.lr, cfg.lr * 10]
+    table_ids = {id(p) for n, p in fam.G.named_parameters() if ".tables." in n}
+    assert {id(p) for p in groups[1]["params"]} == table_ids and table_ids
+    fam.train_step(_batch(), 0)
+    ck = save_checkpoint(tmp_path, fam, 1, {"epoch": 0, "pos": 0}, {})
+    fresh = build_family("cgan", cfg, "cpu")
+    load_checkpoint(fresh, ck)
+    assert [g["lr"] for g in fresh.opt_G.param_groups] == [cfg.lr, cfg.lr * 10]
+    p = groups[1]["params"][0]
+    q = fresh.opt_G.param_groups[1]["params"][0]
+    assert torch.equal(fam.opt_G.state[p]["exp_avg"], fresh.opt_G.state[q]["exp_avg"])

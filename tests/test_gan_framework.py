@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import cli
 from forensics.dataset import ManifestRow, read_manifest, write_manifest
-from forensics.errors import UnknownNameError, UsageError
+from forensics.errors import ModelFileError, UnknownNameError, UsageError
 from forensics.runs import optimizer_state_dict, optimizer_to_tensors
 from generators import train as T
 from generators.data import BatchLoader, FaceImages, cond_from_extra, cond_from_utk_name, discover
@@ -110,6 +110,38 @@ def test_time_budget_stops_at_a_checkpoint_and_resume_continues(faces, tmp_path)
     assert json.loads((ck / "state.json").read_text())["step"] == 1
     resumed = _train(faces, tmp_path / "r", 3, resume=run, max_minutes=0)
     assert json.loads((T.list_checkpoints(resumed)[-1] / "state.json").read_text())["step"] == 3
+
+
+def test_init_starts_a_new_run_from_trained_weights(faces, tmp_path, capsys) -> None:
+    """--init: the source's config is the base that options change, its weights are loaded (fresh optimisers),
+    and a source that does not fit is a one-line error."""
+    quiet = {"progress": False, "sample_every": 1000, "ckpt_every": 1000, "log_every": 1000, "diversity_every": 1000}
+    src = T.train("resgan", [str(faces)], {"ch": 4}, tmp_path / "a", res=16, steps=2, batch=4, device="cpu",
+                  trainer_options=quiet)
+    fam = T.build_family("resgan", T.resolve_config("resgan", 16, "", {"ch": 4, "lr_d": 4e-4}), "cpu")
+    T.init_weights(fam, str(src))
+    trained = T.load_run(src)
+    for name in ("G", "D", "G_ema"):
+        for k, v in trained.modules()[name].state_dict().items():
+            assert torch.equal(v, fam.modules()[name].state_dict()[k]), f"{name}.{k}"
+    fresh_d = T.build_family("resgan", T.resolve_config("resgan", 16, "", {"ch": 4}), "cpu")
+    T.init_weights(fresh_d, str(src), ["G", "G_ema"])  # the generator only: D restarts from its initialisation
+    assert torch.equal(fresh_d.G.fc.weight, trained.G.fc.weight)
+    assert not torch.equal(fresh_d.D.fc.parametrizations.weight.original, trained.D.fc.parametrizations.weight.original)
+    with pytest.raises(UsageError, match="has no module 'E'"):
+        T.init_weights(fresh_d, str(src), ["E"])
+    with pytest.raises(UsageError, match="holds a resgan model, not pixelshuffle"):
+        T.init_weights(T.build_family("pixelshuffle", T.resolve_config("pixelshuffle", 16), "cpu"), str(src))
+    wider = T.build_family("resgan", T.resolve_config("resgan", 16, "", {"ch": 8}), "cpu")
+    with pytest.raises(ModelFileError, match="do not fit"):
+        T.init_weights(wider, str(src))
+    argv = ["gan", "train", "resgan", "--data", str(faces), "--init", str(src), "--set", "lr_d=4e-4",
+            "--steps", "1", "--batch", "4", "--out", str(tmp_path / "b"), "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    opts = json.loads((run / "options.json").read_text())
+    assert opts["config"]["ch"] == 4 and opts["config"]["res"] == 16 and opts["config"]["lr_d"] == 4e-4
+    assert opts["train"]["init"] == str(src)
 
 
 def test_suite_covers_every_registered_family_in_dependency_order() -> None:

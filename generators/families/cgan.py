@@ -4,7 +4,9 @@ Ideas from Miyato & Koyama, "cGANs with Projection Discriminator" (2018) and the
 - G is conditioned through *conditional batch norm*: each attribute value owns a learned gain and bias per channel,
   summed over the three attributes, so the label changes the statistics of every layer, not just the input.
 - D is unconditional features phi(x) plus a *projection* term sum_a <embed_a(y_a), phi(x)>, which is the
-  log-likelihood-ratio form of a conditional discriminator; spectral norm everywhere; hinge loss.
+  log-likelihood-ratio form of a conditional discriminator. phi comes from a DCGAN-style strided trunk with batch
+  norm (``d_arch="strided"``, the default) or from SNGAN's spectrally normalised residual blocks (``"resnet"``,
+  with ``d_norm="spectral"`` and ``loss="hinge"``); the second one gave G an almost flat critic on a CPU budget.
 - Unknown labels (-1, e.g. FFHQ faces with no UTKFace name) map to a dedicated "unknown" embedding in G and
   contribute nothing to D's projection, so unlabelled faces still train the unconditional part. A small label
   dropout (``label_dropout``) trains that "unknown" path on labelled data as well.
@@ -26,7 +28,18 @@ from torch import nn
 
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
-from generators.layers import GanState, channels_per_level, ema_update, kw, requires_grad, sn
+from generators.layers import (
+    LOSSES,
+    GanState,
+    channels_per_level,
+    d_norm,
+    ema_decay_at,
+    ema_update,
+    flag_on_any_rank,
+    kw,
+    r1_penalty,
+    requires_grad,
+)
 from generators.registry import register_generator
 
 ATTR_NAMES: tuple[str, ...] = tuple(ATTRIBUTES)
@@ -38,15 +51,6 @@ def check_resolution(family: GeneratorFamily, res: int) -> None:
         raise UsageError(f"{family.name}: resolution {res} not supported (choose one of {family.resolutions})")
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """EMA decay with a warm-up: (1 + step) / (10 + step) until it reaches ``decay``.
-
-    With a fixed 0.999 a short run samples from weights that are still mostly the random initialisation (a
-    300-step inpainter filled its holes with flat grey). Depends only on the step, so resume stays exact.
-    """
-    return min(decay, (1 + step) / (10 + step))
-
-
 def need_labels(family_name: str, cond: torch.Tensor | None) -> torch.Tensor:
     """Families that learn from attributes cannot train on a batch without them: say how to provide them."""
     if cond is None:
@@ -55,21 +59,6 @@ def need_labels(family_name: str, cond: torch.Tensor | None) -> torch.Tensor:
             "this dataset has none"
         )
     return cond
-
-
-def flag_on_any_rank(flag: bool, device: torch.device) -> bool:
-    """OR a per-batch flag across DDP ranks, so every rank takes the same branch.
-
-    The trainer averages gradients in an optimiser pre-step hook (a collective); a rank that skipped a step or
-    raised while the others stepped would leave them waiting forever.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    t = torch.tensor(float(flag), device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
 
 
 class LabelStarvation:
@@ -132,13 +121,13 @@ def parse_condition(condition: str | dict[str, Any] | None) -> dict[str, str]:
 class AttributeEmbedding(nn.Module):
     """Sum of one embedding per attribute; index len(values) is the 'unknown' entry (label -1)."""
 
-    def __init__(self, dim: int, init: float = 0.0, spectral: bool = False) -> None:
+    def __init__(self, dim: int, init: float = 0.0, norm: str = "none") -> None:
         super().__init__()
         self.tables = nn.ModuleList()
         for values in ATTRIBUTES.values():
             emb = nn.Embedding(len(values) + 1, dim)
             nn.init.normal_(emb.weight, init, 0.02)
-            self.tables.append(sn(emb) if spectral else emb)
+            self.tables.append(d_norm(norm)(emb))
 
     def forward(self, cond: torch.Tensor, mask_unknown: bool = False) -> torch.Tensor:
         total = 0
@@ -207,12 +196,13 @@ class Generator(nn.Module):
 class DBlock(nn.Module):
     """SN conv-LReLU-conv then 2x2 average pool, with a pooled 1x1 shortcut (optimised first block: no pre-act)."""
 
-    def __init__(self, cin: int, cout: int, first: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, first: bool = False, norm: str = "spectral") -> None:
         super().__init__()
+        wrap = d_norm(norm)
         self.first = first
-        self.conv1 = sn(nn.Conv2d(cin, cout, 3, 1, 1))
-        self.conv2 = sn(nn.Conv2d(cout, cout, 3, 1, 1))
-        self.skip = sn(nn.Conv2d(cin, cout, 1))
+        self.conv1 = wrap(nn.Conv2d(cin, cout, 3, 1, 1))
+        self.conv2 = wrap(nn.Conv2d(cout, cout, 3, 1, 1))
+        self.skip = wrap(nn.Conv2d(cin, cout, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.first else F.leaky_relu(x, 0.2)
@@ -226,15 +216,15 @@ class ProjectionDiscriminator(nn.Module):
     Called with ``cond=None`` (e.g. by a detector reusing it) it returns the unconditional term only.
     """
 
-    def __init__(self, res: int, ch: int, ch_max: int) -> None:
+    def __init__(self, res: int, ch: int, ch_max: int, norm: str = "spectral") -> None:
         super().__init__()
         widths = channels_per_level(res, ch, ch_max)[::-1]  # res -> 4 px
         self.blocks = nn.ModuleList(
-            DBlock(3 if i == 0 else widths[i - 1], widths[i], first=i == 0) for i in range(len(widths) - 1)
+            DBlock(3 if i == 0 else widths[i - 1], widths[i], first=i == 0, norm=norm) for i in range(len(widths) - 1)
         )
         self.feat_dim = widths[-2]
-        self.linear = sn(nn.Linear(self.feat_dim, 1))
-        self.embed = AttributeEmbedding(self.feat_dim, spectral=True)
+        self.linear = d_norm(norm)(nn.Linear(self.feat_dim, 1))
+        self.embed = AttributeEmbedding(self.feat_dim, norm=norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = x
@@ -250,6 +240,43 @@ class ProjectionDiscriminator(nn.Module):
         return out
 
 
+class StridedProjectionDiscriminator(ProjectionDiscriminator):
+    """DCGAN's discriminator body (k4s2 convs, batch norm, LeakyReLU) under the same projection head.
+
+    phi(x) is the flattened 4x4 map, so the head sees *where* features are, not only their sum. The trunk is the
+    one that trains to faces fastest on a CPU budget here (dcgan: face rate 1.0 in 8 minutes); per-batch BN
+    statistics (real and fake batches pass separately) give D an early signal that the residual SN critic
+    lacked: that one stayed at D(real) ~= D(fake) while G tracked it (measured, see docs/generators.md).
+    """
+
+    def __init__(self, res: int, ch: int, ch_max: int, norm: str = "none") -> None:
+        nn.Module.__init__(self)
+        c = channels_per_level(res, ch, ch_max)[::-1]
+        layers: list[nn.Module] = [nn.Conv2d(3, c[1], 4, 2, 1), nn.LeakyReLU(0.2)]
+        for i in range(1, len(c) - 1):
+            layers += [nn.Conv2d(c[i], c[i + 1], 4, 2, 1, bias=False), nn.BatchNorm2d(c[i + 1]), nn.LeakyReLU(0.2)]
+        self.trunk = nn.Sequential(*layers)
+        self.feat_dim = c[-1] * 16
+        self.linear = d_norm(norm)(nn.Linear(self.feat_dim, 1))
+        self.embed = AttributeEmbedding(self.feat_dim, norm=norm)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x).flatten(1)
+
+
+#: name -> projection discriminator class; ``d_arch`` picks one
+D_ARCHS: dict[str, type[ProjectionDiscriminator]] = {
+    "resnet": ProjectionDiscriminator,
+    "strided": StridedProjectionDiscriminator,
+}
+
+
+def build_projection_d(cfg: CGANConfig) -> ProjectionDiscriminator:
+    if cfg.d_arch not in D_ARCHS:
+        raise UsageError(f"cgan: unknown d_arch {cfg.d_arch!r} (choose one of {', '.join(D_ARCHS)})")
+    return D_ARCHS[cfg.d_arch](cfg.res, cfg.ch, cfg.ch_max, cfg.d_norm)
+
+
 @dataclass
 class CGANConfig(GenConfig):
     z_dim: int = 128
@@ -257,12 +284,22 @@ class CGANConfig(GenConfig):
     ch_max: int = 256
     lr: float = 2e-4
     lr_d: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
+    beta1: float = 0.5
+    beta2: float = 0.999
     n_dis: int = 1  # D steps per G step
     label_dropout: float = 0.1  # fraction of labels replaced by 'unknown' during training
     ema_decay: float = 0.999
     max_unlabelled_batches: int = 50  # fail after this many label-free batches in a row (0 = never)
+    # D: the strided BN trunk with non-saturating loss trains to faces on a CPU budget; "resnet" + "spectral" +
+    # "hinge" (+ beta1 0, beta2 0.9) is the SNGAN-style projection D, which stayed flat there (docs/generators.md)
+    d_arch: str = "strided"  # key of D_ARCHS
+    d_norm: str = "none"  # key of generators.layers.D_NORMS
+    loss: str = "nonsat"  # key of generators.layers.LOSSES
+    r1_gamma: float = 0.0  # R1 on reals (lazy, every r1_every steps); pair with d_norm=none
+    # learning-rate multiplier for G's conditional-BN gain / bias tables: at the base rate they had moved ~0.02 from
+    # their initialisation after 1,361 steps, and every condition row of the grid drew the same face
+    cond_lr_mul: float = 1.0
+    r1_every: int = 16
 
 
 @register_generator(
@@ -270,7 +307,7 @@ class CGANConfig(GenConfig):
     family="cgan",
     upsampler="bilinear",
     kind="conditional",
-    description="class-conditional GAN on gender/age/race: conditional BN, projection D, hinge loss",
+    description="class-conditional GAN on gender/age/race: conditional BN, projection D, non-saturating loss",
 )
 class CGAN(GanState, GeneratorFamily):
     """Class-conditional face GAN; ``sample(..., condition={"gender": "female", "age": "20-29"})``.
@@ -293,10 +330,21 @@ class CGAN(GanState, GeneratorFamily):
         super().__init__(cfg, device)
         check_resolution(self, cfg.res)
         self.init_gan_state(
-            Generator(cfg.res, cfg.z_dim, cfg.ch, cfg.ch_max), ProjectionDiscriminator(cfg.res, cfg.ch, cfg.ch_max),
+            Generator(cfg.res, cfg.z_dim, cfg.ch, cfg.ch_max),
+            build_projection_d(cfg),
             cfg.lr, cfg.lr_d, (cfg.beta1, cfg.beta2),
         )
+        if cfg.cond_lr_mul != 1.0:
+            cond = [p for n, p in self.G.named_parameters() if ".tables." in n]
+            rest = [p for n, p in self.G.named_parameters() if ".tables." not in n]
+            self.opt_G = torch.optim.Adam(
+                [{"params": rest}, {"params": cond, "lr": cfg.lr * cfg.cond_lr_mul}], lr=cfg.lr,
+                betas=(cfg.beta1, cfg.beta2),
+            )
         self.starvation = LabelStarvation(self.name, cfg.max_unlabelled_batches)
+        if cfg.loss not in LOSSES:
+            raise UsageError(f"{self.name}: unknown loss {cfg.loss!r} (choose one of {', '.join(LOSSES)})")
+        self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
 
     def _drop_labels(self, cond: torch.Tensor) -> torch.Tensor:
         if self.cfg.label_dropout <= 0:
@@ -323,19 +371,26 @@ class CGAN(GanState, GeneratorFamily):
             c_fake = self._drop_labels(cond[torch.randperm(n, device=cond.device)])
             with torch.no_grad():
                 fake = self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake)
-            loss_d = F.relu(1 - self.D(real, c_real)).mean() + F.relu(1 + self.D(fake, c_fake)).mean()
+            loss_d = self.d_loss_fn(self.D(real, c_real), self.D(fake, c_fake))
             self.opt_D.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_D.step()
         out["loss_d"] = float(loss_d.detach())
+        if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
+            real_r = real.detach().requires_grad_(True)
+            r1 = r1_penalty(self.D(real_r, cond), real_r)
+            self.opt_D.zero_grad(set_to_none=True)
+            (r1 * (cfg.r1_gamma / 2 * cfg.r1_every)).backward()
+            self.opt_D.step()
+            out["r1"] = float(r1.detach())
         requires_grad(self.D, False)
         c_fake = self._drop_labels(cond[torch.randperm(n, device=cond.device)])
-        loss_g = -self.D(self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake), c_fake).mean()
+        loss_g = self.g_loss_fn(self.D(self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake), c_fake))
         self.opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_G.step()
         requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(step, cfg.ema_decay))
+        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
         out["loss_g"] = float(loss_g.detach())
         out["known_labels"] = float((cond >= 0).float().mean())
         return out

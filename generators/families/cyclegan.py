@@ -29,8 +29,8 @@ from torch import nn
 
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
-from generators.families.cgan import LabelStarvation, check_resolution, ema_decay_at, flag_on_any_rank, need_labels
-from generators.layers import GanState, ema_update, requires_grad
+from generators.families.cgan import LabelStarvation, check_resolution, need_labels
+from generators.layers import GanState, ema_decay_at, ema_update, flag_on_any_rank, requires_grad
 from generators.registry import register_generator
 
 
@@ -246,7 +246,7 @@ class CycleGAN(GanState, GeneratorFamily):
         self.opt_D.zero_grad(set_to_none=True)
         (loss_d_a + loss_d_b).backward()
         self.opt_D.step()
-        ema_update(self.G_ema, self.G, ema_decay_at(step, cfg.ema_decay))
+        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
         return {
             "skipped": 0.0,
             "loss_g": float(loss_g.detach()),

@@ -27,9 +27,9 @@ from torchvision.ops import roi_align
 
 from forensics.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
-from generators.families.cgan import check_resolution, ema_decay_at
+from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs
-from generators.layers import GanState, ema_update, requires_grad, sn
+from generators.layers import GanState, ema_decay_at, ema_update, requires_grad, sn
 from generators.masks import MASK_KINDS, framing_landmarks, make_masks, mask_boxes, normalize_kind, pick_regions
 from generators.registry import register_generator
 
@@ -236,7 +236,7 @@ class Inpaint(GanState, GeneratorFamily):
         loss_g.backward()
         self.opt_G.step()
         requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(step, cfg.ema_decay))
+        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
         return {
             "loss_g": float(loss_g.detach()),
             "loss_l1": float(l1.detach()),

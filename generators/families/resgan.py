@@ -12,13 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from forensics.errors import UsageError
+from generators.families.dcgan import DCGANDiscriminator
 from generators.layers import (
     CONV_GAN_PRESETS,
     AdversarialConfig,
     AdversarialFamily,
     channels_per_level,
+    d_norm,
     make_upsampler,
-    sn,
 )
 from generators.registry import register_generator
 
@@ -33,6 +35,10 @@ class ResGANConfig(AdversarialConfig):
     beta2: float = 0.9
     upsampler: str = "nearest"
     ndf: int = 0  # D's width at the output resolution (0 = ch): D's full-resolution block dominates CPU time
+    d_norm: str = "spectral"  # key of generators.layers.D_NORMS (the resnet D)
+    # key of D_ARCHS: "resnet" is SNGAN's critic; "strided" (DCGAN's D: k4s2 convs + BN; loss=nonsat) is the D the
+    # shipped resgan / pixelshuffle generators were fine-tuned against, as G outran the residual critic on a CPU
+    d_arch: str = "resnet"
 
 
 class GBlock(nn.Module):
@@ -66,13 +72,14 @@ class ResGenerator(nn.Module):
 
 
 class DBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, first: bool = False) -> None:
+    def __init__(self, cin: int, cout: int, first: bool = False, norm: str = "spectral") -> None:
         super().__init__()
+        wrap = d_norm(norm)
         pre: list[nn.Module] = [] if first else [nn.ReLU()]
         self.main = nn.Sequential(
-            *pre, sn(nn.Conv2d(cin, cout, 3, 1, 1)), nn.ReLU(), sn(nn.Conv2d(cout, cout, 3, 1, 1)), nn.AvgPool2d(2)
+            *pre, wrap(nn.Conv2d(cin, cout, 3, 1, 1)), nn.ReLU(), wrap(nn.Conv2d(cout, cout, 3, 1, 1)), nn.AvgPool2d(2)
         )
-        self.skip = nn.Sequential(sn(nn.Conv2d(cin, cout, 1)), nn.AvgPool2d(2))
+        self.skip = nn.Sequential(wrap(nn.Conv2d(cin, cout, 1)), nn.AvgPool2d(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x) + self.skip(x)
@@ -84,14 +91,18 @@ class ResDiscriminator(nn.Module):
     def __init__(self, cfg: ResGANConfig) -> None:
         super().__init__()
         c = channels_per_level(cfg.res, cfg.ndf or cfg.ch, cfg.ch_max)[::-1]
-        blocks = [DBlock(cfg.channels, c[1], first=True)]
-        blocks += [DBlock(c[i], c[i + 1]) for i in range(1, len(c) - 1)]
+        blocks = [DBlock(cfg.channels, c[1], first=True, norm=cfg.d_norm)]
+        blocks += [DBlock(c[i], c[i + 1], norm=cfg.d_norm) for i in range(1, len(c) - 1)]
         self.blocks = nn.Sequential(*blocks)
-        self.fc = sn(nn.Linear(c[-1], 1))
+        self.fc = d_norm(cfg.d_norm)(nn.Linear(c[-1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.blocks(x)).sum([2, 3])
         return self.fc(h).flatten()
+
+
+#: name -> discriminator class built from the config; ``d_arch`` picks one
+D_ARCHS: dict[str, type[nn.Module]] = {"resnet": ResDiscriminator, "strided": DCGANDiscriminator}
 
 
 @register_generator(
@@ -109,4 +120,7 @@ class ResGAN(AdversarialFamily):
         return ResGenerator(self.cfg)
 
     def build_discriminator(self) -> nn.Module:
-        return ResDiscriminator(self.cfg)
+        d_norm(self.cfg.d_norm)  # a bad name is an error whichever D uses it
+        if self.cfg.d_arch not in D_ARCHS:
+            raise UsageError(f"{self.name}: unknown d_arch {self.cfg.d_arch!r} (choose one of {', '.join(D_ARCHS)})")
+        return D_ARCHS[self.cfg.d_arch](self.cfg)

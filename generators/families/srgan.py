@@ -29,9 +29,9 @@ from torch import nn
 
 from forensics.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
-from generators.families.cgan import check_resolution, ema_decay_at
+from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs
-from generators.layers import GanState, ema_update, requires_grad, sn
+from generators.layers import GanState, ema_decay_at, ema_update, requires_grad, sn
 from generators.registry import register_generator
 
 SCALE = 4
@@ -181,7 +181,7 @@ class SRGAN(GanState, GeneratorFamily):
         loss_g.backward()
         self.opt_G.step()
         requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(step, cfg.ema_decay))
+        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
         return {
             "loss_g": float(loss_g.detach()),
             "loss_l1": float(l1.detach()),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,8 @@ from torch import nn
 from forensics.errors import UsageError
 from forensics.registry import Registry
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------------------------------------------
 # FIR (low-pass) resampling, as in StyleGAN2: zero-insertion / decimation around a separable [1,3,3,1] filter.
@@ -173,11 +175,17 @@ D_NORMS: dict[str, Callable[[nn.Module], nn.Module]] = {
 }
 
 
+def choose(table: Mapping[str, T], key: str, what: str, owner: str = "") -> T:
+    """``table[key]`` for a config string (loss, d_norm, d_arch), else a one-line error naming the choices."""
+    if key not in table:
+        prefix = f"{owner}: " if owner else ""
+        raise UsageError(f"{prefix}unknown {what} {key!r} (choose one of {', '.join(table)})")
+    return table[key]
+
+
 def d_norm(name: str) -> Callable[[nn.Module], nn.Module]:
-    """The D weight wrapper called ``name``, with a one-line error naming the choices."""
-    if name not in D_NORMS:
-        raise UsageError(f"unknown d_norm {name!r} (choose one of {', '.join(D_NORMS)})")
-    return D_NORMS[name]
+    """The D weight wrapper called ``name`` (see :data:`D_NORMS`)."""
+    return choose(D_NORMS, name, "d_norm")
 
 
 def channels_per_level(res: int, ch: int, ch_max: int, start: int = 4) -> list[int]:
@@ -218,6 +226,22 @@ def r1_penalty(d_out: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al.): squared gradient norm of D on reals; keeps D smooth near the data manifold."""
     (grad,) = torch.autograd.grad(d_out.sum(), real, create_graph=True)
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+
+
+def lazy_r1_step(
+    d_fn: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, opt: torch.optim.Optimizer, gamma: float,
+    every: int, step: int,
+) -> float | None:
+    """Lazy R1 (Karras et al. 2020): every ``every`` steps, one extra D step on ``gamma / 2 * every * R1``;
+    returns the penalty, or None on steps without one (or with ``gamma`` 0)."""
+    if gamma <= 0 or step % every:
+        return None
+    real_r = real.detach().requires_grad_(True)
+    r1 = r1_penalty(d_fn(real_r), real_r)
+    opt.zero_grad(set_to_none=True)
+    (r1 * (gamma / 2 * every)).backward()
+    opt.step()
+    return float(r1.detach())
 
 
 @torch.no_grad()
@@ -320,12 +344,10 @@ class AdversarialFamily(GanState, GeneratorFamily):
         super().__init__(cfg, device)
         if cfg.res not in self.resolutions:
             raise UsageError(f"{self.name}: resolution {cfg.res} not supported (choose one of {self.resolutions})")
-        if cfg.loss not in LOSSES:
-            raise UsageError(f"{self.name}: unknown loss {cfg.loss!r} (choose one of {', '.join(LOSSES)})")
+        self.d_loss_fn, self.g_loss_fn = choose(LOSSES, cfg.loss, "loss", self.name)
         self.init_gan_state(
             self.build_generator(), self.build_discriminator(), cfg.lr, cfg.lr_d or cfg.lr, (cfg.beta1, cfg.beta2)
         )
-        self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
 
     # -- to implement -------------------------------------------------------------------------------------
     def build_generator(self) -> nn.Module:  # pragma: no cover - abstract in spirit
@@ -354,13 +376,9 @@ class AdversarialFamily(GanState, GeneratorFamily):
         loss_d.backward()
         self.opt_D.step()
         out = {"loss_d": loss_d.item()}
-        if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self.D(real_r), real_r)
-            self.opt_D.zero_grad(set_to_none=True)
-            (r1 * cfg.r1_gamma / 2 * cfg.r1_every).backward()
-            self.opt_D.step()
-            out["r1"] = r1.item()
+        r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
+        if r1 is not None:
+            out["r1"] = r1
         # G step
         requires_grad(self.D, False)
         loss_g = self.g_loss_fn(self.D(self.generate(self.G, self.latent(n))))

@@ -32,12 +32,13 @@ from generators.layers import (
     LOSSES,
     GanState,
     channels_per_level,
+    choose,
     d_norm,
     ema_decay_at,
     ema_update,
     flag_on_any_rank,
     kw,
-    r1_penalty,
+    lazy_r1_step,
     requires_grad,
 )
 from generators.registry import register_generator
@@ -272,9 +273,7 @@ D_ARCHS: dict[str, type[ProjectionDiscriminator]] = {
 
 
 def build_projection_d(cfg: CGANConfig) -> ProjectionDiscriminator:
-    if cfg.d_arch not in D_ARCHS:
-        raise UsageError(f"cgan: unknown d_arch {cfg.d_arch!r} (choose one of {', '.join(D_ARCHS)})")
-    return D_ARCHS[cfg.d_arch](cfg.res, cfg.ch, cfg.ch_max, cfg.d_norm)
+    return choose(D_ARCHS, cfg.d_arch, "d_arch", "cgan")(cfg.res, cfg.ch, cfg.ch_max, cfg.d_norm)
 
 
 @dataclass
@@ -296,10 +295,10 @@ class CGANConfig(GenConfig):
     d_norm: str = "none"  # key of generators.layers.D_NORMS
     loss: str = "nonsat"  # key of generators.layers.LOSSES
     r1_gamma: float = 0.0  # R1 on reals (lazy, every r1_every steps); pair with d_norm=none
+    r1_every: int = 16
     # learning-rate multiplier for G's conditional-BN gain / bias tables: at the base rate they had moved ~0.02 from
     # their initialisation after 1,361 steps, and every condition row of the grid drew the same face
     cond_lr_mul: float = 1.0
-    r1_every: int = 16
 
 
 @register_generator(
@@ -342,9 +341,7 @@ class CGAN(GanState, GeneratorFamily):
                 betas=(cfg.beta1, cfg.beta2),
             )
         self.starvation = LabelStarvation(self.name, cfg.max_unlabelled_batches)
-        if cfg.loss not in LOSSES:
-            raise UsageError(f"{self.name}: unknown loss {cfg.loss!r} (choose one of {', '.join(LOSSES)})")
-        self.d_loss_fn, self.g_loss_fn = LOSSES[cfg.loss]
+        self.d_loss_fn, self.g_loss_fn = choose(LOSSES, cfg.loss, "loss", self.name)
 
     def _drop_labels(self, cond: torch.Tensor) -> torch.Tensor:
         if self.cfg.label_dropout <= 0:
@@ -376,13 +373,9 @@ class CGAN(GanState, GeneratorFamily):
             loss_d.backward()
             self.opt_D.step()
         out["loss_d"] = float(loss_d.detach())
-        if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self.D(real_r, cond), real_r)
-            self.opt_D.zero_grad(set_to_none=True)
-            (r1 * (cfg.r1_gamma / 2 * cfg.r1_every)).backward()
-            self.opt_D.step()
-            out["r1"] = float(r1.detach())
+        r1 = lazy_r1_step(lambda x: self.D(x, cond), real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
+        if r1 is not None:
+            out["r1"] = r1
         requires_grad(self.D, False)
         c_fake = self._drop_labels(cond[torch.randperm(n, device=cond.device)])
         loss_g = self.g_loss_fn(self.D(self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake), c_fake))

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from forensics.errors import UsageError
 from generators.families.dcgan import DCGANDiscriminator
 from generators.layers import (
     CONV_GAN_PRESETS,
     AdversarialConfig,
     AdversarialFamily,
     channels_per_level,
+    choose,
     d_norm,
     make_upsampler,
 )
@@ -121,6 +121,4 @@ class ResGAN(AdversarialFamily):
 
     def build_discriminator(self) -> nn.Module:
         d_norm(self.cfg.d_norm)  # a bad name is an error whichever D uses it
-        if self.cfg.d_arch not in D_ARCHS:
-            raise UsageError(f"{self.name}: unknown d_arch {self.cfg.d_arch!r} (choose one of {', '.join(D_ARCHS)})")
-        return D_ARCHS[self.cfg.d_arch](self.cfg)
+        return choose(D_ARCHS, self.cfg.d_arch, "d_arch", self.name)(self.cfg)

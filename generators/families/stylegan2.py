@@ -35,7 +35,7 @@ from generators.layers import (
     ema_decay_at,
     ema_update,
     kw,
-    r1_penalty,
+    lazy_r1_step,
     requires_grad,
 )
 from generators.registry import register_generator
@@ -263,13 +263,9 @@ class StyleGAN2(AdversarialFamily):
         loss_d.backward()
         self.opt_D.step()
         out = {"loss_d": loss_d.item()}
-        if cfg.r1_gamma > 0 and step % cfg.r1_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            r1 = r1_penalty(self.D(real_r), real_r)
-            self.opt_D.zero_grad(set_to_none=True)
-            (r1 * (cfg.r1_gamma / 2 * cfg.r1_every)).backward()
-            self.opt_D.step()
-            out["r1"] = r1.item()
+        r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
+        if r1 is not None:
+            out["r1"] = r1
         requires_grad(self.D, False)
         requires_grad(self.G, True)
         loss_g = self.g_loss_fn(self.D(self._mixed(n)))

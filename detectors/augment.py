@@ -91,3 +91,17 @@ def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
 def augment(img: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Random chain, then resize to the detector input ``size``."""
     return D.resize_to(random_chain(rng, cfg)(img), size)
+
+
+def match_resolution(img: np.ndarray, native: int, side: int) -> np.ndarray:
+    """Give a real image the resolution of a fake whose source was ``side`` px: shrink to that size (area) and
+    bring it back with the bilinear resampling the face aligner uses. Reals whose own ``native`` size is already
+    at or below ``side`` are left as they are.
+
+    Why: the project's generators draw 64 px faces that the importer enlarges to 128 px, so without this every
+    fake is soft and most reals are sharp, and a detector learns "smooth = fake" (it then flags studio portraits).
+    Matching the reals' resolution distribution to the fakes' leaves only the generators' own traces to learn."""
+    short = min(img.shape[:2])
+    if side >= short or (native and native <= side):
+        return img
+    return D.rescale(img, scale=side / short, interp="area", back="bilinear")

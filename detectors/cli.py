@@ -87,6 +87,12 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--families", multiple=True, help="Only these fake families (repeatable).")
 @click.option("--exclude-family", multiple=True, help="Leave this fake family out (repeatable).")
 @click.option("--augment", type=click.Choice(["none", "light", "default", "strong"]), default=None)
+@click.option(
+    "--match-res",
+    is_flag=True,
+    default=None,
+    help="Give each training real the resolution of a drawn training fake (64 px generators: no 'smooth = fake').",
+)
 @click.option("--calibration", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default=None)
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)

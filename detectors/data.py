@@ -34,6 +34,8 @@ class Item:
     generator: str
     dataset: str
     sha256: str = ""
+    #: shorter side of the source image in pixels before the importer resized it (0 = unknown)
+    native: int = 0
 
 
 @dataclass
@@ -52,6 +54,15 @@ def _group(row, dataset: str) -> str:
     if row.label == "real":
         return row.source or dataset
     return row.family or row.generator or dataset
+
+
+def _native(row) -> int:
+    """The source's shorter side: ``src_width`` / ``src_height`` written by ``data import``, else a sampler's
+    ``res``; 0 when the manifest says neither."""
+    w, h = row.extra.get("src_width"), row.extra.get("src_height")
+    if w and h:
+        return int(min(w, h))
+    return int(row.extra.get("res") or 0)
 
 
 def load_items(
@@ -89,7 +100,7 @@ def load_items(
         if not keep:
             raise DataError(f"{root}: no usable rows for {role} (split rule or family filter removed all)")
         for r in keep:
-            items.append(Item(root / r.path, r.y, _group(r, name), r.generator, name, r.sha256))
+            items.append(Item(root / r.path, r.y, _group(r, name), r.generator, name, r.sha256, _native(r)))
         sources.append(
             DataSource(
                 path=str(root),
@@ -122,6 +133,20 @@ def balanced_weights(items: list[Item]) -> np.ndarray:
         dtype=np.float64,
     )
     return w / w.sum()
+
+
+def fake_resolutions(items: list[Item], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The native sizes of the fakes and how often training draws each (from the sampling ``weights``): what
+    resolution matching copies onto reals. None when no fake records its native size."""
+    sizes: dict[int, float] = {}
+    for it, w in zip(items, weights):
+        if it.y == 1 and it.native > 0:
+            sizes[it.native] = sizes.get(it.native, 0.0) + float(w)
+    if not sizes:
+        return None
+    side = np.array(sorted(sizes), dtype=np.int64)
+    p = np.array([sizes[int(s)] for s in side])
+    return side, p / p.sum()
 
 
 def split_holdout(items: list[Item], frac: float = 0.1, salt: str = "val") -> tuple[list[Item], list[Item]]:

@@ -75,6 +75,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         f"- trained: {t.get('steps')} steps, {t.get('minutes', 0):.1f} min, stopped by {t.get('stopped')}; "
         f"n_train {t.get('n_train')}, n_val {t.get('n_val')}",
         f"- fake families seen in training: {', '.join(t.get('families', [])) or '-'}",
+        *_init_line(t.get("init_from")),
         "",
         "## Training data",
         "",
@@ -94,6 +95,11 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
             f"- **{name}**: AUC {rep['auc']:.4f}{ci_s}, TPR@1%FPR {rep['tpr_at_fpr1']:.3f}, "
             f"ECE {ece if ece is None else round(ece, 4)}, n_real {rep['n_real']}, n_fake {rep['n_fake']}"
         )
+    by_gen = m.get("crossval_by_generator") or {}
+    if by_gen:
+        lines += ["", "Crossval by generator (its crossval fakes vs every crossval real):", "",
+                  "| generator | AUC | TPR@1%FPR | n_fake |", "|---|---|---|---|"]
+        lines += [f"| {g} | {r['auc']:.4f} | {r['tpr_at_fpr1']:.3f} | {r['n_fake']} |" for g, r in by_gen.items()]
     lines += [
         "",
         "## Reproduce",
@@ -117,6 +123,13 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     return out
 
 
+def _init_line(origin: dict | None) -> list[str]:
+    if not origin:
+        return []
+    return [f"- fine-tuned from: `{origin['model']}` ({origin.get('name') or '?'}, weights sha256 "
+            f"`{origin['sha256'][:16]}`)"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m detectors.default_model",
@@ -136,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-crossval", action="store_true", help="score crossval rows afterwards (never trained on)")
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--augment", choices=["none", "light", "default", "strong"], default=None)
+    ap.add_argument("--family", action="append", default=None, help="only these fake families (repeatable)")
+    ap.add_argument("--match-res", action="store_true", default=None, help="resolution-match reals to the fakes")
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (a fine-tune wants less than the recipe's)")
+    ap.add_argument(
+        "--init-model",
+        default=None,
+        help="fine-tune this model file / installed name (e.g. default) on the data instead of starting afresh",
+    )
     args = ap.parse_args(argv)
     try:
         return _run(args, argv)
@@ -163,9 +184,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "device": args.device,
         "licence": recipe.licence,
     }
-    for k in ("max_minutes", "epochs", "res", "threads", "augment"):
+    for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res"):
         if getattr(args, k) is not None:
             opts[k] = getattr(args, k)
+    if args.family:
+        opts["families"] = args.family
     torch.set_num_threads(opts.get("threads") or 1)
     run = train(TrainOptions(**opts))
     model_dir = run / "model"
@@ -173,15 +196,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     command = "python -m detectors.default_model " + " ".join(argv if argv is not None else sys.argv[1:])
     card["training"]["command"] = command
     if args.eval_crossval:
-        from detectors.evaluate import evaluate_model
         from detectors.modelfile import load_model
 
-        cv_dirs = [str(d) for d in dirs if any(r.split == "crossval" for r in _rows(d))]
-        if cv_dirs:
-            res = evaluate_model(load_model(model_dir, device=args.device), cv_dirs, splits=("crossval",), n_boot=500)
-            card["metrics"]["crossval"] = res.overall
-            card["metrics"]["crossval_by_family"] = res.by_group
-            card["metrics"]["cpu_images_per_s_eval"] = res.images_per_s
+        card["metrics"].update(_crossval_metrics(load_model(model_dir, device=args.device), dirs))
     (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     write_model_card(model_dir, card, command)
     size = (model_dir / "model.safetensors").stat().st_size
@@ -195,6 +212,25 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"installed {dst}")
     print(str(model_dir))
     return 0
+
+
+def _crossval_metrics(model, dirs: list[Path]) -> dict:
+    """``crossval``: the datasets whose crossval split holds both classes on their own (the shared StyleGAN2 vs
+    FFHQ headline, comparable across model versions); ``crossval_all`` / ``crossval_by_generator``: every crossval
+    row, so fake-only sets (the project's generator samples) are scored against those reals, one row per generator."""
+    from detectors.evaluate import evaluate_model
+
+    labels = {d: {r.label for r in _rows(d) if r.split == "crossval"} for d in dirs}
+    paired = [str(d) for d, ls in labels.items() if ls == {"real", "fake"}]
+    every = [str(d) for d, ls in labels.items() if ls]
+    out: dict = {}
+    if paired:
+        res = evaluate_model(model, paired, splits=("crossval",), n_boot=500)
+        out.update(crossval=res.overall, cpu_images_per_s_eval=res.images_per_s)
+    if every and every != paired:
+        res = evaluate_model(model, every, splits=("crossval",), n_boot=500, group_by="generator")
+        out.update(crossval_all=res.overall, crossval_by_generator=res.by_group)
+    return out
 
 
 def _rows(d: Path):

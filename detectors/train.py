@@ -73,6 +73,9 @@ class TrainOptions:
     threads: int | None = None
     progress: bool = True
     max_steps: int | None = None
+    #: give every training real the resolution of a randomly drawn training fake (drawn as often as sampling
+    #: draws each fake size): low-resolution generators then cannot teach "smooth = fake"
+    match_res: bool = False
 
 
 # -- run dirs -------------------------------------------------------------------------------------------------
@@ -125,19 +128,45 @@ def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
 class _AugDataset:
     """Map-style dataset over a schedule of item indices; the chain for position i is seeded by (seed, epoch, i)."""
 
-    def __init__(self, cache: Any, order: np.ndarray, size: int, aug_cfg: Any, seed: int, epoch: int) -> None:
+    def __init__(
+        self,
+        cache: Any,
+        order: np.ndarray,
+        size: int,
+        aug_cfg: Any,
+        seed: int,
+        epoch: int,
+        fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
         self.seed, self.epoch = seed, epoch
+        self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        from detectors.augment import augment
-
         j = int(self.order[i])
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        return augment(self.cache.image(j), self.size, rng, self.aug_cfg), self.cache.items[j].y
+        item = self.cache.items[j]
+        return training_view(self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes), item.y
+
+
+def training_view(
+    img: np.ndarray,
+    item: Any,
+    size: int,
+    rng: np.random.Generator,
+    aug_cfg: Any,
+    fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
+    ``fake_sizes`` is given), then the random degradation chain applied to both classes alike."""
+    from detectors.augment import augment, match_resolution
+
+    if fake_sizes is not None and item.y == 0:
+        img = match_resolution(img, item.native, int(rng.choice(fake_sizes[0], p=fake_sizes[1])))
+    return augment(img, size, rng, aug_cfg)
 
 
 def _collate(batch: list[tuple[np.ndarray, int]]):
@@ -170,9 +199,10 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return [items[i] for i in sorted(keep)]
 
 
-def _init_model(opts: TrainOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The detector config and float32 weights of ``opts.init_model``; ``train`` lays the command-line options
-    over that config (the architecture must stay loadable, checked by ``load_state_dict``)."""
+def _init_model(opts: TrainOptions) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """The detector config, float32 weights and identity (name, weights sha256: an installed name such as
+    ``default`` changes when a new model is installed) of ``opts.init_model``; ``train`` lays the command-line
+    options over that config (the architecture must stay loadable, checked by ``load_state_dict``)."""
     from detectors.modelfile import config_from_json, load_model
 
     src = load_model(opts.init_model, device="cpu")
@@ -181,7 +211,8 @@ def _init_model(opts: TrainOptions) -> tuple[dict[str, Any], dict[str, Any]]:
             f"--init-model {opts.init_model}: it is a '{src.card['detector']}' model, not '{opts.detector}'"
         )
     state = {k: v.float() if v.is_floating_point() else v for k, v in src.detector.state_dict().items()}
-    return config_from_json(src.card["config"]), state
+    origin = {"model": opts.init_model, "name": src.card.get("name", ""), "sha256": src.sha256}
+    return config_from_json(src.card["config"]), state, origin
 
 
 def train(opts: TrainOptions) -> Path:
@@ -190,7 +221,15 @@ def train(opts: TrainOptions) -> Path:
 
     from benchmarks.metrics import roc_auc
     from detectors.augment import AugmentConfig
-    from detectors.data import ByteCache, balanced_weights, check_both_classes, eval_array, load_items, split_holdout
+    from detectors.data import (
+        ByteCache,
+        balanced_weights,
+        check_both_classes,
+        eval_array,
+        fake_resolutions,
+        load_items,
+        split_holdout,
+    )
     from detectors.registry import DETECTORS, build_detector
     from forensics.config import resolve_device
 
@@ -213,7 +252,7 @@ def train(opts: TrainOptions) -> Path:
     deadline = t_start + 60 * opts.max_minutes if opts.max_minutes else None
 
     det_cls = DETECTORS.get(opts.detector).obj
-    init_cfg, init_state = _init_model(opts) if opts.init_model and not opts.resume else ({}, None)
+    init_cfg, init_state, init_from = _init_model(opts) if opts.init_model and not opts.resume else ({}, None, {})
     cfg_over = {**init_cfg, **opts.detector_cfg}
     if opts.res:
         cfg_over["res"] = opts.res
@@ -261,6 +300,9 @@ def train(opts: TrainOptions) -> Path:
     val_y = np.array([it.y for it in val_items])
     weights = balanced_weights(train_items)
     aug_cfg = AugmentConfig.preset(opts.augment)
+    fake_sizes = fake_resolutions(train_items, weights) if opts.match_res else None
+    if opts.match_res and fake_sizes is None:
+        raise DataError("--match-res: no training fake records its source size (src_width / src_height or res)")
     mlog.write(
         event="start",
         n_train=len(train_items),
@@ -304,7 +346,7 @@ def train(opts: TrainOptions) -> Path:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
-            ds = _AugDataset(cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch)
+            ds = _AugDataset(cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes)
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
             )
@@ -390,14 +432,14 @@ def train(opts: TrainOptions) -> Path:
         return run
 
     # closed-form fitting (spectrum, ensemble stacker) on augmented train items and on val
-    from detectors.augment import augment
     from detectors.base import ArrayData
 
     n_pf = min(opts.post_fit_items, len(train_items))
     pf_idx = np.random.default_rng(opts.seed + 7).choice(len(train_items), size=n_pf, replace=False)
     pf_x = np.zeros((n_pf, res, res, 3), np.uint8)
     for k, i in enumerate(pf_idx):
-        pf_x[k] = augment(cache.image(int(i)), res, np.random.default_rng((opts.seed, 99, int(i))), aug_cfg)
+        pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
+        pf_x[k] = training_view(cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes)
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)
     det.eval()
@@ -414,6 +456,7 @@ def train(opts: TrainOptions) -> Path:
         "best_val_auc_during_training": best_auc,
         "steps": step,
         "minutes": (time.time() - t_start) / 60,
+        **({"init_from": init_from} if init_from else {}),
     }
     model_dir = finalize_model(
         run / "model", det, val_s, val_y, half_a, opts, train_src, val_src, run_info, n_train=len(train_items)
@@ -487,6 +530,7 @@ def finalize_model(
         "n_train": n_train,
         "n_val": int(len(val_y)),
         "augment": opts.augment,
+        "match_res": opts.match_res,
         "calibration_split": "even-indexed half of val (thresholds too); metrics on the odd half",
         "options": {k: v for k, v in asdict(opts).items() if k not in ("detector_cfg",)},
         **run_info,

@@ -35,6 +35,16 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "race": ("white", "black", "asian", "indian", "other"),
 }
 
+
+
+def random_condition(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, len(ATTRIBUTES)) attribute indices drawn uniformly, on the generator's device: what a conditional
+    family samples when the caller fixes no attribute (a fixed seed gives the same people on any device)."""
+    device = generator.device if generator is not None else None
+    cols = [torch.randint(0, len(v), (n,), generator=generator, device=device) for v in ATTRIBUTES.values()]
+    return torch.stack(cols, 1)
+
+
 #: kinds whose ``sample`` edits real faces and so needs ``inputs`` (CLI ``--input DIR``)
 INPUT_KINDS: tuple[str, ...] = ("image2image", "superres", "autoencoder")
 

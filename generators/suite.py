@@ -43,7 +43,7 @@ class SuiteEntry:
     minutes: float = 8.0
     overrides: dict[str, Any] = field(default_factory=dict)
     data: str = "aligned"  # key of DATA_SOURCES
-    finetune: FineTune | None = None  # a second stage started from the first one's weights
+    finetune: tuple[FineTune, ...] = ()  # later stages, each started from the previous stage's weights
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,29 @@ SUITE: dict[str, SuiteEntry] = {
     "dcgan-k3": SuiteEntry(3000, 8, data="utkface"),
     # half width: two 3x3 convs per level cost ~8x a DCGAN layer. The SNGAN critic stops teaching G on this budget,
     # so G then continues against DCGAN's strided BN discriminator (docs/generators.md, "What changed")
-    "pixelshuffle": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=STRIDED_D_STAGE),
-    "resgan": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=STRIDED_D_STAGE),
+    "pixelshuffle": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=(STRIDED_D_STAGE,)),
+    "resgan": SuiteEntry(6000, 62, {"ch": 16, "ndf": 16}, data="utkface", finetune=(STRIDED_D_STAGE,)),
     "stylegan2": SuiteEntry(8000, 45, {"ch": 16, "batch": 32}, data="utkface"),
     # the second stage trains G's conditional-BN tables 20x faster: at the base rate every condition drew one face
-    "cgan": SuiteEntry(6000, 60, {"ch": 16}, data="utkface", finetune=FineTune(6000, 32, {"cond_lr_mul": 20})),
+    "cgan": SuiteEntry(6000, 60, {"ch": 16}, data="utkface", finetune=(FineTune(6000, 32, {"cond_lr_mul": 20}),)),
     "cyclegan": SuiteEntry(2000, 7),
     "inpaint": SuiteEntry(2000, 9, {"ch": 16, "ndf": 16}),
     "srgan": SuiteEntry(2000, 7),
-    # the latent-diffusion autoencoder ships once, as ae-recon; ldm and the editors borrow it by name
-    "ae-recon": SuiteEntry(6000, 8, {"adv_start": 1500}),
-    "ldm": SuiteEntry(20000, 14, {"ae_run": "ae-recon"}),
+    # the latent-diffusion autoencoder ships once, as ae-recon; ldm and the editors borrow it by name. Later stages
+    # train the decoder alone (frozen encoder and latent scale), so the latents ldm learned stay valid: with the
+    # patch critic (PSNR 17.3 -> 20.6 dB, but it left green / purple blobs), then without it (blobs gone, L1 0.15 ->
+    # 0.11 in 590 steps: the critic was holding reconstruction back at this size)
+    "ae-recon": SuiteEntry(
+        6000,
+        8,
+        {"adv_start": 1500},
+        finetune=(
+            FineTune(6000, 40, {"train_encoder": False, "adv_start": 300}),
+            FineTune(6000, 15, {"adv_weight": 0.0}),
+        ),
+    ),
+    # a second stage continues the UNet (and its EMA) with fresh optimiser state: how the shipped one was extended
+    "ldm": SuiteEntry(20000, 14, {"ae_run": "ae-recon"}, finetune=(FineTune(20000, 35, modules=("UNet", "UNet_ema")),)),
     "sdedit": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
     "ldm-inpaint": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
 }
@@ -233,8 +245,7 @@ def run_family(
         run = train(name, data, dict(entry.overrides), out, res=res, steps=steps, device=device,
                     trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
                                      "max_minutes": entry.minutes * minutes_scale, "progress": False})
-        if entry.finetune is not None:
-            ft = entry.finetune
+        for ft in entry.finetune:
             steps = max(1, int(ft.steps * steps_scale))
             run = train(name, data, dict(ft.overrides), out, steps=steps, device=device, init=str(run),
                         trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
@@ -248,7 +259,7 @@ def run_family(
     options = json.loads((run / "options.json").read_text())
     card_extra = {"train_img_per_s": round(img_s, 2), "train_device": options.get("device", ""),
                   "train_minutes": train_min, "suite_overrides": entry.overrides,
-                  "suite_finetune": asdict(entry.finetune) if entry.finetune else None,
+                  "suite_finetune": [asdict(ft) for ft in entry.finetune] or None,
                   "init": _describe_init(options["train"].get("init", ""))}
     d = export_reference(run, name, card_extra)
     metrics: dict[str, Any] = {}

@@ -65,7 +65,9 @@ def test_listed():
     assert names <= set(list_perturbations())
 
 
-@pytest.mark.parametrize("name", ["loo-gan", "loo-upsampler", "robustness", "cross-dataset", "video", "tiny"])
+@pytest.mark.parametrize(
+    "name", ["loo-gan", "loo-suite", "loo-upsampler", "robustness", "cross-dataset", "video", "tiny"]
+)
 def test_shipped_benchmark_files_are_valid(name):
     """Protocol, options, detectors, perturbations and budgets of every shipped file resolve (data paths aside)."""
     from benchmarks.config import load_config

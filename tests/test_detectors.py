@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 from detectors.registry import DETECTORS, build_detector, list_detectors
-from forensics.dataset import ManifestRow, sha256_file, write_manifest
-from forensics.errors import ForensicsError, UnknownNameError, UsageError
+from forensics.dataset import ManifestRow, read_manifest, sha256_file, write_manifest
+from forensics.errors import DataError, ForensicsError, UnknownNameError, UsageError
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -198,6 +199,8 @@ def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
                                 out=str(tmp_path / "b")))
     a, b = load_model(first / "model", device="cpu"), load_model(second / "model", device="cpu")
     assert b.card["config"]["widths"] == [8, 16, 32]
+    assert b.card["training"]["init_from"]["sha256"] == a.sha256  # which weights, even if a name is reinstalled
+    assert "init_from" not in a.card["training"]
     for k, v in a.detector.state_dict().items():
         if v.is_floating_point() and "running" not in k and "num_batches" not in k:
             assert torch.allclose(v, b.detector.state_dict()[k], atol=1e-6), k
@@ -300,3 +303,67 @@ def test_cli_list_json():
     assert res.exit_code == 0
     names = {r["name"] for r in json.loads(res.output)}
     assert "npr" in names and "ensemble" in names
+
+
+def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
+    """The shipped model's headline crossval AUC stays 'paired set only' (StyleGAN2 vs FFHQ) when fake-only sample
+    sets join the training data; those are scored against the same reals, one row per generator."""
+    from detectors.default_model import _crossval_metrics, write_model_card
+    from detectors.modelfile import load_model
+    from detectors.train import TrainOptions, train
+
+    paired = make_dataset(tmp_path / "paired", n_per_class=12, seed=1)
+    fakes_only = make_dataset(tmp_path / "samples", n_per_class=12, seed=2)
+    write_manifest(paired, [dataclasses.replace(r, split="crossval") for r in read_manifest(paired)])
+    write_manifest(fakes_only, [dataclasses.replace(r, split="crossval", generator="ours")
+                                for r in read_manifest(fakes_only) if r.label == "fake"])
+    tiny = make_dataset(tmp_path / "train", n_per_class=12, seed=3)
+    run = train(TrainOptions(detector="npr", data=[str(tiny)], val=[str(tiny)], res=32, epochs=1, batch=8,
+                             steps_per_epoch=2, progress=False, augment="none", out=str(tmp_path / "runs"),
+                             detector_cfg={"widths": (8, 16, 32)}))
+    m = _crossval_metrics(load_model(run / "model", device="cpu"), [tiny, paired, fakes_only])
+    assert (m["crossval"]["n_real"], m["crossval"]["n_fake"]) == (12, 12)
+    assert (m["crossval_all"]["n_real"], m["crossval_all"]["n_fake"]) == (12, 24)
+    assert set(m["crossval_by_generator"]) == {"toy", "ours"}
+    card = json.loads((run / "model" / "model.json").read_text())
+    card["metrics"].update(m)
+    text = write_model_card(run / "model", card, "python -m detectors.default_model ...").read_text()
+    assert "| ours |" in text and "**crossval**" in text
+
+
+def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
+    """--match-res: reals take the size distribution of the fakes (sampling-weighted); a real already at or below
+    the drawn size, or a drawn size at or above the stored image, is left alone; training runs with it."""
+    from detectors.augment import match_resolution
+    from detectors.data import Item, balanced_weights, fake_resolutions
+    from detectors.train import TrainOptions, train
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    soft = match_resolution(sharp, 200, 64)
+
+    def above_64px_nyquist(a: np.ndarray) -> float:  # spectral energy a 64 px source cannot hold
+        f = np.abs(np.fft.fftshift(np.fft.fft2(a.astype(float).mean(2) - a.mean()))) ** 2
+        band = np.zeros(f.shape, bool)
+        band[32:96, 32:96] = True
+        return float(f[~band].sum() / f.sum())
+
+    assert soft.shape == sharp.shape and above_64px_nyquist(sharp) > 0.6 and above_64px_nyquist(soft) < 0.1
+    assert match_resolution(sharp, 64, 64) is sharp and match_resolution(sharp, 0, 128) is sharp
+
+    items = [Item(Path(f"{i}"), y, g, g, "ds", native=n)
+             for i, (y, g, n) in enumerate([(1, "a", 64)] * 9 + [(1, "b", 128)] + [(0, "r", 200)] * 10)]
+    sides, p = fake_resolutions(items, balanced_weights(items))
+    assert sides.tolist() == [64, 128] and p[0] == pytest.approx(3 / 4)  # sqrt(9) : sqrt(1)
+    assert fake_resolutions([it for it in items if it.y == 0], np.ones(10)) is None
+
+    ds = make_dataset(tmp_path / "ds", n_per_class=8)  # make_dataset rows record no source size
+    base = dict(detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2,
+                progress=False, augment="none", out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)})
+    with pytest.raises(DataError, match="--match-res: no training fake"):
+        train(TrainOptions(**base, match_res=True))
+    rows = [dataclasses.replace(r, extra={"src_width": 16, "src_height": 16} if r.label == "fake" else {})
+            for r in read_manifest(ds)]
+    write_manifest(ds, rows)
+    run = train(TrainOptions(**base, match_res=True))
+    assert json.loads((run / "model" / "model.json").read_text())["training"]["match_res"] is True

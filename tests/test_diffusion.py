@@ -156,6 +156,13 @@ def test_guidance_and_condition(trained):
     guided = sample(fam, condition="gender=female", guidance=3.0)
     assert not torch.equal(plain.images, guided.images)
     assert guided.meta[0]["condition"] == {"gender": "female"} and guided.meta[0]["guidance"] == 3.0
+    # no condition given: guidance 1 samples p(z) (no attributes recorded); guidance > 1 draws every face's
+    # attributes from the seed, records them, and is reproducible
+    free = sample(fam, guidance=1.0)
+    drawn = sample(fam, guidance=3.0, seed=5)
+    assert free.meta[0]["condition"] is None
+    assert all(set(m["condition"]) == {"gender", "age", "race"} for m in drawn.meta)
+    assert torch.equal(drawn.images, sample(fam, guidance=3.0, seed=5).images)
     with pytest.raises(UsageError, match="unknown condition attribute"):
         sample(fam, condition="hair=red")
     with pytest.raises(UsageError, match="unknown gender"):

@@ -157,6 +157,12 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
                 assert order.index(ref) < order.index(name), (name, ref)
         T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
         assert entry.data in DATA_SOURCES, name
+        overrides = dict(entry.overrides)
+        for ft in entry.finetune:  # later stages' overrides (laid over the earlier ones) and modules exist too
+            overrides.update(ft.overrides)
+            cfg = T.resolve_config(name, 64, "", overrides)
+            if ft.modules:
+                assert set(ft.modules) <= set(T.build_family(name, cfg).modules()), name
 
 
 def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:

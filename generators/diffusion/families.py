@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import UsageError
-from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
+from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples, random_condition
 from generators.diffusion.autoencoder import FACTORS, KLAutoencoder, PatchDiscriminator, kl_divergence
 from generators.diffusion.schedule import NoiseSchedule, randn
 from generators.diffusion.unet import UNet
@@ -562,6 +562,9 @@ class LatentDiffusion(GeneratorFamily):
         steps, eta, guidance = self._options(kwargs)
         cond = parse_condition(_cond_arg(kwargs), n, self.device)
         z = randn(self._latent_shape(n, self.cfg.res), generator, self.device)
+        if cond is None and guidance != 1.0 and self._net().cond_sizes:
+            # guidance needs a condition to extrapolate towards: without one, draw each face's attributes
+            cond = random_condition(n, generator).to(self.device)
         z = self.ddim_loop(z, self.schedule.ddim_timesteps(steps), cond, guidance, eta, generator)
         images = self.decode_latent(z)
         return Samples(images=images, meta=self._meta(n, cond, steps=steps, eta=eta, guidance=guidance))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import UsageError
-from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
+from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples, random_condition
 from generators.layers import (
     LOSSES,
     GanState,
@@ -349,10 +349,6 @@ class CGAN(GanState, GeneratorFamily):
         drop = torch.rand(cond.shape) < self.cfg.label_dropout
         return torch.where(drop.to(cond.device), torch.full_like(cond, -1), cond)
 
-    def _random_cond(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        cols = [torch.randint(0, len(v), (n,), generator=generator) for v in ATTRIBUTES.values()]
-        return torch.stack(cols, 1)
-
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         cfg = self.cfg
         cond = need_labels(self.name, batch.cond).to(self.device).long()
@@ -394,7 +390,7 @@ class CGAN(GanState, GeneratorFamily):
         fixed = parse_condition(kwargs.get("condition"))
         psi = float(kw(kwargs, "truncation", 1.0))
         z = torch.randn(n, self.cfg.z_dim, generator=generator) * psi
-        cond = self._random_cond(n, generator)
+        cond = random_condition(n, generator).cpu()
         for key, val in fixed.items():
             cond[:, ATTR_NAMES.index(key)] = ATTRIBUTES[key].index(val)
         images = self.G_ema(z.to(self.device), cond.to(self.device)).clamp(-1, 1).float()

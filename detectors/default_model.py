@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-crossval", action="store_true", help="score crossval rows afterwards (never trained on)")
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--augment", choices=["none", "light", "default", "strong"], default=None)
-    ap.add_argument("--family", action="append", default=None, help="only these fake families (repeatable)")
+    ap.add_argument("--families", action="append", default=None, help="only these fake families (repeatable)")
     ap.add_argument("--match-res", action="store_true", default=None, help="resolution-match reals to the fakes")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (a fine-tune wants less than the recipe's)")
     ap.add_argument(
@@ -184,11 +184,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "device": args.device,
         "licence": recipe.licence,
     }
-    for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res"):
+    for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res", "families"):
         if getattr(args, k) is not None:
             opts[k] = getattr(args, k)
-    if args.family:
-        opts["families"] = args.family
     torch.set_num_threads(opts.get("threads") or 1)
     run = train(TrainOptions(**opts))
     model_dir = run / "model"

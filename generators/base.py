@@ -36,7 +36,6 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
 }
 
 
-
 def random_condition(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """(n, len(ATTRIBUTES)) attribute indices drawn uniformly, on the generator's device: what a conditional
     family samples when the caller fixes no attribute (a fixed seed gives the same people on any device)."""

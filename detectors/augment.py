@@ -34,9 +34,15 @@ class AugmentConfig:
 
     @classmethod
     def preset(cls, name: str) -> AugmentConfig:
-        """``none`` | ``light`` | ``default`` | ``strong``."""
+        """``none`` | ``flip`` | ``light`` | ``default`` | ``strong``.
+
+        ``flip`` goes with a delivery history (:class:`DeliveryConfig`): compression, resampling, blur and noise
+        then happen once, at the source's native resolution before the face crop, as they do to a real upload;
+        repeating them after the crop would add a second, differently-gridded history no scanned file has."""
         if name == "none":
             return cls(p_crop=0, p_flip=0, p_resize=0, p_blur=0, p_color=0, p_jpeg=0, p_reencode=0, p_noise=0)
+        if name == "flip":
+            return cls(p_crop=0, p_resize=0, p_blur=0, p_color=0.2, p_jpeg=0, p_reencode=0, p_noise=0)
         if name == "light":
             return cls(p_resize=0.1, p_blur=0.1, p_jpeg=0.3, jpeg_range=(60, 100), p_reencode=0.0, p_noise=0.05)
         if name == "strong":
@@ -45,7 +51,7 @@ class AugmentConfig:
             return cls()
         from forensics.errors import UsageError
 
-        raise UsageError(f"unknown augmentation preset '{name}' (none, light, default, strong)")
+        raise UsageError(f"unknown augmentation preset '{name}' (none, flip, light, default, strong)")
 
 
 def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
@@ -105,3 +111,78 @@ def match_resolution(img: np.ndarray, native: int, side: int) -> np.ndarray:
     if side >= short or (native and native <= side):
         return img
     return D.rescale(img, scale=side / short, interp="area", back="bilinear")
+
+
+@dataclass
+class DeliveryConfig:
+    """One distribution of delivery histories, drawn for every training and validation image of either class.
+
+    Why: public face sets reach us with class-specific histories (FFHQ reals as PNG, StyleGAN2 fakes as JPEG q75),
+    so a detector trained on them learns "was compressed" instead of "was generated", and then flags one JPEG'd
+    real photo in ten. Giving both classes histories from *one* distribution, at the source's native resolution
+    and before the face is cropped (where a platform applies them), leaves no history that predicts the label.
+    A history is: nothing (``p_none``), or an optional earlier JPEG, an optional platform resample (factor and
+    kernel drawn), optional mild blur / noise, and a final JPEG at quality 40-100 (sometimes twice)."""
+
+    p_none: float = 0.2
+    p_early_jpeg: float = 0.25
+    early_jpeg_range: tuple[int, int] = (70, 100)
+    p_resample: float = 0.4
+    resample_range: tuple[float, float] = (0.5, 1.0)
+    p_blur: float = 0.1
+    blur_max: float = 1.0
+    p_noise: float = 0.1
+    noise_max: float = 3.0
+    p_jpeg: float = 0.8
+    jpeg_range: tuple[int, int] = (40, 100)
+    p_second_jpeg: float = 0.2
+
+    @classmethod
+    def preset(cls, name: str) -> DeliveryConfig | None:
+        """``none`` (no history: the stored pixels as they are) | ``mixed`` (the distribution above)."""
+        if name == "none":
+            return None
+        if name == "mixed":
+            return cls()
+        from forensics.errors import UsageError
+
+        raise UsageError(f"unknown delivery preset '{name}' (none, mixed)")
+
+
+RESAMPLE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")
+
+
+def random_delivery(rng: np.random.Generator, cfg: DeliveryConfig) -> list[D.Op]:
+    """Draw one delivery history as a list of deterministic ops (``resize`` changes the image size)."""
+    if rng.random() < cfg.p_none:
+        return []
+    ops: list[D.Op] = []
+    if rng.random() < cfg.p_early_jpeg:
+        ops.append(D.op("jpeg", q=int(rng.integers(cfg.early_jpeg_range[0], cfg.early_jpeg_range[1] + 1))))
+    if rng.random() < cfg.p_resample:
+        lo, hi = cfg.resample_range
+        ops.append(D.op("resize", scale=float(rng.uniform(lo, hi)), interp=str(rng.choice(RESAMPLE_KERNELS))))
+    if rng.random() < cfg.p_blur:
+        ops.append(D.op("blur", sigma=float(rng.uniform(0.3, cfg.blur_max))))
+    if rng.random() < cfg.p_noise:
+        ops.append(D.op("noise", sigma=float(rng.uniform(0.5, cfg.noise_max)), seed=int(rng.integers(1 << 30))))
+    if rng.random() < cfg.p_jpeg:
+        q = lambda: int(rng.integers(cfg.jpeg_range[0], cfg.jpeg_range[1] + 1))  # noqa: E731
+        ops.append(D.op("jpeg", q=q()))
+        if rng.random() < cfg.p_second_jpeg:
+            ops.append(D.op("jpeg", q=q()))
+    return ops
+
+
+def deliver(
+    img: np.ndarray, landmarks: np.ndarray | None, ops: list[D.Op]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply a delivery history; face landmarks follow any resize (pixel-centre convention, like ``cv2.resize``)."""
+    lm = None if landmarks is None else np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    for o in ops:
+        h, w = img.shape[:2]
+        img = o(img)
+        if lm is not None and img.shape[:2] != (h, w):
+            ratio = np.array([img.shape[1] / w, img.shape[0] / h])
+            lm = (lm + 0.5) * ratio - 0.5
+    return img, lm

@@ -162,11 +162,31 @@ def fit_calibrator(kind: str, logits: np.ndarray, y: np.ndarray) -> Calibrator:
     return CALIBRATORS.get(kind).obj().fit(logits, y)
 
 
+#: FPR each ``fpr*`` preset promises
+PRESET_FPR = {"fpr1": 0.01, "fpr01": 0.001}
+#: reals a preset's tail must hold before its FPR counts as estimated: with k reals above the threshold the FPR's
+#: relative standard error is about 1 / sqrt(k), so 10 keeps it near 30 % (``fpr01`` then needs 10,000 reals;
+#: with 468 it would rest on the single highest real score)
+MIN_TAIL = 10
+
+
+def preset_support(n_real: int) -> dict[str, dict[str, Any]]:
+    """For each ``fpr*`` preset: how many reals it was fitted on, how many lie above it, and whether that is enough
+    (:data:`MIN_TAIL`). Stored in ``model.json`` so ``scan`` and the model card can flag a preset that promises
+    more than its data can show."""
+    return {
+        name: {
+            "fpr": f, "n_real": int(n_real), "reals_above": round(n_real * f, 1), "estimable": n_real * f >= MIN_TAIL
+        }
+        for name, f in PRESET_FPR.items()
+    }
+
+
 def threshold_presets(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """``balanced`` / ``fpr1`` / ``fpr01`` on calibrated val probabilities ``p`` (see the module docstring)."""
     p = np.asarray(p, dtype=np.float64)
     y = np.asarray(y).astype(int)
     reals = p[y == 0]
-    out = {"fpr1": threshold_at_fpr(reals, 0.01), "fpr01": threshold_at_fpr(reals, 0.001)}
+    out = {name: threshold_at_fpr(reals, f) for name, f in PRESET_FPR.items()}
     out["balanced"] = float(min(max(eer(y, p)[1], 0.0), 1.0)) if 0 < y.sum() < y.size else 0.5
     return {k: float(min(v, 1.0)) for k, v in out.items()}

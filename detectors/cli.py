@@ -86,7 +86,14 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--init-model", help="Fine-tune this model file / installed name (e.g. default): its config and weights.")
 @click.option("--families", multiple=True, help="Only these fake families (repeatable).")
 @click.option("--exclude-family", multiple=True, help="Leave this fake family out (repeatable).")
-@click.option("--augment", type=click.Choice(["none", "light", "default", "strong"]), default=None)
+@click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
+@click.option(
+    "--delivery",
+    type=click.Choice(["none", "mixed"]),
+    default=None,
+    help="Delivery history (JPEG 40-100, resample, blur, noise) drawn for every train / val image of both classes "
+    "before the face crop; needs 'data import --store source' datasets.",
+)
 @click.option(
     "--match-res",
     is_flag=True,
@@ -234,7 +241,7 @@ def calibrate_cmd(
 
     import numpy as np
 
-    from detectors.calibration import fit_calibrator, threshold_presets
+    from detectors.calibration import fit_calibrator, preset_support, threshold_presets
     from detectors.data import check_both_classes, load_items
     from detectors.evaluate import score_items
     from detectors.modelfile import CARD, WEIGHTS, load_model
@@ -251,6 +258,7 @@ def calibrate_cmd(
     shutil.copyfile(Path(m.path) / WEIGHTS, dst / WEIGHTS)
     card = dict(m.card)
     card["calibration"], card["thresholds"] = cal.to_dict(), thr
+    card["threshold_support"] = preset_support(int((y == 0).sum()))
     card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]
     (dst / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     click.echo(

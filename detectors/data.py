@@ -17,6 +17,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,11 @@ class Item:
     sha256: str = ""
     #: shorter side of the source image in pixels before the importer resized it (0 = unknown)
     native: int = 0
+    #: ``source``: the file is an uncropped, losslessly stored source region and ``landmarks`` (5x2, in its pixels)
+    #: say where the face is, so every view applies a delivery history first and then crops like ``scan``;
+    #: ``aligned``: the file already is the face crop (older imports)
+    store: str = "aligned"
+    landmarks: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -63,6 +69,11 @@ def _native(row) -> int:
     if w and h:
         return int(min(w, h))
     return int(row.extra.get("res") or 0)
+
+
+def _landmarks(row) -> np.ndarray | None:
+    lm = row.extra.get("crop_landmarks")
+    return None if lm is None else np.asarray(lm, dtype=np.float64).reshape(5, 2)
 
 
 def load_items(
@@ -100,7 +111,12 @@ def load_items(
         if not keep:
             raise DataError(f"{root}: no usable rows for {role} (split rule or family filter removed all)")
         for r in keep:
-            items.append(Item(root / r.path, r.y, _group(r, name), r.generator, name, r.sha256, _native(r)))
+            items.append(
+                Item(
+                    root / r.path, r.y, _group(r, name), r.generator, name, r.sha256, _native(r),
+                    store=r.extra.get("store", "aligned"), landmarks=_landmarks(r),
+                )
+            )
         sources.append(
             DataSource(
                 path=str(root),
@@ -165,11 +181,6 @@ class ByteCache:
         self.items = items
         self._bytes: list[bytes | None] = [None] * len(items)
 
-    def load_all(self) -> ByteCache:
-        for i in range(len(self.items)):
-            self.raw(i)
-        return self
-
     def raw(self, i: int) -> bytes:
         b = self._bytes[i]
         if b is None:
@@ -192,11 +203,42 @@ class ByteCache:
         return len(self.items)
 
 
-def eval_array(cache: ByteCache, size: int) -> np.ndarray:
-    """All items resized (area) to ``size``: the deterministic, augmentation-free view used for val and eval."""
+def face_view(
+    img: np.ndarray,
+    item: Item,
+    size: int,
+    margin: float = 0.3,
+    rng: np.random.Generator | None = None,
+    delivery: Any = None,
+) -> np.ndarray:
+    """The face crop a detector sees of one item, made the way ``forensics scan`` makes it.
+
+    ``source`` items first get a delivery history (when ``delivery`` and ``rng`` are given: see
+    :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the 5-point alignment (or, with no
+    face found at import, the centre crop) at ``size``. ``aligned`` items are already crops: resized to ``size``."""
     from forensics.degrade import resize_to
 
+    if item.store != "source":
+        return resize_to(img, size)
+    from detectors.augment import deliver, random_delivery
+    from forensics.faces import align_face, center_crop_face
+
+    lm = item.landmarks
+    if delivery is not None and rng is not None:
+        img, lm = deliver(img, lm, random_delivery(rng, delivery))
+    if lm is None:
+        return center_crop_face(img, size)
+    return align_face(img, lm, size=size, margin=margin)
+
+
+def eval_array(
+    cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0
+) -> np.ndarray:
+    """Every item's face view at ``size``: without ``delivery`` the deterministic, augmentation-free view used for
+    eval; with it, each item gets its own fixed history (seeded by ``seed`` and its position), which is how
+    validation reals cover every delivery a scanned file may have had."""
     out = np.empty((len(cache), size, size, 3), np.uint8)
     for i in range(len(cache)):
-        out[i] = resize_to(cache.image(i), size)
+        rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
+        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery)
     return out

@@ -100,6 +100,10 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         lines += ["", "Crossval by generator (its crossval fakes vs every crossval real):", "",
                   "| generator | AUC | TPR@1%FPR | n_fake |", "|---|---|---|---|"]
         lines += [f"| {g} | {r['auc']:.4f} | {r['tpr_at_fpr1']:.3f} | {r['n_fake']} |" for g, r in by_gen.items()]
+    lines += _delivery_lines(t.get("delivery") or {})
+    lines += _support_lines(card.get("threshold_support") or {})
+    lines += _selection_lines(card.get("selection") or {})
+    lines += _transfer_lines(card.get("transfer") or {})
     lines += [
         "",
         "## Reproduce",
@@ -107,20 +111,105 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         "```",
         command,
         "```",
+        *_lineage_lines(t.get("init_from")),
         "",
         "## Licence",
         "",
         card.get("licence", ""),
         "",
-        "## Limits",
-        "",
-        "Trained on aligned faces of the fake families listed above (most of them the project's own CPU-trained "
-        "64 px generators); expect lower accuracy on other generators, face swaps, 2x-downscaled and heavily "
-        "re-compressed images or video frames. Scores are evidence, not proof.",
+        *INTENDED_USE,
     ]
     out = model_dir / "MODEL_CARD.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
+
+
+INTENDED_USE = [
+    "## Intended use",
+    "",
+    "Triage of face images and video frames for signs of generation or manipulation: an analyst's first look "
+    "(with the report's evidence beside the score) and a moderation pipeline's queue ordering under a stated "
+    "false-positive policy. Scores are evidence, not proof.",
+    "",
+    "## Out of scope",
+    "",
+    "- Sole grounds for any decision about a person (identity, legal, employment, account removal without review).",
+    "- Images without a detectable face (the score then comes from a centre crop and is flagged `no_face`).",
+    "- Proving an image is real: a low score means this model found no trace it knows.",
+    "",
+    "## Splits",
+    "",
+    "- **train**: every row of the training datasets whose split is `train` (or empty).",
+    "- **val**: the 10 % of each source that `data import` hashes into `val`, including 10 % of the shared `train` "
+    "folders; early stopping, calibration (even half), threshold presets (all val reals) and model selection use it.",
+    "- **crossval**: the shared `crossval` folders and the suite's crossval samples: never used for training, "
+    "calibration or selection; the test numbers.",
+    "- **external_dev**: evaluation only (face swaps, splices, a commercial GAN): never trained, calibrated or "
+    "selected on.",
+    "",
+    "## Known failure modes (measured)",
+    "",
+    "- See the transfer results above: real photos after JPEG / downscaling, per-source false-positive rates, and "
+    "the external pairs (face swaps and splices are blending manipulations this artifact model barely sees).",
+    "- UTKFace (most of the real training faces) is skewed: more women, few dark-skinned faces; the per-group "
+    "flag rates above show what that does to false positives.",
+    "- Trained mostly on 64 px generators of this project plus one 128 px StyleGAN2 set: expect lower accuracy on "
+    "full-resolution and diffusion generators, and on video frames.",
+    "",
+    "## Dataset licences",
+    "",
+    "- UTKFace: non-commercial research only. FFHQ thumbnails: CC BY-NC-SA 4.0 collection. thispersondoesnotexist "
+    "StyleGAN2 faces: research / non-commercial. The project's own generator samples: made from those sets. "
+    "No training image is redistributed in the weights file.",
+]
+
+
+def _delivery_lines(d: dict) -> list[str]:
+    if not d or d.get("preset", "none") == "none":
+        return ["", "## Delivery histories", "", "None: images were used as stored."]
+    keys = [k for k in d if k != "preset"]
+    return [
+        "", "## Delivery histories", "",
+        f"Preset `{d['preset']}`: every training image, real or fake, got a random history from this one "
+        "distribution at its native resolution before the face crop; every validation image one fixed history:",
+        "", "| parameter | value |", "|---|---|", *[f"| {k} | {d[k]} |" for k in keys],
+    ]
+
+
+def _support_lines(sup: dict) -> list[str]:
+    if not sup:
+        return []
+    lines = ["", "## Threshold presets and their support", "", "| preset | FPR | val reals | reals above | estimable |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['fpr']} | {v['n_real']} | {v['reals_above']} | {'yes' if v['estimable'] else '**no**'} |"
+              for k, v in sup.items()]
+    return lines
+
+
+def _selection_lines(sel: dict) -> list[str]:
+    if not sel:
+        return []
+    lines = ["", "## Selection", "", f"Selected **{sel['selected']}** on {sel['split']}.", f"Rule: {sel['rule']}.", "",
+             "| candidate | weights | worst val real flag rate (fpr1) | max val median shift | mean val matched AUC "
+             "| eligible |", "|---|---|---|---|---|---|"]
+    lines += [f"| {c['label']} | `{c['sha256'][:12]}` | {100 * c['worst_val_real_flag_fpr1']:.1f} % | "
+              f"{c['max_val_median_shift']:.3f} | {c['mean_val_matched_auc']:.3f} | {c['eligible']} |"
+              for c in sel["candidates"]]
+    return lines
+
+
+def _transfer_lines(report: dict) -> list[str]:
+    if not report:
+        return []
+    return ["", "## Transfer results (crossval and external_dev: tests, never selection inputs)", "",
+            f"From `{report['command']}`:", "", *report["markdown"].splitlines()[3:]]
+
+
+def _lineage_lines(origin: dict | None) -> list[str]:
+    if not origin:
+        return ["", "Trained from scratch (no fine-tuned-from chain)."]
+    return ["", f"Fine-tuned from `{origin['model']}` ({origin.get('name') or '?'}, weights sha256 "
+            f"`{origin['sha256'][:16]}`): rebuild that model first with the command in its own card."]
 
 
 def _init_line(origin: dict | None) -> list[str]:
@@ -148,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--eval-crossval", action="store_true", help="score crossval rows afterwards (never trained on)")
     ap.add_argument("--recipe", default="default")
-    ap.add_argument("--augment", choices=["none", "light", "default", "strong"], default=None)
+    ap.add_argument("--augment", choices=["none", "flip", "light", "default", "strong"], default=None)
+    ap.add_argument("--delivery", choices=["none", "mixed"], default=None,
+                    help="delivery histories for both classes before the face crop (needs --store source imports)")
+    ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")
+    ap.add_argument("--install-run", type=Path, default=None,
+                    help="skip training: install RUN/model (a candidate trained earlier with --no-install)")
+    ap.add_argument("--selection", type=Path, default=None,
+                    help="selection.json (python -m benchmarks.transfer --select) recorded in the card")
+    ap.add_argument("--transfer", type=Path, default=None,
+                    help="a crossval results folder of python -m benchmarks.transfer, rendered into the card")
     ap.add_argument("--families", action="append", default=None, help="only these fake families (repeatable)")
     ap.add_argument("--match-res", action="store_true", default=None, help="resolution-match reals to the fakes")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (a fine-tune wants less than the recipe's)")
@@ -171,6 +269,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from detectors.recipes import get_recipe
     from detectors.train import TrainOptions, train
 
+    if args.install_run:
+        return _install(args, args.install_run / "model", _run_command(args.install_run))
     recipe = get_recipe(args.recipe)
     dirs = [Path(d) for d in args.data] or discover(args.data_root or default_data_root())
     if not dirs:
@@ -184,7 +284,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "device": args.device,
         "licence": recipe.licence,
     }
-    for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res", "families"):
+    for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res", "families",
+              "delivery", "patience"):
         if getattr(args, k) is not None:
             opts[k] = getattr(args, k)
     torch.set_num_threads(opts.get("threads") or 1)
@@ -197,6 +298,26 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         from detectors.modelfile import load_model
 
         card["metrics"].update(_crossval_metrics(load_model(model_dir, device=args.device), dirs))
+    (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return _install(args, model_dir, command)
+
+
+def _run_command(run: Path) -> str:
+    """The command that trained a run (recorded in its model.json by this module)."""
+    card = json.loads((run / "model" / "model.json").read_text(encoding="utf-8"))
+    return card.get("training", {}).get("command", "")
+
+
+def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
+    """Record selection / transfer results in the card, write MODEL_CARD.md, check the size, install."""
+    card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    if args.selection:
+        card["selection"] = json.loads(args.selection.read_text(encoding="utf-8"))
+    if args.transfer:
+        res = json.loads((args.transfer / "results.json").read_text(encoding="utf-8"))
+        if res["model"]["sha256"] != card["weights_sha256"]:
+            raise DataError(f"{args.transfer}: results are for weights {res['model']['sha256'][:12]}, not this model")
+        card["transfer"] = {"command": res["command"], "markdown": (args.transfer / "report.md").read_text()}
     (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     write_model_card(model_dir, card, command)
     size = (model_dir / "model.safetensors").stat().st_size

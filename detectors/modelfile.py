@@ -156,8 +156,11 @@ def save_model(
     fp16: bool = False,
     description: str = "",
     name: str = "",
+    threshold_support: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` + ``model.json`` atomically into ``out_dir``; returns the directory."""
+    """Write ``model.safetensors`` + ``model.json`` atomically into ``out_dir``; returns the directory.
+
+    ``threshold_support`` (:func:`detectors.calibration.preset_support`) says on how many reals each preset rests."""
     from safetensors.torch import save_file
 
     from forensics import __version__
@@ -186,6 +189,7 @@ def save_model(
         "calibration": calibrator.to_dict(),
         "thresholds": {k: float(thresholds[k]) for k in PRESETS if k in thresholds},
         "threshold_rule": "flag as fake when calibrated P(fake) >= threshold",
+        "threshold_support": threshold_support or {},
         "training": training or {},
         "metrics": metrics or {},
         "licence": licence,

@@ -76,6 +76,11 @@ class TrainOptions:
     #: give every training real the resolution of a randomly drawn training fake (drawn as often as sampling
     #: draws each fake size): low-resolution generators then cannot teach "smooth = fake"
     match_res: bool = False
+    #: delivery-history preset (:class:`detectors.augment.DeliveryConfig`) drawn for every training image and,
+    #: one fixed history per item, for every validation image, so early stopping, calibration and the threshold
+    #: presets see reals in every delivery a scanned file may have had. Needs ``data import --store source``
+    #: datasets (the history goes on before the face crop); ignored for already-cropped rows
+    delivery: str = "none"
 
 
 # -- run dirs -------------------------------------------------------------------------------------------------
@@ -137,10 +142,13 @@ class _AugDataset:
         seed: int,
         epoch: int,
         fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+        margin: float = 0.3,
+        delivery: Any = None,
     ) -> None:
         self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
         self.seed, self.epoch = seed, epoch
         self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
+        self.margin, self.delivery = margin, delivery
 
     def __len__(self) -> int:
         return len(self.order)
@@ -149,7 +157,10 @@ class _AugDataset:
         j = int(self.order[i])
         rng = np.random.default_rng((self.seed, self.epoch, i))
         item = self.cache.items[j]
-        return training_view(self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes), item.y
+        view = training_view(
+            self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery
+        )
+        return view, item.y
 
 
 def training_view(
@@ -159,13 +170,19 @@ def training_view(
     rng: np.random.Generator,
     aug_cfg: Any,
     fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
+    margin: float = 0.3,
+    delivery: Any = None,
 ) -> np.ndarray:
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
-    ``fake_sizes`` is given), then the random degradation chain applied to both classes alike."""
+    ``fake_sizes`` is given), a delivery history and the face crop (``source`` items, see
+    :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes."""
     from detectors.augment import augment, match_resolution
+    from detectors.data import face_view
 
     if fake_sizes is not None and item.y == 0:
         img = match_resolution(img, item.native, int(rng.choice(fake_sizes[0], p=fake_sizes[1])))
+    if item.store == "source":
+        img = face_view(img, item, size, margin, rng, delivery)
     return augment(img, size, rng, aug_cfg)
 
 
@@ -220,7 +237,7 @@ def train(opts: TrainOptions) -> Path:
     import torch
 
     from benchmarks.metrics import roc_auc
-    from detectors.augment import AugmentConfig
+    from detectors.augment import AugmentConfig, DeliveryConfig
     from detectors.data import (
         ByteCache,
         balanced_weights,
@@ -296,7 +313,9 @@ def train(opts: TrainOptions) -> Path:
 
     cache = ByteCache(train_items)
     val_cache = ByteCache(val_items)
-    val_x = eval_array(val_cache, res)
+    delivery = DeliveryConfig.preset(opts.delivery)
+    margin = det.cfg.margin
+    val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed)
     val_y = np.array([it.y for it in val_items])
     weights = balanced_weights(train_items)
     aug_cfg = AugmentConfig.preset(opts.augment)
@@ -346,7 +365,9 @@ def train(opts: TrainOptions) -> Path:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
-            ds = _AugDataset(cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes)
+            ds = _AugDataset(
+                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery
+            )
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
             )
@@ -439,7 +460,9 @@ def train(opts: TrainOptions) -> Path:
     pf_x = np.zeros((n_pf, res, res, 3), np.uint8)
     for k, i in enumerate(pf_idx):
         pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
-        pf_x[k] = training_view(cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes)
+        pf_x[k] = training_view(
+            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery
+        )
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)
     det.eval()
@@ -508,14 +531,14 @@ def finalize_model(
     run_info: dict[str, Any],
     n_train: int,
 ) -> Path:
-    """Calibrate on val half A, thresholds from half A, metrics on half B; write the model file."""
+    """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
+    are: see :func:`detectors.calibration.preset_support`); metrics on half B; write the model file."""
     from benchmarks.metrics import evaluate_scores
-    from detectors.calibration import fit_calibrator, threshold_presets
+    from detectors.calibration import fit_calibrator, preset_support, threshold_presets
     from detectors.modelfile import save_model
 
     cal = fit_calibrator(opts.calibration, val_s[half_a], val_y[half_a])
-    p_a = cal.predict_proba(val_s[half_a])
-    thresholds = threshold_presets(p_a, val_y[half_a])
+    thresholds = threshold_presets(cal.predict_proba(val_s), val_y)
     metrics: dict[str, Any] = {}
     b = ~half_a
     if 0 < val_y[b].sum() < b.sum():
@@ -531,7 +554,10 @@ def finalize_model(
         "n_val": int(len(val_y)),
         "augment": opts.augment,
         "match_res": opts.match_res,
-        "calibration_split": "even-indexed half of val (thresholds too); metrics on the odd half",
+        "delivery": _delivery_record(opts.delivery),
+        "calibration_split": "calibration on the even-indexed half of val, threshold presets on all val reals, "
+        "metrics on the odd half (its preset accuracies are therefore in-sample)"
+        + ("; every val image with one fixed delivery history" if opts.delivery != "none" else ""),
         "options": {k: v for k, v in asdict(opts).items() if k not in ("detector_cfg",)},
         **run_info,
     }
@@ -544,9 +570,18 @@ def finalize_model(
         metrics=metrics,
         licence=opts.licence,
         fp16=opts.fp16,
+        threshold_support=preset_support(int((val_y == 0).sum())),
         name=opts.model_name or opts.detector,
         description=_describe(opts.detector),
     )
+
+
+def _delivery_record(preset: str) -> dict[str, Any]:
+    """The delivery distribution as the model card states it (preset name and every probability / range)."""
+    from detectors.augment import DeliveryConfig
+
+    cfg = DeliveryConfig.preset(preset)
+    return {"preset": preset, **(asdict(cfg) if cfg is not None else {})}
 
 
 def _describe(name: str) -> str:

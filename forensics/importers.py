@@ -54,14 +54,14 @@ class ImportItem:
     md5: str = ""  # expected md5 of the source bytes when the layout knows it (verified before use)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def out_path(self) -> str:
-        """Output path inside the dataset: ``<label>/<source slug>/<sha256(rel)[:16]>.jpg``.
+    def out_path(self, suffix: str = ".jpg") -> str:
+        """Output path inside the dataset: ``<label>/<source slug>/<sha256(rel)[:16]><suffix>``.
 
         Derived from the relative source path only, so a resumed import knows what is done without reading any
         source file, and hostile file names never reach the output tree.
         """
         key = hashlib.sha256(self.rel.encode("utf-8")).hexdigest()[:16]
-        return f"{self.label}/{_slug(self.source or 'items')}/{key}.jpg"
+        return f"{self.label}/{_slug(self.source or 'items')}/{key}{suffix}"
 
 
 def _slug(s: str) -> str:
@@ -106,9 +106,19 @@ LAYOUTS: Registry[type[Layout]] = Registry("dataset layout", entry_point_group="
 
 
 def _finish_split(item: ImportItem, opts: LayoutOptions) -> ImportItem:
-    """Split from a ``train``/``crossval``/... folder, else a hash-based train/val split of the relative path."""
-    item.split = split_from_path(item.rel) or hash_split(item.rel, opts.val_fraction)
+    """Split from a ``val``/``test``/``crossval`` folder, else a hash-based train/val split of the relative path
+    (see :func:`split_for`)."""
+    item.split = split_for(item.rel, opts.val_fraction)
     return item
+
+
+def split_for(rel: str, val_fraction: float) -> str:
+    """The split of a source file: its ``val`` / ``test`` / ``crossval`` folder, else a hash-based train / val
+    split of its relative path. Files in a ``train`` folder are hashed too, so that every source with training
+    rows also gives validation rows: calibration and threshold presets fitted on one source's reals (UTKFace)
+    do not hold on another's (FFHQ)."""
+    split = split_from_path(rel)
+    return split if split not in ("", "train") else hash_split(rel, val_fraction)
 
 
 @LAYOUTS.register("folders", description="SRC/real/**, SRC/fake/** (class folder names via --label-map)")
@@ -211,7 +221,7 @@ class LabelsCsvLayout(Layout):
         if label not in LABELS or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
             raise DataError(f"{csv_path}:{line}: bad row (path {rel!r}, binary {row['binary']!r})")
         set_dir = row["set"].strip().strip("/")
-        split = split_from_path(rel)
+        split = split_for(rel, opts.val_fraction)
         source = "/".join(p for p in Path(set_dir).parts if p.lower() not in SPLIT_DIRS)
         parts = Path(source).parts
         set_name = parts[1].split("_")[0] if len(parts) > 1 else source
@@ -238,8 +248,6 @@ class LabelsCsvLayout(Layout):
             md5=row.get("md5", "").strip().lower(),
             extra=extra,
         )
-        if not item.split:
-            item.split = hash_split(rel, opts.val_fraction)
         return item
 
 
@@ -284,9 +292,40 @@ def list_layouts() -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 # normalisation
 # --------------------------------------------------------------------------------------------------------------
+STORES = ("aligned", "source")
+#: source regions start on a multiple of this, so a JPEG source keeps its 8x8 block grid phase
+GRID = 8
+#: context kept around the crop's footprint in a source region (room for crop jitter and resampling kernels)
+REGION_PAD = 16
+
+
+def face_region(shape: tuple[int, ...], landmarks: np.ndarray, size: int, margin: float) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1`` of the source pixels the aligned ``size`` crop is sampled from (its footprint under the
+    inverse alignment transform), padded by :data:`REGION_PAD`, clipped to the image, origin snapped to the grid."""
+    from forensics.faces import canonical_landmarks, similarity_transform
+
+    m = similarity_transform(np.asarray(landmarks, float).reshape(5, 2), canonical_landmarks(size, margin))
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], float) @ inv.T
+    h, w = shape[:2]
+    x0 = max(0, int(np.floor(corners[:, 0].min())) - REGION_PAD) // GRID * GRID
+    y0 = max(0, int(np.floor(corners[:, 1].min())) - REGION_PAD) // GRID * GRID
+    x1 = min(w, int(np.ceil(corners[:, 0].max())) + REGION_PAD)
+    y1 = min(h, int(np.ceil(corners[:, 1].max())) + REGION_PAD)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0, 0, w, h
+    return x0, y0, x1, y1
+
+
 @dataclass
 class NormaliseConfig:
-    """The one pipeline applied to every item of every class (see the module docstring)."""
+    """The one pipeline applied to every item of every class (see the module docstring).
+
+    ``store``: ``aligned`` writes the face crop (``size`` px, JPEG at ``jpeg_quality``); ``source`` writes the
+    region of the source the crop is taken from, uncropped and unresampled, as lossless PNG, with the face
+    landmarks in its pixels (``extra.crop_landmarks``). Training then gives each item a delivery history at
+    native resolution *before* the crop, as a platform does before ``scan`` crops it, and the stored pixels carry
+    no history of the importer's own."""
 
     size: int = 128
     align: bool = False
@@ -295,6 +334,11 @@ class NormaliseConfig:
     detector: str = "mtcnn"
     min_prob: float = 0.9
     device: str = "cpu"
+    store: str = "aligned"
+
+    @property
+    def suffix(self) -> str:
+        return ".png" if self.store == "source" else ".jpg"
 
     def __post_init__(self) -> None:
         if not 16 <= self.size <= 4096:
@@ -303,6 +347,8 @@ class NormaliseConfig:
             raise UsageError(f"--jpeg-quality {self.jpeg_quality}: must be between 1 and 100")
         if self.margin < 0:
             raise UsageError(f"--margin {self.margin}: must be >= 0")
+        if self.store not in STORES:
+            raise UsageError(f"--store {self.store}: choose one of {', '.join(STORES)}")
 
 
 class Normaliser:
@@ -322,18 +368,41 @@ class Normaliser:
         from forensics.faces import align_face, center_crop_face
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
-        out = None
+        face = None
         if self._detector is not None:
             faces = self._detector.detect([pixels])[0]
             if faces:
                 face = max(faces, key=lambda f: f.area)  # the subject, not a face in the background
-                out = align_face(pixels, face.landmarks, self.cfg.size, self.cfg.margin)
                 info.update(aligned=True, face=face.to_dict())
-        if out is None:
+        if self.cfg.store == "source":
+            return self._source_region(pixels, face, info)
+        if face is not None:
+            out = align_face(pixels, face.landmarks, self.cfg.size, self.cfg.margin)
+        else:
             out = center_crop_face(pixels, self.cfg.size)
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=self.cfg.jpeg_quality, subsampling="4:2:0")
         return buf.getvalue(), info
+
+    def _source_region(self, pixels: np.ndarray, face: Any, info: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """Lossless PNG of the face's source region (the whole centre square when no face was found)."""
+        import cv2
+
+        h, w = pixels.shape[:2]
+        if face is not None:
+            x0, y0, x1, y1 = face_region(pixels.shape, face.landmarks, self.cfg.size, self.cfg.margin)
+            lm = np.asarray(face.landmarks, float).reshape(5, 2) - [x0, y0]
+            info["crop_landmarks"] = [[round(float(x), 3), round(float(y), 3)] for x, y in lm]
+        else:
+            s = min(h, w)
+            x0, y0 = (w - s) // 2, (h - s) // 2
+            x1, y1 = x0 + s, y0 + s
+        region = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(region, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise DataError("PNG encoding of the source region failed")
+        info.update(store="source", crop_box=[int(x0), int(y0), int(x1), int(y1)])
+        return buf.tobytes(), info
 
 
 @dataclass
@@ -374,7 +443,7 @@ def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None =
             raise DataError(f"{item.src}: md5 differs from the labels file (file changed or corrupt)")
         loaded = media.load_image(item.src)
         data, info = norm(loaded.pixels)
-        rel_out = item.out_path()
+        rel_out = item.out_path(norm.cfg.suffix)
         dst = Path(out_dir) / rel_out
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
@@ -449,7 +518,7 @@ def import_dataset(
         todo: list[ImportItem] = []
         for it in lay.items(src_p, opts):
             report.total += 1
-            if it.out_path() in writer.done:
+            if it.out_path(norm.suffix) in writer.done:
                 report.skipped_done += 1
             elif _is_video(it.src):  # decided here, not in a worker: a resumed run then starts no pool at all
                 report.skipped_video += 1

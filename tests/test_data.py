@@ -20,6 +20,7 @@ from forensics.importers import (
     NormaliseConfig,
     hash_split,
     import_dataset,
+    split_for,
     split_from_path,
     utkface_attributes,
 )
@@ -173,8 +174,9 @@ def test_labels_csv_import_fields(tmp_path, rng, capsys):
     assert "4 written" in cap.out
     rows = {Path(r.extra["source_path"]).name: r for r in read_manifest(out)}
     f0, f1, r0, utk = rows["f0.jpg"], rows["f1.jpg"], rows["r0.png"], rows["26_1_2_20170116184028385.jpg.chip.jpg"]
-    assert (f0.label, f0.family, f0.generator, f0.method, f0.split) == ("fake", "stylegan2", "tpdne-stylegan2", "gan",
-                                                                        "train")
+    assert (f0.label, f0.family, f0.generator, f0.method) == ("fake", "stylegan2", "tpdne-stylegan2", "gan")
+    # a train folder is hashed into train / val like an unsplit set, so every source has validation rows
+    assert f0.split == split_for("gan_faces/tpdne-stylegan2_someone/train/f0.jpg", 0.1) and f0.split in ("train", "val")
     assert f0.source == "gan_faces/tpdne-stylegan2_someone" and f1.split == "crossval"
     assert (r0.label, r0.family, r0.generator) == ("real", "real", "")
     assert "non-commercial" in f0.licence and "non-commercial" in utk.licence

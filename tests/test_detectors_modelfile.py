@@ -14,6 +14,7 @@ from detectors.calibration import (
     PlattScaling,
     TemperatureScaling,
     calibrator_from_dict,
+    preset_support,
     threshold_presets,
 )
 from detectors.modelfile import load_model, read_state_dict, save_model
@@ -143,3 +144,17 @@ def test_threshold_presets(rng):
     assert (p[y == 0] >= t["fpr1"]).mean() <= 0.01
     assert (p[y == 0] >= t["fpr01"]).mean() <= 0.001
     assert t["fpr01"] >= t["fpr1"] and 0.3 < t["balanced"] < 0.7
+
+
+def test_preset_support_flags_presets_the_reals_cannot_estimate(tmp_path):
+    """fpr01 on 468 reals rests on the single highest real score: it is stored but marked not estimable."""
+    s = preset_support(468)
+    assert s["fpr1"]["estimable"] is False and s["fpr01"]["estimable"] is False
+    assert s["fpr01"]["reals_above"] == pytest.approx(0.5, abs=0.05)
+    s = preset_support(1200)
+    assert s["fpr1"]["estimable"] is True and s["fpr01"]["estimable"] is False and s["fpr1"]["n_real"] == 1200
+    assert preset_support(10_000)["fpr01"]["estimable"] is True
+    det = build_detector("npr", res=32, widths=(8, 16, 32))
+    out = save_model(tmp_path / "m", det, TemperatureScaling().fit(np.r_[-1.0, 1.0], np.r_[0, 1]), {"balanced": 0.5},
+                     threshold_support=s)
+    assert json.loads((out / "model.json").read_text())["threshold_support"]["fpr1"]["estimable"] is True

@@ -59,6 +59,9 @@ def layouts() -> None:
 @click.option("--size", default=224, show_default=True, help="Output side in pixels (square).")
 @click.option("--margin", default=0.3, show_default=True, help="Context around the face template when aligning.")
 @click.option("--jpeg-quality", default=90, show_default=True, help="JPEG quality of every output image.")
+@click.option("--store", type=click.Choice(["aligned", "source"]), default="aligned", show_default=True,
+              help="aligned: the face crop as JPEG; source: the uncropped face region as lossless PNG plus its "
+              "landmarks, so training can give it a delivery history before cropping (detector train --delivery).")
 @click.option("--workers", default=1, show_default=True, help="Worker processes (each runs its own detector).")
 @click.option("--label-map", multiple=True, metavar="FOLDER=LABEL",
               help="'folders' layout: class folder -> real|fake (repeatable; default real=real, fake=fake).")
@@ -77,6 +80,7 @@ def import_(
     size: int,
     margin: float,
     jpeg_quality: int,
+    store: str,
     workers: int,
     label_map: tuple[str, ...],
     labels_csv: str | None,
@@ -106,7 +110,9 @@ def import_(
         raise UsageError(f"--workers {workers}: must be >= 1")
     if not 0 <= val_fraction < 1:
         raise UsageError(f"--val-fraction {val_fraction}: must be in [0, 1)")
-    norm = NormaliseConfig(size=size, align=align, margin=margin, jpeg_quality=jpeg_quality, min_prob=min_prob)
+    norm = NormaliseConfig(
+        size=size, align=align, margin=margin, jpeg_quality=jpeg_quality, min_prob=min_prob, store=store
+    )
     opts = LayoutOptions(val_fraction=val_fraction, label_map=_parse_label_map(label_map), labels_csv=labels_csv)
     quiet = bool(getattr(ctx.find_root().obj, "quiet", False))
     console = Console(stderr=True)

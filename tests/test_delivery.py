@@ -1,0 +1,133 @@
+"""Shortcut-free training data: delivery histories drawn alike for both classes, before the face is cropped.
+
+What these pin: a source-stored import keeps the pixels and the face landmarks such that cropping the stored
+region gives the crop ``scan`` takes of the original file; a history's resize carries the landmarks along; one
+seed gives one history; validation views get a fixed history per item; training with ``delivery`` runs and the
+model card states the distribution; the importer gives every source with training rows validation rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from detectors.augment import DeliveryConfig, deliver, random_delivery
+from detectors.data import ByteCache, Item, eval_array, face_view, load_items
+from forensics import degrade as D
+from forensics.dataset import ManifestRow, sha256_file, write_manifest
+from forensics.errors import UsageError
+from forensics.faces import align_face, canonical_landmarks
+from forensics.importers import NormaliseConfig, face_region, split_for
+
+LM = canonical_landmarks(100, 0.3) + [150, 90]  # a face whose crop footprint lies inside a 400 x 300 image
+
+
+def _photo(rng: np.random.Generator, h: int = 300, w: int = 400) -> np.ndarray:
+    small = rng.integers(0, 255, (h // 8, w // 8, 3)).astype(np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_source_region_crops_like_the_original_file():
+    img = _photo(np.random.default_rng(0))
+    x0, y0, x1, y1 = face_region(img.shape, LM, 128, 0.3)
+    assert x0 % 8 == 0 and y0 % 8 == 0 and 0 <= x0 < x1 <= 400 and 0 <= y0 < y1 <= 300
+    assert (x1 - x0) * (y1 - y0) < img.shape[0] * img.shape[1]  # a region, not the whole image
+    full = align_face(img, LM, 128, 0.3)
+    region = align_face(img[y0:y1, x0:x1], LM - [x0, y0], 128, 0.3)
+    assert np.abs(full.astype(int) - region.astype(int)).max() <= 1
+
+
+def test_a_resize_in_the_history_carries_the_landmarks():
+    img = _photo(np.random.default_rng(1))
+    ops = [D.op("resize", scale=0.5, interp="area"), D.op("jpeg", q=90)]
+    small, lm = deliver(img, LM, ops)
+    assert small.shape[:2] == (150, 200)
+    assert np.allclose(lm, (LM + 0.5) * 0.5 - 0.5)
+    # the face lands where it did: the aligned crops of the original and the downscaled copy agree
+    a, b = align_face(img, LM, 64, 0.3), align_face(small, lm, 64, 0.3)
+    assert np.abs(a.astype(float) - b.astype(float)).mean() < 12
+
+
+def test_histories_are_seeded_and_cover_none_jpeg_and_resample():
+    cfg = DeliveryConfig()
+    draw = lambda s: [str(o) for o in random_delivery(np.random.default_rng(s), cfg)]  # noqa: E731
+    assert draw(5) == draw(5)
+    hist = [draw(s) for s in range(400)]
+    share_none = np.mean([h == [] for h in hist])
+    assert 0.12 < share_none < 0.28  # p_none = 0.2
+    qualities = [int(o.split("q=")[1]) for h in hist for o in h if o.startswith("jpeg")]
+    assert min(qualities) >= 40 and max(qualities) <= 100 and len(set(qualities)) > 30
+    assert any(o.startswith("resize") for h in hist for o in h)
+    assert DeliveryConfig.preset("none") is None
+    with pytest.raises(UsageError, match="unknown delivery preset"):
+        DeliveryConfig.preset("heavy")
+
+
+def test_the_importer_puts_a_tenth_of_train_folders_into_val_and_keeps_crossval():
+    rels = [f"real_faces/ffhq/train/{i}.png" for i in range(2000)]
+    splits = [split_for(r, 0.1) for r in rels]
+    assert 0.07 < splits.count("val") / len(rels) < 0.13 and set(splits) == {"train", "val"}
+    assert split_for("gan_faces/x/crossval/1.jpg", 0.1) == "crossval"
+    assert split_for("real_faces/utk/1.jpg", 0.1) in ("train", "val")
+    assert NormaliseConfig(store="source").suffix == ".png"
+    with pytest.raises(UsageError, match="--store"):
+        NormaliseConfig(store="raw")
+
+
+def _source_dataset(root: Path, n: int = 16) -> Path:
+    """A source-stored dataset: uncropped regions with landmarks (fakes carry a period-2 pattern)."""
+    rng = np.random.default_rng(3)
+    root.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        for label in ("real", "fake"):
+            img = _photo(rng, 160, 160)
+            if label == "fake":
+                cb = ((np.indices((160, 160)).sum(0) % 2) * 2 - 1) * 10
+                img = np.clip(img.astype(int) + cb[..., None], 0, 255).astype(np.uint8)
+            p = f"{label}_{i}.png"
+            cv2.imwrite(str(root / p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            lm = canonical_landmarks(100, 0.3) + 30
+            rows.append(ManifestRow(
+                path=p, label=label, sha256=sha256_file(root / p), split="val" if i % 4 == 0 else "train",
+                family="checker" if label == "fake" else "", generator="toy",
+                extra={"store": "source", "crop_landmarks": lm.tolist(), "src_width": 160, "src_height": 160},
+            ))
+    write_manifest(root, rows)
+    return root
+
+
+def test_views_of_source_items_crop_like_scan_and_val_histories_are_fixed(tmp_path):
+    ds = _source_dataset(tmp_path / "ds", n=4)
+    items, _ = load_items([str(ds)], "eval")
+    assert all(it.store == "source" and it.landmarks.shape == (5, 2) for it in items)
+    cache = ByteCache(items)
+    plain = eval_array(cache, 64)
+    assert np.array_equal(plain[0], align_face(cache.image(0), items[0].landmarks, 64, 0.3))
+    cfg = DeliveryConfig(p_none=0.0, p_jpeg=1.0, jpeg_range=(40, 40))
+    hist = eval_array(cache, 64, delivery=cfg, seed=1)
+    assert np.array_equal(hist, eval_array(cache, 64, delivery=cfg, seed=1))
+    assert not np.array_equal(hist, plain) and np.abs(hist.astype(int) - plain.astype(int)).mean() < 20
+    # an already-cropped (aligned) item is only resized: no history is stacked on its importer's JPEG
+    aligned = Item(Path("x"), 0, "g", "", "ds")
+    out = face_view(cache.image(0), aligned, 64, 0.3, np.random.default_rng(0), cfg)
+    assert out.shape == (64, 64, 3) and np.array_equal(out, D.resize_to(cache.image(0), 64))
+
+
+def test_training_with_delivery_records_the_distribution(tmp_path):
+    from detectors.train import TrainOptions, train
+
+    ds = _source_dataset(tmp_path / "ds")
+    run = train(TrainOptions(
+        detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2,
+        progress=False, augment="flip", delivery="mixed", out=str(tmp_path / "runs"),
+        detector_cfg={"widths": (8, 16, 32)},
+    ))
+    card = json.loads((run / "model" / "model.json").read_text())
+    d = card["training"]["delivery"]
+    assert d["preset"] == "mixed" and d["jpeg_range"] == [40, 100] and d["p_none"] == 0.2
+    assert set(card["thresholds"]) >= {"balanced", "fpr1", "fpr01"}

@@ -44,11 +44,13 @@ class EvalResult:
 def score_items(
     model: Any, items: list, batch: int = 64, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Logits for items (decode -> model preprocessing); undecodable files are skipped and reported, never fatal."""
+    """Logits for items (decode -> face crop as scan takes it -> model); undecodable files are skipped and
+    reported, never fatal."""
     from tqdm.auto import tqdm
 
-    from detectors.data import ByteCache
+    from detectors.data import ByteCache, face_view
 
+    spec = model.preprocess
     cache = ByteCache(items)
     logits = np.full(len(items), np.nan)
     failures: list[str] = []
@@ -56,7 +58,7 @@ def score_items(
         idx, faces = [], []
         for i in range(start, min(start + batch, len(items))):
             try:
-                faces.append(cache.image(i))
+                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin))
                 idx.append(i)
             except DataError as exc:
                 failures.append(str(exc))

@@ -94,6 +94,20 @@ class ThresholdPolicy:
         return VERDICT_FLAGGED if p >= self.value else VERDICT_CLEAR
 
 
+def warn_unsupported_preset(policy: str, card: dict[str, Any]) -> bool:
+    """Warn (once per scan) when the chosen preset promises a false-positive rate its model's validation reals
+    cannot show (``threshold_support`` in model.json, :func:`detectors.calibration.preset_support`); True if so."""
+    sup = (card.get("threshold_support") or {}).get(policy)
+    if not sup or sup.get("estimable", True):
+        return False
+    log.warning(
+        "threshold '%s' of model '%s' rests on %d validation reals (about %.1f above it): its %g %% false-positive "
+        "rate is not estimated; expect more flags, or use a numeric --threshold measured on your own reals",
+        policy, card.get("name", "?"), sup.get("n_real", 0), sup.get("reals_above", 0), 100 * sup.get("fpr", 0),
+    )
+    return True
+
+
 @dataclass
 class FaceResult:
     """One scored face: a detection in an image or in one sampled video frame (or the whole-image fallback)."""
@@ -419,6 +433,7 @@ class Scanner:
             torch.set_num_threads(int(self.config.threads))
         self.model = resolve_model(model, self.config.device)
         self.policy = ThresholdPolicy.resolve(self.config.threshold, dict(getattr(self.model, "thresholds", {})))
+        warn_unsupported_preset(self.policy.policy, getattr(self.model, "card", {}))
         self.spec = self.model.preprocess
         self._detector = detector
         self._limits = self.config.limits()

@@ -158,3 +158,15 @@ def test_preset_support_flags_presets_the_reals_cannot_estimate(tmp_path):
     out = save_model(tmp_path / "m", det, TemperatureScaling().fit(np.r_[-1.0, 1.0], np.r_[0, 1]), {"balanced": 0.5},
                      threshold_support=s)
     assert json.loads((out / "model.json").read_text())["threshold_support"]["fpr1"]["estimable"] is True
+
+
+def test_scan_warns_when_a_preset_cannot_be_estimated(caplog):
+    from forensics.pipeline import warn_unsupported_preset
+
+    card = {"name": "m", "threshold_support": preset_support(1200)}
+    with caplog.at_level("WARNING"):
+        assert warn_unsupported_preset("fpr01", card) is True
+        assert warn_unsupported_preset("fpr1", card) is False
+        assert warn_unsupported_preset("balanced", card) is False
+        assert warn_unsupported_preset("fpr01", {}) is False  # older model files: nothing to say
+    assert len(caplog.records) == 1 and "fpr01" in caplog.text and "1200 validation reals" in caplog.text

@@ -1,0 +1,84 @@
+"""The transfer protocols' arithmetic, the selection rule, and the README table they feed.
+
+The protocols themselves run ``forensics scan`` over shared data (a benchmark, not a test); what is pinned here is
+what their numbers mean: flag rates against the model's own presets, shifts against the raw files, precision at a
+prevalence, which candidate the rule picks, and that the README shows exactly what the committed results say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import transfer as T
+from forensics.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pair_metrics_flag_rates_and_precision():
+    reals = np.r_[np.linspace(0.0, 0.5, 99), 0.95, np.nan]  # one real above the threshold, one unscored
+    fakes = np.r_[np.linspace(0.6, 1.0, 50), np.linspace(0.0, 0.4, 50)]
+    p = T.pair_metrics("x", reals, fakes, t_fpr1=0.9)
+    assert (p.n_real, p.n_fake, p.n_boot) == (100, 100, T.N_BOOT) and p.n_boot >= 1000
+    assert p.reals_flagged_fpr1 == pytest.approx(0.01) and p.tpr_fpr1 == pytest.approx(13 / 100)
+    fpr, tpr = 0.01, 0.13
+    assert p.precision_fpr1["0.5"] == pytest.approx(0.5 * tpr / (0.5 * tpr + 0.5 * fpr), abs=1e-4)
+    assert p.precision_fpr1["0.01"] < p.precision_fpr1["0.1"] < p.precision_fpr1["0.5"]
+    assert p.auc_ci[0] <= p.auc <= p.auc_ci[1]
+    with pytest.raises(DataError, match="no scored"):
+        T.pair_metrics("y", np.array([np.nan]), fakes, 0.9)
+
+
+def test_real_variants_shift_against_raw():
+    scores = {"raw": np.full(10, 0.1), "jpeg75": np.r_[np.full(9, 0.3), 0.99]}
+    rows = {r.variant: r for r in T.real_variants(scores, {"fpr1": 0.9, "fpr01": 0.995, "balanced": 0.5})}
+    assert rows["raw"].median_shift == 0 and rows["jpeg75"].median_shift == pytest.approx(0.2)
+    assert rows["jpeg75"].flagged == {"fpr01": 0.0, "fpr1": pytest.approx(0.1)}  # balanced is not an FPR preset
+
+
+def test_variants_are_what_their_names_say(tmp_path):
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8))
+    raw = T._write_variant(src, tmp_path / "raw", "raw")
+    assert raw.read_bytes() == src.read_bytes()
+    j = T._write_variant(src, tmp_path / "j", "jpeg50")
+    assert j.suffix == ".jpg" and j.read_bytes()[:2] == b"\xff\xd8"
+    d = T._write_variant(src, tmp_path / "d", "down0.5")
+    assert cv2.imread(str(d)).shape == (32, 24, 3)
+    with pytest.raises(DataError, match="unknown variant"):
+        T._write_variant(src, tmp_path / "x", "sharpen")
+
+
+def _result(root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float]) -> None:
+    variants = [{"variant": v, "n": 200, "n_unscored": 0, "median_p": 0.1, "median_shift": 0.0,
+                 "flagged": {"fpr1": f, "fpr01": 0.0}} for v, f in (("raw", 0.0), ("jpeg75", worst))]
+    pairs = [{"name": f"stylegan2 vs ffhq, both {v}", "n_real": 200, "n_fake": 200, "auc": a, "auc_ci": [a, a],
+              "n_boot": 1000, "reals_flagged_fpr1": 0.0, "tpr_fpr1": 0.5, "precision_fpr1": {}}
+             for v, a in zip(("jpeg75", "jpeg50", "down0.5", "raw"), (*aucs, 0.999))]
+    res = {"label": label, "split": split, "model": {"ref": label, "sha256": label * 8, "name": label},
+           "protocols": {"shortcuts": {"real_variants": variants, "pairs": pairs}}}
+    (root / label).mkdir(parents=True)
+    (root / label / "results.json").write_text(json.dumps(res))
+
+
+def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
+    _result(tmp_path, "loud", "val", worst=0.10, aucs=(0.99, 0.99, 0.99))  # best AUC, flags 10 % of reals
+    _result(tmp_path, "good", "val", worst=0.01, aucs=(0.90, 0.92, 0.94))
+    _result(tmp_path, "fair", "val", worst=0.02, aucs=(0.85, 0.85, 0.85))
+    _result(tmp_path, "test-only", "crossval", worst=0.0, aucs=(1.0, 1.0, 1.0))  # never a selection input
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "good" and {c["label"] for c in sel["candidates"]} == {"loud", "good", "fair"}
+    assert {c["label"]: c["eligible"] for c in sel["candidates"]} == {"loud": False, "good": True, "fair": True}
+    assert "val" in sel["split"]
+    with pytest.raises(DataError, match="no --split val"):
+        T.select(tmp_path / "test-only")
+
+
+def test_val_runs_refuse_external_dev(tmp_path):
+    with pytest.raises(DataError, match="never a selection input"):
+        T.run("default", "x", tmp_path, tmp_path, 10, 1, ["external-dev"], "val")

@@ -277,14 +277,14 @@ def test_permission_denied_is_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyP
     """The same mapping, simulated, so it is checked when tests run as root too."""
     p = tmp_path / "locked.png"
     Image.fromarray(_image()).save(p)
-    real_open = open
+    real_open = os.open
 
-    def deny(file, mode="r", *a, **k):
+    def deny(file, flags, *a, **k):
         if str(file) == str(p):
             raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, mode, *a, **k)
+        return real_open(file, flags, *a, **k)
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr(os, "open", deny)  # every loader opens user files through os.open (open_for_read)
     with pytest.raises(UnreadableMediaError, match="permission denied") as e:
         load_image(p)
     _assert_error(e, p)

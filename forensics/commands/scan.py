@@ -129,7 +129,9 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     engine_cls = get_engine(o.get("engine", "local"))
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k)}
     engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # loads the model: fails fast
-    expander = InputExpander(inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin)
+    expander = InputExpander(
+        inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin, timeout_s=config.timeout_s
+    )
     items: Any = expander
     if resume:
         trim_partial_line(resume)

@@ -228,6 +228,36 @@ class InputExpander:
                     self.stats.skipped_non_media += 1
 
 
+def expand_paths(specs: Iterable[str], *, kind: str | None = None, follow_symlinks: bool = False) -> list[str]:
+    """The files ``specs`` name, by the same rules as ``scan`` (folders walked in sorted order, hidden entries
+    skipped, globs, the symlink policy) but without hashing: for commands that take a list of media, such as
+    ``forensics video make-dataset --real``.
+
+    ``kind='video'`` (or ``'image'``) keeps, among the files found in folders, those whose *content* is of that
+    kind, so a thumbnail next to the clips is not taken for a clip. Files named explicitly are always kept, so a
+    wrong one is reported by the command instead of silently dropped. Symlinks refused by the policy are left out.
+    """
+    from forensics import media
+    from forensics.errors import ForensicsError
+
+    def wanted(path: str) -> bool:
+        try:
+            return kind is None or media.sniff(path) == kind
+        except (ForensicsError, OSError):
+            return False
+
+    expander = InputExpander([], follow_symlinks=follow_symlinks)
+    out: list[str] = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = [p for p, err in expander._walk(spec) if err is None and wanted(p)]
+        else:
+            expander.specs = [spec]
+            found = [p for p, err in expander._candidates() if err is None]
+        out.extend(p for p in found if p not in out)
+    return out
+
+
 def expand_inputs(specs: Iterable[str], **kwargs) -> Iterator[InputItem]:
     """Shorthand for ``iter(InputExpander(specs, **kwargs))`` when the counters are not needed."""
     return iter(InputExpander(specs, **kwargs))

@@ -304,6 +304,12 @@ class Deadline:
     def remaining(self) -> float | None:
         return None if self.end is None else max(0.0, self.end - time.monotonic())
 
+    def pause_since(self, t: float) -> None:
+        """Do not count the time since ``t`` (monotonic): the file sat decoded while other files of its chunk (or
+        of the chunk before it) were loaded or scored; that wait is not its own work."""
+        if self.end is not None:
+            self.end += max(0.0, time.monotonic() - t)
+
     def expired(self) -> bool:
         return self.end is not None and time.monotonic() > self.end
 
@@ -478,6 +484,7 @@ class _Loaded:
     error: BaseException | None = None
     work_scale: float = 1.0
     deadline: Deadline | None = None  # the file's --timeout budget, started when its load began
+    loaded_at: float = 0.0  # monotonic time its load finished (waiting after that is not charged to it)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -553,15 +560,17 @@ class Scanner:
         """Scan items in chunks of ``batch`` files; yields one :class:`FileResult` per item, in input order."""
         cfg = self.config
         done: dict[str, bytes] = {}  # sha256 -> compressed record of the first copy (for its duplicates)
-        with WorkerPool(cfg.workers) as pool:
+        # Two pools: prefetched loads of the next chunk (possibly stuck on a hostile file nobody waits for yet) must
+        # never hold up the current chunk's evidence or video frame decoding, or a healthy file would time out.
+        with WorkerPool(cfg.workers, "load") as loader, WorkerPool(cfg.workers, "work") as pool:
             chunks = _chunked(items, cfg.batch)
             nxt = next(chunks, None)
-            prefetch = self._submit_loads(pool, nxt) if nxt else None
+            prefetch = self._submit_loads(loader, nxt) if nxt else None
             while nxt is not None:
                 chunk, loads = nxt, prefetch
                 nxt = next(chunks, None)
-                prefetch = self._submit_loads(pool, nxt) if nxt else None  # decode the next chunk meanwhile
-                results = self._scan_chunk(pool, chunk, loads)
+                prefetch = self._submit_loads(loader, nxt) if nxt else None  # decode the next chunk meanwhile
+                results = self._scan_chunk(loader, pool, chunk, loads)
                 for item in chunk:
                     if item.duplicate_of is not None and item.error is None:
                         yield self._duplicate(item, _uncompact(done.get(item.sha256)))
@@ -609,11 +618,16 @@ class Scanner:
         except Exception as exc:  # noqa: BLE001 - every failure becomes this file's error record
             out.error = exc
         out.load_ms = (time.perf_counter() - t0) * 1000
+        out.loaded_at = time.monotonic()
         self._add_total("load", out.load_ms)
         return out
 
     def _scan_chunk(
-        self, pool: WorkerPool, chunk: list[InputItem], loads: dict[int, tuple[Future, list]] | None
+        self,
+        loader: WorkerPool,
+        pool: WorkerPool,
+        chunk: list[InputItem],
+        loads: dict[int, tuple[Future, list]] | None,
     ) -> dict[int, FileResult]:
         cfg = self.config
         results: dict[int, FileResult] = {}
@@ -629,13 +643,14 @@ class Scanner:
                 continue
             fut, started = (loads or {})[id(item)]
             if cfg.timeout_s is not None:
-                # still queued behind other decodes: the clock starts when its own work does (a stuck worker ahead
-                # of it is abandoned and replaced when its file's deadline passes, so this wait ends)
+                # still queued behind other decodes: its clock starts when its own work does. Loads start in
+                # submission order, so what runs ahead of it is an earlier file of this chunk, already waited for
+                # (and abandoned and replaced if it was stuck): this wait ends.
                 while not started and not fut.done():
                     time.sleep(0.005)
             deadline = Deadline(item.path, cfg.timeout_s, start=started[0] if started else None)
             try:
-                loaded = deadline.wait(pool, fut, "while sniffing, opening or decoding")
+                loaded = deadline.wait(loader, fut, "while sniffing, opening or decoding")
             except ScanTimeoutError as exc:
                 results[id(item)] = _error_result(item.path, exc, item)
                 continue
@@ -647,9 +662,12 @@ class Scanner:
             else:
                 videos.append(loaded)
         if images:
+            for ld in images:
+                ld.deadline.pause_since(ld.loaded_at)
             for ld, res in zip(images, self._scan_images(pool, images)):
                 results[id(ld.item)] = res
         for ld in videos:
+            ld.deadline.pause_since(ld.loaded_at)
             try:
                 results[id(ld.item)] = self._scan_video(pool, ld, ld.deadline)
             except Exception as exc:  # noqa: BLE001

@@ -678,8 +678,11 @@ class Scanner:
         cfg = self.config
         try:
             detections, det_ms = self._detect([ld.det_image for ld in images])
-        except Exception as exc:  # noqa: BLE001 - a detector crash on one chunk must not stop the batch
-            return [_error_result(ld.item.path, exc, ld.item) for ld in images]
+        except Exception as exc:  # noqa: BLE001 - a detector crash must not stop the batch
+            if len(images) == 1:
+                return [_error_result(images[0].item.path, exc, images[0].item)]
+            # nor fail the chunk mates of the one image it choked on: again one by one
+            return [res for ld in images for res in self._scan_images(pool, [ld])]
         t0 = time.perf_counter()
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Any, bool, bool]] = []  # (image index, face or None, aligned, no_face)

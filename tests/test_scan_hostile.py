@@ -211,3 +211,31 @@ def test_expand_paths_takes_folders_of_clips(face_clips: tuple[str, str], tmp_pa
     explicit = _png(tmp_path / "named.png")
     got = expand_paths([str(d), str(explicit)], kind="video")
     assert [Path(p).name for p in got] == ["b.mp4", "a-clip", "named.png"]
+
+
+def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_path: Path, tiny_model: str) -> None:
+    """Found by the fuzz benchmark: a 24 x 2072 GIF (12 px wide after the detection downscale) made MTCNN fail
+    on an empty image pyramid, and the failure took every other image of its chunk down with it."""
+    from forensics.faces import get_face_detector
+    from forensics.inputs import InputExpander
+    from forensics.pipeline import ScanConfig, Scanner
+
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(np.full((2072, 24, 3), 128, np.uint8)).save(d / "a-narrow.png")
+    _png(d / "b.png")
+    Image.fromarray(np.full((50, 77, 3), 60, np.uint8)).save(d / "c-poison.png")
+    _png(d / "d.png", shift=3)
+    mtcnn = get_face_detector("mtcnn", device="cpu")
+
+    class Choking:
+        def detect(self, images):
+            if any(im.shape[1] == 77 for im in images):
+                raise ValueError("detector choked")
+            return mtcnn.detect(images)
+
+    cfg = ScanConfig(device="cpu", evidence="none", batch=4, threads=1)
+    recs = {Path(r.path).name: r for r in Scanner(tiny_model, cfg, detector=Choking()).scan_items(InputExpander([d]))}
+    assert recs["c-poison.png"].status == "error" and "detector choked" in recs["c-poison.png"].error
+    assert all(recs[n].status == "ok" for n in ("a-narrow.png", "b.png", "d.png")), recs
+    assert recs["a-narrow.png"].no_face

@@ -9,8 +9,10 @@ hostile files (zero-byte, truncated, text named ``.jpg``), byte-identical duplic
 ``.jpg``. Procedure:
 
 1. one uninterrupted scan: the reference records;
-2. ``--kills`` times: start ``scan --resume out.jsonl`` (the first time ``--jsonl``), wait a random delay
-   (``--min-delay`` .. ``--max-delay`` seconds: during start-up, model loading or scanning), ``kill -9`` it;
+2. ``--kills`` times: start ``scan --resume out.jsonl`` (the first time ``--jsonl``) and ``kill -9`` it at a random
+   point: one run in five during start-up (0.2 s .. ``--startup-s``: imports, model load, reading the resume
+   file), the others 0-50 ms after a random number of new records reached the file (so mid-scan, sometimes
+   mid-write), spread so that the ten kills cover the whole folder;
 3. one last ``--resume`` run to completion;
 4. compare: paths missing from out.jsonl (lost), paths with more than one record (duplicated), and records whose
    status / verdict / probability differ from the reference.
@@ -122,19 +124,29 @@ def run(args: argparse.Namespace) -> dict:
     kills = []
     for k in range(args.kills):
         before, _ = _lines(out)
-        delay = float(rng.uniform(args.min_delay, args.max_delay))
+        left = len(expected) - before
+        # a random point: one run in five is killed during start-up (imports, model load, reading the resume
+        # file), the others once a random number of new records has reached the file, plus a random 0-50 ms
+        early = bool(rng.random() < 0.2)
+        target = before + int(rng.integers(1, max(2, 2 * left // (args.kills - k + 1))))
+        delay = float(rng.uniform(0.2, args.startup_s)) if early else float(rng.uniform(0, 0.05))
         proc = subprocess.Popen(scan_cmd(work, out, args, resume=k > 0), cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        t_start = time.monotonic()
+        if not early:
+            while proc.poll() is None and _lines(out)[0] < target and time.monotonic() - t_start < args.wall_limit:
+                time.sleep(0.02)
         try:
             proc.wait(timeout=delay)
-            finished = True  # it completed before the kill: the rest of the kills have nothing left to cut
+            finished = True  # it completed before the kill
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             finished = False
         after, partial = _lines(out)
-        kills.append({"kill": k + 1, "delay_s": round(delay, 2), "records_before": before, "records_after": after,
-                      "partial_line_left": partial, "finished_before_kill": finished})  # fmt: skip
+        kills.append({"kill": k + 1, "after_s": round(time.monotonic() - t_start, 2), "during_startup": early,
+                      "records_before": before, "records_after": after, "partial_line_left": partial,
+                      "finished_before_kill": finished})  # fmt: skip
     t1 = time.monotonic()
     final = subprocess.run(scan_cmd(work, out, args, resume=True), cwd=ROOT, env=env, timeout=args.wall_limit,
                            capture_output=True, text=True)  # fmt: skip
@@ -167,7 +179,8 @@ def write_report(out_dir: Path, s: dict, argv: list[str]) -> None:
     (out_dir / "kill_resume.json").write_text(json.dumps(s, indent=1) + "\n")
     ok = s["lost"] == 0 and s["duplicated"] == 0 and s["unexpected"] == 0 and s["differs_from_reference"] == 0
     rows = "\n".join(
-        f"| {k['kill']} | {k['delay_s']} | {k['records_before']} | {k['records_after']} | "
+        f"| {k['kill']} | {k['after_s']} | {'start-up' if k['during_startup'] else 'scanning'} | "
+        f"{k['records_before']} | {k['records_after']} | "
         f"{'yes' if k['partial_line_left'] else 'no'} | {'finished first' if k['finished_before_kill'] else 'killed'} |"
         for k in s["kills"]
     )
@@ -179,7 +192,8 @@ Command: `python -m benchmarks.kill_resume {" ".join(argv)}`
 
 Commit: `{s["commit"]}`; {s["machine"]}; {s["date"]}.
 Each run: `forensics -q scan IN --resume out.jsonl --evidence none --threads 1 --workers 2 --timeout 60` (the first
-with `--jsonl`), killed with SIGKILL after a random delay; then one last `--resume` to completion.
+with `--jsonl`), killed with SIGKILL at a random point (see `benchmarks/kill_resume.py`); then one last `--resume`
+to completion.
 
 | check | result |
 |---|---|
@@ -194,8 +208,8 @@ with `--jsonl`), killed with SIGKILL after a random delay; then one last `--resu
 | final resume: records added, wall s, exit code, tracebacks | {s["final_resume_records"]}, \
 {s["final_resume_wall_s"]}, {s["final_exit_code"]}, {s["tracebacks"]} |
 
-| kill | delay s | complete lines before | after | partial line left | run |
-|---|---|---|---|---|---|
+| kill | killed after s | when | complete lines before | after | partial line left | run |
+|---|---|---|---|---|---|---|
 {rows}
 """
     (out_dir / "kill_resume.md").write_text(md)
@@ -207,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--min-delay", type=float, default=2.0, help="Earliest kill after a start, seconds.")
-    ap.add_argument("--max-delay", type=float, default=9.0, help="Latest kill after a start, seconds.")
+    ap.add_argument("--startup-s", type=float, default=4.0, help="Kills during start-up land in 0.2 s .. this.")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--wall-limit", type=float, default=1800.0, help="Limit for each uninterrupted run (hang).")
     ap.add_argument("--work", default="/tmp/forensics-kill-resume")

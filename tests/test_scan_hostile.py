@@ -239,3 +239,16 @@ def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_pat
     assert recs["c-poison.png"].status == "error" and "detector choked" in recs["c-poison.png"].error
     assert all(recs[n].status == "ok" for n in ("a-narrow.png", "b.png", "d.png")), recs
     assert recs["a-narrow.png"].no_face
+
+
+def test_resume_does_not_append_the_fifo_again(fifo_dir: Path, tiny_model: str, tmp_path: Path) -> None:
+    """Found by the kill/resume benchmark: a record without a sha256 (the FIFO) was rescanned by every resume."""
+    import cli
+
+    out = tmp_path / "r.jsonl"
+    args = ["-q", "scan", str(fifo_dir), "--model", tiny_model, "--device", "cpu", "--threads", "1", "--no-table"]
+    _in_thread(lambda: cli.main([*args, "--jsonl", str(out)]))
+    first = out.read_text().splitlines()
+    assert len(first) == 4
+    assert _in_thread(lambda: cli.main([*args, "--resume", str(out)])) == 0  # nothing new to scan
+    assert out.read_text().splitlines() == first

@@ -10,7 +10,7 @@ hostile files (zero-byte, truncated, text named ``.jpg``), byte-identical duplic
 
 1. one uninterrupted scan: the reference records;
 2. ``--kills`` times: start ``scan --resume out.jsonl`` (the first time ``--jsonl``) and ``kill -9`` it at a random
-   point: one run in five during start-up (0.2 s .. ``--startup-s``: imports, model load, reading the resume
+   point: every fifth run (3rd, 8th) during start-up (0.2 s .. ``--startup-s``: imports, model load, reading the resume
    file), the others 0-50 ms after a random number of new records reached the file (so mid-scan, sometimes
    mid-write), spread so that the ten kills cover the whole folder;
 3. one last ``--resume`` run to completion;
@@ -125,9 +125,9 @@ def run(args: argparse.Namespace) -> dict:
     for k in range(args.kills):
         before, _ = _lines(out)
         left = len(expected) - before
-        # a random point: one run in five is killed during start-up (imports, model load, reading the resume
-        # file), the others once a random number of new records has reached the file, plus a random 0-50 ms
-        early = bool(rng.random() < 0.2)
+        # a random point: runs 3 and 8 (of 10) are killed at a random time during start-up (imports, model load,
+        # reading the resume file), the others 0-50 ms after a random number of new records reached the file
+        early = k % 5 == 2
         target = before + int(rng.integers(1, max(2, 2 * left // (args.kills - k + 1))))
         delay = float(rng.uniform(0.2, args.startup_s)) if early else float(rng.uniform(0, 0.05))
         proc = subprocess.Popen(scan_cmd(work, out, args, resume=k > 0), cwd=ROOT, env=env,

@@ -199,6 +199,49 @@ def make_corpus(n: int, seed: int, work: Path) -> dict:
     return manifest
 
 
+def make_slow(work: Path) -> list[str]:
+    """Valid files that take seconds to decode: a 7000 x 7000 PNG (compresses to little, decodes to 147 MB) and a
+    60 s 320 x 240 MP4 (every frame is decoded to sample one per second), next to a FIFO and a small PNG."""
+    from forensics.media import write_video
+
+    d = work / "slow"
+    d.mkdir(parents=True)
+    y, x = np.mgrid[0:7000, 0:7000]
+    big = np.stack([x % 256, y % 256, (x // 32 + y // 32) % 256], -1).astype(np.uint8)
+    Image.fromarray(big).save(d / "a-big.png", compress_level=1)
+    del big, x, y
+    yy, xx = np.mgrid[0:240, 0:320]
+    write_video(d / "b-long.mp4", ((np.stack([(xx + 3 * i) % 256, yy % 256, xx * 0 + (i % 256)], -1)).astype(np.uint8)
+                                   for i in range(1500)), fps=25, preset="ultrafast")  # fmt: skip
+    Image.fromarray(_frames(1, 64, np.random.default_rng(0))[0]).save(d / "c-small.png")
+    os.mkfifo(d / "d-fifo.jpg")
+    return sorted(str(p) for p in d.iterdir())
+
+
+def timeout_probe(work: Path, args: argparse.Namespace) -> dict:
+    """``scan slow/ --timeout T`` with T far below the slow files' decode time: they must become
+    ``ScanTimeoutError`` records while the small file is scored and the FIFO refused, and the scan end promptly."""
+    expected = make_slow(work)
+    out = work / "slow.jsonl"
+    cmd = [sys.executable, "-m", "cli", "-q", "scan", str(work / "slow"), "--jsonl", str(out), "--no-table",
+           "--evidence", "none", "--timeout", str(args.probe_timeout), "--threads", str(args.threads), "--device",
+           "cpu"]  # fmt: skip
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.wall_limit,
+                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    recs = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    return {
+        "cmd": " ".join(Path(c).name if c == sys.executable else c for c in cmd[1:]),
+        "wall_s": round(time.monotonic() - t0, 1),
+        "records": len(recs),
+        "files": len(expected),
+        "tracebacks": proc.stderr.count("Traceback"),
+        "results": {n: r["error"].split(": ", 1)[-1] if r["error"] else f"ok ({r['media_type']})"
+                    for n, r in sorted(recs.items())},  # fmt: skip
+        "timeouts": sum(1 for r in recs.values() if r["error_type"] == "ScanTimeoutError"),
+    }
+
+
 def _cause(rec: dict) -> str:
     """A short cause for grouping: the error type plus the message up to its first detail in parentheses."""
     msg = (rec.get("error") or "").replace(rec["path"], "").lstrip(": ")
@@ -275,14 +318,18 @@ def write_report(out: Path, summary: dict, manifest: dict, argv: list[str]) -> N
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"manifest": manifest, **summary}, indent=1) + "\n")
     s = summary
+    p = s["timeout_probe"]
     ok = (not s["hung"] and s["tracebacks"] == 0 and s["missing"] == 0 and s["duplicated"] == 0
-          and s["special_refused"] == len(SPECIAL_NAMES) and s["multi_line_errors"] == 0)  # fmt: skip
+          and s["special_refused"] == len(SPECIAL_NAMES) and s["multi_line_errors"] == 0
+          and p["timeouts"] >= 2 and p["records"] == p["files"])  # fmt: skip
+    probe_rows = "\n".join(f"| `{k}` | {v} |" for k, v in p["results"].items())
     seed_exts = ", ".join(sorted({k.split(".")[-1] for k in manifest["seeds"]}))
     rows = "\n".join(f"| `{k}` | {v} |" for k, v in s["top_causes"].items())
     special = "\n".join(f"| `{k}` | {v.split(': ', 1)[0]} | {v.split(': ', 2)[-1]} |" for k, v in s["special"].items())
     md = f"""# Fuzzed and non-regular files through `forensics scan`
 
-**{"PASS" if ok else "FAIL"}**: no hang, no traceback, every file exactly one record, every FIFO / socket refused.
+**{"PASS" if ok else "FAIL"}**: no hang, no traceback, every file exactly one record, every FIFO / socket refused,
+slow decodes stopped by `--timeout`.
 
 Command: `python -m benchmarks.fuzz_scan {" ".join(argv)}`
 
@@ -316,6 +363,15 @@ Corpus (reproducible from seed {manifest["seed"]}; written under the work folder
 |---|---|---|
 {special}
 
+## Slow decodes and the per-file timeout
+
+`{p["cmd"]}`: {p["records"]} records for {p["files"]} files, {p["timeouts"]} timeouts, {p["tracebacks"]} tracebacks,
+{p["wall_s"]} s wall (model loading included).
+
+| file | result |
+|---|---|
+{probe_rows}
+
 ## Most common error causes
 
 | cause | files |
@@ -337,20 +393,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="The scan's torch --threads.")
     ap.add_argument("--workers", type=int, default=2, help="The scan's decode --workers.")
     ap.add_argument("--evidence", default="none", help="The scan's --evidence.")
+    ap.add_argument("--probe-timeout", type=float, default=0.5, help="--timeout of the slow-decode probe scan.")
     args = ap.parse_args(argv)
     work = Path(args.work)
     manifest = make_corpus(args.n, args.seed, work)
     out_jsonl = work / "scan.jsonl"
     run = run_scan(work, out_jsonl, args)
     summary = analyse(work, out_jsonl, run)
+    summary["timeout_probe"] = timeout_probe(work, args)
     summary.update(
         commit=_git_commit(), scan_cmd=[Path(c).name if c == sys.executable else c for c in run["cmd"]],
         wall_limit_s=args.wall_limit, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
     )  # fmt: skip
     write_report(Path(args.out), summary, manifest, argv)
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("top_causes", "special")}, indent=1))
-    return 0 if not summary["hung"] and summary["tracebacks"] == 0 and not summary["missing"] else 1
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("top_causes", "special", "scan_cmd")}, indent=1))
+    probe = summary["timeout_probe"]
+    probe_ok = probe["records"] == probe["files"] and probe["timeouts"] >= 2 and not probe["tracebacks"]
+    return 0 if not summary["hung"] and summary["tracebacks"] == 0 and not summary["missing"] and probe_ok else 1
 
 
 if __name__ == "__main__":

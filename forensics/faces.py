@@ -142,7 +142,10 @@ class MTCNNDetector(FaceDetector):
         import torch
         from facenet_pytorch.models.utils.detect_face import detect_face
 
-        if min(images[0].shape[:2]) < 12:  # below P-Net's receptive field: nothing can be found
+        side = min(images[0].shape[:2])
+        # below P-Net's receptive field, or narrower than the smallest face sought (then the image pyramid has no
+        # level at all and facenet-pytorch fails on an empty torch.cat): nothing can be found
+        if side < 12 or side < self.min_face_size:
             return [[] for _ in images]
         batch = np.ascontiguousarray(np.stack(images))
         m = self._mtcnn

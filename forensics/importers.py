@@ -431,13 +431,14 @@ def _init_worker(cfg_dict: dict[str, Any]) -> None:
 def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None = None) -> ItemResult:
     """Normalise one item into ``out_dir``; never raises for bad media (the batch must go on)."""
     from forensics import media
+    from forensics.media.sniff import open_for_read
 
     norm = normaliser or _NORMALISER
     assert norm is not None, "process_item needs a Normaliser (or a worker initialised with _init_worker)"
     try:
         if media.sniff(item.src) == "video":
             return ItemResult(item.rel, skipped="video")
-        with open(item.src, "rb") as f:
+        with open_for_read(item.src) as f:  # a FIFO swapped in after the sniff must not block the import
             raw = f.read()
         if item.md5 and hashlib.md5(raw).hexdigest() != item.md5:
             raise DataError(f"{item.src}: md5 differs from the labels file (file changed or corrupt)")

@@ -11,6 +11,8 @@ Rules, all chosen for scanning untrusted upload folders:
   ``follow_symlinks=True``: a link planted in an upload folder must not make the scanner read ``/etc/shadow``.
   Such a link is reported as a per-file error. Directory symlinks are descended only with ``follow_symlinks``
   (with loop protection).
+* **Only regular files are read**: a FIFO, socket or device (even one named ``.jpg``) becomes a per-file
+  ``UnreadableMediaError`` record and is never opened blocking (``forensics.media.sniff.open_for_read``).
 * **Duplicates** by content (sha256) are scanned once; later copies carry ``duplicate_of`` (the first path).
   The same file reached twice (two overlapping arguments) is listed once.
 
@@ -24,6 +26,7 @@ import glob
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -86,13 +89,25 @@ def _looks_like_media(path: str) -> bool:
     return True
 
 
-def sha256_of(path: str) -> tuple[str, int]:
+def sha256_of(path: str, timeout_s: float | None = None) -> tuple[str, int]:
+    """sha256 and size of a regular file; a FIFO, socket or device raises (it is never opened blocking).
+
+    ``timeout_s`` bounds the hashing (checked per MiB read): a huge or very slow file becomes an
+    :class:`~forensics.media.UnreadableMediaError` instead of holding the whole scan, which hashes lazily in its
+    main thread.
+    """
+    from forensics.media import UnreadableMediaError
+    from forensics.media.sniff import open_for_read
+
     h = hashlib.sha256()
     n = 0
-    with open(path, "rb") as f:
+    end = None if timeout_s is None else time.monotonic() + timeout_s
+    with open_for_read(path) as f:
         while block := f.read(HASH_CHUNK):
             h.update(block)
             n += len(block)
+            if end is not None and time.monotonic() > end:
+                raise UnreadableMediaError(path, f"timed out after {timeout_s:g} s while hashing ({n} bytes read)")
     return h.hexdigest(), n
 
 
@@ -106,8 +121,10 @@ class InputExpander:
         follow_symlinks: bool = False,
         stdin: TextIO | None = None,
         dedupe: bool = True,
+        timeout_s: float | None = None,
     ) -> None:
         self.specs = list(specs)
+        self.timeout_s = timeout_s  # per-file hashing limit (the scan's --timeout)
         self.follow_symlinks = follow_symlinks
         self.stdin = stdin
         self.dedupe = dedupe
@@ -129,15 +146,13 @@ class InputExpander:
 
     # -- internals ------------------------------------------------------------------------------------------
     def _hashed(self, path: str) -> InputItem:
+        from forensics.media import MediaError
+
         try:
-            digest, size = sha256_of(path)
-        except PermissionError:
-            return InputItem(path, error=f"{path}: permission denied", error_type="UnreadableMediaError")
-        except IsADirectoryError:
-            return InputItem(path, error=f"{path}: is a directory", error_type="UnreadableMediaError")
-        except FileNotFoundError:
-            return InputItem(path, error=f"{path}: no such file", error_type="UnreadableMediaError")
-        except OSError as exc:
+            digest, size = sha256_of(path, self.timeout_s)
+        except MediaError as exc:  # not a regular file, missing, unreadable: its one-line record says which
+            return InputItem(path, error=str(exc), error_type=type(exc).__name__)
+        except OSError as exc:  # an I/O error while reading
             msg = f"{path}: read error ({exc.strerror or exc})"
             return InputItem(path, error=msg, error_type="UnreadableMediaError")
         item = InputItem(path, sha256=digest, size_bytes=size)
@@ -211,6 +226,36 @@ class InputExpander:
                     yield path, None
                 else:
                     self.stats.skipped_non_media += 1
+
+
+def expand_paths(specs: Iterable[str], *, kind: str | None = None, follow_symlinks: bool = False) -> list[str]:
+    """The files ``specs`` name, by the same rules as ``scan`` (folders walked in sorted order, hidden entries
+    skipped, globs, the symlink policy) but without hashing: for commands that take a list of media, such as
+    ``forensics video make-dataset --real``.
+
+    ``kind='video'`` (or ``'image'``) keeps, among the files found in folders, those whose *content* is of that
+    kind, so a thumbnail next to the clips is not taken for a clip. Files named explicitly are always kept, so a
+    wrong one is reported by the command instead of silently dropped. Symlinks refused by the policy are left out.
+    """
+    from forensics import media
+    from forensics.errors import ForensicsError
+
+    def wanted(path: str) -> bool:
+        try:
+            return kind is None or media.sniff(path) == kind
+        except (ForensicsError, OSError):
+            return False
+
+    expander = InputExpander([], follow_symlinks=follow_symlinks)
+    out: list[str] = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = [p for p, err in expander._walk(spec) if err is None and wanted(p)]
+        else:
+            expander.specs = [spec]
+            found = [p for p, err in expander._candidates() if err is None]
+        out.extend(p for p in found if p not in out)
+    return out
 
 
 def expand_inputs(specs: Iterable[str], **kwargs) -> Iterator[InputItem]:

@@ -217,7 +217,12 @@ def open_sinks(specs: Iterable[tuple[str, str]], append_to: str | None = None) -
 # resume
 # ---------------------------------------------------------------------------------------------------------------
 def read_done(path: str) -> set[tuple[str, str]]:
-    """``(path, sha256)`` of every complete record in a JSONL results file (a partial last line is ignored)."""
+    """``(path, sha256)`` of every complete record in a JSONL results file (a partial last line is ignored).
+
+    A record without a sha256 (a file that could not even be hashed: missing, a FIFO, a refused symlink) counts as
+    ``(path, "")``, which is what such an input lists as again; it used to be left out, so every ``--resume``
+    appended one more record for it.
+    """
     done: set[tuple[str, str]] = set()
     if not os.path.exists(path):
         return done
@@ -227,8 +232,8 @@ def read_done(path: str) -> set[tuple[str, str]]:
                 break  # the run was killed mid-line
             with suppress(json.JSONDecodeError, TypeError, KeyError):
                 d = json.loads(line)
-                if d.get("sha256") and d.get("path"):
-                    done.add((d["path"], d["sha256"]))
+                if d.get("path"):
+                    done.add((d["path"], d.get("sha256") or ""))
     return done
 
 

@@ -29,10 +29,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -309,17 +310,103 @@ def resolve_model(model: Any = "default", device: str = "auto") -> Any:
 class Deadline:
     """Wall-clock budget of one file; ``check`` raises :class:`ScanTimeoutError` once it is spent."""
 
-    def __init__(self, path: str, seconds: float | None) -> None:
+    def __init__(self, path: str, seconds: float | None, start: float | None = None) -> None:
         self.path = path
         self.seconds = seconds
-        self.end = None if seconds is None else time.monotonic() + seconds
+        self.end = None if seconds is None else (time.monotonic() if start is None else start) + seconds
 
     def remaining(self) -> float | None:
         return None if self.end is None else max(0.0, self.end - time.monotonic())
 
+    def pause_since(self, t: float) -> None:
+        """Do not count the time since ``t`` (monotonic): the file sat decoded while other files of its chunk (or
+        of the chunk before it) were loaded or scored; that wait is not its own work."""
+        if self.end is not None:
+            self.end += max(0.0, time.monotonic() - t)
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() > self.end
+
+    def error(self, what: str = "") -> ScanTimeoutError:
+        return ScanTimeoutError(f"{self.path}: timed out after {self.seconds:g} s{(' ' + what) if what else ''}")
+
     def check(self, what: str = "") -> None:
-        if self.end is not None and time.monotonic() > self.end:
-            raise ScanTimeoutError(f"{self.path}: timed out after {self.seconds:g} s{(' ' + what) if what else ''}")
+        if self.expired():
+            raise self.error(what)
+
+    def wait(self, pool: WorkerPool, fut: Future, what: str) -> Any:
+        """``fut``'s result within the remaining budget; past it the task is abandoned and the file times out."""
+        try:
+            return fut.result(timeout=self.remaining())
+        except FutureTimeout:
+            pool.abandon(fut)
+            raise self.error(what) from None
+
+
+class WorkerPool:
+    """Daemon worker threads whose stuck members are written off and replaced, so no file can stall a scan.
+
+    A decoder blocked in C code (a slow FFmpeg demux, a read from a stalled mount) cannot be interrupted from
+    Python. ``concurrent.futures.ThreadPoolExecutor`` would keep such a thread forever: ``workers`` stuck files
+    then starve every later file, and its shutdown (and the interpreter's exit hook) joins the stuck thread, so
+    the scan never ends. Here :meth:`abandon` writes a timed-out task off: a fresh thread takes its place at
+    once, the old one retires if its task ever returns, and all threads are daemons that process exit does not
+    wait for. (A subprocess per file would make tasks killable, at the price of a model and face detector per
+    process and of batching; the deadline is enforced at every stage instead, see :class:`Scanner`.)
+    """
+
+    def __init__(self, workers: int, name: str = "scan") -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._name = name
+        self._abandoned_futures: set[Future] = set()
+        self.started = 0
+        self.abandoned = 0
+        for _ in range(workers):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self.started += 1
+        threading.Thread(target=self._work, name=f"{self._name}_{self.started}", daemon=True).start()
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - delivered to the waiting caller, like concurrent.futures
+                fut.set_exception(exc)
+            with self._lock:
+                if fut in self._abandoned_futures:  # a replacement took this thread's place: retire
+                    self._abandoned_futures.discard(fut)
+                    return
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        fut: Future = Future()
+        self._queue.put((fut, fn, args))
+        return fut
+
+    def abandon(self, fut: Future) -> None:
+        """Stop waiting for ``fut``: a queued task is cancelled, a running one gets its thread replaced."""
+        with self._lock:
+            if fut.cancel() or fut.done():
+                return
+            self._abandoned_futures.add(fut)
+            self.abandoned += 1
+            self._spawn()
+
+    def shutdown(self) -> None:
+        """Let idle workers exit; never waits (a stuck one is a daemon and dies with the process)."""
+        for _ in range(self.started):
+            self._queue.put(None)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
 
 def _error_result(path: str, exc: BaseException, item: InputItem | None = None) -> FileResult:
@@ -410,6 +497,8 @@ class _Loaded:
     load_ms: float = 0.0
     error: BaseException | None = None
     work_scale: float = 1.0
+    deadline: Deadline | None = None  # the file's --timeout budget, started when its load began
+    loaded_at: float = 0.0  # monotonic time its load finished (waiting after that is not charged to it)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -486,15 +575,17 @@ class Scanner:
         """Scan items in chunks of ``batch`` files; yields one :class:`FileResult` per item, in input order."""
         cfg = self.config
         done: dict[str, bytes] = {}  # sha256 -> compressed record of the first copy (for its duplicates)
-        with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="scan") as pool:
+        # Two pools: prefetched loads of the next chunk (possibly stuck on a hostile file nobody waits for yet) must
+        # never hold up the current chunk's evidence or video frame decoding, or a healthy file would time out.
+        with WorkerPool(cfg.workers, "load") as loader, WorkerPool(cfg.workers, "work") as pool:
             chunks = _chunked(items, cfg.batch)
             nxt = next(chunks, None)
-            prefetch = self._submit_loads(pool, nxt) if nxt else None
+            prefetch = self._submit_loads(loader, nxt) if nxt else None
             while nxt is not None:
                 chunk, loads = nxt, prefetch
                 nxt = next(chunks, None)
-                prefetch = self._submit_loads(pool, nxt) if nxt else None  # decode the next chunk meanwhile
-                results = self._scan_chunk(pool, chunk, loads)
+                prefetch = self._submit_loads(loader, nxt) if nxt else None  # decode the next chunk meanwhile
+                results = self._scan_chunk(loader, pool, chunk, loads)
                 for item in chunk:
                     if item.duplicate_of is not None and item.error is None:
                         yield self._duplicate(item, _uncompact(done.get(item.sha256)))
@@ -512,7 +603,7 @@ class Scanner:
         res.timings_ms = res.timings_ms or _timings()
 
     # -- chunk pipeline -----------------------------------------------------------------------------------------
-    def _submit_loads(self, pool: ThreadPoolExecutor, chunk: list[InputItem]) -> dict[int, tuple[Future, list]]:
+    def _submit_loads(self, pool: WorkerPool, chunk: list[InputItem]) -> dict[int, tuple[Future, list]]:
         # the list receives the monotonic time the decode actually starts: waiting in the queue is not the file's fault
         out = {}
         for it in chunk:
@@ -542,11 +633,16 @@ class Scanner:
         except Exception as exc:  # noqa: BLE001 - every failure becomes this file's error record
             out.error = exc
         out.load_ms = (time.perf_counter() - t0) * 1000
+        out.loaded_at = time.monotonic()
         self._add_total("load", out.load_ms)
         return out
 
     def _scan_chunk(
-        self, pool: ThreadPoolExecutor, chunk: list[InputItem], loads: dict[int, tuple[Future, list]] | None
+        self,
+        loader: WorkerPool,
+        pool: WorkerPool,
+        chunk: list[InputItem],
+        loads: dict[int, tuple[Future, list]] | None,
     ) -> dict[int, FileResult]:
         cfg = self.config
         results: dict[int, FileResult] = {}
@@ -561,19 +657,19 @@ class Scanner:
             if item.duplicate_of is not None:
                 continue
             fut, started = (loads or {})[id(item)]
+            if cfg.timeout_s is not None:
+                # still queued behind other decodes: its clock starts when its own work does. Loads start in
+                # submission order, so what runs ahead of it is an earlier file of this chunk, already waited for
+                # (and abandoned and replaced if it was stuck): this wait ends.
+                while not started and not fut.done():
+                    time.sleep(0.005)
+            deadline = Deadline(item.path, cfg.timeout_s, start=started[0] if started else None)
             try:
-                if cfg.timeout_s is None:
-                    loaded = fut.result()
-                else:
-                    if not started:  # still queued behind other decodes: wait for it to begin, unbounded
-                        while not started and not fut.done():
-                            time.sleep(0.005)
-                    t_start = started[0] if started else time.monotonic()
-                    loaded = fut.result(timeout=max(0.0, cfg.timeout_s - (time.monotonic() - t_start)))
-            except FutureTimeout:
-                exc = ScanTimeoutError(f"{item.path}: timed out after {cfg.timeout_s:g} s while decoding")
+                loaded = deadline.wait(loader, fut, "while sniffing, opening or decoding")
+            except ScanTimeoutError as exc:
                 results[id(item)] = _error_result(item.path, exc, item)
                 continue
+            loaded.deadline = deadline
             if loaded.error is not None:
                 results[id(item)] = _error_result(item.path, loaded.error, item)
             elif loaded.kind == "image":
@@ -581,22 +677,27 @@ class Scanner:
             else:
                 videos.append(loaded)
         if images:
+            for ld in images:
+                ld.deadline.pause_since(ld.loaded_at)
             for ld, res in zip(images, self._scan_images(pool, images)):
                 results[id(ld.item)] = res
         for ld in videos:
-            deadline = Deadline(ld.item.path, cfg.timeout_s)
+            ld.deadline.pause_since(ld.loaded_at)
             try:
-                results[id(ld.item)] = self._scan_video(pool, ld, deadline)
+                results[id(ld.item)] = self._scan_video(pool, ld, ld.deadline)
             except Exception as exc:  # noqa: BLE001
                 results[id(ld.item)] = _error_result(ld.item.path, exc, ld.item)
         return results
 
-    def _scan_images(self, pool: ThreadPoolExecutor, images: list[_Loaded]) -> list[FileResult]:
+    def _scan_images(self, pool: WorkerPool, images: list[_Loaded]) -> list[FileResult]:
         cfg = self.config
         try:
             detections, det_ms = self._detect([ld.det_image for ld in images])
-        except Exception as exc:  # noqa: BLE001 - a detector crash on one chunk must not stop the batch
-            return [_error_result(ld.item.path, exc, ld.item) for ld in images]
+        except Exception as exc:  # noqa: BLE001 - a detector crash must not stop the batch
+            if len(images) == 1:
+                return [_error_result(images[0].item.path, exc, images[0].item)]
+            # nor fail the chunk mates of the one image it choked on: again one by one
+            return [res for ld in images for res in self._scan_images(pool, [ld])]
         t0 = time.perf_counter()
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Any, bool, bool]] = []  # (image index, face or None, aligned, no_face)
@@ -647,10 +748,17 @@ class Scanner:
         out = []
         n_imgs, n_crops = len(images), max(1, len(crops))
         for i, ld in enumerate(images):
-            t_face = time.perf_counter()
-            self._face_evidence(per_image[i])
-            face_ev_ms = (time.perf_counter() - t_face) * 1000
-            file_ev, file_ev_ms = self._collect_evidence(ev_futs[i], ld.item.path, ld.load_ms)
+            try:  # the file's deadline covers detection, the model and evidence too, not just its decode
+                ld.deadline.check("during face detection and scoring")
+                t_face = time.perf_counter()
+                self._face_evidence(per_image[i])
+                face_ev_ms = (time.perf_counter() - t_face) * 1000
+                ld.deadline.check("during Grad-CAM evidence")
+                file_ev, file_ev_ms = ld.deadline.wait(pool, ev_futs[i], "during evidence analyses")
+            except ScanTimeoutError as exc:
+                ev_futs[i].cancel()
+                out.append(_error_result(ld.item.path, exc, ld.item))
+                continue
             faces = per_image[i]
             p_file = max(fr.fake_probability for fr in faces)
             res = self._base_result(ld)
@@ -708,14 +816,6 @@ class Scanner:
         self._add_total("evidence", ms)
         return res, ms
 
-    def _collect_evidence(self, fut: Future, path: str, spent_ms: float) -> tuple[list[EvidenceResult], float]:
-        timeout = None if self.config.timeout_s is None else max(1.0, self.config.timeout_s - spent_ms / 1000)
-        try:
-            return fut.result(timeout=timeout)
-        except FutureTimeout:
-            note = EvidenceResult("evidence", "file", None, "evidence analyses timed out", error="timeout")
-            return [note], timeout * 1000 if timeout else 0.0
-
     def _face_evidence(self, faces: list[FaceResult]) -> None:
         names = [n for n in self.config.evidence if _is_face_scope(n)]
         if not names:
@@ -730,7 +830,7 @@ class Scanner:
         self._add_total("evidence", (time.perf_counter() - t0) * 1000)
 
     # -- video --------------------------------------------------------------------------------------------------
-    def _scan_video(self, pool: ThreadPoolExecutor, ld: _Loaded, deadline: Deadline) -> FileResult:
+    def _scan_video(self, pool: WorkerPool, ld: _Loaded, deadline: Deadline) -> FileResult:
         from forensics import media
         from forensics.faces import IoUTracker, center_crop_face
 
@@ -748,8 +848,9 @@ class Scanner:
         det_ms = model_ms = align_ms = 0.0
         sampled = 0
         frames = media.iter_frames(ld.item.path, fps=fps, limits=self._limits)
+        stuck = False
         try:
-            for batch in _batched(frames, cfg.batch, limit=cfg.max_frames):
+            for batch in _batched(_decoded_in(pool, frames, deadline), cfg.batch, limit=cfg.max_frames):
                 deadline.check(f"after {sampled} sampled frames")
                 sampled += len(batch)
                 if first_frame is None:
@@ -787,12 +888,15 @@ class Scanner:
                         boxes = [fc.box for fc in faces if fc.frame == fr.index]
                         best = (p, fr.pixels.copy(), boxes)
                 _drop_crops_beyond_top(faces, cfg.explain_faces)  # memory: keep only the crops Grad-CAM may use
+        except ScanTimeoutError:
+            stuck = True
+            raise
         finally:
-            close = getattr(frames, "close", None)
-            if close:
-                close()
+            if not stuck:  # a decoder abandoned mid-frame still runs in its worker: closing it there would race
+                frames.close()
         if sampled == 0:
             raise media.TruncatedMediaError(ld.item.path, "no decodable video frame")
+        deadline.check("during face detection and scoring")
         res = self._base_result(ld)
         res.frames_sampled = sampled
         if faces:
@@ -835,7 +939,7 @@ class Scanner:
         if rep is not None and cfg.evidence:
             deadline.check("before evidence")
             fut = pool.submit(self._file_evidence, ld.item.path, "video", rep, best[2], info)
-            file_ev, ms = self._collect_evidence(fut, ld.item.path, 0.0)
+            file_ev, ms = deadline.wait(pool, fut, "during evidence analyses")
             res.evidence, ev_ms = file_ev, ev_ms + ms
         if cfg.keep_images and rep is not None:
             res.thumbnail = _thumbnail(rep)
@@ -922,6 +1026,17 @@ def _chunked(items: Iterable[InputItem], n: int) -> Iterator[list[InputItem]]:
         yield chunk
 
 
+def _decoded_in(pool: WorkerPool, frames: Iterator[Any], deadline: Deadline) -> Iterator[Any]:
+    """``frames`` with every ``next`` (demux + decode, where a hostile video spends its time) run in a worker and
+    bounded by the file's deadline, so a decoder stuck inside FFmpeg is abandoned instead of stalling the scan."""
+    end = object()
+    while True:
+        frame = deadline.wait(pool, pool.submit(next, frames, end), "while decoding video frames")
+        if frame is end:
+            return
+        yield frame
+
+
 def _batched(frames: Iterable[Any], n: int, limit: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for count, fr in enumerate(frames, start=1):
@@ -964,7 +1079,9 @@ def scan(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     cfg = ScanConfig(follow_symlinks=follow_symlinks, **config)
-    items: Iterable[InputItem] = InputExpander([str(p) for p in inputs], follow_symlinks=follow_symlinks)
+    items: Iterable[InputItem] = InputExpander(
+        [str(p) for p in inputs], follow_symlinks=follow_symlinks, timeout_s=cfg.timeout_s
+    )
     if skip:
         items = skip_done(items, skip)
     return get_engine(engine)(model=model, config=cfg).run(items)

@@ -48,3 +48,19 @@ def face_clips(tmp_path_factory) -> tuple[str, str]:
     a = write_video(d / "a.mp4", _face_frames(6, 2), fps=10, crf=18)
     b = write_video(d / "b.mp4", _face_frames(6, -2)[::-1], fps=10, crf=18)
     return str(a), str(b)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained 32 px NPR detector saved as a real model file (weights + model.json with thresholds)."""
+    import torch
+
+    from detectors.calibration import Identity
+    from detectors.modelfile import save_model
+    from detectors.registry import build_detector
+
+    torch.manual_seed(0)
+    det = build_detector("npr", res=32, widths=(4, 8))
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(out, det, Identity(), {"balanced": 0.5, "fpr1": 0.8, "fpr01": 0.95}, name="tiny-npr", licence="test")
+    return str(out)

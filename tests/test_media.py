@@ -277,14 +277,14 @@ def test_permission_denied_is_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyP
     """The same mapping, simulated, so it is checked when tests run as root too."""
     p = tmp_path / "locked.png"
     Image.fromarray(_image()).save(p)
-    real_open = open
+    real_open = os.open
 
-    def deny(file, mode="r", *a, **k):
+    def deny(file, flags, *a, **k):
         if str(file) == str(p):
             raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, mode, *a, **k)
+        return real_open(file, flags, *a, **k)
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr(os, "open", deny)  # every loader opens user files through os.open (open_for_read)
     with pytest.raises(UnreadableMediaError, match="permission denied") as e:
         load_image(p)
     _assert_error(e, p)
@@ -525,6 +525,29 @@ def test_corrupted_files_raise_only_media_errors(tmp_path: Path, seed_files: dic
     p = tmp_path / f"fuzz.{kind}"
     p.write_bytes(bytes(blob[:cut]))
     for fn in (probe, load_image, lambda q: list(iter_frames(q))):
+        try:
+            fn(p)
+        except MediaError as exc:
+            assert str(p) in str(exc) and "\n" not in str(exc)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_benchmark_mutations_raise_only_media_errors(tmp_path: Path, seed_files: dict[str, bytes], data) -> None:
+    """The fuzz benchmark's operators (chunk duplication, header edits, splices, ...) on every loader and on
+    ``sniff``, chained like in ``benchmarks.fuzz_scan``; a small budget here, 10,000 files in the benchmark."""
+    from benchmarks.fuzz_scan import MUTATORS
+
+    kind = data.draw(st.sampled_from(sorted(seed_files)))
+    chain = data.draw(st.lists(st.sampled_from(sorted(MUTATORS)), min_size=1, max_size=3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    blob = seed_files[kind]
+    for op in chain:
+        blob = MUTATORS[op](rng, blob)
+    p = tmp_path / f"mutant.{kind}"
+    p.write_bytes(blob)
+    for fn in (sniff, probe, load_image, lambda q: list(iter_frames(q, fps=2.0))):
         try:
             fn(p)
         except MediaError as exc:

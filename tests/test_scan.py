@@ -23,22 +23,6 @@ from forensics.pipeline import SCHEMA_VERSION, FileResult, ScanConfig, Threshold
 SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An untrained 32 px NPR detector saved as a real model file (weights + model.json with thresholds)."""
-    import torch
-
-    from detectors.calibration import Identity
-    from detectors.modelfile import save_model
-    from detectors.registry import build_detector
-
-    torch.manual_seed(0)
-    det = build_detector("npr", res=32, widths=(4, 8))
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(out, det, Identity(), {"balanced": 0.5, "fpr1": 0.8, "fpr01": 0.95}, name="tiny-npr", licence="test")
-    return str(out)
-
-
 def _face_image(side: int = 256) -> np.ndarray:
     from skimage import data
 

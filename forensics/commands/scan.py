@@ -53,7 +53,7 @@ class ThresholdType(click.ParamType):
 @click.option("--resume", metavar="OUT.jsonl",
               help="Skip inputs already in this JSONL (same path and sha256) and append new records to it.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
-              help="Per-file time limit in seconds (0 = none).")
+              help="Per-file time limit in seconds, every stage from hashing to evidence (0 = none).")
 @click.option("--fps", type=float, default=1.0, show_default=True, help="Video frames sampled per second.")
 @click.option("--max-frames", type=int, default=32, show_default=True,
               help="Sampled frames per video; the rate is lowered so they span the whole clip.")
@@ -129,7 +129,9 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     engine_cls = get_engine(o.get("engine", "local"))
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k)}
     engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # loads the model: fails fast
-    expander = InputExpander(inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin)
+    expander = InputExpander(
+        inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin, timeout_s=config.timeout_s
+    )
     items: Any = expander
     if resume:
         trim_partial_line(resume)

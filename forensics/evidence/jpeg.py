@@ -13,6 +13,7 @@ from PIL import Image
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
 from forensics.evidence._common import to_gray
+from forensics.media.sniff import open_for_read
 
 # ITU T.81 Annex K tables (natural order), the base of libjpeg's quality scaling.
 STD_LUMA = np.array(
@@ -76,7 +77,7 @@ def double_compression_score(gray: np.ndarray, table: np.ndarray) -> float:
 
 @register_evidence("jpeg", scope="file", media=("image",), description="Quantisation tables, quality, re-saving.")
 def jpeg(subject: EvidenceSubject) -> EvidenceResult:
-    with Image.open(subject.path) as im:
+    with open_for_read(subject.path) as fh, Image.open(fh) as im:
         if im.format != "JPEG":
             return EvidenceResult(
                 "jpeg",

@@ -13,6 +13,7 @@ import struct
 from PIL import Image
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
+from forensics.media.sniff import open_for_read
 
 READ_LIMIT = 16 << 20  # metadata lives in the first megabytes; never read a whole video
 EXIF_TAGS = {271: "Make", 272: "Model", 305: "Software", 306: "DateTime", 315: "Artist", 33432: "Copyright"}
@@ -75,7 +76,7 @@ def _exif(path: str) -> tuple[dict[str, str], dict[str, str]]:
     tags: dict[str, str] = {}
     text: dict[str, str] = {}
     try:
-        with Image.open(path) as im:
+        with open_for_read(path) as fh, Image.open(fh) as im:
             exif = im.getexif()
             for k, name in EXIF_TAGS.items():
                 if k in exif:
@@ -94,7 +95,7 @@ def _exif(path: str) -> tuple[dict[str, str], dict[str, str]]:
 
 @register_evidence("metadata", scope="file", description="EXIF / XMP / C2PA presence and software tags.")
 def metadata(subject: EvidenceSubject) -> EvidenceResult:
-    with open(subject.path, "rb") as f:
+    with open_for_read(subject.path) as f:  # the path may have been swapped for a FIFO since it was decoded
         data = f.read(READ_LIMIT)
     exif, text = _exif(subject.path) if subject.media_type == "image" else ({}, {})
     xmp = _xmp(data)

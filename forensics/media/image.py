@@ -289,7 +289,7 @@ def is_animated(path: str | Path, spec: FormatSpec) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=[spec.pil_format]) as img:
+            with open_for_read(path) as fh, Image.open(fh, formats=[spec.pil_format]) as img:
                 return bool(getattr(img, "is_animated", False))
     except Exception:  # sniffing must not fail on a broken body; load/probe report the real problem
         return False

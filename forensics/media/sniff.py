@@ -207,10 +207,7 @@ def checked_size(path: str | Path, limits: MediaLimits | None, *, image: bool = 
         raise UnreadableMediaError(path, "permission denied") from None
     except OSError as exc:
         raise UnreadableMediaError(path, f"cannot stat ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UnreadableMediaError(path, "is a directory, not a media file")
-    if not stat.S_ISREG(st.st_mode):
-        raise UnreadableMediaError(path, "not a regular file (device, pipe or socket)")
+    _require_regular(path, st.st_mode)
     if st.st_size == 0:
         raise UnreadableMediaError(path, "empty file (0 bytes)")
     if limits is None:
@@ -221,10 +218,45 @@ def checked_size(path: str | Path, limits: MediaLimits | None, *, image: bool = 
     return st.st_size
 
 
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs to guard against
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+
+
+def non_regular_kind(mode: int) -> str | None:
+    """What a non-regular file is ('named pipe (FIFO)', 'socket', ...), or None for a regular file."""
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "special file"
+
+
+def _require_regular(path: str | Path, mode: int) -> None:
+    kind = non_regular_kind(mode)
+    if kind == "directory":
+        raise UnreadableMediaError(path, "is a directory, not a media file")
+    if kind is not None:
+        raise UnreadableMediaError(path, f"not a regular file but a {kind}; refused without reading it")
+
+
 def open_for_read(path: str | Path):
-    """``open(path, 'rb')`` with OS errors mapped to :class:`UnreadableMediaError`."""
+    """Open a *regular* file for binary reading; anything else is refused without blocking or reading.
+
+    ``open()`` on a FIFO blocks until a writer appears (forever, in an upload folder), and a device may block, read
+    endlessly (``/dev/zero``) or act on being opened. So the path is ``stat``-ed first (a device is never opened),
+    then opened with ``O_NONBLOCK`` (a FIFO swapped in after the ``stat`` opens at once instead of blocking) and
+    the *descriptor* is ``fstat``-ed, which checks the object actually opened. Only then is ``O_NONBLOCK`` cleared
+    for ordinary reads. OS errors become :class:`UnreadableMediaError`.
+    """
     try:
-        return open(path, "rb")  # noqa: SIM115 - the caller owns the handle
+        _require_regular(path, os.stat(path).st_mode)
+        fd = os.open(path, _O_READ | _O_NONBLOCK | _O_NOCTTY)
     except PermissionError:
         raise UnreadableMediaError(path, "permission denied") from None
     except FileNotFoundError:
@@ -233,6 +265,16 @@ def open_for_read(path: str | Path):
         raise UnreadableMediaError(path, "is a directory, not a media file") from None
     except OSError as exc:
         raise UnreadableMediaError(path, f"cannot open ({exc.strerror or exc})") from None
+    try:
+        _require_regular(path, os.fstat(fd).st_mode)
+        if _O_NONBLOCK:
+            import fcntl
+
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_head(path: str | Path, n: int = HEAD_BYTES) -> bytes:

@@ -11,6 +11,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from itertools import chain
 from pathlib import Path
@@ -53,15 +54,19 @@ def hash_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _open(path: str | Path, spec: FormatSpec):
+@contextmanager
+def _open(path: str | Path, spec: FormatSpec) -> Iterator[Any]:
+    """The demuxer over a file object from :func:`open_for_read`: FFmpeg never opens the path itself, so a FIFO or
+    device swapped in for the file cannot block it."""
     import av
 
-    try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
-    except PermissionError:
-        raise UnreadableMediaError(path, "permission denied") from None
-    except av.FFmpegError as exc:
-        raise TruncatedMediaError(path, f"cannot parse {spec.description} ({_ffmsg(exc)})") from None
+    with open_for_read(path) as fh:
+        try:
+            container = av.open(fh, mode="r", metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            raise TruncatedMediaError(path, f"cannot parse {spec.description} ({_ffmsg(exc)})") from None
+        with container:
+            yield container
 
 
 def _ffmsg(exc: BaseException) -> str:

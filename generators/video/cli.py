@@ -200,9 +200,10 @@ def video_list(as_json: bool) -> None:
 
 @video.command("make-dataset")
 @click.option("--method", required=True, help="warp | swap | reenact | landmark2face (see 'forensics video list').")
-@click.option("--real", "real", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Real clips: targets and drivers (repeat, or list after the options).")
-@click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--real", "real", multiple=True, required=True, type=click.Path(exists=True),
+              help="Real clips or folders of clips: targets and drivers (repeat, or list after the options). "
+                   "Folders are walked like 'forensics scan' does; only files whose content is video are taken.")
+@click.argument("more", nargs=-1, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--n", default=4, show_default=True, help="Number of fake clips.")
 @click.option("--crf", "crf", default="23,40", show_default=True, help="Comma-separated CRFs; one copy each.")
@@ -215,7 +216,10 @@ def make_dataset(method, real, more, out, n, crf, model, max_frames, blend, spli
     """Write N fake clips (each target driven by the next clip) and their real twins at every CRF.
 
     Example: forensics video make-dataset --method warp --real a.mp4 --real b.mp4 --out data/warp --n 4 --crf 23,40
+
+    Example: forensics video make-dataset --method warp --real clips/ --out data/warp --n 8
     """
+    from forensics.inputs import expand_paths
     from generators.video.dataset import VideoDatasetConfig, make_video_dataset
 
     errors: list[str] = []
@@ -226,7 +230,8 @@ def make_dataset(method, real, more, out, n, crf, model, max_frames, blend, spli
 
     cfg = VideoDatasetConfig(method=method, n=n, crfs=_crfs(crf), max_frames=max_frames, model=model, blend=blend,
                              split=split)
-    out_dir = make_video_dataset(list(real) + list(more), Path(out), cfg, on_error=report)
+    clips = expand_paths([*real, *more], kind="video")
+    out_dir = make_video_dataset(clips, Path(out), cfg, on_error=report)
     click.echo(str(out_dir))
     if errors:
         raise SystemExit(2)

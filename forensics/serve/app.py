@@ -34,6 +34,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -253,9 +254,10 @@ class ScanService:
             request.state.cause = "too_large"
             return error_response(413, "too_large", f"request body over {self.settings.max_upload_bytes} bytes",
                                   {"Connection": "close"})  # fmt: skip
-        except MultiPartException as exc:
+        except (MultiPartException, HTTPException) as exc:  # Starlette's form parser raises either
             request.state.cause = "bad_request"
-            return error_response(400, "bad_request", f"malformed multipart body: {exc}")
+            detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
+            return error_response(400, "bad_request", f"multipart body refused: {detail}")
         except ClientDisconnect:
             request.state.cause = "client_disconnect"
             return Response(status_code=499)

@@ -491,13 +491,13 @@ def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
     from forensics.inputs import InputItem, sha256_of
 
     path = job["path"]
-    if job.get("sha256"):
-        return InputItem(path, sha256=job["sha256"], size_bytes=int(job.get("size_bytes") or 0))
     try:
         size = os.stat(path).st_size
         if max_file_bytes and size > max_file_bytes:
             return InputItem(path, size_bytes=size, error_type="MediaTooLargeError",
                              error=f"{path}: file is {size} bytes, over the {max_file_bytes}-byte limit")  # fmt: skip
+        if job.get("sha256"):  # hashed already while a server-side folder was listed
+            return InputItem(path, sha256=job["sha256"], size_bytes=size)
         digest, size = sha256_of(path)
     except OSError as exc:
         return InputItem(path, error=f"{path}: read error ({exc.strerror or exc})", error_type="UnreadableMediaError")

@@ -233,16 +233,25 @@ def test_bad_files_are_422_and_never_take_the_worker_down(server: Server, face_p
     assert server.worker_pid() == pid  # the same scanner process answered all of them
 
 
-def test_upload_limits_413(server: Server, face_png: bytes) -> None:
-    # declared too large: refused from the headers alone
-    status, _, body = server.json("POST", "/v1/scan", body=b"x" * (UPLOAD_LIMIT + 1))
-    assert status == 413 and body["cause"] == "too_large"
-    # chunked (no Content-Length): refused while counting, before the body ends
+def _raw_post(server: Server, head: bytes, body: bytes = b"") -> bytes:
+    """Headers (and a body) over a socket: the server must answer having read *everything* sent, or closing the
+    socket would reset the connection and lose the answer; so these bodies stop right where the limit trips."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        chunk = b"x" * (UPLOAD_LIMIT + 4096)
-        s.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer "
-                  + KEY.encode() + b"\r\n\r\n" + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")  # fmt: skip
-        reply = s.recv(4096)
+        s.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n" + head
+                  + b"\r\n" + body)  # fmt: skip
+        reply = b""
+        while chunk := s.recv(4096):  # the 413 answer says Connection: close
+            reply += chunk
+        return reply
+
+
+def test_upload_limits_413(server: Server, face_png: bytes) -> None:
+    # declared too large: refused from the headers alone, before a byte of the body is read
+    reply = _raw_post(server, f"Content-Length: {UPLOAD_LIMIT + 1}\r\n".encode())
+    assert reply.startswith(b"HTTP/1.1 413") and b'"cause":"too_large"' in reply
+    # chunked (no Content-Length): refused while counting, as soon as the limit is passed
+    chunk = b"x" * (UPLOAD_LIMIT + 1)
+    reply = _raw_post(server, b"Transfer-Encoding: chunked\r\n", f"{len(chunk):x}\r\n".encode() + chunk)
     assert reply.startswith(b"HTTP/1.1 413")
     body, ctype = multipart([(f"f{i}.png", face_png) for i in range(QUEUE + 1)])
     status, _, out = server.json("POST", "/v1/scan/batch", body=body, headers={"Content-Type": ctype})

@@ -444,6 +444,7 @@ class LoadReport:
     scan_baseline: list[dict[str, Any]] = field(default_factory=list)
     ratio_vs_scan: float = 0.0
     cpu_ms_per_request: float = 0.0  # front + scanner processes, during the load phase
+    front_cpu_ms_per_request: float = 0.0  # the HTTP front alone (uvicorn + Starlette + spooling)
     cpu_ratio_vs_scan: float = 0.0  # scan CPU ms per file / service CPU ms per request (> 1: the service is leaner)
     server_counters: dict[str, float] = field(default_factory=dict)
     soak: dict[str, Any] = field(default_factory=dict)
@@ -500,9 +501,11 @@ def run(args: argparse.Namespace) -> LoadReport:
         print(f"load: {args.requests} requests, {args.concurrency} connections ...", file=sys.stderr)
         procs = [srv.proc.pid, *_children(srv.proc.pid)]
         cpu0 = sum(_cpu_s(p) for p in procs)
+        front_cpu0 = _cpu_s(srv.proc.pid)
         answers, wall = asyncio.run(run_load(srv.port, files, args.requests, args.concurrency, args.client_timeout,
                                              args.max_seconds, progress))  # fmt: skip
         cpu_used = sum(_cpu_s(p) for p in procs) - cpu0  # a killed worker's share is lost (soak runs only)
+        front_cpu = _cpu_s(srv.proc.pid) - front_cpu0
         if killed:
             after = srv.wait_ready(workers=args.workers)
             killed["replaced_by"] = [w["pid"] for w in after["workers"] if w["pid"] != victim]
@@ -526,6 +529,7 @@ def run(args: argparse.Namespace) -> LoadReport:
     admitted = sum(1 for a in answers if a.status not in (0, 413, 429, 401, 400))
     files_answered = sum(v for k, v in counters.items() if k.startswith("forensics_serve_files_total"))
     rep.cpu_ms_per_request = round(1000 * cpu_used / max(1, rep.answered), 2)
+    rep.front_cpu_ms_per_request = round(1000 * front_cpu / max(1, rep.answered), 2)
     rep.server_counters = {
         "files_answered": files_answered,
         "worker_restarts": counters.get("forensics_serve_worker_restarts_total", 0.0),
@@ -585,7 +589,7 @@ def write_report(rep: LoadReport, out: Path) -> None:
         f"| `forensics scan` steady files/s (before / after) | {base} |",
         f"| ratio service / scan (throughput, mean of the scan runs) | {rep.ratio_vs_scan:.2f}x |",
         f"| CPU per file: scan / service (front + workers) | {cpu_base} / {rep.cpu_ms_per_request:.1f} ms "
-        f"({rep.cpu_ratio_vs_scan:.2f}x) |",
+        f"({rep.cpu_ratio_vs_scan:.2f}x); front alone {rep.front_cpu_ms_per_request:.1f} ms |",
         f"| worker killed | {rep.soak['killed'] or 'no'} |",
         f"| unanswered / duplicated / mismatched answers | {rep.soak['requests_without_answer']} / "
         f"{rep.soak['duplicate_answers']} / {rep.soak['mismatched_answers']} |",

@@ -250,8 +250,13 @@ class ScanPool:
     def _requeue(self, jobs: list[Job]) -> None:
         """Put unanswered jobs of a dead worker back at the front, in their order (they were admitted already)."""
         with self._cond:
-            self._queue.extendleft(reversed([j for j in jobs if not j.answered]))
-            self._cond.notify_all()
+            closing = self._closing
+            if not closing:
+                self._queue.extendleft(reversed([j for j in jobs if not j.answered]))
+                self._cond.notify_all()
+        if closing:  # no worker will take them any more
+            for job in jobs:
+                job.error(SHUTTING_DOWN, "ServiceUnavailable", "the service is shutting down")
 
     def _take(self) -> list[Job]:
         """Block until there is work; return this worker's share (a retried job always travels alone)."""

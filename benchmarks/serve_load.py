@@ -508,7 +508,8 @@ def run(args: argparse.Namespace) -> LoadReport:
         front_cpu = _cpu_s(srv.proc.pid) - front_cpu0
         if killed:
             after = srv.wait_ready(workers=args.workers)
-            killed["replaced_by"] = [w["pid"] for w in after["workers"] if w["pid"] != victim]
+            killed["workers_after"] = [w["pid"] for w in after["workers"]]
+            killed["restarts"] = sum(w["restarts"] for w in after["workers"])
         counters = srv.metrics()
     finally:
         sampler.stop()
@@ -590,6 +591,7 @@ def write_report(rep: LoadReport, out: Path) -> None:
         f"| ratio service / scan (throughput, mean of the scan runs) | {rep.ratio_vs_scan:.2f}x |",
         f"| CPU per file: scan / service (front + workers) | {cpu_base} / {rep.cpu_ms_per_request:.1f} ms "
         f"({rep.cpu_ratio_vs_scan:.2f}x); front alone {rep.front_cpu_ms_per_request:.1f} ms |",
+        f"| worker restarts counted by the server | {rep.server_counters['worker_restarts']:.0f} |",
         f"| worker killed | {rep.soak['killed'] or 'no'} |",
         f"| unanswered / duplicated / mismatched answers | {rep.soak['requests_without_answer']} / "
         f"{rep.soak['duplicate_answers']} / {rep.soak['mismatched_answers']} |",

@@ -568,12 +568,18 @@ def write_report(rep: LoadReport, out: Path) -> None:
     (out / f"{rep.name}.json").write_text(json.dumps(asdict(rep), indent=2) + "\n")
     base = " / ".join(f"{b['files_per_s']:.1f}" for b in rep.scan_baseline) or "not run"
     cpu_base = " / ".join(f"{b['cpu_ms_per_file']:.1f}" for b in rep.scan_baseline) or "not run"
+    ratio = f"{rep.ratio_vs_scan:.2f}x" if rep.scan_baseline else "not run"
+    if rep.soak.get("killed"):  # the killed worker's CPU is lost and its replacement's is not sampled
+        cpu = f"{cpu_base} / n/a (a worker was killed); front alone {rep.front_cpu_ms_per_request:.1f} ms"
+    else:
+        cpu = (f"{cpu_base} / {rep.cpu_ms_per_request:.1f} ms ({rep.cpu_ratio_vs_scan:.2f}x); front alone "
+               f"{rep.front_cpu_ms_per_request:.1f} ms")  # fmt: skip
     lines = [
         f"# forensics serve load: {rep.name}",
         "",
         f"`{rep.command}` at commit `{rep.git_commit[:12]}`; server: `{rep.config.get('server_command')}`.",
         f"Machine: {rep.machine['cpus']} CPUs ({rep.machine['platform']}), load average at start "
-        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (shared with a training run).",
+        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (the machine was shared with other jobs: a training run and other benchmarks).",
         "",
         "| metric | value |",
         "| --- | --- |",
@@ -588,9 +594,8 @@ def write_report(rep: LoadReport, out: Path) -> None:
         f"| peak RSS (front + workers / front / largest worker) | {rep.peak_rss_mb['total']:.0f} / "
         f"{rep.peak_rss_mb['front']:.0f} / {rep.peak_rss_mb['largest_worker']:.0f} MB |",
         f"| `forensics scan` steady files/s (before / after) | {base} |",
-        f"| ratio service / scan (throughput, mean of the scan runs) | {rep.ratio_vs_scan:.2f}x |",
-        f"| CPU per file: scan / service (front + workers) | {cpu_base} / {rep.cpu_ms_per_request:.1f} ms "
-        f"({rep.cpu_ratio_vs_scan:.2f}x); front alone {rep.front_cpu_ms_per_request:.1f} ms |",
+        f"| ratio service / scan (throughput, mean of the scan runs) | {ratio} |",
+        f"| CPU per file: scan / service (front + workers) | {cpu} |",
         f"| worker restarts counted by the server | {rep.server_counters['worker_restarts']:.0f} |",
         f"| worker killed | {rep.soak['killed'] or 'no'} |",
         f"| unanswered / duplicated / mismatched answers | {rep.soak['requests_without_answer']} / "

@@ -385,3 +385,21 @@ def test_logs_are_json_lines_with_request_ids(server: Server, face_png: bytes) -
     mine = [x for x in lines if x.get("request_id") == "log-check-7"]
     assert mine and mine[-1]["status"] == 200 and mine[-1]["path"] == "/v1/scan" and mine[-1]["duration_ms"] > 0
     assert not any(KEY in json.dumps(x) for x in lines)  # keys never reach the log
+
+
+def test_load_benchmark_hostile_files_are_refused_as_the_report_says(server: Server, face_png: bytes) -> None:
+    """``benchmarks.serve_load``'s hostile set against a live server: each kind fails the way its report counts."""
+    from benchmarks.serve_load import Sample, hostile_files, interleave
+
+    good = [Sample("face.png", face_png, "good")]
+    hostile = hostile_files(5, good)
+    expected = {"text": "UnsupportedMediaError", "truncated": "TruncatedMediaError", "bomb": "MediaTooLargeError",
+                "zip": "UnsupportedMediaError"}  # fmt: skip
+    for h in hostile:
+        if h.kind == "oversize":
+            assert len(h.data) > UPLOAD_LIMIT
+            continue
+        status, _, rec = server.json("POST", f"/v1/scan?filename={h.name}", body=h.data)
+        assert status == 422 and rec["error_type"] == expected[h.kind] and rec["sha256"] == h.sha256, (h.kind, rec)
+    mixed = interleave(good * 20, hostile)
+    assert len(mixed) == 25 and [s.kind for s in mixed[:4]] == ["good", "good", "good", "good"]

@@ -579,7 +579,7 @@ def write_report(rep: LoadReport, out: Path) -> None:
         "",
         f"`{rep.command}` at commit `{rep.git_commit[:12]}`; server: `{rep.config.get('server_command')}`.",
         f"Machine: {rep.machine['cpus']} CPUs ({rep.machine['platform']}), load average at start "
-        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (the machine was shared with other jobs: a training run and other benchmarks).",
+        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (shared with other jobs).",
         "",
         "| metric | value |",
         "| --- | --- |",

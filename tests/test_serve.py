@@ -7,6 +7,7 @@ Freezing the worker with SIGSTOP makes "queue full" and "timeout" deterministic 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -167,6 +168,37 @@ def test_bad_options_fail_before_starting(tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["serve", "--model", str(tmp_path / "nope")]) == 2
     assert "no such model" in capsys.readouterr().err
     assert cli.main(["serve", "--threshold", "fpr5"]) == 2
+    assert cli.main(["serve", "--face-detector", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_load_keeps_the_service_unready(tmp_path: Path) -> None:
+    """The card is fine (checked at start-up) but the weights are not: /readyz says why, scans get 503."""
+    from forensics.pipeline import DEFAULT_MODEL_DIR
+
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "model.json").write_text((DEFAULT_MODEL_DIR / "model.json").read_text())
+    (model / "model.safetensors").write_bytes(b"not safetensors at all")
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    cmd = [sys.executable, "-m", "cli", "serve", "--port", str(port), "--model", str(model), "--device", "cpu"]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=Path(cli.__file__).parent)
+    srv = Server(port, proc, tmp_path, log)
+    try:
+        end, state = time.monotonic() + 90, {}
+        while time.monotonic() < end and not (state.get("workers") or [{}])[0].get("error"):
+            time.sleep(0.3)
+            with contextlib.suppress(OSError):
+                status, _, state = srv.json("GET", "/readyz", key=None, timeout=5)
+        assert status == 503 and state["ready"] is False and "model.safetensors" in state["workers"][0]["error"]
+        status, headers, body = srv.json("POST", "/v1/scan", body=b"x", key=None)
+        assert status == 503 and body["cause"] == "unavailable" and headers["retry-after"] == "5"
+        assert srv.json("GET", "/healthz", key=None)[0] == 200  # alive, just not ready
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_probes_model_card_and_api_key(server: Server) -> None:

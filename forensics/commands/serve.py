@@ -65,6 +65,7 @@ def settings_from_options(o: dict[str, Any]) -> Any:
     """Options -> :class:`ServeSettings`, with the model card and key file checked before anything starts."""
     from detectors.modelfile import read_card, resolve_model_dir
     from forensics.errors import ModelFileError
+    from forensics.faces import FACE_DETECTORS
     from forensics.pipeline import DEFAULT_MODEL_DIR, ThresholdPolicy
     from forensics.serve.settings import ServeSettings, read_api_keys
 
@@ -72,6 +73,7 @@ def settings_from_options(o: dict[str, Any]) -> Any:
     if model == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         raise ModelFileError("no default model shipped; pass --model FILE")
     card = read_card(resolve_model_dir(model))  # torch-free: a typo fails here, not in every worker
+    FACE_DETECTORS.get(o["face_detector"])
     ThresholdPolicy.resolve(o["threshold"], dict(card.get("thresholds") or {"balanced": 0.5}))
     return ServeSettings(
         host=o["host"], port=o["port"], model=model, workers=o["workers"], threads=o["threads"],

@@ -140,6 +140,7 @@ class _Slot:
     state: str = "starting"  # starting | ready | busy | failed | stopped
     pid: int | None = None
     restarts: int = 0
+    error: str | None = None  # why the last start failed (shown by /readyz)
     proc: Any = None
     conn: Connection | None = None
 
@@ -220,7 +221,8 @@ class ScanPool:
         return self._pending - len(self._queue)
 
     def worker_states(self) -> list[dict[str, Any]]:
-        return [{"index": s.index, "state": s.state, "pid": s.pid, "restarts": s.restarts} for s in self.slots]
+        return [{"index": s.index, "state": s.state, "pid": s.pid, "restarts": s.restarts, "error": s.error}
+                for s in self.slots]  # fmt: skip
 
     def retry_after(self) -> int:
         """Seconds until the backlog has likely drained: a hint for 429 answers (1 to 60)."""
@@ -318,19 +320,23 @@ class ScanPool:
             try:
                 msg = json.loads(parent.recv_bytes())
             except (EOFError, OSError, ValueError):
-                log.error("scan worker %d (pid %s) died while starting (exit %s)", slot.index, proc.pid,
-                          _exit_desc(proc))  # fmt: skip
+                proc.join(1.0)
+                slot.error = f"died while starting ({_exit_desc(proc)})"
+                log.error("scan worker %d (pid %s) %s", slot.index, proc.pid, slot.error)
                 return False
             if msg.get("op") == "ready":
                 if self.model_card is None:
                     self.model_card = msg.get("model")
-                slot.state = "ready"
+                slot.state, slot.error = "ready", None
                 log.info("scan worker %d ready (pid %s, model loaded in %.1f s)", slot.index, proc.pid,
                          msg.get("load_s", 0.0))  # fmt: skip
                 return True
-            log.error("scan worker %d could not start: %s", slot.index, msg.get("error", msg))
+            slot.error = str(msg.get("error", msg))
+            log.error("scan worker %d could not start: %s", slot.index, slot.error)
             _kill(proc)
             return False
+        if not self._closing:
+            slot.error = f"model not loaded after {READY_TIMEOUT_S:g} s"
         _kill(proc)
         return False
 

@@ -179,7 +179,8 @@ class ScanService:
         self.settings = settings
         self.metrics = ServeMetrics()
         self.pool = ScanPool(
-            WorkerOptions(model=settings.model, scan=settings.scan_config, max_file_bytes=settings.max_upload_bytes),
+            WorkerOptions(model=settings.model, scan=settings.scan_config, max_file_bytes=settings.max_upload_bytes,
+                          log_level=settings.log_level, json_logs=settings.json_logs),
             workers=settings.workers, capacity=settings.queue, batch=settings.batch,
             on_answer=lambda job, out: self.metrics.file_answered(out.cause, out.record.get("error_type")),
             on_restart=lambda _slot: self.metrics.restarts.inc(),

@@ -35,7 +35,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -132,6 +132,8 @@ class WorkerOptions:
     model: str = "default"
     scan: dict[str, Any] = field(default_factory=dict)  # ScanConfig fields
     max_file_bytes: int = 32 * 1024 * 1024  # server-side paths: refused before hashing when larger
+    log_level: str = "info"
+    json_logs: bool = True  # the workers log like the front: their stderr is the same stream
 
 
 @dataclass
@@ -305,8 +307,7 @@ class ScanPool:
     def _spawn(self, slot: _Slot) -> bool:
         slot.state = "starting"
         parent, child = self._ctx.Pipe(duplex=True)
-        opts = json.dumps({"model": self.options.model, "scan": self.options.scan,
-                           "max_file_bytes": self.options.max_file_bytes})  # fmt: skip
+        opts = json.dumps(asdict(self.options))
         proc = self._ctx.Process(target=worker_main, args=(child, opts), name=f"forensics-scan-{slot.index}")
         proc.daemon = True  # a front that exits for any reason takes its workers with it
         proc.start()
@@ -459,8 +460,11 @@ def worker_main(conn: Connection, options_json: str) -> None:
     Per-file failures come back as ``status: error`` records (``Scanner.scan_items`` never raises for a file);
     an exception outside a file (a bug) is reported for each job of the chunk and the worker carries on.
     """
+    from forensics.serve.logs import configure_logging
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the front stops us
     opts = json.loads(options_json)
+    configure_logging(opts.get("log_level", "info"), opts.get("json_logs", True))
     t0 = time.perf_counter()
     try:
         from forensics.pipeline import ScanConfig, Scanner

@@ -211,16 +211,12 @@ class ScanPool:
         return sum(s.state in ("ready", "busy") for s in self.slots)
 
     @property
-    def pending(self) -> int:
-        return self._pending
-
-    @property
     def waiting(self) -> int:
         return len(self._queue)
 
     @property
     def in_flight(self) -> int:
-        return self._pending - len(self._queue)
+        return max(0, self._pending - len(self._queue))  # a job answered while queued (timeout) still sits there
 
     def worker_states(self) -> list[dict[str, Any]]:
         return [{"index": s.index, "state": s.state, "pid": s.pid, "restarts": s.restarts, "error": s.error}

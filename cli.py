@@ -19,6 +19,7 @@ from forensics import __version__
 # name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("forensics.commands.scan:scan", "Scan images and videos for synthetic or manipulated faces."),
+    "serve": ("forensics.commands.serve:serve", "Serve scans over HTTP for moderation pipelines (JSON records)."),
     "faces": ("forensics.commands.faces:faces", "Detect, align and extract faces from images and videos."),
     "data": ("forensics.commands.data:data", "Import, normalise and inspect datasets (manifest.jsonl)."),
     "doctor": ("forensics.commands.doctor:doctor", "Report the environment: Python, torch, devices, codecs, models."),

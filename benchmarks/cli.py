@@ -127,13 +127,12 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of run folders (default: benchmarks/results).")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), help="Rewrite the leaderboard block here.")
-def leaderboard_cmd(results_dir: Path | None, readme: Path | None) -> None:
-    """Build the README leaderboard table from committed runs (benchmarks/results/*/results.json)."""
-    from benchmarks.leaderboard import DEFAULT_RESULTS, render, update_readme
+@click.option("--check", is_flag=True, help="With --readme: change nothing, fail when the block is out of date.")
+def leaderboard_cmd(results_dir: Path | None, readme: Path | None, check: bool) -> None:
+    """Build the README leaderboard table from committed runs (benchmarks/results/*/results.json).
 
-    table = render(results_dir or DEFAULT_RESULTS)
-    if readme:
-        update_readme(readme, table)
-        click.echo(f"updated {readme}")
-    else:
-        click.echo(table)
+    Example: forensics bench leaderboard --readme README.md --check
+    """
+    from benchmarks.leaderboard import DEFAULT_RESULTS, apply
+
+    click.echo(apply(results_dir or DEFAULT_RESULTS, readme, check))

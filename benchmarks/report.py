@@ -201,7 +201,8 @@ def _group_text(cell: dict[str, Any]) -> str:
 
 def _few_resamples(results: dict[str, Any]) -> list[str]:
     n = results["metrics_config"]["bootstrap"]
-    return [f"- **{n} resamples is below the {MIN_BOOT} reported numbers need: a smoke run.**"] if n < MIN_BOOT else []
+    note = f"- **{n} resamples: fewer than the {MIN_BOOT} a reported interval needs; rerun before quoting intervals.**"
+    return [note] if n < MIN_BOOT else []
 
 
 def _relation_name(results: dict[str, Any]) -> str:

@@ -70,13 +70,18 @@ def run_cmd(obj, bench_file: Path, out: Path | None, device: str, workers: int, 
     )
 
 
-@bench.command("report", epilog="Example: forensics bench report runs/bench/loo-gan")
+@bench.command("report", epilog="Example: forensics bench report runs/bench/loo-gan --bootstrap 1000")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-def report_cmd(run_dir: Path) -> None:
+@click.option("--bootstrap", type=int, default=None,
+              help="Recompute every cell's metrics from RUN_DIR/cells with this many resamples (no scoring).")
+def report_cmd(run_dir: Path, bootstrap: int | None) -> None:
     """Re-render report.md and the PNG plots of RUN_DIR from its results.json (no scoring)."""
-    from benchmarks.report import write_report
+    from benchmarks.report import recompute_metrics, write_report
 
-    for p in write_report(run_dir):
+    results = None
+    if bootstrap is not None:
+        results = recompute_metrics(run_dir, bootstrap, f"forensics bench report {run_dir} --bootstrap {bootstrap}")
+    for p in write_report(run_dir, results):
         click.echo(str(p))
 
 

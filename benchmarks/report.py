@@ -35,7 +35,7 @@ from benchmarks.perturbations import parse_perturbation
 from forensics.errors import DataError
 
 if TYPE_CHECKING:
-    from benchmarks.config import BenchConfig
+    from benchmarks.config import BenchConfig, MetricsConfig
     from benchmarks.runner import CellScores
 
 RESULTS = "results.json"
@@ -64,9 +64,8 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = ROC_POINTS) -> dict[str, li
     return {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
 
 
-def cell_metrics(y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], cfg: BenchConfig) -> dict[str, Any]:
+def cell_metrics(y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], m: MetricsConfig) -> dict[str, Any]:
     """Every metric of one cell with bootstrap intervals; accuracies only at the model's stored presets."""
-    m = cfg.metrics
     presets = {k: thresholds[k] for k in m.presets if k in thresholds}
     alpha = 1 - m.ci
     rep = evaluate_scores(y, p, p, thresholds=presets, n_boot=m.bootstrap, seed=m.seed).to_dict()
@@ -121,7 +120,7 @@ def build_results(
             "n_errors": len(cs.errors),
         }
         try:
-            entry["metrics"] = cell_metrics(cs.y, cs.p, models[key]["thresholds"], cfg)
+            entry["metrics"] = cell_metrics(cs.y, cs.p, models[key]["thresholds"], cfg.metrics)
             fpr, tpr, _ = roc_curve(cs.y, cs.p)
             entry["roc"] = _thin(fpr, tpr)
             entry["reliability"] = reliability_bins(cs.y, cs.p)
@@ -141,6 +140,33 @@ def build_results(
         "speed": speed,
         "cells": cells,
     }
+
+
+def recompute_metrics(run_dir: str | Path, bootstrap: int, command: str = "") -> dict[str, Any]:
+    """Every cell's metrics again from the scores the run committed (``OUT/cells``) with ``bootstrap`` resamples:
+    no model, no data, no scoring. Why: a run made with too few resamples is brought up to the reporting rule
+    without re-scoring thousands of images; ``results.json`` records that (and how) its intervals were recomputed."""
+    from benchmarks.config import MetricsConfig
+
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    scores: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in sorted((run_dir / "cells").glob("*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        scores[(d["id"], d["level"])] = d
+    given = dict((results.get("config") or {}).get("metrics") or {})
+    m = MetricsConfig(**{**given, "bootstrap": int(bootstrap)})
+    for entry in results["cells"]:
+        if not entry.get("metrics"):
+            continue
+        d = scores.get((entry["id"], entry["level"]))
+        if d is None:
+            raise DataError(f"{run_dir}: no cells/ scores for cell {entry['id']} ({entry['level']})")
+        thresholds = results["models"][entry["model"]]["thresholds"]
+        entry["metrics"] = cell_metrics(np.asarray(d["y"]), np.asarray(d["p"], dtype=np.float64), thresholds, m)
+    results["metrics_config"]["bootstrap"] = m.bootstrap
+    results["recomputed"] = {"bootstrap": m.bootstrap, "from": "cells/", "command": command}
+    return results
 
 
 # -- rendering (never computes metrics) ---------------------------------------------------------------------------
@@ -254,6 +280,8 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         f"model's stored presets ({', '.join(presets)}), never at a threshold fitted on the test set; TPR@0.1%FPR "
         f"only where a cell has >= {MIN_REALS_FPR01} reals (else -).",
         *_few_resamples(results),
+        *([f"- intervals recomputed from the committed scores (`cells/`) by `{results['recomputed']['command']}`."]
+          if results.get("recomputed") else []),
         *_relation(results),
         *_models(results),
         "",

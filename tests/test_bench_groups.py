@@ -22,7 +22,7 @@ from detectors.data import face_view, item_from_row, load_items
 from forensics.dataset import ManifestRow, read_manifest, sha256_file, write_manifest
 from forensics.errors import DataError
 from generators.registry import family_components, family_groups
-from tests.test_bench import make_dataset, write_cfg
+from tests.test_bench import make_dataset, opts, robustness_cfg, world, write_cfg  # noqa: F401 (world: fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,6 +206,22 @@ def test_leaderboard_rows_name_the_exact_model_and_intervals_their_n(tmp_path):
     assert "| m `111111111111` | 0.900 [0.850, 0.950] (n=1000/100) |" in table
     assert "| m `222222222222` | - | - | - | 0.900 [0.850, 0.950] (n=1000/100) |" in table
     assert "sg2 AUC, same-source held-out (v1)" in table
+
+
+def test_intervals_recomputed_from_committed_scores(world, tmp_path):  # noqa: F811 (world: fixture)
+    """A run made with too few resamples is brought up to the rule from its cells/ (no model, no data)."""
+    from benchmarks.report import recompute_metrics, write_report
+    from benchmarks.runner import run
+
+    out = tmp_path / "run"
+    before = run(robustness_cfg(world, tmp_path / "rob.yaml", perturbations=["none"]), opts(out))
+    after = recompute_metrics(out, 120, "forensics bench report run --bootstrap 120")
+    a, b = before["cells"][0]["metrics"], after["cells"][0]["metrics"]
+    assert a["auc"] == b["auc"] and a["n_boot"] == 50 and b["n_boot"] == 120
+    assert after["metrics_config"]["bootstrap"] == 120
+    write_report(out, after)
+    text = (out / "report.md").read_text()
+    assert "(120 resamples)" in text and "--bootstrap 120" in text and "rerun before quoting" in text
 
 
 # -- traceability: the README table is what the committed results give ----------------------------------------------

@@ -141,11 +141,13 @@ def fmt_interval(m: dict[str, Any], name: str, n: str = "") -> str:
 
 
 def fmt_value(m: dict[str, Any], name: str) -> str:
+    """The bare value (no interval), for columns that quote a point estimate only."""
     v = m.get(name)
     return "-" if v is None or v != v else f"{v:.3f}"
 
 
 def clean_cell(c: dict[str, Any]) -> bool:
+    """A ``results.json`` cell with metrics, scored without perturbation: what headline columns quote."""
     return bool(c.get("metrics")) and c["perturbation"] == "none"
 
 

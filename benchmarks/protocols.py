@@ -146,6 +146,16 @@ def fmt_value(m: dict[str, Any], name: str) -> str:
     return "-" if v is None or v != v else f"{v:.3f}"
 
 
+#: cell-group keys that describe how a test set was made (held-out group members, resolution matching) rather than
+#: select a subset of it
+DESCRIPTIVE_KEYS = frozenset({"key", "families", "components", "reals_matched_to"})
+
+
+def whole_set(c: dict[str, Any]) -> bool:
+    """A scoring cell over a whole dataset entry (not a ``group_by`` subset)."""
+    return set(c["group"]) - DESCRIPTIVE_KEYS == {"dataset"}
+
+
 def clean_cell(c: dict[str, Any]) -> bool:
     """A ``results.json`` cell with metrics, scored without perturbation: what headline columns quote."""
     return bool(c.get("metrics")) and c["perturbation"] == "none"
@@ -465,11 +475,12 @@ class CrossDataset(ScoringProtocol):
 
     def leaderboard(self, results: dict[str, Any], run: str) -> list[Column]:
         """AUC (interval and n), TPR at 1% FPR and ECE on the first whole test set, clean, labelled by relation."""
-        cells = [c for c in results.get("cells", []) if clean_cell(c) and set(c["group"]) == {"dataset"}]
+        cells = [c for c in results.get("cells", []) if clean_cell(c) and whole_set(c)]
         if not cells:
             return []
         ds, rel = cells[0]["group"]["dataset"], self.relation(results)
-        auc = Column(f"{ds} AUC, {rel} ({run})", {})
+        matched = cells[0]["group"].get("reals_matched_to")
+        auc = Column(f"{ds} AUC, {rel}{f', reals matched to {matched}' if matched else ''} ({run})", {})
         tpr, ece = Column(f"{ds} TPR@1%FPR ({run})", {}), Column(f"{ds} ECE ({run})", {})
         for c in cells:
             if c["group"]["dataset"] != ds:
@@ -494,7 +505,7 @@ class Robustness(ScoringProtocol):
         for pert, text in self.headline:
             col = Column(f"{text} ({run})", {})
             for c in results.get("cells", []):
-                if c["perturbation"] == pert and c.get("metrics") and set(c["group"]) == {"dataset"}:
+                if c["perturbation"] == pert and c.get("metrics") and whole_set(c):
                     col.values.setdefault(row_label(results, c), fmt_value(c["metrics"], "auc"))
             cols += [col] if col.values else []
         return cols

@@ -32,6 +32,7 @@ from benchmarks.metrics import (
     roc_curve,
 )
 from benchmarks.perturbations import parse_perturbation
+from benchmarks.protocols import whole_set
 from forensics.errors import DataError
 
 if TYPE_CHECKING:
@@ -214,15 +215,12 @@ def fmt_tpr01(cell: dict[str, Any]) -> str:
     return f"{m['tpr_at_fpr01']:.3f}"
 
 
-#: cell-group keys that describe a held-out value rather than name a test set
-_DESCRIPTIVE = ("families", "components", "key")
-
-
 def _group_text(cell: dict[str, Any]) -> str:
     g = cell["group"]
     if "held_out" in g:
         return f"without {g['held_out']} -> on {g['tested']}"
-    return ", ".join(f"{k}={v}" if k != "dataset" else str(v) for k, v in g.items() if k not in _DESCRIPTIVE)
+    hidden = ("families", "components", "key")  # described in the held-out groups table instead
+    return ", ".join(f"{k}={v}" if k != "dataset" else str(v) for k, v in g.items() if k not in hidden)
 
 
 def _few_resamples(results: dict[str, Any]) -> list[str]:
@@ -362,7 +360,7 @@ def _is_whole(cell: dict[str, Any]) -> bool:
     g = cell["group"]
     if "held_out" in g:
         return g["held_out"] == g["tested"]
-    return set(g) == {"dataset"} and cell["level"] in ("image", "clip")
+    return whole_set(cell) and cell["level"] in ("image", "clip")
 
 
 def write_report(run_dir: str | Path, results: dict[str, Any] | None = None) -> list[Path]:

@@ -494,6 +494,14 @@ class CrossDataset(ScoringProtocol):
 
 @register_protocol("robustness", "score model files under a perturbation grid (JPEG, resize, blur, crop, chains)")
 class Robustness(ScoringProtocol):
+    """``reference``: the perturbation the headline numbers start from. ``none`` for sets normalised at import;
+    ``jpeg(q=90)`` for a ``--store source`` set, whose raw crops keep each source's own compression (JPEG fakes,
+    PNG reals: a tell), so the grid lists ``jpeg(q=90)>jpeg(q=50)`` etc. and the leaderboard quotes those."""
+
+    @dataclass
+    class Options(ScoringProtocol.Options):
+        reference: str = "none"
+
     #: perturbations the leaderboard shows, with their column text
     headline: ClassVar[tuple[tuple[str, str], ...]] = (
         ("jpeg(q=50)", "AUC after JPEG q50"),
@@ -501,9 +509,13 @@ class Robustness(ScoringProtocol):
     )
 
     def leaderboard(self, results: dict[str, Any], run: str) -> list[Column]:
+        from benchmarks.perturbations import parse_perturbation
+
+        ref = ((results.get("config") or {}).get("options") or {}).get("reference", "none")
         cols = []
-        for pert, text in self.headline:
-            col = Column(f"{text} ({run})", {})
+        for step, text in self.headline:
+            pert = step if ref == "none" else parse_perturbation(f"{ref}>{step}").key
+            col = Column(f"{text}{'' if ref == 'none' else f' from {ref}'} ({run})", {})
             for c in results.get("cells", []):
                 if c["perturbation"] == pert and c.get("metrics") and whole_set(c):
                     col.values.setdefault(row_label(results, c), fmt_value(c["metrics"], "auc"))

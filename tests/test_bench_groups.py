@@ -224,6 +224,19 @@ def test_intervals_recomputed_from_committed_scores(world, tmp_path):  # noqa: F
     assert "(120 resamples)" in text and "--bootstrap 120" in text and "rerun before quoting" in text
 
 
+def test_robustness_headline_starts_from_the_reference(tmp_path):
+    """A --store source set is normalised by a reference perturbation; the leaderboard quotes the grid from it."""
+    res = _results(1000)
+    res.update(protocol="robustness", config={"options": {"reference": "jpeg(q=90)"}})
+    raw = res["cells"][0]
+    res["cells"] = [raw, {**raw, "perturbation": "jpeg(q=50)"},
+                    {**raw, "perturbation": "jpeg(q=90)>jpeg(q=50)", "metrics": {**raw["metrics"], "auc": 0.7}}]
+    (tmp_path / "rob").mkdir()
+    (tmp_path / "rob" / "results.json").write_text(json.dumps(res))
+    table = apply(tmp_path, None)
+    assert "AUC after JPEG q50 from jpeg(q=90) (rob)" in table and "| m `abababababab` | 0.700 |" in table
+
+
 # -- traceability: the README table is what the committed results give ----------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The generator registry: every family (GAN, editor, super-resolution, diffusion, video) registers here.
 
 ``GENERATORS.register(name, family=..., upsampler=..., kind=...)`` decorates a :class:`generators.base.GeneratorFamily`
-subclass. Tags are what the benchmark protocols split on (leave-one-family-out, leave-one-upsampler-out), so every
+subclass. Tags are what the benchmark protocols split on (leave-one-family-out, -upsampler-out, -group-out), so every
 entry must carry ``family`` and ``upsampler``. Third-party families plug in through the entry-point group
 ``forensics.generators``.
 

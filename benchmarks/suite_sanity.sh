@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The suite's sanity row: train `blend` on real faces only, then score it on every suite family (crossval) against
-# the FFHQ crossval reals, with and without resolution-matched reals. Expected near 0.5 when matched.
+# the FFHQ crossval reals (with and without resolution-matched reals) and the UTKFace val reals (the source the noise
+# GANs learned from). A clean suite would score near 0.5 when matched.
 #
 #   FORENSICS_WORK=/work/scratch bash benchmarks/suite_sanity.sh [MAX_MINUTES]
 #
 # Needs $W/data/shared-src and $W/data/suite-src (benchmarks/build_suite_dataset.sh). CPU-friendly: one thread,
-# MAX_MINUTES (default 1) of training at 64 px. Writes benchmarks/results/suite-sanity{,-raw}.
+# MAX_MINUTES (default 5) of training at 64 px. Writes benchmarks/results/suite-sanity{,-raw,-utk}.
 set -euo pipefail
 W=${FORENSICS_WORK:?set FORENSICS_WORK to a scratch folder}
-MINUTES=${1:-1}
+MINUTES=${1:-5}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 REALS=$W/data/shared-src-reals-train
 MODEL=$W/detectors/models/blend-reals-only
@@ -36,6 +37,6 @@ if [ ! -f "$MODEL/model.json" ]; then
   mkdir -p "$(dirname "$MODEL")"
   cp -r "$(ls -d "$W"/detectors/runs/blend-reals-only/*/model | tail -1)" "$MODEL"
 fi
-for name in suite-sanity suite-sanity-raw; do
+for name in suite-sanity suite-sanity-raw suite-sanity-utk; do
   forensics bench run "benchmarks/configs/$name.yaml" --out "benchmarks/results/$name" --device cpu --workers 1
 done

@@ -173,6 +173,17 @@ def test_pooled_sets_by_family_with_matched_reals(tmp_path):
     assert {i.row.family for i in by["nn"].items if i.y} == {"nn"} and sum(1 - i.y for i in by["nn"].items) == 12
 
 
+def test_relation_must_be_named(tmp_path):
+    """A set is only called external when the benchmark file says so, and only with a known word."""
+    from benchmarks.config import BenchConfigError
+
+    ds = make_dataset(tmp_path / "d", n=1)
+    base = {"protocol": "cross-dataset", "datasets": [str(ds)], "detectors": [{"model": str(tmp_path), "label": "m"}]}
+    assert load_config(write_cfg(tmp_path / "a.yaml", **base)).options.relation == "same-source"
+    with pytest.raises(BenchConfigError, match="relation must be one of same-source, external"):
+        load_config(write_cfg(tmp_path / "b.yaml", **base, options={"relation": "cross"}))
+
+
 # -- labels and statistics in reports ------------------------------------------------------------------------------
 
 

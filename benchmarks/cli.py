@@ -70,13 +70,18 @@ def run_cmd(obj, bench_file: Path, out: Path | None, device: str, workers: int, 
     )
 
 
-@bench.command("report", epilog="Example: forensics bench report runs/bench/loo-gan")
+@bench.command("report", epilog="Example: forensics bench report runs/bench/loo-gan --bootstrap 1000")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-def report_cmd(run_dir: Path) -> None:
+@click.option("--bootstrap", type=int, default=None,
+              help="Recompute every cell's metrics from RUN_DIR/cells with this many resamples (no scoring).")
+def report_cmd(run_dir: Path, bootstrap: int | None) -> None:
     """Re-render report.md and the PNG plots of RUN_DIR from its results.json (no scoring)."""
-    from benchmarks.report import write_report
+    from benchmarks.report import recompute_metrics, write_report
 
-    for p in write_report(run_dir):
+    results = None
+    if bootstrap is not None:
+        results = recompute_metrics(run_dir, bootstrap, f"forensics bench report {run_dir} --bootstrap {bootstrap}")
+    for p in write_report(run_dir, results):
         click.echo(str(p))
 
 
@@ -127,13 +132,12 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of run folders (default: benchmarks/results).")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), help="Rewrite the leaderboard block here.")
-def leaderboard_cmd(results_dir: Path | None, readme: Path | None) -> None:
-    """Build the README leaderboard table from committed runs (benchmarks/results/*/results.json)."""
-    from benchmarks.leaderboard import DEFAULT_RESULTS, render, update_readme
+@click.option("--check", is_flag=True, help="With --readme: change nothing, fail when the block is out of date.")
+def leaderboard_cmd(results_dir: Path | None, readme: Path | None, check: bool) -> None:
+    """Build the README leaderboard table from committed runs (benchmarks/results/*/results.json).
 
-    table = render(results_dir or DEFAULT_RESULTS)
-    if readme:
-        update_readme(readme, table)
-        click.echo(f"updated {readme}")
-    else:
-        click.echo(table)
+    Example: forensics bench leaderboard --readme README.md --check
+    """
+    from benchmarks.leaderboard import DEFAULT_RESULTS, apply
+
+    click.echo(apply(results_dir or DEFAULT_RESULTS, readme, check))

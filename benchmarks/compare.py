@@ -40,6 +40,7 @@ class Difference:
     lo: float
     hi: float
     paired: bool
+    n: str = ""  # real/fake items the interval resamples (A's; "A vs B" when the runs scored different sets)
 
     @property
     def significant(self) -> bool:
@@ -84,7 +85,9 @@ def diff_cell(a: dict, b: dict, metric: str, n_boot: int = 1000, seed: int = 0, 
         d[i] = fn(yb[ib], pb[ib]) - fn(ya[ia], pa[ia])
     alpha = 1 - ci
     lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
-    return Difference(a["id"], a["level"], metric, va, vb, vb - va, float(lo), float(hi), paired)
+    na, nb = (f"{int((y == 0).sum())}/{int(y.sum())}" for y in (ya, yb))
+    n = na if na == nb else f"{na} vs {nb}"
+    return Difference(a["id"], a["level"], metric, va, vb, vb - va, float(lo), float(hi), paired, n)
 
 
 def compare_runs(
@@ -107,12 +110,13 @@ def compare_runs(
 
 
 def to_table(diffs: list[Difference]) -> str:
-    lines = ["| cell | level | metric | A | B | B - A [95% CI] | paired |", "|---|---|---|---|---|---|---|"]
+    lines = ["| cell | level | metric | A | B | B - A [95% CI] | n real/fake | paired |",
+             "|---|---|---|---|---|---|---|---|"]
     for d in diffs:
         mark = " *" if d.significant else ""
         lines.append(
             f"| {d.cell} | {d.level} | {d.metric} | {d.a:.4f} | {d.b:.4f} | "
-            f"{d.diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]{mark} | {'yes' if d.paired else 'no'} |"
+            f"{d.diff:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]{mark} | {d.n} | {'yes' if d.paired else 'no'} |"
         )
     return "\n".join(lines)
 

@@ -126,7 +126,7 @@ def _dataclass_from(cls: type, data: Any, src: Path, where: str) -> Any:
         raise _err(src, f"unknown key(s) in '{where}': {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise _err(src, f"'{where}': {exc}") from None
 
 

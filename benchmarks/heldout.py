@@ -22,7 +22,8 @@ def _auc(rep: dict[str, Any] | None) -> str:
     if not rep or rep.get("auc") is None:
         return "-"
     ci = rep.get("ci", {}).get("auc")
-    return f"{rep['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    n = f" (n={rep['n_real']}/{rep['n_fake']})" if "n_real" in rep else ""
+    return f"{rep['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]{n}" if ci else "")
 
 
 def _num(rep: dict[str, Any] | None, key: str) -> str:

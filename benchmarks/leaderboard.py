@@ -1,29 +1,32 @@
 """The README leaderboard, generated from the committed runs in ``benchmarks/results/`` (never typed by hand).
 
 Each run folder there holds a ``results.json`` written by ``forensics bench run``; this module reads all of them and
-builds one row per detector label:
+asks each run's protocol for its columns (:meth:`benchmarks.protocols.Protocol.leaderboard`), e.g.
 
-- held-out AUC: mean over held-out families (``leave-one-family-out``) / upsamplers (``leave-one-upsampler-out``),
-  clean images, each model tested on the one family it never saw;
-- external set: AUC with its 95% interval, TPR at 1% FPR and ECE on the first cross-dataset test set (clean);
-- robustness: AUC after JPEG q=50 and after downscale x0.5 (first robustness run);
-- speed: images/s from the same runs, with the device.
+- ``leave-one-family-out`` / ``-upsampler-out`` / ``-group-out``: mean held-out AUC over the held-out values,
+  clean images, each model tested on the one value it never saw;
+- ``cross-dataset``: AUC with its 95% interval and n (real/fake), TPR at 1% FPR and ECE on the first test set,
+  headed by the set's relation to the training data (``same-source held-out`` unless the benchmark file says
+  ``external``);
+- ``robustness``: AUC after JPEG q=50 and after downscale x0.5;
+
+plus images/s from every run, with the device. Rows name the exact model: the detector label and the first 12 hex
+of its weights' sha256 (models trained per cell say so), so two versions of ``default`` are two rows.
 
 ``python -m benchmarks.leaderboard --readme README.md`` rewrites the block between ``<!-- leaderboard:start -->``
-and ``<!-- leaderboard:end -->``; without ``--readme`` the table is printed. Each column names the run folder it
-came from, so every number links to its command and environment (``report.md`` in that folder).
+and ``<!-- leaderboard:end -->``; without ``--readme`` the table is printed; ``--check`` fails when the README block
+differs from what the results give (``tests/test_leaderboard.py`` runs it). Each column names the run folder it came
+from, so every number links to its command and environment (``report.md`` in that folder).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from forensics.errors import DataError, ForensicsError
 
@@ -41,63 +44,35 @@ def load_runs(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return runs
 
 
-def _ok(c: dict[str, Any]) -> bool:
-    return bool(c.get("metrics")) and c["perturbation"] == "none"
-
-
-def _fmt(v: float | None, ci: list[float] | None = None) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{v:.3f}"
-
-
 def build_rows(runs: list[tuple[Path, dict[str, Any]]]) -> tuple[list[str], dict[str, dict[str, str]], list[str]]:
-    """(columns, {detector: {column: text}}, sources) from every run; the first run of each kind wins."""
+    """(columns, {row: {column: text}}, sources) from every run, in run-folder order."""
+    from benchmarks.protocols import PROTOCOLS, row_label
+
     cols: list[str] = []
-    rows: dict[str, dict[str, str]] = defaultdict(dict)
+    rows: dict[str, dict[str, str]] = {}
     sources: list[str] = []
 
-    def put(col: str, det: str, text: str) -> None:
+    def put(col: str, row: str, text: str) -> None:
         if col not in cols:
             cols.append(col)
-        rows[det].setdefault(col, text)
+        rows.setdefault(row, {}).setdefault(col, text)
 
     for folder, res in runs:
-        proto, name = res.get("protocol"), folder.name
-        cells = res.get("cells", [])
-        used = False
-        if proto in ("leave-one-family-out", "leave-one-upsampler-out"):
-            key = "family" if proto.endswith("family-out") else "upsampler"
-            by: dict[str, list[float]] = defaultdict(list)
-            for c in cells:
-                g = c["group"]
-                if _ok(c) and g.get("held_out") == g.get("tested"):
-                    by[c["detector"]].append(c["metrics"]["auc"])
-            for det, aucs in by.items():
-                put(f"held-out {key} AUC, mean of {len(aucs)} ({name})", det, f"{np.mean(aucs):.3f}")
-                used = True
-        elif proto == "cross-dataset":
-            first = next((c for c in cells if _ok(c) and set(c["group"]) == {"dataset"}), None)
-            if first:
-                ds = first["group"]["dataset"]
-                for c in cells:
-                    if _ok(c) and c["group"] == {"dataset": ds}:
-                        m = c["metrics"]
-                        put(f"{ds} AUC ({name})", c["detector"], _fmt(m["auc"], m["ci"].get("auc")))
-                        put(f"{ds} TPR@1%FPR", c["detector"], _fmt(m["tpr_at_fpr1"]))
-                        put(f"{ds} ECE", c["detector"], _fmt(m.get("ece")))
-                        used = True
-        elif proto == "robustness":
-            for pert, label in (("jpeg(q=50)", "AUC after JPEG q50"), ("downscale(s=0.5)", "AUC after downscale 0.5")):
-                for c in cells:
-                    if c["perturbation"] == pert and c.get("metrics") and set(c["group"]) == {"dataset"}:
-                        put(f"{label} ({name})", c["detector"], _fmt(c["metrics"]["auc"]))
-                        used = True
+        proto = res.get("protocol", "")
+        columns = PROTOCOLS.get(proto).obj().leaderboard(res, folder.name) if proto in PROTOCOLS else []
+        for col in columns:
+            for row, text in col.values.items():
+                put(col.header, row, text)
+        if not any(col.values for col in columns):
+            continue
+        sources.append(folder.name)
+        first = {c["detector"]: c for c in res.get("cells", [])}
         for det, s in (res.get("speed") or {}).items():
-            put("images/s (device)", det, f"{s['images_per_s']:.0f} ({s['device']})")
-        if used:
-            sources.append(name)
-    return cols, dict(rows), sources
+            if det in first:
+                put("images/s (device)", row_label(res, first[det]), f"{s['images_per_s']:.0f} ({s['device']})")
+    if "images/s (device)" in cols:  # speed last: the accuracy columns are what a reader compares first
+        cols.append(cols.pop(cols.index("images/s (device)")))
+    return cols, rows, sources
 
 
 def render(results_dir: Path = DEFAULT_RESULTS) -> str:
@@ -114,27 +89,47 @@ def render(results_dir: Path = DEFAULT_RESULTS) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, table: str) -> None:
+def _split(readme: Path) -> tuple[str, str, str]:
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text or text.index(START) > text.index(END):
         raise DataError(f"{readme}: no '{START}' ... '{END}' block to replace")
     head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
+    block, tail = rest.split(END, 1)
+    return head, block, tail
+
+
+def readme_block(readme: Path) -> str:
+    """The generated table as it stands in ``readme`` (between the markers)."""
+    return _split(readme)[1].strip("\n")
+
+
+def update_readme(readme: Path, table: str) -> None:
+    head, _, tail = _split(readme)
     readme.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+
+
+def apply(results_dir: Path, readme: Path | None, check: bool = False) -> str:
+    """The table (no ``readme``), or update / check the README block; returns what to print. A stale block under
+    ``check`` is a :class:`DataError`: a README number that no committed result gives must not pass."""
+    table = render(results_dir)
+    if readme is None:
+        return table
+    if check:
+        if readme_block(readme) != table:
+            raise DataError(f"{readme}: leaderboard block differs from {results_dir} (run with --readme to update)")
+        return f"{readme}: leaderboard block matches {results_dir}"
+    update_readme(readme, table)
+    return f"updated {readme}"
 
 
 @click.command(epilog="Example: python -m benchmarks.leaderboard --readme README.md")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RESULTS,
               show_default=True, help="Folder of benchmark run folders.")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), help="Rewrite the leaderboard block here.")
-def main(results_dir: Path, readme: Path | None) -> None:
+@click.option("--check", is_flag=True, help="With --readme: change nothing, exit 1 when the block is out of date.")
+def main(results_dir: Path, readme: Path | None, check: bool) -> None:
     """Print (or write into README) the leaderboard table built from committed benchmark runs."""
-    table = render(results_dir)
-    if readme:
-        update_readme(readme, table)
-        click.echo(f"updated {readme}")
-    else:
-        click.echo(table)
+    click.echo(apply(results_dir, readme, check))
 
 
 def cli(argv: list[str] | None = None) -> int:

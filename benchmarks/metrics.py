@@ -208,9 +208,17 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+#: Reports print TPR at 0.1% FPR only with at least this many reals: below it the threshold sits on the top one or
+#: two real scores and the number is noise. (The value is still computed and stored.)
+MIN_REALS_FPR01 = 1000
+#: Fewest bootstrap resamples behind an interval the project reports; fewer (fast tests) is marked in reports
+MIN_BOOT = 1000
+
+
 @dataclass
 class MetricReport:
-    """All headline metrics of one score set; ``ci`` maps metric name -> (lo, hi) 95% bootstrap interval."""
+    """All headline metrics of one score set; ``ci`` maps metric name -> (lo, hi) 95% bootstrap interval from
+    ``n_boot`` stratified resamples of the ``n_real`` / ``n_fake`` items."""
 
     n_real: int
     n_fake: int
@@ -224,6 +232,7 @@ class MetricReport:
     accuracy: dict[str, float] = field(default_factory=dict)
     balanced_accuracy: dict[str, float] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    n_boot: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -248,6 +257,7 @@ def evaluate_scores(
         eer=eer(y, s)[0],
         tpr_at_fpr1=tpr_at_fpr(y, s, 0.01),
         tpr_at_fpr01=tpr_at_fpr(y, s, 0.001),
+        n_boot=n_boot,
     )
     ranked: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "auc": roc_auc,

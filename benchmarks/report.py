@@ -22,12 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.metrics import accuracy_at, balanced_accuracy_at, bootstrap_ci, evaluate_scores, roc_curve
+from benchmarks.metrics import (
+    MIN_BOOT,
+    MIN_REALS_FPR01,
+    accuracy_at,
+    balanced_accuracy_at,
+    bootstrap_ci,
+    evaluate_scores,
+    roc_curve,
+)
 from benchmarks.perturbations import parse_perturbation
+from benchmarks.protocols import whole_set
 from forensics.errors import DataError
 
 if TYPE_CHECKING:
-    from benchmarks.config import BenchConfig
+    from benchmarks.config import BenchConfig, MetricsConfig
     from benchmarks.runner import CellScores
 
 RESULTS = "results.json"
@@ -56,9 +65,8 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = ROC_POINTS) -> dict[str, li
     return {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
 
 
-def cell_metrics(y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], cfg: BenchConfig) -> dict[str, Any]:
+def cell_metrics(y: np.ndarray, p: np.ndarray, thresholds: dict[str, float], m: MetricsConfig) -> dict[str, Any]:
     """Every metric of one cell with bootstrap intervals; accuracies only at the model's stored presets."""
-    m = cfg.metrics
     presets = {k: thresholds[k] for k in m.presets if k in thresholds}
     alpha = 1 - m.ci
     rep = evaluate_scores(y, p, p, thresholds=presets, n_boot=m.bootstrap, seed=m.seed).to_dict()
@@ -113,7 +121,7 @@ def build_results(
             "n_errors": len(cs.errors),
         }
         try:
-            entry["metrics"] = cell_metrics(cs.y, cs.p, models[key]["thresholds"], cfg)
+            entry["metrics"] = cell_metrics(cs.y, cs.p, models[key]["thresholds"], cfg.metrics)
             fpr, tpr, _ = roc_curve(cs.y, cs.p)
             entry["roc"] = _thin(fpr, tpr)
             entry["reliability"] = reliability_bins(cs.y, cs.p)
@@ -135,6 +143,33 @@ def build_results(
     }
 
 
+def recompute_metrics(run_dir: str | Path, bootstrap: int, command: str = "") -> dict[str, Any]:
+    """Every cell's metrics again from the scores the run committed (``OUT/cells``) with ``bootstrap`` resamples:
+    no model, no data, no scoring. Why: a run made with too few resamples is brought up to the reporting rule
+    without re-scoring thousands of images; ``results.json`` records that (and how) its intervals were recomputed."""
+    from benchmarks.config import MetricsConfig
+
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    scores: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in sorted((run_dir / "cells").glob("*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        scores[(d["id"], d["level"])] = d
+    given = dict((results.get("config") or {}).get("metrics") or {})
+    m = MetricsConfig(**{**given, "bootstrap": int(bootstrap)})
+    for entry in results["cells"]:
+        if not entry.get("metrics"):
+            continue
+        d = scores.get((entry["id"], entry["level"]))
+        if d is None:
+            raise DataError(f"{run_dir}: no cells/ scores for cell {entry['id']} ({entry['level']})")
+        thresholds = results["models"][entry["model"]]["thresholds"]
+        entry["metrics"] = cell_metrics(np.asarray(d["y"]), np.asarray(d["p"], dtype=np.float64), thresholds, m)
+    results["metrics_config"]["bootstrap"] = m.bootstrap
+    results["recomputed"] = {"bootstrap": m.bootstrap, "from": "cells/", "command": command}
+    return results
+
+
 # -- rendering (never computes metrics) ---------------------------------------------------------------------------
 
 
@@ -148,8 +183,9 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{p}: invalid JSON ({exc.msg})") from None
 
 
-def fmt_ci(m: dict[str, Any] | None, name: str, digits: int = 3) -> str:
-    """``0.973 [0.961, 0.982]`` (value and its interval); ``-`` when absent."""
+def fmt_ci(m: dict[str, Any] | None, name: str, digits: int = 3, n: str = "") -> str:
+    """``0.973 [0.961, 0.982]`` (value and its interval), ``... (n=real/fake)`` when ``n`` is given; ``-`` when
+    absent. Tables whose rows carry a real/fake column leave ``n`` out."""
     if not m:
         return "-"
     if "@" in name:
@@ -161,14 +197,62 @@ def fmt_ci(m: dict[str, Any] | None, name: str, digits: int = 3) -> str:
         return "-"
     ci = (m.get("ci") or {}).get(name)
     s = f"{v:.{digits}f}"
-    return f"{s} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else s
+    if not ci:
+        return s
+    s = f"{s} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+    return f"{s} (n={n})" if n else s
+
+
+def n_of(cell: dict[str, Any] | None) -> str:
+    return f"{cell['n_real']}/{cell['n_fake']}" if cell else ""
+
+
+def fmt_tpr01(cell: dict[str, Any]) -> str:
+    """TPR at 0.1% FPR, or ``-`` when the cell has fewer than :data:`MIN_REALS_FPR01` reals."""
+    m = cell.get("metrics")
+    if not m or cell["n_real"] < MIN_REALS_FPR01:
+        return "-"
+    return f"{m['tpr_at_fpr01']:.3f}"
 
 
 def _group_text(cell: dict[str, Any]) -> str:
     g = cell["group"]
     if "held_out" in g:
         return f"without {g['held_out']} -> on {g['tested']}"
-    return ", ".join(f"{k}={v}" if k != "dataset" else str(v) for k, v in g.items())
+    hidden = ("families", "components", "key")  # described in the held-out groups table instead
+    return ", ".join(f"{k}={v}" if k != "dataset" else str(v) for k, v in g.items() if k not in hidden)
+
+
+def _few_resamples(results: dict[str, Any]) -> list[str]:
+    n = results["metrics_config"]["bootstrap"]
+    note = f"- **{n} resamples: fewer than the {MIN_BOOT} a reported interval needs; rerun before quoting intervals.**"
+    return [note] if n < MIN_BOOT else []
+
+
+def _relation_name(results: dict[str, Any]) -> str:
+    """What the test sets are to the training data (``same-source held-out`` / ``external``), for scoring
+    protocols that declare it; "" otherwise."""
+    from benchmarks.protocols import PROTOCOLS
+
+    obj = PROTOCOLS.get(results["protocol"]).obj if results["protocol"] in PROTOCOLS else None
+    return obj.relation(results) if obj is not None and hasattr(obj, "relation") else ""
+
+
+def _relation_title(results: dict[str, Any]) -> str:
+    rel = _relation_name(results)
+    return f"; {rel} test sets" if rel else ""
+
+
+def _relation(results: dict[str, Any]) -> list[str]:
+    rel = _relation_name(results)
+    if not rel:
+        return []
+    why = {
+        "same-source held-out": "a split no model trained on, of a source their training data came from; not an "
+        "external dataset",
+        "external": "a source none of the models trained on",
+    }[rel]
+    return [f"- test sets: **{rel}**: {why}."]
 
 
 def is_primary(cell: dict[str, Any]) -> bool:
@@ -182,7 +266,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     env = run.get("environment", {})
     presets = results["metrics_config"]["presets"]
     lines = [
-        f"# Benchmark `{results['benchmark']}` ({results['protocol']})",
+        f"# Benchmark `{results['benchmark']}` ({results['protocol']} protocol{_relation_title(results)})",
         "",
         f"- command: `{run.get('command') or 'forensics bench run ' + results['config_file']}`",
         f"- device: {run.get('device')}; CPU: {env.get('cpu')} x{env.get('cpu_count')}; GPU: {env.get('cuda') or '-'}; "
@@ -190,8 +274,14 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         f"- started {run.get('started')}, {run.get('seconds')} s; cache: {run.get('cache', {}).get('hits', 0)} hits, "
         f"{run.get('cache', {}).get('computed', 0)} scores computed; {run.get('n_errors', 0)} unreadable items",
         f"- intervals: {int(100 * results['metrics_config']['ci'])}% stratified bootstrap "
-        f"({results['metrics_config']['bootstrap']} resamples); accuracies at the model's stored presets "
-        f"({', '.join(presets)}), never at a threshold fitted on the test set.",
+        f"({results['metrics_config']['bootstrap']} resamples), n = real/fake items beside each; accuracies at the "
+        f"model's stored presets ({', '.join(presets)}), never at a threshold fitted on the test set; TPR@0.1%FPR "
+        f"only where a cell has >= {MIN_REALS_FPR01} reals (else -).",
+        *_few_resamples(results),
+        *([f"- intervals recomputed from the committed scores (`cells/`) by `{results['recomputed']['command']}`."]
+          if results.get("recomputed") else []),
+        *_relation(results),
+        *_models(results),
         "",
     ]
     lines += _summary(results)
@@ -204,7 +294,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         m = c.get("metrics")
         row = [c["detector"], _group_text(c), c["perturbation"], c["level"], f"{c['n_real']}/{c['n_fake']}"]
         row += [fmt_ci(m, k) for k in ("auc", "ap", "eer", "tpr_at_fpr1")]
-        row += [f"{m['tpr_at_fpr01']:.3f}" if m else "-", fmt_ci(m, "ece"), fmt_ci(m, "brier")]
+        row += [fmt_tpr01(c), fmt_ci(m, "ece"), fmt_ci(m, "brier")]
         row += [fmt_ci(m, f"accuracy@{p}") for p in presets] + [fmt_ci(m, f"balanced_accuracy@{p}") for p in presets]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Speed (measured in this run)", ""]
@@ -219,6 +309,16 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _models(results: dict[str, Any]) -> list[str]:
+    """Which exact model each detector label is (weights sha256), for protocols scoring model files."""
+    from benchmarks.protocols import PROTOCOLS
+
+    if results["protocol"] in PROTOCOLS and PROTOCOLS.get(results["protocol"]).obj.trains:
+        return ["- models: one per held-out cell, trained by this run (hashes in results.json)."]
+    seen = {c["detector"]: c.get("model_sha256", "") for c in results["cells"]}
+    return [f"- models: {', '.join(f'{d} = weights sha256 {h[:12]}' for d, h in seen.items() if h)}."] if seen else []
+
+
 def _summary(results: dict[str, Any]) -> list[str]:
     cells = [c for c in results["cells"] if c.get("metrics")]
     dets = list(dict.fromkeys(c["detector"] for c in results["cells"]))
@@ -227,21 +327,30 @@ def _summary(results: dict[str, Any]) -> list[str]:
     if loo:
         key = loo[0]["group"].get("key", "family")
         held = sorted({c["group"]["held_out"] for c in loo})
-        out += [f"## Held-out {key} AUC (trained without it)", "", "| held out | " + " | ".join(dets) + " |",
-                "|---|" + "---|" * len(dets)]
-        by = {(c["detector"], c["group"]["held_out"]): c["metrics"] for c in loo}
+        described = {c["group"]["held_out"]: c["group"] for c in loo if "families" in c["group"]}
+        if described:
+            out += [f"## Held-out {key}s", "", "Families that share a component are held out together; reals "
+                    "join every training and test set.", "", f"| {key} | families | shared components |",
+                    "|---|---|---|"]
+            out += [f"| {h} | {g['families']} | {g.get('components') or '-'} |" for h, g in described.items()]
+            out.append("")
+        out += [f"## Held-out {key} AUC (trained without it; n = real/fake test items)", "",
+                "| held out | " + " | ".join(dets) + " |", "|---|" + "---|" * len(dets)]
+        by = {(c["detector"], c["group"]["held_out"]): c for c in loo}
         for h in held:
-            out.append(f"| {h} | " + " | ".join(fmt_ci(by.get((d, h)), "auc") for d in dets) + " |")
-        means = [np.mean([by[(d, h)]["auc"] for h in held if (d, h) in by]) if any((d, h) in by for h in held)
-                 else float("nan") for d in dets]
+            row = [fmt_ci((by.get((d, h)) or {}).get("metrics"), "auc", n=n_of(by.get((d, h)))) for d in dets]
+            out.append(f"| {h} | " + " | ".join(row) + " |")
+        means = [np.mean([by[(d, h)]["metrics"]["auc"] for h in held if (d, h) in by])
+                 if any((d, h) in by for h in held) else float("nan") for d in dets]
         out += ["| **mean** | " + " | ".join(f"**{v:.3f}**" for v in means) + " |", ""]
     pert = [p for p in dict.fromkeys(c["perturbation"] for c in cells) if p != "none"]  # benchmark-file order
     if pert:
-        out += ["## AUC under perturbations", "", "| perturbation | " + " | ".join(dets) + " |",
-                "|---|" + "---|" * len(dets)]
+        out += ["## AUC under perturbations (n = real/fake test items)", "",
+                "| perturbation | " + " | ".join(dets) + " |", "|---|" + "---|" * len(dets)]
         for p in ["none", *pert]:
-            by = {c["detector"]: c["metrics"] for c in cells if c["perturbation"] == p and _is_whole(c)}
-            out.append(f"| {p} | " + " | ".join(fmt_ci(by.get(d), "auc") for d in dets) + " |")
+            by = {c["detector"]: c for c in cells if c["perturbation"] == p and _is_whole(c)}
+            row = [fmt_ci((by.get(d) or {}).get("metrics"), "auc", n=n_of(by.get(d))) for d in dets]
+            out.append(f"| {p} | " + " | ".join(row) + " |")
         out.append("")
     return out
 
@@ -251,7 +360,7 @@ def _is_whole(cell: dict[str, Any]) -> bool:
     g = cell["group"]
     if "held_out" in g:
         return g["held_out"] == g["tested"]
-    return set(g) == {"dataset"} and cell["level"] in ("image", "clip")
+    return whole_set(cell) and cell["level"] in ("image", "clip")
 
 
 def write_report(run_dir: str | Path, results: dict[str, Any] | None = None) -> list[Path]:

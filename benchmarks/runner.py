@@ -227,11 +227,34 @@ def _hashable(items: list[Item]) -> tuple[list[Item], list[str]]:
     return ok, errors
 
 
-def _prepare(item: Item, pert: Perturbation) -> tuple[str, np.ndarray | None, str]:
+def detector_input(item: Item, img: np.ndarray, size: int, margin: float, match_res: int = 0) -> np.ndarray:
+    """The face a detector is scored on, made by :func:`detectors.data.face_view` like training and ``scan`` make
+    it: a ``--store source`` row (uncropped region + landmarks) is aligned at ``size``; an already-aligned row is
+    resized. With ``match_res`` > 0 a real is first shrunk to that native size and brought back (resolution
+    matching, before the crop as a platform would resample the file)."""
+    from detectors.augment import match_resolution
+    from detectors.data import face_view, item_from_row
+
+    ditem = item_from_row(item.path, item.row, item.dataset)
+    if match_res and item.y == 0:
+        img = match_resolution(img, ditem.native, match_res)
+    return face_view(img, ditem, size, margin)
+
+
+def _prepare(
+    item: Item, pert: Perturbation, size: int, margin: float, match_res: int
+) -> tuple[str, np.ndarray | None, str]:
+    """Load, crop, perturb. The perturbation goes on the crop, so a grid means the same on source-stored and
+    aligned datasets (and the committed robustness curves of aligned sets stay comparable)."""
     try:
-        return item.key, pert(load_face(item.path)), ""
+        return item.key, pert(detector_input(item, load_face(item.path), size, margin, match_res)), ""
     except (ForensicsError, OSError, ValueError) as exc:  # one bad item never stops a batch
         return item.key, None, f"{item.path}: {exc}"
+
+
+def score_tag(cell: Cell, pert: Perturbation) -> str:
+    """The cache's perturbation column: the perturbation, plus the resolution matching that changes the reals."""
+    return f"{pert.key}|reals@{cell.match_res}px" if cell.match_res else pert.key
 
 
 def score_images(state: RunState, cell: Cell, pool: ThreadPoolExecutor) -> CellScores:
@@ -239,18 +262,20 @@ def score_images(state: RunState, cell: Cell, pool: ThreadPoolExecutor) -> CellS
     model = state.models[model_key(cell)]
     mhash = state.model_hashes[model_key(cell)]
     pert = parse_perturbation(cell.perturbation)
+    tag = score_tag(cell, pert)
+    pp = model.preprocess
     items, errors = _hashable(cell.items)
-    cached = state.cache.get_many(mhash, [it.key for it in items], pert.key)
+    cached = state.cache.get_many(mhash, [it.key for it in items], tag)
     todo = [it for it in items if it.key not in cached]
     bs = state.cfg.batch_size
     for batch in _progress(_batches(todo, bs), (len(todo) + bs - 1) // bs, cell.id, state.opts.progress and bool(todo)):
-        prepared = list(pool.map(lambda it: _prepare(it, pert), batch))
+        prepared = list(pool.map(lambda it: _prepare(it, pert, pp.size, pp.margin, cell.match_res), batch))
         good = [(k, img) for k, img, err in prepared if img is not None]
         errors += [err for _, img, err in prepared if img is None]
         if not good:
             continue
         probs = np.asarray(model.predict_proba([img for _, img in good]), dtype=np.float64).ravel()
-        state.cache.put_many(mhash, pert.key, zip([k for k, _ in good], probs.tolist()))
+        state.cache.put_many(mhash, tag, zip([k for k, _ in good], probs.tolist()))
         cached.update(zip([k for k, _ in good], probs.tolist()))
         state.computed += len(good)
     kept = [it for it in items if it.key in cached]
@@ -369,7 +394,8 @@ def measure(state: RunState) -> dict[str, dict[str, Any]]:
             if len(faces) >= sc.n_images:
                 break
             try:
-                img = load_face(it.path) if cell.level == "image" else None
+                pp = model.preprocess
+                img = detector_input(it, load_face(it.path), pp.size, pp.margin) if cell.level == "image" else None
                 if img is None:
                     crop = _face_cropper(model, getattr(state.cfg.options, "faces", ""), state.device)
                     img = next(iter(_frames(it, 1, 1, crop)), None)

@@ -62,7 +62,7 @@ def _group(row, dataset: str) -> str:
     return row.family or row.generator or dataset
 
 
-def _native(row) -> int:
+def native_of(row) -> int:
     """The source's shorter side: ``src_width`` / ``src_height`` written by ``data import``, else a sampler's
     ``res``; 0 when the manifest says neither."""
     w, h = row.extra.get("src_width"), row.extra.get("src_height")
@@ -74,6 +74,14 @@ def _native(row) -> int:
 def _landmarks(row) -> np.ndarray | None:
     lm = row.extra.get("crop_landmarks")
     return None if lm is None else np.asarray(lm, dtype=np.float64).reshape(5, 2)
+
+
+def item_from_row(path: Path, row, dataset: str) -> Item:
+    """One manifest row (its file at ``path``) as an :class:`Item`: what :func:`face_view` needs to crop it."""
+    return Item(
+        path, row.y, _group(row, dataset), row.generator, dataset, row.sha256, native_of(row),
+        store=row.extra.get("store", "aligned"), landmarks=_landmarks(row),
+    )
 
 
 def load_items(
@@ -110,13 +118,7 @@ def load_items(
             keep = [r for r in keep if r.label == "real" or _group(r, name) not in exclude_families]
         if not keep:
             raise DataError(f"{root}: no usable rows for {role} (split rule or family filter removed all)")
-        for r in keep:
-            items.append(
-                Item(
-                    root / r.path, r.y, _group(r, name), r.generator, name, r.sha256, _native(r),
-                    store=r.extra.get("store", "aligned"), landmarks=_landmarks(r),
-                )
-            )
+        items.extend(item_from_row(root / r.path, r, name) for r in keep)
         sources.append(
             DataSource(
                 path=str(root),

@@ -337,6 +337,7 @@ def _crossval_metrics(model, dirs: list[Path]) -> dict:
     """``crossval``: the datasets whose crossval split holds both classes on their own (the shared StyleGAN2 vs
     FFHQ headline, comparable across model versions); ``crossval_all`` / ``crossval_by_generator``: every crossval
     row, so fake-only sets (the project's generator samples) are scored against those reals, one row per generator."""
+    from benchmarks.metrics import MIN_BOOT
     from detectors.evaluate import evaluate_model
 
     labels = {d: {r.label for r in _rows(d) if r.split == "crossval"} for d in dirs}
@@ -344,10 +345,10 @@ def _crossval_metrics(model, dirs: list[Path]) -> dict:
     every = [str(d) for d, ls in labels.items() if ls]
     out: dict = {}
     if paired:
-        res = evaluate_model(model, paired, splits=("crossval",), n_boot=500)
+        res = evaluate_model(model, paired, splits=("crossval",), n_boot=MIN_BOOT)
         out.update(crossval=res.overall, cpu_images_per_s_eval=res.images_per_s)
     if every and every != paired:
-        res = evaluate_model(model, every, splits=("crossval",), n_boot=500, group_by="generator")
+        res = evaluate_model(model, every, splits=("crossval",), n_boot=MIN_BOOT, group_by="generator")
         out.update(crossval_all=res.overall, crossval_by_generator=res.by_group)
     return out
 

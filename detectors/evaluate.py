@@ -106,7 +106,7 @@ def evaluate_model(
     for g, idx in sorted(groups.items()):
         sel = np.concatenate([reals, np.asarray(idx)])
         by_group[g] = evaluate_scores(
-            y[sel], z[sel], p[sel], model.thresholds, n_boot=min(n_boot, 200), seed=seed
+            y[sel], z[sel], p[sel], model.thresholds, n_boot=n_boot, seed=seed
         ).to_dict()
     return EvalResult(
         model=model.name,
@@ -123,13 +123,17 @@ def evaluate_model(
 
 
 def format_report(res: EvalResult) -> str:
-    """A compact, human-readable table."""
+    """A compact, human-readable table; every interval says the n (real/fake) it rests on, and TPR at 0.1% FPR is
+    printed only with enough reals to place that threshold."""
+    from benchmarks.metrics import MIN_REALS_FPR01
 
     def ci(d: dict, k: str) -> str:
         c = d.get("ci", {}).get(k)
-        return f" [{c[0]:.3f}, {c[1]:.3f}]" if c else ""
+        return f" [{c[0]:.3f}, {c[1]:.3f}] (n={d['n_real']}/{d['n_fake']})" if c else ""
 
     o = res.overall
+    tpr01 = (f"{o['tpr_at_fpr01']:.4f}" if o["n_real"] >= MIN_REALS_FPR01
+             else f"-  (needs >= {MIN_REALS_FPR01} reals, have {o['n_real']})")
     lines = [
         f"model {res.model} ({res.model_sha256[:12]}) on {', '.join(res.datasets)}",
         f"  scored {res.n_scored} ({o['n_real']} real, {o['n_fake']} fake), failed {res.n_failed}, "
@@ -138,7 +142,7 @@ def format_report(res: EvalResult) -> str:
         f"  AP         {o['ap']:.4f}{ci(o, 'ap')}",
         f"  EER        {o['eer']:.4f}{ci(o, 'eer')}",
         f"  TPR@1%FPR  {o['tpr_at_fpr1']:.4f}{ci(o, 'tpr_at_fpr1')}",
-        f"  TPR@0.1%   {o['tpr_at_fpr01']:.4f}",
+        f"  TPR@0.1%   {tpr01}",
         f"  ECE        {o['ece']:.4f}{ci(o, 'ece')}",
         f"  Brier      {o['brier']:.4f}{ci(o, 'brier')}",
     ]
@@ -151,6 +155,6 @@ def format_report(res: EvalResult) -> str:
         lines.append("  per fake family / generator (vs all reals):")
         for g, d in res.by_group.items():
             lines.append(
-                f"    {g:<28} n={d['n_fake']:<6} AUC {d['auc']:.4f}{ci(d, 'auc')}  TPR@1%FPR {d['tpr_at_fpr1']:.4f}"
+                f"    {g:<28} AUC {d['auc']:.4f}{ci(d, 'auc')}  TPR@1%FPR {d['tpr_at_fpr1']:.4f}"
             )
     return "\n".join(lines)

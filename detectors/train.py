@@ -533,7 +533,7 @@ def finalize_model(
 ) -> Path:
     """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
     are: see :func:`detectors.calibration.preset_support`); metrics on half B; write the model file."""
-    from benchmarks.metrics import evaluate_scores
+    from benchmarks.metrics import MIN_BOOT, evaluate_scores
     from detectors.calibration import fit_calibrator, preset_support, threshold_presets
     from detectors.modelfile import save_model
 
@@ -542,7 +542,9 @@ def finalize_model(
     metrics: dict[str, Any] = {}
     b = ~half_a
     if 0 < val_y[b].sum() < b.sum():
-        rep = evaluate_scores(val_y[b], val_s[b], cal.predict_proba(val_s[b]), thresholds, n_boot=200, seed=opts.seed)
+        rep = evaluate_scores(
+            val_y[b], val_s[b], cal.predict_proba(val_s[b]), thresholds, n_boot=MIN_BOOT, seed=opts.seed
+        )
         metrics["val_heldout_half"] = rep.to_dict()
     training = {
         "detector": opts.detector,

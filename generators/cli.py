@@ -63,7 +63,8 @@ def list_cmd(pattern: str, as_json: bool) -> None:
             "name": e.name, "family": e.meta.get("family", ""), "upsampler": e.meta.get("upsampler", ""),
             "kind": e.meta.get("kind", getattr(e.obj, "kind", "")),
             "resolutions": list(getattr(e.obj, "resolutions", ())), "presets": list(getattr(e.obj, "presets", {})),
-            "reference": e.name in refs, "description": e.description,
+            "reference": e.name in refs, "components": list(e.meta.get("components") or ()),
+            "description": e.description,
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -1,13 +1,19 @@
 """The generator registry: every family (GAN, editor, super-resolution, diffusion, video) registers here.
 
 ``GENERATORS.register(name, family=..., upsampler=..., kind=...)`` decorates a :class:`generators.base.GeneratorFamily`
-subclass. Tags are what the benchmark protocols split on (leave-one-family-out, leave-one-upsampler-out), so every
+subclass. Tags are what the benchmark protocols split on (leave-one-family-out, -upsampler-out, -group-out), so every
 entry must carry ``family`` and ``upsampler``. Third-party families plug in through the entry-point group
 ``forensics.generators``.
+
+``components`` names what a family shares with others (trained weights it borrows, a network trunk, a
+discriminator that shaped its generator, mask code). Holding out one family's *name* while a sibling that shares its
+decoder trains is not a held-out test, so :func:`family_groups` joins families that share any component and the
+``leave-one-group-out`` benchmark protocol holds out whole groups.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from forensics.registry import Registry
@@ -23,9 +29,14 @@ GENERATORS: Registry[type[GeneratorFamily]] = Registry(
 )
 
 
-def register_generator(name: str, *, family: str, upsampler: str, kind: str, description: str = ""):
-    """Register a family class under ``name`` with the tags the benchmarks split on."""
-    return GENERATORS.register(name, family=family, upsampler=upsampler, kind=kind, description=description)
+def register_generator(
+    name: str, *, family: str, upsampler: str, kind: str, description: str = "", components: tuple[str, ...] = ()
+):
+    """Register a family class under ``name`` with the tags the benchmarks split on; ``components`` are the shared
+    parts (see the module docstring) that make families one group for held-out protocols."""
+    return GENERATORS.register(
+        name, family=family, upsampler=upsampler, kind=kind, description=description, components=tuple(components)
+    )
 
 
 def list_generators(pattern: str = "*") -> list[str]:
@@ -34,3 +45,44 @@ def list_generators(pattern: str = "*") -> list[str]:
 
 def get_generator(name: str) -> type[GeneratorFamily]:
     return GENERATORS.get(name).obj
+
+
+def family_components() -> dict[str, set[str]]:
+    """``family`` tag -> the union of the components its registered generators declare (``dcgan-k3`` adds to
+    ``dcgan``: samples carry the family tag, not the generator name)."""
+    out: dict[str, set[str]] = {}
+    for e in GENERATORS.entries():
+        fam = str(e.meta.get("family") or e.name)
+        out.setdefault(fam, set()).update(e.meta.get("components") or ())
+    return out
+
+
+def family_groups(families: Iterable[str], components: dict[str, set[str]] | None = None) -> list[list[str]]:
+    """The connected components of "shares a component with" over ``families``, each sorted, ordered by first member.
+
+    A family the registry does not know (a third-party or external set) declares nothing and is its own group.
+    ``components`` defaults to :func:`family_components`; tests pass their own.
+    """
+    comps = family_components() if components is None else components
+    fams = sorted(set(families))
+    parent = {f: f for f in fams}
+
+    def root(f: str) -> str:
+        while parent[f] != f:
+            parent[f] = parent[parent[f]]
+            f = parent[f]
+        return f
+
+    owner: dict[str, str] = {}
+    for f in fams:
+        for c in sorted(comps.get(f, ())):
+            if c in owner:
+                a, b = root(owner[c]), root(f)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+            else:
+                owner[c] = f
+    groups: dict[str, list[str]] = {}
+    for f in fams:
+        groups.setdefault(root(f), []).append(f)
+    return sorted(groups.values())

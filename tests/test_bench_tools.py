@@ -55,7 +55,8 @@ def test_scan_auc_labels_csv_and_cli(scan_jsonl, tmp_path, capsys):
 
 
 def _cell(det, group, auc, pert="none", tpr=0.5, ece=0.04):
-    return {"detector": det, "group": group, "perturbation": pert, "level": "image",
+    return {"detector": det, "group": group, "perturbation": pert, "level": "image", "n_real": 300, "n_fake": 200,
+            "model_sha256": "ab" * 32,
             "metrics": {"auc": auc, "tpr_at_fpr1": tpr, "ece": ece, "ci": {"auc": [auc - 0.01, auc + 0.01]}}}
 
 
@@ -70,8 +71,10 @@ def test_leaderboard_from_results(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(res))
     table = render(tmp_path)
-    row = next(line for line in table.splitlines() if line.startswith("| npr |"))
-    assert "0.850" in row and "0.710 [0.700, 0.720]" in row and "812 (cpu)" in row
+    trained = next(line for line in table.splitlines() if line.startswith("| npr (trained per cell) |"))
+    scored = next(line for line in table.splitlines() if line.startswith("| npr `abababababab` |"))
+    assert "0.850" in trained and "812 (cpu)" in trained and "0.850" not in scored
+    assert "0.710 [0.700, 0.720] (n=300/200)" in scored
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nstale table\n{END}\noutro\n")
     update_readme(readme, table)

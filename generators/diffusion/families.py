@@ -331,6 +331,7 @@ class AETrainer:
     upsampler="nearest",
     kind="autoencoder",
     description="KL autoencoder of latent diffusion (factor 4/8, 4 latent channels); samples = reconstructions",
+    components=("ldm-autoencoder",),
 )
 class LdmAutoencoder(GeneratorFamily):
     """The latent-diffusion autoencoder as a trainable family; ``sample`` reconstructs ``inputs``."""
@@ -377,6 +378,7 @@ class AEReconConfig(AEConfig):
     upsampler="nearest",
     kind="image2image",
     description="real faces encoded and decoded by the latent-diffusion autoencoder (paired with their parent)",
+    components=("ldm-autoencoder",),
 )
 class AERecon(LdmAutoencoder):
     """Dataset-facing alias of ``ldm-ae``: training it trains the autoencoder; samples are paired reconstructions."""
@@ -400,6 +402,7 @@ class AERecon(LdmAutoencoder):
     upsampler="nearest",
     kind="conditional",
     description="latent DDPM/DDIM with a small attention UNet, EMA, eps/v prediction, classifier-free guidance",
+    components=("ldm-autoencoder", "ldm-unet"),  # decodes through the autoencoder it borrows (ae_run: ae-recon)
 )
 class LatentDiffusion(GeneratorFamily):
     """Latent DDPM trained in the autoencoder's latent space, sampled with DDIM (+ classifier-free guidance)."""
@@ -610,6 +613,7 @@ class _LdmEditor(LatentDiffusion):
     upsampler="nearest",
     kind="image2image",
     description="SDEdit: a real face's latent noised to strength t and denoised with DDIM (manifest records t)",
+    components=("ldm-autoencoder", "ldm-unet"),  # a trained ldm run (ldm_run), autoencoder included
 )
 class SDEdit(_LdmEditor):
     """SDEdit (Meng et al. 2022): the higher the strength, the less of the real face survives."""
@@ -657,6 +661,7 @@ def region_masks(region: str, n: int, res: int, generator: torch.Generator | Non
     upsampler="nearest",
     kind="image2image",
     description="RePaint-style latent inpainting of eyes / mouth / nose / free-form regions (writes masks)",
+    components=("ldm-autoencoder", "ldm-unet", "face-masks"),  # ldm_run's networks + inpaint's region masks
 )
 class LdmInpaint(_LdmEditor):
     """RePaint (Lugmayr et al. 2022) in latent space: at every step the known region is replaced by the input's

@@ -307,6 +307,9 @@ class CGANConfig(GenConfig):
     upsampler="bilinear",
     kind="conditional",
     description="class-conditional GAN on gender/age/race: conditional BN, projection D, non-saturating loss",
+    # d_arch="strided" (the default) is DCGAN's discriminator body under the projection head; the check_* helpers
+    # cyclegan / inpaint / srgan import from here only validate inputs
+    components=("dcgan-discriminator",),
 )
 class CGAN(GanState, GeneratorFamily):
     """Class-conditional face GAN; ``sample(..., condition={"gender": "female", "age": "20-29"})``.

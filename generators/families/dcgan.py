@@ -63,6 +63,7 @@ class DCGANDiscriminator(nn.Module):
 @register_generator(
     "dcgan", family="dcgan", upsampler="convT-k4s2", kind="noise",
     description="DCGAN: transposed conv k4s2, batch norm, non-saturating loss",
+    components=("dcgan-discriminator",),
 )
 class DCGAN(AdversarialFamily):
     """DCGAN with 4x4 stride-2 transposed convolutions."""
@@ -86,6 +87,7 @@ class DCGANK3Config(DCGANConfig):
 @register_generator(
     "dcgan-k3", family="dcgan", upsampler="convT-k3s2", kind="noise",
     description="DCGAN with 3x3 stride-2 transposed convs (uneven-overlap checkerboard)",
+    components=("dcgan-discriminator",),
 )
 class DCGANK3(DCGAN):
     """DCGAN whose transposed convolutions use kernel 3 / stride 2 / output padding 1."""

@@ -165,6 +165,9 @@ class InpaintConfig(GenConfig):
     upsampler="nearest",
     kind="image2image",
     description="face inpainting (eyes/nose/mouth/free-form) with gated convs and global + local D; writes masks",
+    # the region masks (generators.masks.make_masks) are ldm-inpaint's too; the borrowed check_* helpers only
+    # validate inputs and leave no trace in the images
+    components=("face-masks",),
 )
 class Inpaint(GanState, GeneratorFamily):
     """Fills a face region of real faces.

@@ -30,7 +30,7 @@ import click
 
 from forensics.errors import DataError, ForensicsError
 
-START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"  # = markers("leaderboard")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -89,23 +89,30 @@ def render(results_dir: Path = DEFAULT_RESULTS) -> str:
     return "\n".join(lines)
 
 
-def _split(readme: Path) -> tuple[str, str, str]:
+def markers(name: str) -> tuple[str, str]:
+    """``<!-- NAME:start -->`` / ``<!-- NAME:end -->``: a generated README block (``leaderboard``, ``transfer``)."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def _split(readme: Path, name: str = "leaderboard") -> tuple[str, str, str]:
+    start, end = markers(name)
     text = readme.read_text(encoding="utf-8")
-    if START not in text or END not in text or text.index(START) > text.index(END):
-        raise DataError(f"{readme}: no '{START}' ... '{END}' block to replace")
-    head, rest = text.split(START, 1)
-    block, tail = rest.split(END, 1)
+    if start not in text or end not in text or text.index(start) > text.index(end):
+        raise DataError(f"{readme}: no '{start}' ... '{end}' block to replace")
+    head, rest = text.split(start, 1)
+    block, tail = rest.split(end, 1)
     return head, block, tail
 
 
-def readme_block(readme: Path) -> str:
-    """The generated table as it stands in ``readme`` (between the markers)."""
-    return _split(readme)[1].strip("\n")
+def readme_block(readme: Path, name: str = "leaderboard") -> str:
+    """The generated block ``name`` as it stands in ``readme`` (between its markers)."""
+    return _split(readme, name)[1].strip("\n")
 
 
-def update_readme(readme: Path, table: str) -> None:
-    head, _, tail = _split(readme)
-    readme.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+def update_readme(readme: Path, table: str, name: str = "leaderboard") -> None:
+    start, end = markers(name)
+    head, _, tail = _split(readme, name)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
 
 
 def apply(results_dir: Path, readme: Path | None, check: bool = False) -> str:

@@ -49,6 +49,7 @@ from benchmarks.metrics import bootstrap_ci, roc_auc
 from forensics.errors import DataError, ForensicsError
 
 N_BOOT = 1000
+RESULTS = Path(__file__).resolve().parent / "results" / "transfer"
 PREVALENCES = (0.01, 0.10, 0.50)
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -505,8 +506,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--select", type=Path, default=None,
                     help="write ROOT/selection.json: the candidate to ship, chosen on the --split val results in ROOT")
     ap.add_argument("--index", type=Path, default=None, help="write ROOT/README.md: both tables and the selection")
+    ap.add_argument("--readme", type=Path, default=None, help="rewrite the README's transfer block (--results ROOT)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="results root for --readme")
     args = ap.parse_args(argv)
     try:
+        if args.readme:
+            from benchmarks.leaderboard import update_readme
+
+            update_readme(args.readme, readme_block(args.results), name="transfer")
+            print(f"updated {args.readme}")
+            return 0
         if args.index:
             print(write_index(args.index).read_text(encoding="utf-8"))
             return 0

@@ -136,27 +136,39 @@ class DeliveryConfig:
     p_jpeg: float = 0.8
     jpeg_range: tuple[int, int] = (40, 100)
     p_second_jpeg: float = 0.2
+    #: a *lossless* source (PNG: the FFHQ thumbnails, every generator sample) first gets a camera / upload JPEG with
+    #: this probability, whatever its class and before the history above: a set whose every file is a JPEG (the
+    #: StyleGAN2 fakes, UTKFace) otherwise makes "never compressed" a trait of the lossless sets' class
+    p_lossless_jpeg: float = 0.0
+    lossless_jpeg_range: tuple[int, int] = (60, 95)
 
     @classmethod
     def preset(cls, name: str) -> DeliveryConfig | None:
-        """``none`` (no history: the stored pixels as they are) | ``mixed`` (the distribution above)."""
+        """``none`` (no history: the stored pixels as they are) | ``mixed`` (the distribution above) | ``camera``
+        (``mixed``, and lossless sources first get a camera JPEG with probability 0.85)."""
         if name == "none":
             return None
         if name == "mixed":
             return cls()
+        if name == "camera":
+            return cls(p_lossless_jpeg=0.85)
         from forensics.errors import UsageError
 
-        raise UsageError(f"unknown delivery preset '{name}' (none, mixed)")
+        raise UsageError(f"unknown delivery preset '{name}' (none, mixed, camera)")
 
 
 RESAMPLE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")
 
 
-def random_delivery(rng: np.random.Generator, cfg: DeliveryConfig) -> list[D.Op]:
-    """Draw one delivery history as a list of deterministic ops (``resize`` changes the image size)."""
-    if rng.random() < cfg.p_none:
-        return []
+def random_delivery(rng: np.random.Generator, cfg: DeliveryConfig, lossless: bool = False) -> list[D.Op]:
+    """Draw one delivery history as a list of deterministic ops (``resize`` changes the image size); ``lossless``:
+    the source was stored without compression (see ``DeliveryConfig.p_lossless_jpeg``)."""
     ops: list[D.Op] = []
+    if lossless and rng.random() < cfg.p_lossless_jpeg:
+        lo, hi = cfg.lossless_jpeg_range
+        ops.append(D.op("jpeg", q=int(rng.integers(lo, hi + 1))))
+    if rng.random() < cfg.p_none:
+        return ops
     if rng.random() < cfg.p_early_jpeg:
         ops.append(D.op("jpeg", q=int(rng.integers(cfg.early_jpeg_range[0], cfg.early_jpeg_range[1] + 1))))
     if rng.random() < cfg.p_resample:

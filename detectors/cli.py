@@ -89,7 +89,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
 @click.option(
     "--delivery",
-    type=click.Choice(["none", "mixed"]),
+    type=click.Choice(["none", "mixed", "camera"]),
     default=None,
     help="Delivery history (JPEG 40-100, resample, blur, noise) drawn for every train / val image of both classes "
     "before the face crop; needs 'data import --store source' datasets.",

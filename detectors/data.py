@@ -25,6 +25,7 @@ from forensics.dataset import read_manifest, sha256_file
 from forensics.errors import DataError
 
 HELD_OUT_SPLITS = ("crossval", "test")
+LOSSLESS_FORMATS = ("png", "bmp", "tiff")
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Item:
     #: ``aligned``: the file already is the face crop (older imports)
     store: str = "aligned"
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    #: the source file was stored without compression (PNG): delivery may give it a camera JPEG first
+    lossless: bool = False
 
 
 @dataclass
@@ -227,7 +230,7 @@ def face_view(
 
     lm = item.landmarks
     if delivery is not None and rng is not None:
-        img, lm = deliver(img, lm, random_delivery(rng, delivery))
+        img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
     if lm is None:
         return center_crop_face(img, size)
     return align_face(img, lm, size=size, margin=margin)

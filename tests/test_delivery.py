@@ -131,3 +131,19 @@ def test_training_with_delivery_records_the_distribution(tmp_path):
     d = card["training"]["delivery"]
     assert d["preset"] == "mixed" and d["jpeg_range"] == [40, 100] and d["p_none"] == 0.2
     assert set(card["thresholds"]) >= {"balanced", "fpr1", "fpr01"}
+
+
+def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():
+    """``camera``: a PNG source (FFHQ reals, generator samples) is as rarely 'never compressed' as a JPEG source."""
+    cfg = DeliveryConfig.preset("camera")
+    first_jpeg = lambda lossless: np.mean([  # noqa: E731
+        bool(h) and str(h[0]).startswith("jpeg")
+        for h in (random_delivery(np.random.default_rng(s), cfg, lossless) for s in range(400))
+    ])
+    never_compressed = lambda lossless: np.mean([  # noqa: E731
+        not any(str(o).startswith("jpeg") for o in random_delivery(np.random.default_rng(s), cfg, lossless))
+        for s in range(400)
+    ])
+    assert first_jpeg(True) > 0.8 and never_compressed(True) < 0.1
+    assert never_compressed(False) > 0.2  # a JPEG source already carries its own history: nothing added
+    assert DeliveryConfig.preset("mixed").p_lossless_jpeg == 0.0  # mixed keeps its recorded meaning

@@ -82,3 +82,11 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
 def test_val_runs_refuse_external_dev(tmp_path):
     with pytest.raises(DataError, match="never a selection input"):
         T.run("default", "x", tmp_path, tmp_path, 10, 1, ["external-dev"], "val")
+
+
+def test_readme_transfer_block_matches_committed_results():
+    """Every number in the README's transfer table comes from a committed results.json (regenerate with
+    ``python -m benchmarks.transfer --readme README.md``)."""
+    from benchmarks.leaderboard import readme_block
+
+    assert readme_block(REPO / "README.md", "transfer") == T.readme_block(T.RESULTS)

@@ -337,7 +337,7 @@ def _pair_table(pairs: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def comparison_table(root: Path, split: str = "crossval") -> str:
+def comparison_table(root: Path, split: str = "crossval", link: str = "") -> str:
     """One row per model under ``root`` (results of ``split``): the numbers each goal is judged by, side by side."""
     head = (
         "| model | weights | worst real flag rate fpr1 (variant) | worst median shift | matched q75 AUC | "
@@ -349,7 +349,7 @@ def comparison_table(root: Path, split: str = "crossval") -> str:
         if r.get("split", "crossval") != split:
             continue
         sc, ex = r["protocols"].get("shortcuts"), r["protocols"].get("external-dev")
-        cells = [f"[{r['label']}]({f.parent.name}/report.md)", f"`{r['model']['sha256'][:12]}`"]
+        cells = [f"[{r['label']}]({link}{f.parent.name}/report.md)", f"`{r['model']['sha256'][:12]}`"]
         if sc:
             worst = max(sc["real_variants"], key=lambda v: v["flagged"]["fpr1"])
             shift = max(abs(v["median_shift"]) for v in sc["real_variants"])
@@ -376,7 +376,7 @@ MAX_VAL_FLAG = 0.03
 
 def readme_block(root: Path) -> str:
     """The README's transfer table: the test rows of every candidate, the selection, and where they come from."""
-    lines = [comparison_table(root, "crossval"), ""]
+    lines = [comparison_table(root, "crossval", link="benchmarks/results/transfer/"), ""]
     sel_path = root / "selection.json"
     if sel_path.is_file():
         sel = json.loads(sel_path.read_text(encoding="utf-8"))

@@ -83,7 +83,11 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         "|---|---|---|---|",
     ]
     for s in t.get("datasets", []):
-        lines.append(f"| `{s['path']}` | `{s['manifest_sha256'][:16]}` | {s['n']} | {s['by_label']} |")
+        lines.append(f"| `{portable(s['path'])}` | `{s['manifest_sha256'][:16]}` | {s['n']} | {s['by_label']} |")
+    made = [f"`{portable(s['path'])}`: `{DATASET_COMMANDS[Path(s['path']).name]}`" for s in t.get("datasets", [])
+            if Path(s["path"]).name in DATASET_COMMANDS]
+    if made:
+        lines += ["", "Made by: " + "; ".join(made) + "."]
     lines += ["", "## Metrics", ""]
     for name, rep in m.items():
         if not isinstance(rep, dict) or "auc" not in rep:
@@ -109,9 +113,9 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         "## Reproduce",
         "",
         "```",
-        command,
+        portable(command),
         "```",
-        *_lineage_lines(t.get("init_from")),
+        *_lineage_lines(card.get("lineage") or []),
         "",
         "## Licence",
         "",
@@ -123,6 +127,13 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
+
+#: how the development datasets are built (repo-relative; ``$W`` is any scratch folder)
+DATASET_COMMANDS = {
+    "shared-src": "forensics data import ../shared/data --layout labels-csv --out $W/data/shared-src --align "
+    "--size 128 --store source --workers 2",
+    "suite-src": "FORENSICS_WORK=$W bash benchmarks/build_suite_dataset.sh 800 150",
+}
 
 INTENDED_USE = [
     "## Intended use",
@@ -205,11 +216,42 @@ def _transfer_lines(report: dict) -> list[str]:
             f"From `{report['command']}`:", "", *report["markdown"].splitlines()[3:]]
 
 
-def _lineage_lines(origin: dict | None) -> list[str]:
-    if not origin:
+def portable(text: str) -> str:
+    """A command or path as a reader can rerun it: the scratch folder beside the repo becomes ``$W``, the repo
+    itself ``.`` (a model card must not tell people to look in one machine's folders)."""
+    return text.replace(str(REPO_ROOT.parent / "scratch"), "$W").replace(str(REPO_ROOT), ".")
+
+
+def lineage(card: dict, limit: int = 8) -> list[dict]:
+    """The fine-tuned-from chain, newest first: each ancestor's name, weights sha256 and training command, read
+    from its model file while the recorded reference still resolves to the recorded weights (an installed name
+    such as ``default`` moves on when a new model is installed; the chain then stops at the hash)."""
+    from detectors.modelfile import load_model
+
+    chain: list[dict] = []
+    origin = card.get("training", {}).get("init_from")
+    while origin and len(chain) < limit:
+        entry = {"name": origin.get("name", ""), "sha256": origin.get("sha256", ""), "command": ""}
+        chain.append(entry)
+        try:
+            src = load_model(origin["model"], device="cpu")
+        except (ForensicsError, KeyError):
+            break
+        if src.sha256 != origin.get("sha256"):
+            break
+        entry["command"] = src.card.get("training", {}).get("command", "")
+        origin = src.card.get("training", {}).get("init_from")
+    return chain
+
+
+def _lineage_lines(chain: list[dict]) -> list[str]:
+    if not chain:
         return ["", "Trained from scratch (no fine-tuned-from chain)."]
-    return ["", f"Fine-tuned from `{origin['model']}` ({origin.get('name') or '?'}, weights sha256 "
-            f"`{origin['sha256'][:16]}`): rebuild that model first with the command in its own card."]
+    lines = ["", "Lineage (fine-tuned from, newest first; rebuild the oldest first):", ""]
+    for i, e in enumerate(chain, 1):
+        cmd = f": `{portable(e['command'])}`" if e["command"] else " (command in that model's own card)"
+        lines.append(f"{i}. {e['name'] or '?'} `{e['sha256'][:16]}`{cmd}")
+    return lines
 
 
 def _init_line(origin: dict | None) -> list[str]:
@@ -311,6 +353,7 @@ def _run_command(run: Path) -> str:
 def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
     """Record selection / transfer results in the card, write MODEL_CARD.md, check the size, install."""
     card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    card["lineage"] = lineage(card)
     if args.selection:
         card["selection"] = json.loads(args.selection.read_text(encoding="utf-8"))
     if args.transfer:

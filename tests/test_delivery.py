@@ -147,3 +147,29 @@ def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():
     assert first_jpeg(True) > 0.8 and never_compressed(True) < 0.1
     assert never_compressed(False) > 0.2  # a JPEG source already carries its own history: nothing added
     assert DeliveryConfig.preset("mixed").p_lossless_jpeg == 0.0  # mixed keeps its recorded meaning
+
+
+def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_path):
+    """The card's fine-tuned-from chain is read from the ancestors' own model files while the recorded reference
+    still holds the recorded weights; machine paths never reach the card."""
+    from detectors.calibration import TemperatureScaling
+    from detectors.default_model import lineage, portable
+    from detectors.modelfile import load_model, save_model
+    from detectors.registry import build_detector
+    from forensics.config import REPO_ROOT
+
+    cal = TemperatureScaling().fit(np.r_[-1.0, 1.0], np.r_[0, 1])
+    det = build_detector("npr", res=32, widths=(8, 16, 32))
+    a = save_model(tmp_path / "a", det, cal, {"balanced": 0.5}, name="a", training={"command": "train a"})
+    sha_a = load_model(a).sha256
+    b = save_model(tmp_path / "b", det, cal, {"balanced": 0.5}, name="b",
+                   training={"command": "train b", "init_from": {"model": str(a), "name": "a", "sha256": sha_a}})
+    card_c = {"training": {"init_from": {"model": str(b), "name": "b", "sha256": load_model(b).sha256}}}
+    chain = lineage(card_c)
+    assert [(e["name"], e["command"]) for e in chain] == [("b", "train b"), ("a", "train a")]
+    stale = {"training": {"init_from": {"model": str(a), "name": "a", "sha256": "0" * 64}}}
+    assert lineage(stale) == [{"name": "a", "sha256": "0" * 64, "command": ""}]  # a moved on: stop at the hash
+    assert lineage({"training": {}}) == []
+    scratch = str(REPO_ROOT.parent / "scratch")
+    cmd = f"--data {scratch}/data/x --install-to {REPO_ROOT}/forensics"
+    assert portable(cmd) == "--data $W/data/x --install-to ./forensics"

@@ -423,9 +423,10 @@ def write_index(root: Path) -> Path:
 def select(root: Path) -> dict[str, Any]:
     """Pick the model to ship from the ``--split val`` results under ``root`` (never from crossval or external).
 
-    Rule: among candidates whose worst validation real variant is flagged at most :data:`MAX_VAL_FLAG` under
-    ``fpr1``, the highest mean AUC over the delivery-matched validation pairs (JPEG q75, q50, 0.5x); if none is
-    eligible, the one with the lowest worst flag rate."""
+    Rule: only candidates that saw every fake family the widest candidate saw (a model that never met the
+    diffusion families must not win on a StyleGAN2-only validation pair); among those whose worst validation real
+    variant is flagged at most :data:`MAX_VAL_FLAG` under ``fpr1``, the highest mean AUC over the delivery-matched
+    validation pairs (JPEG q75, q50, 0.5x); if none is that quiet, the one with the lowest worst flag rate."""
     rows = []
     for f in sorted(root.glob("*/results.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
@@ -436,19 +437,26 @@ def select(root: Path) -> dict[str, Any]:
         matched = [p["auc"] for p in sc["pairs"] if not p["name"].endswith("raw")]
         rows.append({
             "label": r["label"], "model": r["model"]["ref"], "sha256": r["model"]["sha256"],
+            "n_families": len(r["model"].get("families", [])),
             "worst_val_real_flag_fpr1": worst, "max_val_median_shift": max(
                 abs(v["median_shift"]) for v in sc["real_variants"]),
             "mean_val_matched_auc": float(np.mean(matched)), "eligible": worst <= MAX_VAL_FLAG,
         })
     if not rows:
         raise DataError(f"{root}: no --split val results to select from")
-    eligible = [r for r in rows if r["eligible"]]
+    widest = max(r["n_families"] for r in rows)
+    for r in rows:
+        r["full_coverage"] = r["n_families"] == widest
+        r["eligible"] = r["eligible"] and r["full_coverage"]
+    covered = [r for r in rows if r["full_coverage"]]
+    eligible = [r for r in covered if r["eligible"]]
     best = (max(eligible, key=lambda r: r["mean_val_matched_auc"]) if eligible
-            else min(rows, key=lambda r: r["worst_val_real_flag_fpr1"]))
+            else min(covered, key=lambda r: r["worst_val_real_flag_fpr1"]))
     return {
         "split": "val: the 10 % of each shared training folder hashed into val at import (never trained on)",
-        "rule": f"worst validation real flag rate under fpr1 <= {MAX_VAL_FLAG:.0%}, then highest mean "
-                "delivery-matched validation AUC (StyleGAN2 vs FFHQ at JPEG q75, q50, 0.5x)",
+        "rule": f"every fake family of the widest candidate seen in training; worst validation real flag rate "
+                f"under fpr1 <= {MAX_VAL_FLAG:.0%}, then the highest mean delivery-matched validation AUC (StyleGAN2 "
+                "vs FFHQ at JPEG q75, q50, 0.5x); when no candidate is that quiet, the lowest worst flag rate",
         "candidates": rows,
         "selected": best["label"],
     }
@@ -470,6 +478,7 @@ def run(
         "model": {
             "ref": model_ref, "name": model.card.get("name", ""), "sha256": model.sha256,
             "thresholds": dict(model.thresholds), "threshold_support": model.card.get("threshold_support", {}),
+            "families": sorted(model.card.get("training", {}).get("families", [])),
         },
         "command": "python -m benchmarks.transfer " + " ".join(sys.argv[1:]),
         "commit": _commit(),

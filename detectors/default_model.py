@@ -88,7 +88,10 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
             if Path(s["path"]).name in DATASET_COMMANDS]
     if made:
         lines += ["", "Made by: " + "; ".join(made) + "."]
-    lines += ["", "## Metrics", ""]
+    lines += ["", "## Metrics", "",
+              "In-distribution, stored files as they are (`crossval`: PNG FFHQ reals vs JPEG q75 StyleGAN2 fakes, "
+              "so the formats differ; per generator: this project's samples vs those reals). The delivery-matched "
+              "numbers are in the transfer results below.", ""]
     for name, rep in m.items():
         if not isinstance(rep, dict) or "auc" not in rep:
             continue
@@ -210,10 +213,12 @@ def _selection_lines(sel: dict) -> list[str]:
 
 
 def _transfer_lines(report: dict) -> list[str]:
+    """The transfer report without its own title / model / command lines, its sections one level down."""
     if not report:
         return []
+    body = [("#" + line) if line.startswith("## ") else line for line in report["markdown"].splitlines()[5:]]
     return ["", "## Transfer results (crossval and external_dev: tests, never selection inputs)", "",
-            f"From `{report['command']}`:", "", *report["markdown"].splitlines()[3:]]
+            f"From `{portable(report['command'])}`:", "", *body]
 
 
 def portable(text: str) -> str:
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")
     ap.add_argument("--install-run", type=Path, default=None,
                     help="skip training: install RUN/model (a candidate trained earlier with --no-install)")
+    ap.add_argument("--name", default=None, help="model name written into the card (e.g. default-npr128-v3)")
     ap.add_argument("--selection", type=Path, default=None,
                     help="selection.json (python -m benchmarks.transfer --select) recorded in the card")
     ap.add_argument("--transfer", type=Path, default=None,
@@ -353,7 +359,9 @@ def _run_command(run: Path) -> str:
 def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
     """Record selection / transfer results in the card, write MODEL_CARD.md, check the size, install."""
     card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    card["lineage"] = lineage(card)
+    card["lineage"] = card.get("lineage") or lineage(card)  # read once, while the ancestors still resolve
+    if args.name:
+        card["name"] = args.name
     if args.selection:
         card["selection"] = json.loads(args.selection.read_text(encoding="utf-8"))
     if args.transfer:

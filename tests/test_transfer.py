@@ -54,13 +54,16 @@ def test_variants_are_what_their_names_say(tmp_path):
         T._write_variant(src, tmp_path / "x", "sharpen")
 
 
-def _result(root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float]) -> None:
+def _result(
+    root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float], families=("a", "b")
+) -> None:
     variants = [{"variant": v, "n": 200, "n_unscored": 0, "median_p": 0.1, "median_shift": 0.0,
                  "flagged": {"fpr1": f, "fpr01": 0.0}} for v, f in (("raw", 0.0), ("jpeg75", worst))]
     pairs = [{"name": f"stylegan2 vs ffhq, both {v}", "n_real": 200, "n_fake": 200, "auc": a, "auc_ci": [a, a],
               "n_boot": 1000, "reals_flagged_fpr1": 0.0, "tpr_fpr1": 0.5, "precision_fpr1": {}}
              for v, a in zip(("jpeg75", "jpeg50", "down0.5", "raw"), (*aucs, 0.999))]
-    res = {"label": label, "split": split, "model": {"ref": label, "sha256": label * 8, "name": label},
+    res = {"label": label, "split": split,
+           "model": {"ref": label, "sha256": label * 8, "name": label, "families": list(families)},
            "protocols": {"shortcuts": {"real_variants": variants, "pairs": pairs}}}
     (root / label).mkdir(parents=True)
     (root / label / "results.json").write_text(json.dumps(res))
@@ -71,10 +74,15 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
     _result(tmp_path, "good", "val", worst=0.01, aucs=(0.90, 0.92, 0.94))
     _result(tmp_path, "fair", "val", worst=0.02, aucs=(0.85, 0.85, 0.85))
     _result(tmp_path, "test-only", "crossval", worst=0.0, aucs=(1.0, 1.0, 1.0))  # never a selection input
+    _result(tmp_path, "narrow", "val", worst=0.0, aucs=(1.0, 1.0, 1.0), families=("a",))  # saw fewer families
     sel = T.select(tmp_path)
-    assert sel["selected"] == "good" and {c["label"] for c in sel["candidates"]} == {"loud", "good", "fair"}
-    assert {c["label"]: c["eligible"] for c in sel["candidates"]} == {"loud": False, "good": True, "fair": True}
+    assert sel["selected"] == "good" and {c["label"] for c in sel["candidates"]} == {"loud", "good", "fair", "narrow"}
+    assert {c["label"]: c["eligible"] for c in sel["candidates"]} == {
+        "loud": False, "good": True, "fair": True, "narrow": False}
     assert "val" in sel["split"]
+    for label in ("good", "fair"):
+        (tmp_path / label / "results.json").unlink()
+    assert T.select(tmp_path)["selected"] == "loud"  # none quiet enough: the quietest of the widest candidates
     with pytest.raises(DataError, match="no --split val"):
         T.select(tmp_path / "test-only")
 

@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 import cli
+from forensics.config import REPO_ROOT
 
 KEY = "test-key-0123456789abcdef"
 QUEUE = 4
@@ -213,7 +214,8 @@ def test_probes_model_card_and_api_key(server: Server) -> None:
     status, _, body = server.json("GET", "/v1/model", headers={"X-API-Key": KEY}, key=None)
     assert status == 200
     card = body["model"]
-    assert card["name"] == "default-npr128" and len(card["sha256"]) == 64
+    shipped = json.loads((REPO_ROOT / "forensics/assets/models/default/model.json").read_text())
+    assert card["name"] == shipped["name"] and card["sha256"] == shipped["weights_sha256"]
     assert set(card["thresholds"]) == {"balanced", "fpr1", "fpr01"}
     assert card["active_threshold"]["policy"] == "balanced"
     assert body["limits"] == {"max_upload_bytes": UPLOAD_LIMIT, "max_pixels": 1_000_000, "max_batch_files": QUEUE,

@@ -296,12 +296,8 @@ def render(res: dict[str, Any]) -> str:
             "| reals as | n | median P(fake) | shift vs raw | flagged fpr1 | flagged fpr01 |",
             "|---|---|---|---|---|---|",
         ]
-        for r in sc["real_variants"]:
-            f = r["flagged"]
-            lines.append(
-                f"| {r['variant']} | {r['n']} | {r['median_p']:.3f} | {r['median_shift']:+.3f} | "
-                f"{100 * f.get('fpr1', float('nan')):.1f} % | {100 * f.get('fpr01', float('nan')):.1f} % |"
-            )
+        lines += [f"| {r['variant']} | {r['n']} | {r['median_p']:.3f} | {r['median_shift']:+.3f} | {_flags(r)} |"
+                  for r in sc["real_variants"]]
         lines += ["", _pair_table(sc["pairs"]), "", sc["note"], ""]
     rs = res["protocols"].get("real-sources")
     if rs:
@@ -309,17 +305,18 @@ def render(res: dict[str, Any]) -> str:
             "## real-sources", "", "| reals | n | median P(fake) | flagged fpr1 | flagged fpr01 |",
             "|---|---|---|---|---|",
         ]
-        for g in rs["groups"]:
-            f = g["flagged"]
-            lines.append(
-                f"| {g['group']} | {g['n']} | {g['median_p']:.3f} | {100 * f.get('fpr1', float('nan')):.1f} % | "
-                f"{100 * f.get('fpr01', float('nan')):.1f} % |"
-            )
+        lines += [f"| {g['group']} | {g['n']} | {g['median_p']:.3f} | {_flags(g)} |" for g in rs["groups"]]
         lines.append("")
     ex = res["protocols"].get("external-dev")
     if ex:
         lines += ["## external-dev", "", f"{ex['root']}.", "", _pair_table(ex["pairs"]), ""]
     return "\n".join(lines)
+
+
+def _flags(row: dict[str, Any]) -> str:
+    """``fpr1 % | fpr01 %`` cells of a row's flag rates."""
+    f = row["flagged"]
+    return " | ".join(f"{100 * f.get(k, float('nan')):.1f} %" for k in ("fpr1", "fpr01"))
 
 
 def _pair_table(pairs: list[dict[str, Any]]) -> str:

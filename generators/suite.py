@@ -233,7 +233,7 @@ def run_family(
     eval_n: int, from_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
-    from benchmarks.speed import peak_rss_mb
+    from forensics.sysinfo import peak_rss_mb
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import click
 
-from forensics import __version__
+from forensics._version import __version__
 
 # name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -163,7 +163,7 @@ def save_model(
     ``threshold_support`` (:func:`detectors.calibration.preset_support`) says on how many reals each preset rests."""
     from safetensors.torch import save_file
 
-    from forensics import __version__
+    from forensics._version import __version__
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

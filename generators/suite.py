@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from generators.base import INPUT_KINDS
-from generators.train import ASSETS, export_reference, grid_samples, list_checkpoints, load_run, save_grid, train
+from generators.checkpoints import ASSETS, export_reference, list_checkpoints, load_run
+from generators.train import grid_samples, save_grid, train
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import click
 
 from forensics._version import __version__
-from forensics.clirun import configure_logging, run_click
+from forensics.clirun import CONTEXT_SETTINGS, configure_logging, run_click
 
 # name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,7 +65,7 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    context_settings=CONTEXT_SETTINGS,
     epilog="Example: forensics scan photos/ --jsonl out.jsonl --report report.html",
 )
 @click.version_option(__version__, prog_name="forensics")

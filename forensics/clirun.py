@@ -7,10 +7,13 @@ Shared by ``cli.py`` and by module entry points that run one subcommand standalo
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: The root command's click context settings; a subcommand run standalone gets the same ``-h`` and help width.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
@@ -19,12 +22,13 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
-def run_click(command: click.Command, argv: list[str] | None, prog_name: str) -> int:
-    """Invoke ``command``; toolkit errors become one line on stderr and exit code 2 (or the error's own code)."""
+def run_click(command: click.Command, argv: list[str] | None, prog_name: str, **context: Any) -> int:
+    """Invoke ``command``; toolkit errors become one line on stderr and exit code 2 (or the error's own code).
+    ``context`` goes to click's context (e.g. ``**CONTEXT_SETTINGS`` for a subcommand run without the root)."""
     from forensics.errors import ForensicsError
 
     try:
-        rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False, **context)
     except ForensicsError as exc:
         click.echo(f"error: {exc}", err=True)
         return exc.exit_code

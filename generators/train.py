@@ -564,11 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m generators.train`` / ``torchrun -m generators.train``: the ``gan train`` command standalone."""
     import sys
 
-    from forensics.clirun import configure_logging, run_click
+    from forensics.clirun import CONTEXT_SETTINGS, configure_logging, run_click
     from generators.cli import gan
 
     configure_logging()
-    return run_click(gan, ["train", *(argv if argv is not None else sys.argv[1:])], "forensics gan")
+    return run_click(gan, ["train", *(argv if argv is not None else sys.argv[1:])], "forensics gan", **CONTEXT_SETTINGS)
 
 
 __all__ = [

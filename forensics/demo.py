@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
-
 from forensics.config import ASSETS_DIR
 from forensics.errors import ForensicsError
 
@@ -27,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default", help="model to use (default: the shipped model)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
-    from forensics.commands.scan import run_scan
+    from forensics.api import run_scan
 
     try:
         if not any(DEMO_DIR.iterdir()):
@@ -37,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             threshold="balanced",
         )  # fmt: skip
     except ForensicsError as exc:
-        click.echo(f"error: {exc}", err=True)
+        print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    click.echo(f"demo report written to {Path(args.out).resolve()}")
+    print(f"demo report written to {Path(args.out).resolve()}")
     return 0
 
 

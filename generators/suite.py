@@ -1,10 +1,12 @@
 """``make suite`` / ``python -m generators.suite``: retrain the reference generators with the committed presets.
 
-For every registered family (or ``--only``): train at ``--res`` on the shared real faces, ship the latest weights
-as fp16 safetensors under ``generators/assets/<name>/`` (``load_run(name)`` finds them), save a sample grid to
-``docs/img/gan/<name>.png`` (edits as input / output rows), evaluate against real faces in the project's own
-feature space, and rewrite ``generators/assets/MODEL_CARD.md`` plus ``benchmarks/results/gan_suite.{md,json}``.
-The step counts below are the committed budget for a 2-core CPU; pass ``--steps`` to scale them all.
+For every family of the committed suite (:data:`SUITE`, or ``--only``): train at ``--res`` on the shared real
+faces, ship the latest weights as fp16 safetensors under ``generators/assets/<name>/`` (``load_run(name)`` finds
+them), save a sample grid to ``docs/img/gan/<name>.png`` (edits as input / output rows), evaluate against real faces
+in the project's own feature space, and rewrite ``generators/assets/MODEL_CARD.md`` plus
+``benchmarks/results/gan_suite.{md,json}``.
+The step counts below are the committed budget for a 2-core CPU; ``--steps-scale`` / ``--minutes-scale`` scale
+them all.
 """
 
 from __future__ import annotations

@@ -136,7 +136,3 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
             masks.append(hard)
     return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model), "shots": cfg.shots,
                                     "face_coverage": tgt.track.coverage})
-
-
-def list_methods() -> list[str]:
-    return VIDEO_METHODS.names()

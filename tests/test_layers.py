@@ -48,10 +48,11 @@ ALLOWED: dict[tuple[str, str], str] = {}
 
 #: Trainers, and the model code that must load weights without them (STYLE.md: "model code never imports a
 #: trainer"): the scan product counts as model code here, since a scan never trains.
-TRAINERS = ("generators.train", "detectors.train")
+TRAINERS = ("generators.train", "generators.video.train", "detectors.train")
 MODEL_CODE = (
     "generators.base", "generators.checkpoints", "generators.diffusion", "generators.families", "generators.layers",
-    "generators.registry", "detectors.models", "detectors.modelfile", "detectors.registry", *PRODUCT[1:],
+    "generators.registry", "generators.video.methods", "generators.video.runs", "detectors.models",
+    "detectors.modelfile", "detectors.registry", *PRODUCT[1:],
 )
 
 

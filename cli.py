@@ -8,13 +8,13 @@ Exit codes: 0 = ok / nothing flagged, 1 = something flagged (``scan``), 2 = usag
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from dataclasses import dataclass
 
 import click
 
-from forensics import __version__
+from forensics._version import __version__
+from forensics.clirun import CONTEXT_SETTINGS, configure_logging, run_click
 
 # name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,7 +65,7 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    context_settings=CONTEXT_SETTINGS,
     epilog="Example: forensics scan photos/ --jsonl out.jsonl --report report.html",
 )
 @click.version_option(__version__, prog_name="forensics")
@@ -74,29 +74,13 @@ class LazyGroup(click.Group):
 @click.pass_context
 def root(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Find synthetic and manipulated faces in images and videos."""
-    level = logging.WARNING - 10 * min(verbose, 2) if not quiet else logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose, quiet)
     ctx.obj = Context(verbose=verbose, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: toolkit errors become one line on stderr and exit code 2."""
-    from forensics.errors import ForensicsError
-
-    try:
-        rv = root.main(args=argv, prog_name="forensics", standalone_mode=False)
-    except ForensicsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 2
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except BrokenPipeError:  # `forensics scan ... | head` must not print a traceback
-        return 0
-    return rv if isinstance(rv, int) else 0
+    return run_click(root, argv, "forensics")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,15 @@ and face detection are the scan pipeline's cost and are reported by ``forensics 
 
 from __future__ import annotations
 
-import platform
-import resource
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from forensics.sysinfo import environment, peak_rss_mb
+
+__all__ = ["Scorer", "SpeedResult", "environment", "measure_speed", "peak_rss_mb"]
 
 
 class Scorer(Protocol):
@@ -40,12 +41,6 @@ class SpeedResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
 def _sync(device: str) -> None:
@@ -96,30 +91,3 @@ def measure_speed(
         peak_rss_mb=peak_rss_mb(),
         gpu_peak_mb=gpu_mb,
     )
-
-
-def environment() -> dict[str, Any]:
-    """What a reader needs to compare two speed numbers: CPU, GPU, thread count, library versions."""
-    import os
-
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import torch
-
-        env["torch"] = torch.__version__
-        env["torch_threads"] = torch.get_num_threads()
-        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:  # pragma: no cover - torch is a hard dependency; keep the report writable anyway
-        env["torch"] = None
-    try:
-        from importlib.metadata import version
-
-        env["deepfake_forensics"] = version("deepfake-forensics")
-    except Exception:
-        env["deepfake_forensics"] = None
-    return env

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.metrics import eer, threshold_at_fpr
+from detectors.metrics import eer, threshold_at_fpr
 from forensics.errors import ModelFileError
 from forensics.registry import Registry
 

@@ -388,8 +388,8 @@ def _crossval_metrics(model, dirs: list[Path]) -> dict:
     """``crossval``: the datasets whose crossval split holds both classes on their own (the shared StyleGAN2 vs
     FFHQ headline, comparable across model versions); ``crossval_all`` / ``crossval_by_generator``: every crossval
     row, so fake-only sets (the project's generator samples) are scored against those reals, one row per generator."""
-    from benchmarks.metrics import MIN_BOOT
     from detectors.evaluate import evaluate_model
+    from detectors.metrics import MIN_BOOT
 
     labels = {d: {r.label for r in _rows(d) if r.split == "crossval"} for d in dirs}
     paired = [str(d) for d, ls in labels.items() if ls == {"real", "fake"}]

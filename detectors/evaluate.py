@@ -81,8 +81,8 @@ def evaluate_model(
     """Score every item of ``dirs`` (optionally only ``splits``); per-group rows group fakes by ``group_by``
     (``family``, ``generator`` or ``dataset``: generator separates two sets of one family, e.g. the project's own
     stylegan2 from thispersondoesnotexist's)."""
-    from benchmarks.metrics import evaluate_scores
     from detectors.data import check_both_classes, load_items
+    from detectors.metrics import evaluate_scores
 
     if group_by not in GROUP_BY:
         raise UsageError(f"--group-by must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
@@ -125,7 +125,7 @@ def evaluate_model(
 def format_report(res: EvalResult) -> str:
     """A compact, human-readable table; every interval says the n (real/fake) it rests on, and TPR at 0.1% FPR is
     printed only with enough reals to place that threshold."""
-    from benchmarks.metrics import MIN_REALS_FPR01
+    from detectors.metrics import MIN_REALS_FPR01
 
     def ci(d: dict, k: str) -> str:
         c = d.get("ci", {}).get(k)

@@ -131,19 +131,6 @@ class Model:
         h, w = np.asarray(face).shape[:2]
         return np.clip(cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
-    def verdict(self, p: float, policy: str | float = "balanced") -> bool:
-        return bool(p >= self.threshold(policy))
-
-    def threshold(self, policy: str | float = "balanced") -> float:
-        if isinstance(policy, (int, float)):
-            return float(policy)
-        try:
-            return float(self.thresholds[policy])
-        except KeyError:
-            from forensics.errors import UsageError
-
-            raise UsageError(f"unknown threshold policy '{policy}'; known: {', '.join(self.thresholds)}") from None
-
 
 def save_model(
     out_dir: str | os.PathLike[str],
@@ -163,7 +150,7 @@ def save_model(
     ``threshold_support`` (:func:`detectors.calibration.preset_support`) says on how many reals each preset rests."""
     from safetensors.torch import save_file
 
-    from forensics import __version__
+    from forensics._version import __version__
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

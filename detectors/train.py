@@ -236,7 +236,6 @@ def train(opts: TrainOptions) -> Path:
     """Train, calibrate and write ``RUN/model``; returns the run dir."""
     import torch
 
-    from benchmarks.metrics import roc_auc
     from detectors.augment import AugmentConfig, DeliveryConfig
     from detectors.data import (
         ByteCache,
@@ -247,6 +246,7 @@ def train(opts: TrainOptions) -> Path:
         load_items,
         split_holdout,
     )
+    from detectors.metrics import roc_auc
     from detectors.registry import DETECTORS, build_detector
     from forensics.config import resolve_device
 
@@ -533,8 +533,8 @@ def finalize_model(
 ) -> Path:
     """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
     are: see :func:`detectors.calibration.preset_support`); metrics on half B; write the model file."""
-    from benchmarks.metrics import MIN_BOOT, evaluate_scores
     from detectors.calibration import fit_calibrator, preset_support, threshold_presets
+    from detectors.metrics import MIN_BOOT, evaluate_scores
     from detectors.modelfile import save_model
 
     cal = fit_calibrator(opts.calibration, val_s[half_a], val_y[half_a])

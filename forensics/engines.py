@@ -184,9 +184,5 @@ class RayEngine(Engine):
                 yield res
 
 
-def list_engines() -> list[str]:
-    return ENGINES.names()
-
-
 def get_engine(name: str) -> type[Engine]:
     return ENGINES.get(name).obj

@@ -1,8 +1,10 @@
 """Face detection, 5-point alignment, face tracking and face extraction from images and videos.
 
 Every detector in the toolkit looks at faces, never at whole photos: a face crop removes the background, the
-photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module is the one place that
-turns media into face crops, so training data, benchmarks and ``forensics scan`` see faces made the same way.
+photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module holds the face primitives
+(detectors, alignment, tracking) that every path from media to face crops uses: ``forensics faces extract``, the
+dataset importers (:mod:`forensics.importers`) and ``forensics scan`` (:mod:`forensics.pipeline`), so training
+data, benchmarks and scans see faces made the same way. (Each of those three still has its own crop loop.)
 
 * :class:`FaceDetector` implementations live in the :data:`FACE_DETECTORS` registry: ``mtcnn`` (default; the
   weights ship inside the facenet-pytorch wheel, so it works offline, batched, CPU or GPU) and ``opencv`` (Haar
@@ -10,7 +12,8 @@ turns media into face crops, so training data, benchmarks and ``forensics scan``
 * :func:`align_face` maps the 5 landmarks onto a canonical template with a similarity transform (rotation, uniform
   scale, translation: no shear, so faces are never distorted).
 * :class:`IoUTracker` groups per-frame detections of a video into tracks.
-* :func:`extract_faces` is the generator used by ``forensics faces extract`` and by ``forensics scan``.
+* :func:`extract_faces` is the generator behind ``forensics faces extract``; the scan calls
+  :func:`get_face_detector`, :func:`align_face` and :func:`center_crop_face` from ``forensics.pipeline``.
 """
 
 from __future__ import annotations
@@ -227,10 +230,6 @@ class OpenCVDetector(FaceDetector):
             faces.sort(key=lambda f: -f.prob)
             out.append(faces)
         return out
-
-
-def list_face_detectors(pattern: str = "*") -> list[str]:
-    return FACE_DETECTORS.names(pattern)
 
 
 def get_face_detector(name: str = "mtcnn", device: str = "auto", **cfg: Any) -> FaceDetector:

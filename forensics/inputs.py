@@ -256,8 +256,3 @@ def expand_paths(specs: Iterable[str], *, kind: str | None = None, follow_symlin
             found = [p for p, err in expander._candidates() if err is None]
         out.extend(p for p in found if p not in out)
     return out
-
-
-def expand_inputs(specs: Iterable[str], **kwargs) -> Iterator[InputItem]:
-    """Shorthand for ``iter(InputExpander(specs, **kwargs))`` when the counters are not needed."""
-    return iter(InputExpander(specs, **kwargs))

@@ -1097,8 +1097,3 @@ def skip_done(items: Iterable[InputItem], skip: set[tuple[str, str]]) -> Iterato
         if it.duplicate_of in skipped:
             it.duplicate_of = None  # its first copy is not part of this run: scan this one for real
         yield it
-
-
-def scan_paths(paths: Sequence[str], model: Any = "default", **config: Any) -> list[FileResult]:
-    """Eager variant of :func:`scan` for notebooks: returns a list."""
-    return list(scan(paths, model, **config))

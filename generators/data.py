@@ -215,11 +215,3 @@ class BatchLoader:
             mask = torch.rand(len(idx), generator=g) < 0.5
             x[mask] = x[mask].flip(-1)
         return Batch(image=x, cond=torch.stack(conds))
-
-
-def make_loader(
-    dirs: Sequence[str | os.PathLike[str]], res: int, batch: int, seed: int = 0, rank: int = 0, world: int = 1,
-    flip: bool = True,
-) -> BatchLoader:
-    """One call from data dirs to a resumable loader (used by the trainer and the metrics)."""
-    return BatchLoader(FaceImages(discover(dirs), res), batch, seed=seed, rank=rank, world=world, flip=flip)

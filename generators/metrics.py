@@ -398,8 +398,8 @@ def featnet_id() -> str:
 def evaluate(run: str, real_dirs: Sequence[str], n: int = 500, seed: int = 0, device: str = "cpu") -> EvalResult:
     """Sample ``n`` images from a run / reference model and compare them with ``n`` real faces."""
     from generators.base import INPUT_KINDS
+    from generators.checkpoints import load_run
     from generators.data import FaceImages, discover
-    from generators.train import load_run
 
     t0 = time.time()
     fam = load_run(run, device=device)

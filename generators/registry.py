@@ -39,10 +39,6 @@ def register_generator(
     )
 
 
-def list_generators(pattern: str = "*") -> list[str]:
-    return GENERATORS.names(pattern)
-
-
 def get_generator(name: str) -> type[GeneratorFamily]:
     return GENERATORS.get(name).obj
 

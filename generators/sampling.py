@@ -81,8 +81,8 @@ def sample_to_dataset(
     **family_kwargs: Any,
 ) -> SampleReport:
     """Write ``n`` generated (or edited) images with manifest rows to ``out``; returns counts and speed."""
+    from generators.checkpoints import load_run
     from generators.data import FaceImages, discover, to_uint8
-    from generators.train import load_run
 
     if n < 1:
         raise UsageError(f"--n must be >= 1, got {n}")

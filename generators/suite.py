@@ -1,10 +1,12 @@
 """``make suite`` / ``python -m generators.suite``: retrain the reference generators with the committed presets.
 
-For every registered family (or ``--only``): train at ``--res`` on the shared real faces, ship the latest weights
-as fp16 safetensors under ``generators/assets/<name>/`` (``load_run(name)`` finds them), save a sample grid to
-``docs/img/gan/<name>.png`` (edits as input / output rows), evaluate against real faces in the project's own
-feature space, and rewrite ``generators/assets/MODEL_CARD.md`` plus ``benchmarks/results/gan_suite.{md,json}``.
-The step counts below are the committed budget for a 2-core CPU; pass ``--steps`` to scale them all.
+For every family of the committed suite (:data:`SUITE`, or ``--only``): train at ``--res`` on the shared real
+faces, ship the latest weights as fp16 safetensors under ``generators/assets/<name>/`` (``load_run(name)`` finds
+them), save a sample grid to ``docs/img/gan/<name>.png`` (edits as input / output rows), evaluate against real faces
+in the project's own feature space, and rewrite ``generators/assets/MODEL_CARD.md`` plus
+``benchmarks/results/gan_suite.{md,json}``.
+The step counts below are the committed budget for a 2-core CPU; ``--steps-scale`` / ``--minutes-scale`` scale
+them all.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import torch
 
 from generators.base import INPUT_KINDS
-from generators.train import ASSETS, export_reference, grid_samples, list_checkpoints, load_run, save_grid, train
+from generators.checkpoints import ASSETS, export_reference, list_checkpoints, load_run
+from generators.train import grid_samples, save_grid, train
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +236,7 @@ def run_family(
     eval_n: int, from_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
-    from benchmarks.speed import peak_rss_mb
+    from forensics.sysinfo import peak_rss_mb
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]

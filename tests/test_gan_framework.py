@@ -16,6 +16,7 @@ import cli
 from forensics.dataset import ManifestRow, read_manifest, write_manifest
 from forensics.errors import ModelFileError, UnknownNameError, UsageError
 from forensics.runs import optimizer_state_dict, optimizer_to_tensors
+from generators import checkpoints as C
 from generators import train as T
 from generators.data import BatchLoader, FaceImages, cond_from_extra, cond_from_utk_name, discover
 from generators.metrics import c2st_accuracy, diversity, kid, precision_recall_coverage
@@ -303,7 +304,7 @@ def test_cli_list_json_and_dry_run(faces, capsys) -> None:
 
 def test_export_reference_fp16_and_load_by_name(faces, tmp_path, monkeypatch) -> None:
     run = _train(faces, tmp_path / "runs", 2)
-    monkeypatch.setattr(T, "ASSETS", tmp_path / "assets")
+    monkeypatch.setattr(C, "ASSETS", tmp_path / "assets")  # load_run / export_reference live in generators.checkpoints
     d = T.export_reference(run, "tiny-dcgan")
     w = load_file(d / "model.safetensors")
     assert not any(k.startswith("G.") for k in w)  # G_ema ships instead of G

@@ -1,4 +1,5 @@
-"""benchmarks.metrics against hand-computed cases and against scikit-learn on random data with ties."""
+"""detectors.metrics (through its re-export benchmarks.metrics) against hand-computed cases and against
+scikit-learn on random data with ties."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``gan-disc``: a detector initialised from a GAN-suite discriminator, fine-tuned for real vs fake.
 
 A discriminator has already learnt what its generator gets wrong; reusing it (``--init-from-gan RUN_OR_NAME``,
-through ``generators.train.load_run(...).discriminator()``) is the design card's "detectors reuse the trained
+through ``generators.checkpoints.load_run(...).discriminator()``) is the design card's "detectors reuse the trained
 discriminators". The architecture comes from the GAN family (``family`` + ``family_cfg``), so a model file rebuilds
 it without the GAN run; ``family="builtin"`` is a DCGAN-shaped discriminator for when no GAN suite is installed.
 
@@ -131,7 +131,7 @@ class GanDiscDetector(Detector):
         super().initialise(**sources)
         if not init_from_gan:
             return
-        from generators.train import load_run
+        from generators.checkpoints import load_run
 
         fam = load_run(init_from_gan)
         disc = fam.discriminator()

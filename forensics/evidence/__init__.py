@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from forensics.errors import UsageError
 from forensics.registry import Registry
 
 SCOPES = ("file", "face")
@@ -169,10 +168,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "replace")
     return obj
-
-
-def require_names(names: list[str]) -> None:
-    """Validate names early (CLI parse time) so a typo is a usage error, not a per-file failure."""
-    for n in names:
-        if n not in EVIDENCE:
-            raise UsageError(f"--evidence: unknown analysis '{n}'; known: {', '.join(list_evidence())}")

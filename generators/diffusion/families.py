@@ -176,7 +176,7 @@ def describe_condition(cond: torch.Tensor | None, i: int) -> dict[str, str] | No
 
 
 def _load_modules(ref: str, what: str) -> dict[str, nn.Module] | dict[str, dict[str, torch.Tensor]]:
-    """Modules of another run (``generators.train.load_run``) or state dicts grouped by prefix from a
+    """Modules of another run (``generators.checkpoints.load_run``) or state dicts grouped by prefix from a
     ``.safetensors`` file. Reusing runs by reference keeps one trained autoencoder behind every latent family."""
     if ref.endswith(".safetensors"):
         from pathlib import Path
@@ -191,8 +191,8 @@ def _load_modules(ref: str, what: str) -> dict[str, nn.Module] | dict[str, dict[
             groups.setdefault(prefix, {})[rest] = tensor
         return groups
     try:
-        from generators.train import load_run
-    except ImportError as exc:  # the trainer is a separate module; say so instead of a traceback
+        from generators.checkpoints import load_run
+    except ImportError as exc:  # run loading is a separate module; say so instead of a traceback
         raise UsageError(f"{what} '{ref}': cannot load runs ({exc}); pass a .safetensors file instead") from None
     return load_run(ref).modules()
 

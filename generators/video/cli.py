@@ -88,9 +88,9 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     from forensics.media import load_image, write_video
     from generators.video.clips import read_clip
     from generators.video.reenact import relative_kp
+    from generators.video.runs import load_reenact
     from generators.video.swap import to_tensor, to_uint8
     from generators.video.tracks import track_main_face, warp_to_crop
-    from generators.video.train import load_reenact
 
     net, margin = load_reenact(run)
     res = net.cfg.res

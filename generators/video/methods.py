@@ -54,9 +54,9 @@ def make_swap(target: Clip, driving: Clip | None = None, model: str | None = Non
     import torch
 
     from forensics.faces import canonical_landmarks
+    from generators.video.runs import load_swap
     from generators.video.swap import to_tensor, to_uint8
     from generators.video.tracks import track_main_face, warp_to_crop
-    from generators.video.train import load_swap
 
     net = load_swap(_require(model, "swap"))
     size, margin = net.cfg.size, net.cfg.margin
@@ -80,9 +80,9 @@ def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: s
 
     from forensics.faces import canonical_landmarks
     from generators.video.reenact import relative_kp
+    from generators.video.runs import load_reenact
     from generators.video.swap import to_tensor, to_uint8
     from generators.video.tracks import track_main_face, warp_to_crop
-    from generators.video.train import load_reenact
 
     net, margin = load_reenact(_require(model, "reenact"))
     res = net.cfg.res
@@ -113,8 +113,8 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
 
     from forensics.faces import canonical_landmarks
     from generators.video.landmark2face import clip_maps, driving_maps, pick_shots
+    from generators.video.runs import load_landmark2face
     from generators.video.swap import to_tensor, to_uint8
-    from generators.video.train import load_landmark2face
 
     if not model:
         raise UsageError("--method landmark2face needs --model RUN (train one with "
@@ -136,7 +136,3 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
             masks.append(hard)
     return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model), "shots": cfg.shots,
                                     "face_coverage": tgt.track.coverage})
-
-
-def list_methods() -> list[str]:
-    return VIDEO_METHODS.names()

@@ -8,15 +8,20 @@ parameters, RNG state), so nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from forensics.errors import ModelFileError, UsageError
 from forensics.runs import optimizer_state_dict, optimizer_to_tensors
+
+if TYPE_CHECKING:  # each loader imports its own model class: loading one kind needs no other
+    from generators.video.landmark2face import Landmark2FaceModel
+    from generators.video.reenact import ReenactModel
+    from generators.video.swap import SwapAutoencoder
 
 
 def save_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
@@ -61,3 +66,43 @@ def read_options(run: str | Path) -> dict[str, Any]:
 def append_metrics(run: Path, row: dict[str, Any]) -> None:
     with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading trained video generators: here, not in the trainer, so the methods that apply a model
+# (:mod:`generators.video.methods`) never import the training loops.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _config(cls: type, opts: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in opts.items() if k in names})
+
+
+def load_swap(run: str | Path) -> SwapAutoencoder:
+    from generators.video.swap import SwapAutoencoder, SwapConfig
+
+    cfg = _config(SwapConfig, read_options(run))
+    model = SwapAutoencoder(cfg)
+    load_checkpoint(Path(run), model)
+    return model.eval()
+
+
+def load_reenact(run: str | Path) -> tuple[ReenactModel, float]:
+    from generators.video.reenact import ReenactConfig, ReenactModel
+
+    opts = read_options(run)
+    model = ReenactModel(_config(ReenactConfig, opts))
+    load_checkpoint(Path(run), model)
+    return model.eval(), float(opts.get("margin", 0.4))
+
+
+def load_landmark2face(run: str | Path) -> Landmark2FaceModel:
+    from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel
+
+    opts = read_options(run)
+    if opts.get("kind", "landmark2face") != "landmark2face":
+        raise UsageError(f"{run}: a '{opts.get('kind')}' run, not a landmark2face run")
+    model = Landmark2FaceModel(_config(Landmark2FaceConfig, opts))
+    load_checkpoint(Path(run), model)
+    return model.eval()

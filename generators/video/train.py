@@ -5,34 +5,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from forensics.errors import UsageError
 from forensics.runs import next_run_dir
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
 from generators.video.landmark2face import train_step as l2f_step
 from generators.video.reenact import PyramidFeatures, ReenactConfig, ReenactModel, reenact_losses
-from generators.video.runs import (
+from generators.video.runs import (  # the loaders are re-exported (__all__): they lived here before the split
     append_metrics,
     load_checkpoint,
-    read_options,
+    load_landmark2face,
+    load_reenact,
+    load_swap,
     save_checkpoint,
     write_options,
 )
 from generators.video.swap import SwapAutoencoder, SwapConfig, to_tensor, train_step
 
 Progress = Callable[[int, dict[str, float]], None]
-
-
-def _config(cls: type, opts: dict[str, Any]):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in opts.items() if k in names})
 
 
 def _open_run(out: str | Path, kind: str, resume: str | None, cfg: Any, model: torch.nn.Module,
@@ -78,13 +73,6 @@ def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resum
     return run
 
 
-def load_swap(run: str | Path) -> SwapAutoencoder:
-    cfg = _config(SwapConfig, read_options(run))
-    model = SwapAutoencoder(cfg)
-    load_checkpoint(Path(run), model)
-    return model.eval()
-
-
 def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume: str | None = None,
                   save_every: int = 200, progress: Progress | None = None, margin: float = 0.4) -> Path:
     """Self-supervised: reconstruct a random frame of a clip from another random frame of the same clip."""
@@ -112,13 +100,6 @@ def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume
     model.train()
     _loop(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
-
-
-def load_reenact(run: str | Path) -> tuple[ReenactModel, float]:
-    opts = read_options(run)
-    model = ReenactModel(_config(ReenactConfig, opts))
-    load_checkpoint(Path(run), model)
-    return model.eval(), float(opts.get("margin", 0.4))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -169,10 +150,6 @@ def train_landmark2face(videos: list[str], out: str | Path, cfg: Landmark2FaceCo
     return run
 
 
-def load_landmark2face(run: str | Path) -> Landmark2FaceModel:
-    opts = read_options(run)
-    if opts.get("kind", "landmark2face") != "landmark2face":
-        raise UsageError(f"{run}: a '{opts.get('kind')}' run, not a landmark2face run")
-    model = Landmark2FaceModel(_config(Landmark2FaceConfig, opts))
-    load_checkpoint(Path(run), model)
-    return model.eval()
+__all__ = [
+    "load_landmark2face", "load_reenact", "load_swap", "ssim", "train_landmark2face", "train_reenact", "train_swap",
+]

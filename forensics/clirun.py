@@ -1,0 +1,43 @@
+"""Run a click command the way the ``forensics`` console script does: one-line errors, documented exit codes.
+
+Shared by ``cli.py`` and by module entry points that run one subcommand standalone (``python -m generators.train``
+/ ``torchrun -m generators.train``), so that no package imports ``cli.py`` to get the same behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+#: The root command's click context settings; a subcommand run standalone gets the same ``-h`` and help width.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """``-v`` / ``-vv`` / ``-q`` of the root command as a logging level."""
+    level = logging.WARNING - 10 * min(verbose, 2) if not quiet else logging.ERROR
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+def run_click(command: click.Command, argv: list[str] | None, prog_name: str, **context: Any) -> int:
+    """Invoke ``command``; toolkit errors become one line on stderr and exit code 2 (or the error's own code).
+    ``context`` goes to click's context (e.g. ``**CONTEXT_SETTINGS`` for a subcommand run without the root)."""
+    from forensics.errors import ForensicsError
+
+    try:
+        rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False, **context)
+    except ForensicsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 2
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except BrokenPipeError:  # `forensics scan ... | head` must not print a traceback
+        return 0
+    return rv if isinstance(rv, int) else 0

@@ -371,6 +371,13 @@ def comparison_table(root: Path, split: str = "crossval", link: str = "") -> str
 MAX_VAL_FLAG = 0.03
 
 
+def portable(text: str) -> str:
+    """Machine paths out of a recorded command (see :func:`detectors.default_model.portable`)."""
+    from detectors.default_model import portable as _portable
+
+    return _portable(text)
+
+
 def readme_block(root: Path) -> str:
     """The README's transfer table: the test rows of every candidate, the selection, and where they come from."""
     lines = [comparison_table(root, "crossval", link="benchmarks/results/transfer/"), ""]
@@ -403,6 +410,15 @@ def write_index(root: Path) -> Path:
         sel = json.loads(sel_path.read_text(encoding="utf-8"))
         lines += ["", f"**Selected: {sel['selected']}** (rule: {sel['rule']}; split: {sel['split']}).",
                   "Made by `python -m benchmarks.transfer --select benchmarks/results/transfer`."]
+    lines += ["", "## Candidates: how each was trained", ""]
+    seen: set[str] = set()
+    for f in sorted(root.glob("*/results.json")):
+        m = json.loads(f.read_text(encoding="utf-8"))["model"]
+        if m["sha256"] in seen:
+            continue
+        seen.add(m["sha256"])
+        cmd = m.get("trained_by") or "(command in its model card)"
+        lines.append(f"- `{m['sha256'][:12]}` ({len(m.get('families', []))} fake families): `{portable(cmd)}`")
     lines += [
         "",
         "## Test: crossval and external_dev (never a selection input)",
@@ -476,6 +492,7 @@ def run(
             "ref": model_ref, "name": model.card.get("name", ""), "sha256": model.sha256,
             "thresholds": dict(model.thresholds), "threshold_support": model.card.get("threshold_support", {}),
             "families": sorted(model.card.get("training", {}).get("families", [])),
+            "trained_by": model.card.get("training", {}).get("command", ""),
         },
         "command": "python -m benchmarks.transfer " + " ".join(sys.argv[1:]),
         "commit": _commit(),

@@ -204,11 +204,11 @@ def _selection_lines(sel: dict) -> list[str]:
     if not sel:
         return []
     lines = ["", "## Selection", "", f"Selected **{sel['selected']}** on {sel['split']}.", f"Rule: {sel['rule']}.", "",
-             "| candidate | weights | worst val real flag rate (fpr1) | max val median shift | mean val matched AUC "
-             "| eligible |", "|---|---|---|---|---|---|"]
-    lines += [f"| {c['label']} | `{c['sha256'][:12]}` | {100 * c['worst_val_real_flag_fpr1']:.1f} % | "
-              f"{c['max_val_median_shift']:.3f} | {c['mean_val_matched_auc']:.3f} | {c['eligible']} |"
-              for c in sel["candidates"]]
+             "| candidate | weights | fake families trained on | worst val real flag rate (fpr1) "
+             "| max val median shift | mean val matched AUC | eligible |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['label']} | `{c['sha256'][:12]}` | {c.get('n_families', '?')} | "
+              f"{100 * c['worst_val_real_flag_fpr1']:.1f} % | {c['max_val_median_shift']:.3f} | "
+              f"{c['mean_val_matched_auc']:.3f} | {c['eligible']} |" for c in sel["candidates"]]
     return lines
 
 

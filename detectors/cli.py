@@ -151,7 +151,18 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
 
     run = train(opts)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 owns the run dir
+        _record_command(run / "model")
         click.echo(str(run / "model"))
+
+
+def _record_command(model_dir: Path) -> None:
+    """Write the command line into the card's ``training.command``: a model file says how to rebuild it."""
+    import sys
+
+    card_path = model_dir / "model.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card.setdefault("training", {})["command"] = "forensics " + " ".join(sys.argv[1:])
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
 @detector.command("eval", epilog="Example: forensics detector eval runs/00001-npr-r64/model --data ds/test --json")

@@ -173,3 +173,26 @@ def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_p
     scratch = str(REPO_ROOT.parent / "scratch")
     cmd = f"--data {scratch}/data/x --install-to {REPO_ROOT}/forensics"
     assert portable(cmd) == "--data $W/data/x --install-to ./forensics"
+
+
+def test_luma_npr_ignores_colour_planes_and_loads_rgb_weights():
+    """``residual=luma``: JPEG's chroma subsampling (any zero-luma colour change) cannot move the residual stream;
+    the weights of an ``rgb`` model load unchanged (same shapes), which is how v3 is fine-tuned into it."""
+    import torch
+
+    from detectors.registry import build_detector
+
+    rgb = build_detector("npr", res=32, widths=(8, 16, 32), unshuffle=2)
+    luma = build_detector("npr", res=32, widths=(8, 16, 32), unshuffle=2, residual="luma")
+    luma.load_state_dict(rgb.state_dict())
+    luma.eval()
+    x = torch.rand(2, 3, 32, 32)
+    v = torch.tensor([0.114, 0.0, -0.299])  # zero luma: 0.299 * 0.114 - 0.114 * 0.299 = 0
+    # a half-resolution colour plane brought back by a smooth upsampler, as a JPEG decoder does with 4:2:0 chroma
+    up = torch.nn.functional.interpolate(torch.randn(2, 1, 16, 16), scale_factor=2, mode="bilinear")
+    chroma = up * v.view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(luma.embed(x), luma.embed(x + chroma), atol=1e-5)
+        assert not torch.allclose(rgb.embed(x), rgb.embed(x + chroma), atol=1e-3)
+    with pytest.raises(UsageError, match="residual must be"):
+        build_detector("npr", res=32, residual="hsv")

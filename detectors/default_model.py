@@ -245,6 +245,9 @@ def lineage(card: dict, limit: int = 8) -> list[dict]:
         if src.sha256 != origin.get("sha256"):
             break
         entry["command"] = src.card.get("training", {}).get("command", "")
+        if src.card.get("lineage"):  # an installed ancestor recorded its own chain while it still resolved
+            chain.extend(src.card["lineage"][: limit - len(chain)])
+            break
         origin = src.card.get("training", {}).get("init_from")
     return chain
 

@@ -84,6 +84,7 @@ def item_from_row(path: Path, row, dataset: str) -> Item:
     return Item(
         path, row.y, _group(row, dataset), row.generator, dataset, row.sha256, native_of(row),
         store=row.extra.get("store", "aligned"), landmarks=_landmarks(row),
+        lossless=row.extra.get("source_format") in LOSSLESS_FORMATS,
     )
 
 

@@ -95,7 +95,8 @@ def _source_dataset(root: Path, n: int = 16) -> Path:
             rows.append(ManifestRow(
                 path=p, label=label, sha256=sha256_file(root / p), split="val" if i % 4 == 0 else "train",
                 family="checker" if label == "fake" else "", generator="toy",
-                extra={"store": "source", "crop_landmarks": lm.tolist(), "src_width": 160, "src_height": 160},
+                extra={"store": "source", "crop_landmarks": lm.tolist(), "src_width": 160, "src_height": 160,
+                       "source_format": "png" if label == "fake" else "jpeg"},
             ))
     write_manifest(root, rows)
     return root
@@ -105,6 +106,7 @@ def test_views_of_source_items_crop_like_scan_and_val_histories_are_fixed(tmp_pa
     ds = _source_dataset(tmp_path / "ds", n=4)
     items, _ = load_items([str(ds)], "eval")
     assert all(it.store == "source" and it.landmarks.shape == (5, 2) for it in items)
+    assert [it.lossless for it in items] == [it.y == 1 for it in items]  # the manifest's source_format reaches it
     cache = ByteCache(items)
     plain = eval_array(cache, 64)
     assert np.array_equal(plain[0], align_face(cache.image(0), items[0].landmarks, 64, 0.3))

@@ -111,6 +111,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     lines += _support_lines(card.get("threshold_support") or {})
     lines += _selection_lines(card.get("selection") or {})
     lines += _transfer_lines(card.get("transfer") or {})
+    lines += _grouped_loo_lines(card.get("grouped_loo") or {})
     lines += [
         "",
         "## Reproduce",
@@ -212,13 +213,33 @@ def _selection_lines(sel: dict) -> list[str]:
     return lines
 
 
+def md_sections(markdown: str, heading: str | None = None) -> list[str]:
+    """A benchmark ``report.md`` nested under a card section: every ``## `` section (``heading=None``, dropping
+    the title / command preamble) or the one whose heading starts with ``heading``; headings go one level down."""
+    lines, out, keep = markdown.splitlines(), [], False
+    for line in lines:
+        if line.startswith("## "):
+            keep = heading is None or line.startswith(heading)
+        if keep:
+            out.append("#" + line if line.startswith("## ") else line)
+    return out
+
+
 def _transfer_lines(report: dict) -> list[str]:
-    """The transfer report without its own title / model / command lines, its sections one level down."""
     if not report:
         return []
-    body = [("#" + line) if line.startswith("## ") else line for line in report["markdown"].splitlines()[5:]]
     return ["", "## Transfer results (crossval and external_dev: tests, never selection inputs)", "",
-            f"From `{portable(report['command'])}`:", "", *body]
+            f"From `{portable(report['command'])}`:", "", *md_sections(report["markdown"])]
+
+
+def _grouped_loo_lines(loo: dict) -> list[str]:
+    if not loo:
+        return []
+    return ["", "## Grouped leave-one-out (this detector family, retrained per held-out group)", "",
+            f"Not this model file: `{loo['command']}` trains one small 64 px model per held-out group of "
+            "generator families that share a component and scores it on that group; it says how far what this "
+            "architecture learns carries to families it never saw.", "",
+            *md_sections(loo["markdown"], "## Held-out groups"), *md_sections(loo["markdown"], "## Held-out group AUC")]
 
 
 def portable(text: str) -> str:
@@ -298,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="selection.json (python -m benchmarks.transfer --select) recorded in the card")
     ap.add_argument("--transfer", type=Path, default=None,
                     help="a crossval results folder of python -m benchmarks.transfer, rendered into the card")
+    ap.add_argument("--grouped-loo", type=Path, default=None,
+                    help="a leave-one-group-out run folder (forensics bench run ...loo-group.yaml), its held-out "
+                    "group table rendered into the card")
     ap.add_argument("--families", action="append", default=None, help="only these fake families (repeatable)")
     ap.add_argument("--match-res", action="store_true", default=None, help="resolution-match reals to the fakes")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (a fine-tune wants less than the recipe's)")
@@ -372,6 +396,9 @@ def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
         if res["model"]["sha256"] != card["weights_sha256"]:
             raise DataError(f"{args.transfer}: results are for weights {res['model']['sha256'][:12]}, not this model")
         card["transfer"] = {"command": res["command"], "markdown": (args.transfer / "report.md").read_text()}
+    if args.grouped_loo:
+        run = json.loads((args.grouped_loo / "results.json").read_text(encoding="utf-8"))["run"]
+        card["grouped_loo"] = {"command": run["command"], "markdown": (args.grouped_loo / "report.md").read_text()}
     (model_dir / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     write_model_card(model_dir, card, command)
     size = (model_dir / "model.safetensors").stat().st_size

@@ -198,3 +198,12 @@ def test_luma_npr_ignores_colour_planes_and_loads_rgb_weights():
         assert not torch.allclose(rgb.embed(x), rgb.embed(x + chroma), atol=1e-3)
     with pytest.raises(UsageError, match="residual must be"):
         build_detector("npr", res=32, residual="hsv")
+
+
+def test_md_sections_nests_a_report_under_a_card_section():
+    from detectors.default_model import md_sections
+
+    report = "# Title\n\nCommand: `x`\n\n## a\n\none\n\n## b (n)\n\ntwo\n### b1\n"
+    assert md_sections(report) == ["### a", "", "one", "", "### b (n)", "", "two", "### b1"]
+    assert md_sections(report, "## b") == ["### b (n)", "", "two", "### b1"]
+    assert md_sections(report, "## c") == []

@@ -34,24 +34,32 @@ class AugmentConfig:
 
     @classmethod
     def preset(cls, name: str) -> AugmentConfig:
-        """``none`` | ``flip`` | ``light`` | ``default`` | ``strong``.
+        """``none`` | ``flip`` | ``light`` | ``default`` | ``strong`` (:data:`AUGMENT_PRESETS`).
 
         ``flip`` goes with a delivery history (:class:`DeliveryConfig`): compression, resampling, blur and noise
         then happen once, at the source's native resolution before the face crop, as they do to a real upload;
         repeating them after the crop would add a second, differently-gridded history no scanned file has."""
-        if name == "none":
-            return cls(p_crop=0, p_flip=0, p_resize=0, p_blur=0, p_color=0, p_jpeg=0, p_reencode=0, p_noise=0)
-        if name == "flip":
-            return cls(p_crop=0, p_resize=0, p_blur=0, p_color=0.2, p_jpeg=0, p_reencode=0, p_noise=0)
-        if name == "light":
-            return cls(p_resize=0.1, p_blur=0.1, p_jpeg=0.3, jpeg_range=(60, 100), p_reencode=0.0, p_noise=0.05)
-        if name == "strong":
-            return cls(p_resize=0.5, p_blur=0.3, p_color=0.5, p_jpeg=0.7, p_reencode=0.2, p_noise=0.2)
-        if name == "default":
-            return cls()
+        return _preset(cls, AUGMENT_PRESETS, name, "augmentation")
+
+
+def _preset(cls: type, presets: dict[str, dict | None], name: str, what: str):
+    """``cls(**presets[name])`` (``None`` for a preset that turns the step off); one-line error for other names."""
+    if name not in presets:
         from forensics.errors import UsageError
 
-        raise UsageError(f"unknown augmentation preset '{name}' (none, flip, light, default, strong)")
+        raise UsageError(f"unknown {what} preset '{name}' ({', '.join(presets)})")
+    kw = presets[name]
+    return None if kw is None else cls(**kw)
+
+
+#: named augmentation strengths: overrides of :class:`AugmentConfig`'s defaults
+AUGMENT_PRESETS: dict[str, dict | None] = {
+    "none": dict(p_crop=0, p_flip=0, p_resize=0, p_blur=0, p_color=0, p_jpeg=0, p_reencode=0, p_noise=0),
+    "flip": dict(p_crop=0, p_resize=0, p_blur=0, p_color=0.2, p_jpeg=0, p_reencode=0, p_noise=0),
+    "light": dict(p_resize=0.1, p_blur=0.1, p_jpeg=0.3, jpeg_range=(60, 100), p_reencode=0.0, p_noise=0.05),
+    "default": {},
+    "strong": dict(p_resize=0.5, p_blur=0.3, p_color=0.5, p_jpeg=0.7, p_reencode=0.2, p_noise=0.2),
+}
 
 
 def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
@@ -145,17 +153,12 @@ class DeliveryConfig:
     @classmethod
     def preset(cls, name: str) -> DeliveryConfig | None:
         """``none`` (no history: the stored pixels as they are) | ``mixed`` (the distribution above) | ``camera``
-        (``mixed``, and lossless sources first get a camera JPEG with probability 0.85)."""
-        if name == "none":
-            return None
-        if name == "mixed":
-            return cls()
-        if name == "camera":
-            return cls(p_lossless_jpeg=0.85)
-        from forensics.errors import UsageError
+        (``mixed``, and lossless sources first get a camera JPEG with probability 0.85): :data:`DELIVERY_PRESETS`."""
+        return _preset(cls, DELIVERY_PRESETS, name, "delivery")
 
-        raise UsageError(f"unknown delivery preset '{name}' (none, mixed, camera)")
 
+#: named delivery distributions: overrides of :class:`DeliveryConfig`'s defaults (``None``: no history)
+DELIVERY_PRESETS: dict[str, dict | None] = {"none": None, "mixed": {}, "camera": {"p_lossless_jpeg": 0.85}}
 
 RESAMPLE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")
 

@@ -371,13 +371,6 @@ def comparison_table(root: Path, split: str = "crossval", link: str = "") -> str
 MAX_VAL_FLAG = 0.03
 
 
-def portable(text: str) -> str:
-    """Machine paths out of a recorded command (see :func:`detectors.default_model.portable`)."""
-    from detectors.default_model import portable as _portable
-
-    return _portable(text)
-
-
 def readme_block(root: Path) -> str:
     """The README's transfer table: the test rows of every candidate, the selection, and where they come from."""
     lines = [comparison_table(root, "crossval", link="benchmarks/results/transfer/"), ""]
@@ -410,6 +403,8 @@ def write_index(root: Path) -> Path:
         sel = json.loads(sel_path.read_text(encoding="utf-8"))
         lines += ["", f"**Selected: {sel['selected']}** (rule: {sel['rule']}; split: {sel['split']}).",
                   "Made by `python -m benchmarks.transfer --select benchmarks/results/transfer`."]
+    from detectors.default_model import portable  # machine paths out of the recorded commands
+
     lines += ["", "## Candidates: how each was trained", ""]
     seen: set[str] = set()
     for f in sorted(root.glob("*/results.json")):

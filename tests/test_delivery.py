@@ -200,6 +200,31 @@ def test_luma_npr_ignores_colour_planes_and_loads_rgb_weights():
         build_detector("npr", res=32, residual="hsv")
 
 
+def test_half_chroma_hides_full_resolution_colour_from_both_streams():
+    """``chroma=half``: colour detail finer than 2 px (what a lossless source has and a 4:2:0 JPEG has lost) moves
+    neither the residual nor the RGB stream; luma passes untouched; bad values are refused in one line."""
+    import torch
+
+    from detectors.models.npr import LUMA, half_chroma
+    from detectors.registry import build_detector
+
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    luma = (x * LUMA.view(1, 3, 1, 1)).sum(1)
+    assert torch.allclose((half_chroma(x) * LUMA.view(1, 3, 1, 1)).sum(1), luma, atol=1e-5)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float()  # averages to zero over every 2x2 block
+    fine = checker * torch.tensor([0.114, 0.0, -0.299]).view(3, 1, 1) * 0.5  # zero luma
+    kw = dict(res=32, widths=(8, 16, 32), unshuffle=2, with_rgb=True, residual="luma")
+    half = build_detector("npr", chroma="half", **kw).eval()
+    full = build_detector("npr", **kw).eval()
+    full.load_state_dict(half.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(half.embed(x), half.embed(x + fine), atol=1e-5)
+        assert not torch.allclose(full.embed(x), full.embed(x + fine), atol=1e-3)
+    with pytest.raises(UsageError, match="chroma must be"):
+        build_detector("npr", res=32, chroma="quarter")
+
+
 def test_md_sections_nests_a_report_under_a_card_section():
     from detectors.default_model import md_sections
 

@@ -37,10 +37,30 @@ class NPRConfig(DetectorConfig):
     #: upsampling of the colour planes, and an NPR on colour channels reads it as a generator trace (measured on
     #: the v3 default: FFHQ reals saved as JPEG q75 4:2:0 score median P(fake) 0.28, as q75 4:4:4 0.06)
     residual: str = "rgb"
+    #: ``full``: colour as delivered; ``half``: every input's chroma (B - Y, R - Y) is box-averaged to half
+    #: resolution and bilinearly upsampled back before both streams, as a 4:2:0 JPEG stores it. Why: most
+    #: delivered images are 4:2:0 JPEGs and most lossless sources are not, so chroma resolution is a delivery
+    #: label; ``residual=luma`` hides it from the residual stream only, ``half`` from the RGB stream as well
+    chroma: str = "full"
 
 
 #: ITU-R BT.601 luma weights, as JPEG computes Y
 LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def half_chroma(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its colour-difference planes at half resolution (luma untouched): 4:2:0 for every input.
+
+    Linear in ``x``, so it commutes with the per-channel ``(x - 0.5) / 0.5`` normalisation the model uses."""
+    w = LUMA.to(x.device, x.dtype).view(1, 3, 1, 1)
+    y = (x * w).sum(1, keepdim=True)
+    diff = x - y
+    smooth = F.interpolate(F.avg_pool2d(diff, 2, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
+                           align_corners=False)
+    out = y + smooth
+    # the three colour differences are not independent (their luma-weighted sum is zero): restore that exactly,
+    # so the output's luma is the input's
+    return out - (out * w).sum(1, keepdim=True) + y
 
 
 def npr_residual(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -63,11 +83,15 @@ class NPRDetector(Detector):
         super().__init__(cfg)
         if cfg.residual not in ("rgb", "luma"):
             raise UsageError(f"npr: residual must be 'rgb' or 'luma', got '{cfg.residual}'")
+        if cfg.chroma not in ("full", "half"):
+            raise UsageError(f"npr: chroma must be 'full' or 'half', got '{cfg.chroma}'")
         self.trunk = CompactCNN(3 * cfg.unshuffle**2 * (2 if cfg.with_rgb else 1), tuple(cfg.widths))
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(self.trunk.out_dim, 1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.chroma == "half":
+            x = half_chroma(x)
         src = x
         if self.cfg.residual == "luma":
             src = (x * LUMA.to(x.device, x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True).expand(-1, 3, -1, -1)

@@ -428,13 +428,24 @@ def write_index(root: Path) -> Path:
     return out
 
 
+def flag_tie_band(rate: float, n: int) -> float:
+    """One standard error of the difference between two flag rates measured on ``n`` reals each, at ``rate``
+    (floored at one real in ``n``, so a 0 % rate still has a band): closer than this, two candidates' flag rates
+    are not told apart by the validation set, and selection should not pretend they are."""
+    p = max(rate, 1.0 / n)
+    return float(np.sqrt(2.0 * p * (1.0 - p) / n))
+
+
 def select(root: Path) -> dict[str, Any]:
     """Pick the model to ship from the ``--split val`` results under ``root`` (never from crossval or external).
 
     Rule: only candidates that saw every fake family the widest candidate saw (a model that never met the
     diffusion families must not win on a StyleGAN2-only validation pair); among those whose worst validation real
     variant is flagged at most :data:`MAX_VAL_FLAG` under ``fpr1``, the highest mean AUC over the delivery-matched
-    validation pairs (JPEG q75, q50, 0.5x); if none is that quiet, the one with the lowest worst flag rate."""
+    validation pairs (JPEG q75, q50, 0.5x); if none is that quiet, the lowest worst flag rate, where candidates
+    within one standard error of the quietest (:func:`flag_tie_band`: at 200 validation reals a 5 % and a 5.5 %
+    flag rate are the same measurement) count as tied and the tie goes to the highest mean matched AUC.
+    The tie rule was declared before candidates F / G (session 7) were scored."""
     rows = []
     for f in sorted(root.glob("*/results.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
@@ -444,6 +455,7 @@ def select(root: Path) -> dict[str, Any]:
         worst = max(v["flagged"]["fpr1"] for v in sc["real_variants"])
         matched = [p["auc"] for p in sc["pairs"] if not p["name"].endswith("raw")]
         rows.append({
+            "n_val_reals": min(v["n"] - v.get("n_unscored", 0) for v in sc["real_variants"]),
             "label": r["label"], "model": r["model"]["ref"], "sha256": r["model"]["sha256"],
             "n_families": len(r["model"].get("families", [])),
             "worst_val_real_flag_fpr1": worst, "max_val_median_shift": max(
@@ -458,13 +470,23 @@ def select(root: Path) -> dict[str, Any]:
         r["eligible"] = r["eligible"] and r["full_coverage"]
     covered = [r for r in rows if r["full_coverage"]]
     eligible = [r for r in covered if r["eligible"]]
-    best = (max(eligible, key=lambda r: r["mean_val_matched_auc"]) if eligible
-            else min(covered, key=lambda r: r["worst_val_real_flag_fpr1"]))
+    band = None
+    if eligible:
+        best = max(eligible, key=lambda r: r["mean_val_matched_auc"])
+    else:
+        quietest = min(covered, key=lambda r: r["worst_val_real_flag_fpr1"])
+        band = flag_tie_band(quietest["worst_val_real_flag_fpr1"], quietest["n_val_reals"])
+        tied = [r for r in covered if r["worst_val_real_flag_fpr1"] <= quietest["worst_val_real_flag_fpr1"] + band]
+        for r in covered:
+            r["tied_with_quietest"] = r in tied
+        best = max(tied, key=lambda r: r["mean_val_matched_auc"])
     return {
         "split": "val: the 10 % of each shared training folder hashed into val at import (never trained on)",
         "rule": f"every fake family of the widest candidate seen in training; worst validation real flag rate "
                 f"under fpr1 <= {MAX_VAL_FLAG:.0%}, then the highest mean delivery-matched validation AUC (StyleGAN2 "
-                "vs FFHQ at JPEG q75, q50, 0.5x); when no candidate is that quiet, the lowest worst flag rate",
+                "vs FFHQ at JPEG q75, q50, 0.5x); when no candidate is that quiet, the lowest worst flag rate, "
+                "ties (within one standard error of the quietest) broken by the mean matched AUC",
+        "tie_band": band,
         "candidates": rows,
         "selected": best["label"],
     }

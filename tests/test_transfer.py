@@ -83,6 +83,14 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
     for label in ("good", "fair"):
         (tmp_path / label / "results.json").unlink()
     assert T.select(tmp_path)["selected"] == "loud"  # none quiet enough: the quietest of the widest candidates
+    _result(tmp_path, "tied", "val", worst=0.11, aucs=(0.995, 0.995, 0.995))  # 1 point louder: within noise
+    _result(tmp_path, "louder", "val", worst=0.20, aucs=(1.0, 1.0, 1.0))  # clearly louder: the AUC cannot buy it
+    sel = T.select(tmp_path)
+    assert T.flag_tie_band(0.10, 200) == pytest.approx(0.03, abs=1e-3) == sel["tie_band"]
+    assert sel["selected"] == "tied"
+    assert {c["label"]: c["tied_with_quietest"] for c in sel["candidates"] if c["full_coverage"]} == {
+        "loud": True, "tied": True, "louder": False}
+    assert T.flag_tie_band(0.0, 200) > 0
     with pytest.raises(DataError, match="no --split val"):
         T.select(tmp_path / "test-only")
 

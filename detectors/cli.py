@@ -243,19 +243,28 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 @click.option("--split", multiple=True, default=("val",), show_default=True)
 @click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
 @click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
+@click.option(
+    "--hold/--no-hold",
+    default=True,
+    show_default=True,
+    help="Hold the fpr1 / fpr01 presets under every common delivery of the reals (as stored, JPEG q90 / q75 / "
+    "q50, halved, halved + q75): each preset takes the highest threshold any of them needs. Needs reals "
+    "imported with 'data import --store source'; others are calibrated as they are.",
+)
 @click.option("--device", default="auto")
 def calibrate_cmd(
-    model: str, data: tuple[str, ...], split: tuple[str, ...], method: str, out: str, device: str
+    model: str, data: tuple[str, ...], split: tuple[str, ...], method: str, out: str, hold: bool, device: str
 ) -> None:
     """Refit calibration and threshold presets of a model on held-out data (weights unchanged)."""
     import shutil
 
     import numpy as np
 
-    from detectors.calibration import fit_calibrator, preset_support, threshold_presets
+    from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, preset_support, threshold_presets
     from detectors.data import check_both_classes, load_items
     from detectors.evaluate import score_items
     from detectors.modelfile import CARD, WEIGHTS, load_model
+    from forensics.degrade import parse_chain
 
     m = load_model(model, device=device)
     items, sources = load_items(list(data), "eval", splits=tuple(split))
@@ -264,6 +273,14 @@ def calibrate_cmd(
     y = np.array([it.y for it in items])[ok]
     cal = fit_calibrator(method, z[ok], y)
     thr = threshold_presets(cal.predict_proba(z[ok]), y)
+    reals = [it for it in items if it.y == 0 and it.store == "source"] if hold else []
+    hold_table: dict[str, Any] = {}
+    if reals:
+        held = {}
+        for name, chain in HOLD_UNDER.items():
+            hz, hok, _ = score_items(m, reals, history=parse_chain(chain))
+            held[name] = cal.predict_proba(hz[hok])
+        thr, hold_table = hold_presets(thr, held)
     dst = Path(out)
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(m.path) / WEIGHTS, dst / WEIGHTS)
@@ -271,6 +288,9 @@ def calibrate_cmd(
     card["calibration"], card["thresholds"] = cal.to_dict(), thr
     card["threshold_support"] = preset_support(int((y == 0).sum()))
     card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]
+    card["training"].pop("threshold_hold", None)
+    if hold_table:
+        card["training"]["threshold_hold"] = hold_table
     (dst / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     click.echo(
         json.dumps(

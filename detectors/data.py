@@ -216,12 +216,14 @@ def face_view(
     margin: float = 0.3,
     rng: np.random.Generator | None = None,
     delivery: Any = None,
+    history: Any = None,
 ) -> np.ndarray:
     """The face crop a detector sees of one item, made the way ``forensics scan`` makes it.
 
     ``source`` items first get a delivery history (when ``delivery`` and ``rng`` are given: see
     :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the 5-point alignment (or, with no
-    face found at import, the centre crop) at ``size``. ``aligned`` items are already crops: resized to ``size``."""
+    face found at import, the centre crop) at ``size``; ``history`` (a :class:`forensics.degrade.Chain`) is one
+    fixed history instead of a drawn one. ``aligned`` items are already crops: resized to ``size``."""
     from forensics.degrade import resize_to
 
     if item.store != "source":
@@ -230,7 +232,9 @@ def face_view(
     from forensics.faces import align_face, center_crop_face
 
     lm = item.landmarks
-    if delivery is not None and rng is not None:
+    if history is not None:
+        img, lm = deliver(img, lm, list(history.ops))
+    elif delivery is not None and rng is not None:
         img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
     if lm is None:
         return center_crop_face(img, size)
@@ -238,13 +242,14 @@ def face_view(
 
 
 def eval_array(
-    cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0
+    cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0, history: Any = None
 ) -> np.ndarray:
     """Every item's face view at ``size``: without ``delivery`` the deterministic, augmentation-free view used for
     eval; with it, each item gets its own fixed history (seeded by ``seed`` and its position), which is how
-    validation reals cover every delivery a scanned file may have had."""
+    validation reals cover every delivery a scanned file may have had; ``history`` gives every item the same one
+    (how threshold presets are held under each common delivery: :data:`detectors.calibration.HOLD_UNDER`)."""
     out = np.empty((len(cache), size, size, 3), np.uint8)
     for i in range(len(cache)):
         rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
-        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery)
+        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery, history)
     return out

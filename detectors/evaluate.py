@@ -42,10 +42,10 @@ class EvalResult:
 
 
 def score_items(
-    model: Any, items: list, batch: int = 64, progress: bool = False
+    model: Any, items: list, batch: int = 64, progress: bool = False, history: Any = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Logits for items (decode -> face crop as scan takes it -> model); undecodable files are skipped and
-    reported, never fatal."""
+    """Logits for items (decode -> [fixed delivery ``history``, source-store items] -> face crop as scan takes it
+    -> model); undecodable files are skipped and reported, never fatal."""
     from tqdm.auto import tqdm
 
     from detectors.data import ByteCache, face_view
@@ -58,7 +58,7 @@ def score_items(
         idx, faces = [], []
         for i in range(start, min(start + batch, len(items))):
             try:
-                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin))
+                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin, history=history))
                 idx.append(i)
             except DataError as exc:
                 failures.append(str(exc))

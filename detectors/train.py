@@ -474,6 +474,7 @@ def train(opts: TrainOptions) -> Path:
         )
 
     val_s = _scores(det, val_x, device)
+    held = held_real_logits(det, val_items, res, margin, device) if delivery is not None else {}
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
@@ -482,7 +483,8 @@ def train(opts: TrainOptions) -> Path:
         **({"init_from": init_from} if init_from else {}),
     }
     model_dir = finalize_model(
-        run / "model", det, val_s, val_y, half_a, opts, train_src, val_src, run_info, n_train=len(train_items)
+        run / "model", det, val_s, val_y, half_a, opts, train_src, val_src, run_info, n_train=len(train_items),
+        held=held,
     )
     mlog.write(event="done", model=str(model_dir), **run_info)
     if distributed:
@@ -530,15 +532,20 @@ def finalize_model(
     val_src: list,
     run_info: dict[str, Any],
     n_train: int,
+    held: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
-    are: see :func:`detectors.calibration.preset_support`); metrics on half B; write the model file."""
-    from detectors.calibration import fit_calibrator, preset_support, threshold_presets
+    are: see :func:`detectors.calibration.preset_support`), held under every delivery of ``held`` (val reals'
+    logits re-delivered each way: :func:`held_real_logits`); metrics on half B; write the model file."""
+    from detectors.calibration import fit_calibrator, hold_presets, preset_support, threshold_presets
     from detectors.metrics import MIN_BOOT, evaluate_scores
     from detectors.modelfile import save_model
 
     cal = fit_calibrator(opts.calibration, val_s[half_a], val_y[half_a])
     thresholds = threshold_presets(cal.predict_proba(val_s), val_y)
+    hold_table: dict[str, Any] = {}
+    if held:
+        thresholds, hold_table = hold_presets(thresholds, {k: cal.predict_proba(v) for k, v in held.items()})
     metrics: dict[str, Any] = {}
     b = ~half_a
     if 0 < val_y[b].sum() < b.sum():
@@ -559,7 +566,9 @@ def finalize_model(
         "delivery": _delivery_record(opts.delivery),
         "calibration_split": "calibration on the even-indexed half of val, threshold presets on all val reals, "
         "metrics on the odd half (its preset accuracies are therefore in-sample)"
-        + ("; every val image with one fixed delivery history" if opts.delivery != "none" else ""),
+        + ("; every val image with one fixed delivery history" if opts.delivery != "none" else "")
+        + ("; FPR presets held under every common delivery of the val reals (threshold_hold)" if hold_table else ""),
+        **({"threshold_hold": hold_table} if hold_table else {}),
         "options": {k: v for k, v in asdict(opts).items() if k not in ("detector_cfg",)},
         **run_info,
     }
@@ -576,6 +585,26 @@ def finalize_model(
         name=opts.model_name or opts.detector,
         description=_describe(opts.detector),
     )
+
+
+def held_real_logits(
+    det: Any, items: list, res: int, margin: float, device: Any
+) -> dict[str, np.ndarray]:
+    """Logits of the ``source``-store validation reals re-delivered each way of
+    :data:`detectors.calibration.HOLD_UNDER` (empty when none is stored as a source: an aligned crop cannot be
+    re-delivered the way a scanned file is)."""
+    from detectors.calibration import HOLD_UNDER
+    from detectors.data import ByteCache, eval_array
+    from forensics.degrade import parse_chain
+
+    reals = [it for it in items if it.y == 0 and it.store == "source"]
+    if not reals:
+        return {}
+    cache = ByteCache(reals)
+    return {
+        name: _scores(det, eval_array(cache, res, margin, history=parse_chain(chain)), device)
+        for name, chain in HOLD_UNDER.items()
+    }
 
 
 def _delivery_record(preset: str) -> dict[str, Any]:

@@ -133,6 +133,49 @@ def test_training_with_delivery_records_the_distribution(tmp_path):
     d = card["training"]["delivery"]
     assert d["preset"] == "mixed" and d["jpeg_range"] == [40, 100] and d["p_none"] == 0.2
     assert set(card["thresholds"]) >= {"balanced", "fpr1", "fpr01"}
+    from detectors.calibration import HOLD_UNDER
+
+    hold = card["training"]["threshold_hold"]["fpr1"]  # the val reals re-delivered every common way
+    assert set(HOLD_UNDER) <= set(hold) and card["thresholds"]["fpr1"] == max(hold[v] for v in [*HOLD_UNDER, "mixed"])
+
+
+def test_held_presets_keep_their_promise_under_every_delivery(tmp_path):
+    """A preset fitted on reals with mixed histories can flag far more than 1 % of reals that all share one
+    history; held presets keep every listed history at or under the preset's FPR, and name which one set it."""
+    from detectors.calibration import hold_presets, threshold_presets
+
+    rng = np.random.default_rng(0)
+    mixed = rng.random(1000) * 0.5
+    shifted = mixed + 0.2  # the same reals, all re-saved the one way the model drifts on
+    thr = threshold_presets(np.r_[mixed, rng.random(1000) * 0.5 + 0.5], np.r_[np.zeros(1000), np.ones(1000)])
+    assert (shifted >= thr["fpr1"]).mean() > 0.05
+    out, table = hold_presets(thr, {"raw": mixed, "jpeg50": shifted})
+    assert (shifted >= out["fpr1"]).mean() <= 0.01 and (mixed >= out["fpr1"]).mean() <= 0.01
+    assert table["fpr1"]["held_by"] == "jpeg50" and table["fpr1"]["mixed"] == thr["fpr1"]
+    assert out["balanced"] == thr["balanced"] and out["fpr01"] >= out["fpr1"]
+    calm, _ = hold_presets(thr, {"raw": mixed * 0.5})
+    assert calm == thr  # a history quieter than the mixed one never lowers a preset
+
+
+def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import root
+    from detectors.train import TrainOptions, train
+
+    ds = _source_dataset(tmp_path / "ds")
+    run = train(TrainOptions(
+        detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2,
+        progress=False, out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)},
+    ))
+    args = ["detector", "calibrate", str(run / "model"), "--data", str(ds), "--split", "train", "--split", "val"]
+    res = CliRunner().invoke(root, [*args, "--out", str(tmp_path / "held")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "held" / "model.json").read_text())
+    assert card["thresholds"]["fpr1"] >= card["training"]["threshold_hold"]["fpr1"]["raw"]
+    res = CliRunner().invoke(root, [*args, "--no-hold", "--out", str(tmp_path / "plain")])
+    assert res.exit_code == 0, res.output
+    assert "threshold_hold" not in json.loads((tmp_path / "plain" / "model.json").read_text())["training"]
 
 
 def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():

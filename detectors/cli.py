@@ -260,6 +260,7 @@ def calibrate_cmd(
 
     import numpy as np
 
+    from detectors.augment import DeliveryConfig
     from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, preset_support, threshold_presets
     from detectors.data import check_both_classes, load_items
     from detectors.evaluate import score_items
@@ -269,7 +270,10 @@ def calibrate_cmd(
     m = load_model(model, device=device)
     items, sources = load_items(list(data), "eval", splits=tuple(split))
     check_both_classes(items, ", ".join(data))
-    z, ok, _ = score_items(m, items)
+    # the histories the model was validated with (training's --delivery): source-store items get the same ones
+    recorded = m.card.get("training", {}).get("delivery") or "none"
+    delivery = DeliveryConfig.preset(recorded["preset"] if isinstance(recorded, dict) else recorded)
+    z, ok, _ = score_items(m, items, delivery=delivery)
     y = np.array([it.y for it in items])[ok]
     cal = fit_calibrator(method, z[ok], y)
     thr = threshold_presets(cal.predict_proba(z[ok]), y)

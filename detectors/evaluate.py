@@ -42,9 +42,11 @@ class EvalResult:
 
 
 def score_items(
-    model: Any, items: list, batch: int = 64, progress: bool = False, history: Any = None
+    model: Any, items: list, batch: int = 64, progress: bool = False, history: Any = None, delivery: Any = None,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Logits for items (decode -> [fixed delivery ``history``, source-store items] -> face crop as scan takes it
+    """Logits for items (decode -> [source-store items: one fixed ``history`` for all, or each item's own history
+    drawn from ``delivery`` seeded as :func:`detectors.data.eval_array` seeds it] -> face crop as scan takes it
     -> model); undecodable files are skipped and reported, never fatal."""
     from tqdm.auto import tqdm
 
@@ -58,7 +60,8 @@ def score_items(
         idx, faces = [], []
         for i in range(start, min(start + batch, len(items))):
             try:
-                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin, history=history))
+                rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
+                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin, rng, delivery, history))
                 idx.append(i)
             except DataError as exc:
                 failures.append(str(exc))

@@ -166,7 +166,7 @@ def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
     ds = _source_dataset(tmp_path / "ds")
     run = train(TrainOptions(
         detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2,
-        progress=False, out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)},
+        progress=False, delivery="mixed", out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)},
     ))
     args = ["detector", "calibrate", str(run / "model"), "--data", str(ds), "--split", "train", "--split", "val"]
     res = CliRunner().invoke(root, [*args, "--out", str(tmp_path / "held")])

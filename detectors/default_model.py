@@ -109,6 +109,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         lines += [f"| {g} | {r['auc']:.4f} | {r['tpr_at_fpr1']:.3f} | {r['n_fake']} |" for g, r in by_gen.items()]
     lines += _delivery_lines(t.get("delivery") or {})
     lines += _support_lines(card.get("threshold_support") or {})
+    lines += _hold_lines(t.get("threshold_hold") or {})
     lines += _selection_lines(card.get("selection") or {})
     lines += _transfer_lines(card.get("transfer") or {})
     lines += _grouped_loo_lines(card.get("grouped_loo") or {})
@@ -201,6 +202,21 @@ def _support_lines(sup: dict) -> list[str]:
     return lines
 
 
+def _hold_lines(hold: dict) -> list[str]:
+    """Each FPR preset's threshold under every common re-delivery of the val reals, and which one set it."""
+    if not hold:
+        return []
+    names = [k for k in next(iter(hold.values())) if k not in ("held_by", "n_real")]
+    lines = ["", "## Presets held under every common delivery", "",
+             "Each FPR preset is the highest threshold that keeps the validation reals at its FPR under every "
+             "delivery below (`mixed`: their own drawn histories), so the promise holds for a stream of files that "
+             "all share one history.", "",
+             "| preset | " + " | ".join(names) + " | set by | val reals |", "|---" * (len(names) + 3) + "|"]
+    lines += [f"| {p} | " + " | ".join(f"{r[n]:.4f}" for n in names) + f" | {r['held_by']} | {r['n_real']} |"
+              for p, r in hold.items()]
+    return lines
+
+
 def _selection_lines(sel: dict) -> list[str]:
     if not sel:
         return []
@@ -210,6 +226,10 @@ def _selection_lines(sel: dict) -> list[str]:
     lines += [f"| {c['label']} | `{c['sha256'][:12]}` | {c.get('n_families', '?')} | "
               f"{100 * c['worst_val_real_flag_fpr1']:.1f} % | {c['max_val_median_shift']:.3f} | "
               f"{c['mean_val_matched_auc']:.3f} | {c['eligible']} |" for c in sel["candidates"]]
+    if sel.get("tie_band") is not None:
+        tied = [c["label"] for c in sel["candidates"] if c.get("tied_with_quietest")]
+        lines += ["", f"No candidate met the flag-rate bar; tied with the quietest (within "
+                  f"{100 * sel['tie_band']:.1f} points, one standard error): {', '.join(tied)}."]
     return lines
 
 

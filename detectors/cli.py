@@ -86,6 +86,12 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--init-model", help="Fine-tune this model file / installed name (e.g. default): its config and weights.")
 @click.option("--families", multiple=True, help="Only these fake families (repeatable).")
 @click.option("--exclude-family", multiple=True, help="Leave this fake family out (repeatable).")
+@click.option(
+    "--exclude-generator",
+    multiple=True,
+    help="Leave this fake generator (manifest 'generator', e.g. tpdne-stylegan2) out of train and val, keeping its "
+    "family's other generators (repeatable; the cross-source protocol).",
+)
 @click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
 @click.option(
     "--delivery",
@@ -135,7 +141,7 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
     if backbone:
         cfg["backbone"] = backbone
     base["detector_cfg"] = cfg
-    renames = {"exclude_family": "exclude_families"}
+    renames = {"exclude_family": "exclude_families", "exclude_generator": "exclude_generators"}
     for k, v in kw.items():
         if v is None or v == () or v is False:
             continue

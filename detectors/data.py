@@ -94,11 +94,14 @@ def load_items(
     families: list[str] | None = None,
     exclude_families: list[str] | None = None,
     splits: tuple[str, ...] | None = None,
+    exclude_generators: list[str] | None = None,
 ) -> tuple[list[Item], list[DataSource]]:
     """Rows of ``dirs`` for ``role`` (``train`` | ``val`` | ``eval``) after the split rules and family filters.
 
     ``families`` / ``exclude_families`` filter *fake* rows by group (reals are kept: leave-one-family-out trains on
-    all reals). ``splits`` overrides the role's split rule (``eval`` uses all rows by default).
+    all reals). ``exclude_generators`` drops fakes of one *source* of a family (the cross-source protocol: the
+    shared ``tpdne-stylegan2`` left out while the project's own ``stylegan2`` stays). ``splits`` overrides the
+    role's split rule (``eval`` uses all rows by default).
     """
     items: list[Item] = []
     sources: list[DataSource] = []
@@ -120,6 +123,8 @@ def load_items(
             keep = [r for r in keep if r.label == "real" or _group(r, name) in families]
         if exclude_families:
             keep = [r for r in keep if r.label == "real" or _group(r, name) not in exclude_families]
+        if exclude_generators:
+            keep = [r for r in keep if r.label == "real" or r.generator not in exclude_generators]
         if not keep:
             raise DataError(f"{root}: no usable rows for {role} (split rule or family filter removed all)")
         items.extend(item_from_row(root / r.path, r, name) for r in keep)

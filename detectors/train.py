@@ -53,6 +53,8 @@ class TrainOptions:
     calibration: str = "temperature"
     families: list[str] = field(default_factory=list)
     exclude_families: list[str] = field(default_factory=list)
+    #: fakes of these generators (manifest ``generator``) are left out of train and val (cross-source protocol)
+    exclude_generators: list[str] = field(default_factory=list)
     out: str = "runs/detectors"
     device: str = "auto"
     amp: bool = False
@@ -281,9 +283,13 @@ def train(opts: TrainOptions) -> Path:
     res = det.cfg.res
 
     # data
-    train_items, train_src = load_items(opts.data, "train", opts.families, opts.exclude_families)
+    train_items, train_src = load_items(
+        opts.data, "train", opts.families, opts.exclude_families, exclude_generators=opts.exclude_generators
+    )
     if opts.val:
-        val_items, val_src = load_items(opts.val, "val", opts.families, opts.exclude_families)
+        val_items, val_src = load_items(
+            opts.val, "val", opts.families, opts.exclude_families, exclude_generators=opts.exclude_generators
+        )
     else:
         train_items, val_items = split_holdout(train_items)
         val_src = []
@@ -559,6 +565,7 @@ def finalize_model(
         "val_datasets": [dataclasses.asdict(s) for s in val_src],
         "families": sorted({f for s in train_src for f in s.families}),
         "exclude_families": opts.exclude_families,
+        "exclude_generators": opts.exclude_generators,
         "n_train": n_train,
         "n_val": int(len(val_y)),
         "augment": opts.augment,

@@ -94,7 +94,7 @@ def _source_dataset(root: Path, n: int = 16) -> Path:
             lm = canonical_landmarks(100, 0.3) + 30
             rows.append(ManifestRow(
                 path=p, label=label, sha256=sha256_file(root / p), split="val" if i % 4 == 0 else "train",
-                family="checker" if label == "fake" else "", generator="toy",
+                family="checker" if label == "fake" else "", generator=f"toy{i % 2}" if label == "fake" else "toy",
                 extra={"store": "source", "crop_landmarks": lm.tolist(), "src_width": 160, "src_height": 160,
                        "source_format": "png" if label == "fake" else "jpeg"},
             ))
@@ -279,3 +279,19 @@ def test_md_sections_nests_a_report_under_a_card_section():
     assert md_sections(report) == ["### a", "", "one", "", "### b (n)", "", "two", "### b1"]
     assert md_sections(report, "## b") == ["### b (n)", "", "two", "### b1"]
     assert md_sections(report, "## c") == []
+
+
+def test_exclude_generator_drops_one_source_of_a_family_and_is_recorded(tmp_path):
+    """Cross-source protocol: the shared StyleGAN2 files can be left out while the family's other generator stays."""
+    from detectors.train import TrainOptions, train
+
+    ds = _source_dataset(tmp_path / "ds")
+    items, _ = load_items([str(ds)], "train", exclude_generators=["toy1"])
+    fakes = {it.generator for it in items if it.y == 1}
+    assert fakes == {"toy0"} and any(it.y == 0 for it in items)
+    run = train(TrainOptions(
+        detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=1,
+        progress=False, exclude_generators=["toy1"], out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)},
+    ))
+    card = json.loads((run / "model" / "model.json").read_text())
+    assert card["training"]["exclude_generators"] == ["toy1"]

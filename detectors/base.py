@@ -134,6 +134,11 @@ class Detector(nn.Module):
         """``(N, D)`` penultimate features (used by ``video``'s temporal model); optional."""
         raise UsageError(f"detector '{self.name}' has no embedding")
 
+    def validation_views(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The validation crops (uint8 ``(N, S, S, 3)``) and labels early stopping and calibration use. As given,
+        except for detectors that make their own positives (``blend``): their val AUC must measure *that* task."""
+        return x, y
+
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> np.ndarray:
         """Uncalibrated sigmoid of the logit; :class:`detectors.modelfile.Model` applies calibration."""

@@ -264,39 +264,23 @@ def calibrate_cmd(
     """Refit calibration and threshold presets of a model on held-out data (weights unchanged)."""
     import shutil
 
-    import numpy as np
-
-    from detectors.augment import DeliveryConfig
-    from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, preset_support, threshold_presets
+    from detectors.calibration import preset_support
     from detectors.data import check_both_classes, load_items
-    from detectors.evaluate import score_items
+    from detectors.evaluate import recalibrate, recorded_delivery
     from detectors.modelfile import CARD, WEIGHTS, load_model
-    from forensics.degrade import parse_chain
 
     m = load_model(model, device=device)
     items, sources = load_items(list(data), "eval", splits=tuple(split))
     check_both_classes(items, ", ".join(data))
     # the histories the model was validated with (training's --delivery): source-store items get the same ones
-    recorded = m.card.get("training", {}).get("delivery") or "none"
-    delivery = DeliveryConfig.preset(recorded["preset"] if isinstance(recorded, dict) else recorded)
-    z, ok, _ = score_items(m, items, delivery=delivery)
-    y = np.array([it.y for it in items])[ok]
-    cal = fit_calibrator(method, z[ok], y)
-    thr = threshold_presets(cal.predict_proba(z[ok]), y)
-    reals = [it for it in items if it.y == 0 and it.store == "source"] if hold else []
-    hold_table: dict[str, Any] = {}
-    if reals:
-        held = {}
-        for name, chain in HOLD_UNDER.items():
-            hz, hok, _ = score_items(m, reals, history=parse_chain(chain))
-            held[name] = cal.predict_proba(hz[hok])
-        thr, hold_table = hold_presets(thr, held)
+    rc = recalibrate(m, items, method, hold, recorded_delivery(m.card))
+    cal, thr, hold_table = rc.calibrator, rc.thresholds, rc.hold_table
     dst = Path(out)
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(m.path) / WEIGHTS, dst / WEIGHTS)
     card = dict(m.card)
     card["calibration"], card["thresholds"] = cal.to_dict(), thr
-    card["threshold_support"] = preset_support(int((y == 0).sum()))
+    card["threshold_support"] = preset_support(rc.n_real)
     card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]
     card["training"].pop("threshold_hold", None)
     if hold_table:
@@ -311,3 +295,33 @@ def calibrate_cmd(
             }
         )
     )
+
+
+@detector.command(
+    "fuse",
+    epilog="Example: forensics detector fuse runs/00003-npr-r128/model runs/00004-blend-r128/model "
+    "--data ds_src/ --out fused/",
+)
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
+@click.option("--split", multiple=True, default=("val",), show_default=True)
+@click.option(
+    "--fusion",
+    type=click.Choice(["max", "stack"]),
+    default="max",
+    show_default=True,
+    help="max: each member standardised by the validation reals, then the loudest (members that look for "
+    "different manipulations keep their own alarm); stack: logistic regression on the members' logits.",
+)
+@click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
+@click.option("--hold/--no-hold", default=True, show_default=True, help="Hold the FPR presets (see 'calibrate').")
+@click.option("--name", default="", help="Model name (default: the members' names joined by '+').")
+@click.option("--out", required=True, help="Where to write the fused model.")
+def fuse_cmd(models: tuple[str, ...], data: tuple[str, ...], split: tuple[str, ...], **kw: Any) -> None:
+    """Fuse trained models (e.g. an artifact detector and a blending detector) into one calibrated model file."""
+    from detectors.fuse import FuseOptions, fuse
+
+    out = fuse(FuseOptions(models=list(models), data=list(data), splits=tuple(split), **kw))
+    card = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    click.echo(json.dumps({"model": str(out), "members": [m["name"] for m in card["training"]["fused_from"]],
+                           "thresholds": card["thresholds"]}))

@@ -71,6 +71,47 @@ def score_items(
     return logits, ok, failures
 
 
+@dataclass
+class Recalibration:
+    """What :func:`recalibrate` fitted: the calibrator, the presets (held when ``hold_table`` is set) and how
+    many reals they rest on."""
+
+    calibrator: Any
+    thresholds: dict[str, float]
+    hold_table: dict[str, Any]
+    n_real: int
+
+
+def recorded_delivery(card: dict[str, Any]) -> Any:
+    """The delivery distribution a model was trained / validated with (its card's ``training.delivery``)."""
+    from detectors.augment import DeliveryConfig
+
+    recorded = card.get("training", {}).get("delivery") or "none"
+    return DeliveryConfig.preset(recorded["preset"] if isinstance(recorded, dict) else recorded)
+
+
+def recalibrate(model: Any, items: list, method: str, hold: bool = True, delivery: Any = None) -> Recalibration:
+    """Fit calibration and threshold presets of ``model`` on held-out ``items``; source-store items get the
+    validation histories drawn from ``delivery``, and with ``hold`` the FPR presets are held under every common
+    re-delivery of the reals (:data:`detectors.calibration.HOLD_UNDER`)."""
+    from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, threshold_presets
+    from forensics.degrade import parse_chain
+
+    z, ok, _ = score_items(model, items, delivery=delivery)
+    y = np.array([it.y for it in items])[ok]
+    cal = fit_calibrator(method, z[ok], y)
+    thr = threshold_presets(cal.predict_proba(z[ok]), y)
+    reals = [it for it in items if it.y == 0 and it.store == "source"] if hold else []
+    table: dict[str, Any] = {}
+    if reals:
+        held = {}
+        for name, chain in HOLD_UNDER.items():
+            hz, hok, _ = score_items(model, reals, history=parse_chain(chain))
+            held[name] = cal.predict_proba(hz[hok])
+        thr, table = hold_presets(thr, held)
+    return Recalibration(cal, thr, table, int((y == 0).sum()))
+
+
 def evaluate_model(
     model: Any,
     dirs: list[str],

@@ -322,7 +322,7 @@ def train(opts: TrainOptions) -> Path:
     delivery = DeliveryConfig.preset(opts.delivery)
     margin = det.cfg.margin
     val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed)
-    val_y = np.array([it.y for it in val_items])
+    val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
     weights = balanced_weights(train_items)
     aug_cfg = AugmentConfig.preset(opts.augment)
     fake_sizes = fake_resolutions(train_items, weights) if opts.match_res else None

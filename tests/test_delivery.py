@@ -295,3 +295,59 @@ def test_exclude_generator_drops_one_source_of_a_family_and_is_recorded(tmp_path
     ))
     card = json.loads((run / "model" / "model.json").read_text())
     assert card["training"]["exclude_generators"] == ["toy1"]
+
+
+def test_blend_validation_measures_self_blends_not_gan_faces():
+    from detectors.registry import build_detector
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    y = np.array([0, 0, 0, 0, 1, 1])
+    det = build_detector("blend", res=32, widths=(8, 16), use_fakes=False)
+    vx, vy = det.validation_views(x, y, seed=3)
+    assert vy.tolist() == [0] * 4 + [1] * 4 and np.array_equal(vx[:4], x[:4])  # the GAN fakes are dropped
+    assert np.array_equal(vx, det.validation_views(x, y, seed=3)[0])  # fixed per seed
+    assert not np.array_equal(vx[4:], x[:4])
+    with_fakes = build_detector("blend", res=32, widths=(8, 16), use_fakes=True).validation_views(x, y, 3)[1]
+    assert with_fakes.tolist() == [0] * 4 + [1] * 6
+    npr = build_detector("npr", res=32, widths=(8, 16))
+    assert npr.validation_views(x, y, 3)[0] is x
+
+
+def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
+    """``detector fuse``: an artifact model and a blending model become one model file whose logit is the larger
+    of the two members' logits, each standardised by the validation reals; mismatched inputs are refused."""
+    import torch
+    from click.testing import CliRunner
+
+    from cli import main, root
+    from detectors.modelfile import load_model
+    from detectors.train import TrainOptions, train
+
+    ds = _source_dataset(tmp_path / "ds")
+    common = dict(data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2, progress=False,
+                  delivery="mixed")
+    a = train(TrainOptions(detector="npr", out=str(tmp_path / "a"), detector_cfg={"widths": (8, 16, 32)}, **common))
+    b = train(TrainOptions(detector="blend", out=str(tmp_path / "b"),
+                           detector_cfg={"widths": (8, 16), "use_fakes": False}, **common))
+    res = CliRunner().invoke(root, ["detector", "fuse", str(a / "model"), str(b / "model"), "--data", str(ds),
+                                    "--split", "train", "--split", "val", "--out", str(tmp_path / "fused")])
+    assert res.exit_code == 0, res.output
+    fused = load_model(str(tmp_path / "fused"))
+    ma, mb = load_model(str(a / "model")), load_model(str(b / "model"))
+    assert fused.card["config"]["fusion"] == "max" and [m["sha256"] for m in fused.card["training"]["fused_from"]] == [
+        ma.sha256, mb.sha256]
+    assert "threshold_hold" in fused.card["training"] and set(fused.card["training"]["families"]) == {"checker"}
+    faces = list(np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
+    det = fused.detector
+    za, zb = ma.logits(faces), mb.logits(faces)
+    expect = np.maximum((za - float(det.real_mean[0])) / float(det.real_std[0]),
+                        (zb - float(det.real_mean[1])) / float(det.real_std[1]))
+    assert np.allclose(fused.logits(faces), expect, atol=1e-4)
+    assert torch.all(det.real_std > 0)
+    c = train(TrainOptions(detector="npr", out=str(tmp_path / "c"), **{**common, "res": 48},
+                           detector_cfg={"widths": (8, 16, 32)}))
+    code = main(["detector", "fuse", str(a / "model"), str(c / "model"), "--data", str(ds), "--out",
+                 str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "share one input size" in err[0]

@@ -126,6 +126,23 @@ class BlendDetector(Detector):
     def cam_layer(self) -> nn.Module:
         return self.trunk.stages[-1]
 
+    def validation_views(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Val reals plus one fixed self-blend of each (seeded), and the labelled fakes only when they are
+        training positives too (``use_fakes``): without this, a blending detector would be early-stopped and
+        calibrated on how well it happens to rank GAN faces."""
+        reals = x[y == 0]
+        if not len(reals):
+            return x, y
+        t = torch.from_numpy(reals).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        rng = np.random.default_rng((seed, 5))
+        blends = torch.cat([self_blend(c, self.cfg.margin, rng, self.cfg.ellipse_p) for c in t.split(256)])
+        blends = ((blends + 1.0) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+        parts, labels = [reals, blends], [np.zeros(len(reals), y.dtype), np.ones(len(reals), y.dtype)]
+        if self.cfg.use_fakes:
+            parts.append(x[y == 1])
+            labels.append(y[y == 1])
+        return np.concatenate(parts), np.concatenate(labels)
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Reals (y=0) plus their self-blends (y=1); labelled fakes are kept as extra positives if ``use_fakes``."""
         real = x[y == 0]

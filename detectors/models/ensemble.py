@@ -47,6 +47,17 @@ class StackingEnsemble:
 class EnsembleConfig(DetectorConfig):
     members: tuple[str, ...] = ("npr", "spectrum")
     C: float = 1.0
+    #: per-member config overrides (e.g. npr's ``widths`` / ``residual``), in ``members`` order; empty: defaults
+    member_cfgs: tuple[dict, ...] = ()
+    #: ``stack``: logistic regression on member logits, fitted on val. ``max``: each member's logit standardised
+    #: by its *validation reals* (mean / std), then the maximum. Why ``max``: members that look for different
+    #: manipulations (GAN artifacts, blending boundaries) are not both present in the validation fakes, and a
+    #: stacker fitted there learns to mute the one whose fakes are absent; ``max`` keeps each member's own alarm
+    #: while the shared real reference keeps their false-alarm rates comparable
+    fusion: str = "stack"
+
+
+FUSIONS = ("stack", "max")
 
 
 @register_detector(
@@ -59,8 +70,17 @@ class EnsembleDetector(Detector):
         super().__init__(cfg)
         if not cfg.members or "ensemble" in cfg.members or "video" in cfg.members:
             raise UsageError("ensemble: members must be one or more image detectors (not ensemble or video)")
+        if cfg.fusion not in FUSIONS:
+            raise UsageError(f"ensemble: fusion must be one of {', '.join(FUSIONS)}, got '{cfg.fusion}'")
+        if cfg.member_cfgs and len(cfg.member_cfgs) != len(cfg.members):
+            raise UsageError("ensemble: member_cfgs needs one entry per member")
+        from detectors.modelfile import config_from_json
+
         common = {"res": cfg.res, "crop": cfg.crop, "margin": cfg.margin, "seed": cfg.seed}
-        self.members = nn.ModuleList([build_detector(m, **common) for m in cfg.members])
+        overrides = [config_from_json(dict(c)) for c in cfg.member_cfgs] or [{} for _ in cfg.members]
+        self.members = nn.ModuleList(
+            [build_detector(m, **{**o, **common}) for m, o in zip(cfg.members, overrides)]
+        )
         norms = {(m.mean, m.std) for m in self.members}
         if len(norms) > 1:
             raise UsageError("ensemble: members must share one input normalisation")
@@ -68,12 +88,24 @@ class EnsembleDetector(Detector):
         k = len(cfg.members)
         self.register_buffer("stack_coef", torch.full((k,), 1.0 / k))
         self.register_buffer("stack_intercept", torch.zeros(1))
+        if cfg.fusion == "max":  # only then: a ``stack`` model file keeps exactly its tensors
+            self.register_buffer("real_mean", torch.zeros(k))
+            self.register_buffer("real_std", torch.ones(k))
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x).float() for m in self.members], dim=1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.member_logits(x) @ self.stack_coef + self.stack_intercept
+        z = self.member_logits(x)
+        if self.cfg.fusion == "max":
+            return ((z - self.real_mean) / self.real_std).max(dim=1).values
+        return z @ self.stack_coef + self.stack_intercept
+
+    def fit_real_reference(self, z_real: np.ndarray) -> None:
+        """``max`` fusion: each member's logits on validation reals ``(N, k)`` set its mean / std."""
+        z = np.asarray(z_real, dtype=np.float64)
+        self.real_mean.copy_(torch.from_numpy(z.mean(0)).float())
+        self.real_std.copy_(torch.from_numpy(np.maximum(z.std(0), 1e-6)).float())
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros((), device=x.device)
@@ -95,6 +127,9 @@ class EnsembleDetector(Detector):
         self.eval()
         with torch.no_grad():
             z = torch.cat([self.member_logits(c) for c in val.x.split(256)]).double().numpy()
+        if self.cfg.fusion == "max":
+            self.fit_real_reference(z[val.y.numpy() == 0])
+            return
         st = StackingEnsemble(C=self.cfg.C).fit(z, val.y.numpy())
         self.stack_coef.copy_(torch.from_numpy(st.coef_).float())
         self.stack_intercept.fill_(st.intercept_)

@@ -18,7 +18,6 @@ test set.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -39,6 +38,7 @@ from benchmarks.perturbations import Perturbation, parse_perturbation
 from benchmarks.protocols import Cell, Item, Plan, TrainJob, get_protocol
 from forensics.dataset import ManifestRow, write_manifest
 from forensics.errors import ForensicsError, UsageError
+from forensics.hashing import sha256_text
 
 log = logging.getLogger(__name__)
 RESULTS_VERSION = 1
@@ -194,7 +194,7 @@ def model_hash(model: Any) -> str:
     """
     card = getattr(model, "card", {}) or {}
     extra = json.dumps({"calibration": card.get("calibration"), "preprocess": card.get("preprocess")}, sort_keys=True)
-    return hashlib.sha256(f"{model.sha256}:{extra}".encode()).hexdigest()
+    return sha256_text(f"{model.sha256}:{extra}")
 
 
 def _preprocess_dict(model: Any) -> dict[str, Any]:
@@ -473,7 +473,7 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
 def _write_cell(out: Path, cs: CellScores) -> None:
     # readable and filesystem-safe, with a hash of the exact id so two ids never share a file
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", cs.cell.id)[:150]
-    digest = hashlib.sha256(f"{cs.cell.id}|{cs.level}".encode()).hexdigest()[:10]
+    digest = sha256_text(f"{cs.cell.id}|{cs.level}")[:10]
     name = f"{safe}__{cs.level}__{digest}.json"
     data = {
         "id": cs.cell.id,

@@ -13,7 +13,6 @@ Split rules (why: the shared ``crossval`` folders must never leak into training 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from forensics.dataset import read_manifest, sha256_file
+from forensics.dataset import read_manifest
 from forensics.errors import DataError
+from forensics.hashing import LEGACY_DENOMINATOR, hash_split, sha256_file
 
 HELD_OUT_SPLITS = ("crossval", "test")
 LOSSLESS_FORMATS = ("png", "bmp", "tiff")
@@ -173,11 +173,9 @@ def fake_resolutions(items: list[Item], weights: np.ndarray) -> tuple[np.ndarray
 
 def split_holdout(items: list[Item], frac: float = 0.1, salt: str = "val") -> tuple[list[Item], list[Item]]:
     """Deterministic hash split (by file path) when no separate validation data exists."""
-
-    def h(it: Item) -> float:
-        return int(hashlib.sha256(f"{salt}:{it.path}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    return [it for it in items if h(it) >= frac], [it for it in items if h(it) < frac]
+    shares = {"val": frac, "train": 1.0 - frac}
+    val = [hash_split(f"{salt}:{it.path}", shares, denominator=LEGACY_DENOMINATOR) == "val" for it in items]
+    return [it for it, v in zip(items, val) if not v], [it for it, v in zip(items, val) if v]
 
 
 class ByteCache:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from forensics.errors import ForensicsError, ModelFileError
+from forensics.hashing import sha256_file
 
 FORMAT = "deepfake-forensics-model"
 FORMAT_VERSION = 1
@@ -34,12 +35,6 @@ WEIGHTS = "model.safetensors"
 CARD = "model.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 PRESETS = ("balanced", "fpr1", "fpr01")
-
-
-def _sha256(path: Path) -> str:
-    from forensics.dataset import sha256_file
-
-    return sha256_file(path)
 
 
 def read_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
@@ -182,7 +177,7 @@ def save_model(
         "licence": licence,
         "dtype": "float16" if fp16 else "float32",
         "parameters": int(sum(p.numel() for p in detector.parameters())),
-        "weights_sha256": _sha256(out / WEIGHTS),
+        "weights_sha256": sha256_file(out / WEIGHTS),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmpj = out / (CARD + ".tmp")
@@ -260,7 +255,7 @@ def load_model(
         p.requires_grad_(False)
     return Model(
         name=str(card.get("name") or card["detector"]),
-        sha256=_sha256(weights),
+        sha256=sha256_file(weights),
         card=card,
         preprocess=PreprocessSpec.from_dict(card["preprocess"]),
         thresholds={k: float(v) for k, v in (card.get("thresholds") or {"balanced": 0.5}).items()},

@@ -499,7 +499,8 @@ def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_
 
 
 def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
-    from forensics.inputs import InputItem, sha256_of
+    from forensics.hashing import hash_file
+    from forensics.inputs import InputItem
 
     path = job["path"]
     try:
@@ -509,7 +510,7 @@ def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
                              error=f"{path}: file is {size} bytes, over the {max_file_bytes}-byte limit")  # fmt: skip
         if job.get("sha256"):  # hashed already while a server-side folder was listed
             return InputItem(path, sha256=job["sha256"], size_bytes=size)
-        digest, size = sha256_of(path)
+        digest, size = hash_file(path, untrusted=True)
     except OSError as exc:
         return InputItem(path, error=f"{path}: read error ({exc.strerror or exc})", error_type="UnreadableMediaError")
     return InputItem(path, sha256=digest, size_bytes=size)

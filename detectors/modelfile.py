@@ -28,13 +28,13 @@ import numpy as np
 
 from forensics.errors import ForensicsError, ModelFileError
 from forensics.hashing import sha256_file
+from forensics.thresholds import FALLBACK_THRESHOLDS, THRESHOLD_POLICIES
 
 FORMAT = "deepfake-forensics-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
-PRESETS = ("balanced", "fpr1", "fpr01")
 
 
 def read_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def save_model(
         "config": detector.config_dict(),
         "preprocess": detector.preprocess.to_dict(),
         "calibration": calibrator.to_dict(),
-        "thresholds": {k: float(thresholds[k]) for k in PRESETS if k in thresholds},
+        "thresholds": {k: float(thresholds[k]) for k in THRESHOLD_POLICIES if k in thresholds},
         "threshold_rule": "flag as fake when calibrated P(fake) >= threshold",
         "threshold_support": threshold_support or {},
         "training": training or {},
@@ -258,7 +258,7 @@ def load_model(
         sha256=sha256_file(weights),
         card=card,
         preprocess=PreprocessSpec.from_dict(card["preprocess"]),
-        thresholds={k: float(v) for k, v in (card.get("thresholds") or {"balanced": 0.5}).items()},
+        thresholds={k: float(v) for k, v in (card.get("thresholds") or FALLBACK_THRESHOLDS).items()},
         detector=det,
         calibrator=calibrator_from_dict(card.get("calibration")),
         device=dev,

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.thresholds import DEFAULT_POLICY
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -53,7 +54,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     if not o.get("no_table") and not stdout_taken:
         specs.append(("table", "-"))
     config = ScanConfig(
-        threshold=o.get("threshold", "balanced"),
+        threshold=o.get("threshold", DEFAULT_POLICY),
         evidence=evidence,
         device=o.get("device", "auto"),
         batch=o.get("batch", 16),

@@ -95,7 +95,8 @@ class RayEngine(Engine):
             raise UsageError("--engine ray needs Ray: pip install 'deepfake-forensics[ray]'") from None
         self.model_path = self._model_path(model)
         # Validate model + threshold in the driver so a typo fails before a cluster job is submitted.
-        from forensics.pipeline import ThresholdPolicy, resolve_model
+        from forensics.pipeline import resolve_model
+        from forensics.thresholds import ThresholdPolicy
 
         m = resolve_model(model, "cpu")
         policy = ThresholdPolicy.resolve(config.threshold, dict(getattr(m, "thresholds", {})))

@@ -44,13 +44,11 @@ from forensics.config import ASSETS_DIR
 from forensics.errors import ForensicsError, ModelFileError, UsageError
 from forensics.evidence import EvidenceResult, EvidenceSubject, resolve_evidence, run_face_evidence, run_file_evidence
 from forensics.inputs import InputExpander, InputItem
+from forensics.thresholds import DEFAULT_POLICY, VERDICT_CLEAR, VERDICT_FLAGGED, ThresholdPolicy
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1.0"
-VERDICT_FLAGGED = "flagged"
-VERDICT_CLEAR = "not_flagged"
-THRESHOLD_POLICIES = ("balanced", "fpr1", "fpr01")
 THUMB_SIDE = 256
 FALLBACK_VIDEO_CROPS = 8  # whole-frame crops kept for a video in which no face is ever found
 
@@ -62,39 +60,6 @@ class ScanTimeoutError(ForensicsError):
 # ---------------------------------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class ThresholdPolicy:
-    """Which threshold turned probabilities into verdicts: a named policy of the model file, or a number."""
-
-    policy: str
-    value: float
-
-    @classmethod
-    def resolve(cls, spec: str | float, thresholds: dict[str, float]) -> ThresholdPolicy:
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            value, name = float(spec), "custom"
-        elif isinstance(spec, str) and spec in THRESHOLD_POLICIES:
-            if spec not in thresholds:
-                known = ", ".join(sorted(thresholds)) or "none"
-                raise ModelFileError(f"model has no '{spec}' threshold (has: {known})")
-            return cls(spec, float(thresholds[spec]))
-        else:
-            try:
-                value, name = float(spec), "custom"
-            except (TypeError, ValueError):
-                raise UsageError(
-                    f"--threshold {spec!r}: use one of {', '.join(THRESHOLD_POLICIES)} or a probability in [0, 1]"
-                ) from None
-        if not 0.0 <= value <= 1.0:
-            raise UsageError(f"--threshold {value}: a probability threshold must lie in [0, 1]")
-        return cls(name, value)
-
-    def verdict(self, p: float | None) -> str | None:
-        if p is None:
-            return None
-        return VERDICT_FLAGGED if p >= self.value else VERDICT_CLEAR
-
-
 def warn_unsupported_preset(policy: str, card: dict[str, Any]) -> bool:
     """Warn (once per scan) when the chosen preset promises a false-positive rate its model's validation reals
     cannot show (``threshold_support`` in model.json, :func:`detectors.calibration.preset_support`); True if so."""
@@ -249,7 +214,7 @@ class FileResult:
 class ScanConfig:
     """Every knob of a scan; the CLI options map 1:1 onto these fields."""
 
-    threshold: str | float = "balanced"
+    threshold: str | float = DEFAULT_POLICY
     evidence: str | list[str] = "all"
     device: str = "auto"
     batch: int = 16  # files per chunk (images) / frames per detector call (videos) / crops per forward

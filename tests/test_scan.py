@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 import cli
-from forensics.pipeline import SCHEMA_VERSION, FileResult, ScanConfig, ThresholdPolicy, top_half_mean
+from forensics.pipeline import SCHEMA_VERSION, FileResult, ScanConfig, top_half_mean
+from forensics.thresholds import ThresholdPolicy
 
 SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
 

@@ -311,19 +311,18 @@ def _frames(item: Item, every: int, max_frames: int, crop: Callable[[np.ndarray]
 def _face_cropper(model: Any, faces: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
     """Video frames are whole frames: crop the face the way the model expects (largest detected face, aligned), or
     the centre square when no detector is configured or no face is found."""
-    from forensics.faces import align_face, center_crop_face, get_face_detector
+    from forensics.faces import crop_faces, get_face_detector
 
     pp = model.preprocess
     if not faces:
-        return lambda img: center_crop_face(img, pp.size)
+        return lambda img: crop_faces(img, [], pp)[0].pixels
     det = get_face_detector(faces, device=device)
 
     def crop(img: np.ndarray) -> np.ndarray:
         found = det.detect([img])[0]
-        if not found:
-            return center_crop_face(img, pp.size)
-        best = max(found, key=lambda f: f.prob)
-        return align_face(img, best.landmarks, size=pp.size, margin=pp.margin)
+        best = [max(found, key=lambda f: f.prob)] if found else []
+        # align_approx: the video benchmark (faces: opencv) has always aligned on estimated landmarks
+        return crop_faces(img, best, pp, align_approx=True)[0].pixels
 
     return crop
 

@@ -225,14 +225,13 @@ def face_view(
     if item.store != "source":
         return resize_to(img, size)
     from detectors.augment import deliver, random_delivery
-    from forensics.faces import align_face, center_crop_face
+    from forensics.faces import CropSpec, Face, crop_faces
 
     lm = item.landmarks
     if delivery is not None and rng is not None:
         img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
-    if lm is None:
-        return center_crop_face(img, size)
-    return align_face(img, lm, size=size, margin=margin)
+    faces = [] if lm is None else [Face.from_landmarks(lm)]
+    return crop_faces(img, faces, CropSpec(size, "align", margin))[0].pixels
 
 
 def eval_array(

@@ -356,7 +356,7 @@ class Normaliser:
     def __call__(self, pixels: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         from PIL import Image
 
-        from forensics.faces import align_face, center_crop_face
+        from forensics.faces import CropSpec, crop_faces
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
         face = None
@@ -367,10 +367,8 @@ class Normaliser:
                 info.update(aligned=True, face=face.to_dict())
         if self.cfg.store == "source":
             return self._source_region(pixels, face, info)
-        if face is not None:
-            out = align_face(pixels, face.landmarks, self.cfg.size, self.cfg.margin)
-        else:
-            out = center_crop_face(pixels, self.cfg.size)
+        spec = CropSpec(self.cfg.size, "align", self.cfg.margin)
+        out = crop_faces(pixels, [] if face is None else [face], spec, align_approx=True)[0].pixels
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=self.cfg.jpeg_quality, subsampling="4:2:0")
         return buf.getvalue(), info

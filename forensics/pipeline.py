@@ -43,6 +43,7 @@ import numpy as np
 from forensics.config import ASSETS_DIR
 from forensics.errors import ForensicsError, ModelFileError, UsageError
 from forensics.evidence import EvidenceResult, EvidenceSubject, resolve_evidence, run_face_evidence, run_file_evidence
+from forensics.faces import crop_faces
 from forensics.inputs import InputExpander, InputItem
 from forensics.thresholds import DEFAULT_POLICY, VERDICT_CLEAR, VERDICT_FLAGGED, ThresholdPolicy
 
@@ -426,25 +427,6 @@ def _rescaled(face: Any, s: float) -> Any:
     )
 
 
-def _box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
-    """Square crop around a face box with ``margin`` context, resized to ``size`` (the 'center' crop policy)."""
-    import cv2
-
-    from forensics.faces import center_crop_face
-
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    xa, ya = int(round(cx - side / 2)), int(round(cy - side / 2))
-    xb, yb = int(round(cx + side / 2)), int(round(cy + side / 2))
-    pad = max(0, -xa, -ya, xb - w, yb - h)
-    if pad:
-        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        xa, ya, xb, yb = xa + pad, ya + pad, xb + pad, yb + pad
-    return center_crop_face(image[ya:yb, xa:xb], size)
-
-
 def top_half_mean(probs: Sequence[float]) -> float:
     """Mean of the top ceil(n/2) values: the per-track video aggregate (see module docstring)."""
     v = np.sort(np.asarray(probs, dtype=np.float64))[::-1]
@@ -527,13 +509,6 @@ class Scanner:
         ms = (time.perf_counter() - t0) * 1000
         self._add_total("detect", ms)
         return [f[: self.config.max_faces] for f in faces], ms
-
-    def _crop(self, image: np.ndarray, face: Any) -> tuple[np.ndarray, bool]:
-        from forensics.faces import align_face
-
-        if self.spec.crop == "align" and not getattr(face, "approx_landmarks", False):
-            return align_face(image, face.landmarks, size=self.spec.size, margin=self.spec.margin), True
-        return _box_crop(image, face.box, self.spec.size, self.spec.margin), False
 
     # -- public -------------------------------------------------------------------------------------------------
     def scan_items(self, items: Iterable[InputItem]) -> Iterator[FileResult]:
@@ -667,17 +642,9 @@ class Scanner:
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Any, bool, bool]] = []  # (image index, face or None, aligned, no_face)
         for i, (ld, faces) in enumerate(zip(images, detections)):
-            faces = [_rescaled(f, ld.det_scale) for f in faces]
-            if faces:
-                for f in faces:
-                    crop, aligned = self._crop(ld.pixels, f)
-                    crops.append(crop)
-                    owners.append((i, f, aligned, False))
-            else:
-                from forensics.faces import center_crop_face
-
-                crops.append(center_crop_face(ld.pixels, self.spec.size))
-                owners.append((i, None, False, True))
+            for c in crop_faces(ld.pixels, [_rescaled(f, ld.det_scale) for f in faces], self.spec):
+                crops.append(c.pixels)
+                owners.append((i, c.face, c.aligned, c.no_face))
         align_ms = (time.perf_counter() - t0) * 1000
         self._add_total("align", align_ms)
         try:
@@ -797,7 +764,7 @@ class Scanner:
     # -- video --------------------------------------------------------------------------------------------------
     def _scan_video(self, pool: WorkerPool, ld: _Loaded, deadline: Deadline) -> FileResult:
         from forensics import media
-        from forensics.faces import IoUTracker, center_crop_face
+        from forensics.faces import IoUTracker
 
         cfg = self.config
         info = ld.info
@@ -828,12 +795,12 @@ class Scanner:
                 for fr, (_, s), fs in zip(batch, small, dets):
                     fs = [_rescaled(f, s) for f in fs]
                     ids = tracker.update([f.box for f in fs])
-                    for f, tid in zip(fs, ids):
-                        crop, aligned = self._crop(fr.pixels, f)
-                        crops.append(crop)
-                        meta.append((fr, f, tid, aligned))
-                    if not fs and len(fallback) < FALLBACK_VIDEO_CROPS:
-                        fallback.append((fr.index, float(fr.time_s), center_crop_face(fr.pixels, self.spec.size)))
+                    if fs:
+                        for c, tid in zip(crop_faces(fr.pixels, fs, self.spec), ids):
+                            crops.append(c.pixels)
+                            meta.append((fr, c.face, tid, c.aligned))
+                    elif len(fallback) < FALLBACK_VIDEO_CROPS:  # the whole-frame centre crop
+                        fallback.append((fr.index, float(fr.time_s), crop_faces(fr.pixels, [], self.spec)[0].pixels))
                 align_ms += (time.perf_counter() - t0) * 1000
                 probs, ms = self._predict(crops)
                 model_ms += ms

@@ -33,7 +33,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
     command's defaults. Raises :class:`~forensics.errors.UsageError` on bad combinations or when nothing was found."""
     from forensics.outputs import open_sinks, read_done, trim_partial_line
-    from forensics.pipeline import ScanConfig
+    from forensics.scanning.config import ScanConfig
 
     resume = o.get("resume")
     jsonl_out = o.get("jsonl_out")
@@ -111,7 +111,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
             s.close()
     if report is not None:
         if report.model is None:  # ray engine: load the card in the driver for the report
-            from forensics.pipeline import resolve_model
+            from forensics.scanning.config import resolve_model
 
             report.model = resolve_model(o.get("model", "default"), "cpu")
         path = report.write(o["report_out"])

@@ -3,7 +3,7 @@
 Every detector in the toolkit looks at faces, never at whole photos: a face crop removes the background, the
 photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module holds the face primitives
 (detectors, alignment, tracking) that every path from media to face crops uses: ``forensics faces extract``, the
-dataset importers (:mod:`forensics.importers`) and ``forensics scan`` (:mod:`forensics.pipeline`), so training
+dataset importers (:mod:`forensics.importers`) and ``forensics scan`` (:mod:`forensics.scanning`), so training
 data, benchmarks and scans see faces made the same way: all of them cut faces with :func:`crop_faces`.
 
 * :class:`FaceDetector` implementations live in the :data:`FACE_DETECTORS` registry: ``mtcnn`` (default; the

@@ -118,7 +118,7 @@ def test_hashing_is_bounded_by_the_timeout(tmp_path: Path) -> None:
 
 
 def test_worker_pool_replaces_an_abandoned_worker() -> None:
-    from forensics.pipeline import WorkerPool
+    from forensics.scanning.chunks import WorkerPool
 
     release = threading.Event()
     pool = WorkerPool(1)
@@ -221,7 +221,8 @@ def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_pat
     on an empty image pyramid, and the failure took every other image of its chunk down with it."""
     from forensics.faces import get_face_detector
     from forensics.inputs import InputExpander
-    from forensics.pipeline import ScanConfig, Scanner
+    from forensics.scanning.config import ScanConfig
+    from forensics.scanning.scanner import Scanner
 
     d = tmp_path / "in"
     d.mkdir()

@@ -67,7 +67,7 @@ def settings_from_options(o: dict[str, Any]) -> Any:
     from detectors.modelfile import read_card, resolve_model_dir
     from forensics.errors import ModelFileError
     from forensics.faces import FACE_DETECTORS
-    from forensics.pipeline import DEFAULT_MODEL_DIR
+    from forensics.scanning.config import DEFAULT_MODEL_DIR
     from forensics.serve.settings import ServeSettings, read_api_keys
     from forensics.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 

@@ -57,7 +57,7 @@ class ServeSettings:
 
     @property
     def scan_config(self) -> dict[str, Any]:
-        """The :class:`forensics.pipeline.ScanConfig` fields every worker scans with."""
+        """The :class:`forensics.scanning.config.ScanConfig` fields every worker scans with."""
         return {
             "threshold": self.threshold,
             "evidence": self.evidence,

@@ -26,6 +26,7 @@ import yaml
 
 from forensics.dataset import ManifestRow, read_manifest
 from forensics.errors import DataError, ForensicsError, UsageError
+from forensics.thresholds import THRESHOLD_POLICIES
 
 try:
     import tomllib
@@ -74,7 +75,7 @@ class DetectorSpec:
 
 @dataclass
 class MetricsConfig:
-    presets: list[str] = field(default_factory=lambda: ["balanced", "fpr1", "fpr01"])
+    presets: list[str] = field(default_factory=lambda: list(THRESHOLD_POLICIES))
     bootstrap: int = 1000
     ci: float = 0.95
     seed: int = 0

@@ -26,7 +26,6 @@ Built-in protocols (``forensics bench run --help`` lists them; third parties add
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, ClassVar
 from benchmarks.config import BenchConfig, DatasetRef, DetectorSpec
 from forensics.dataset import ManifestRow
 from forensics.errors import DataError
+from forensics.hashing import LEGACY_DENOMINATOR, hash_split
 from forensics.registry import Registry
 
 
@@ -55,7 +55,7 @@ class Item:
     @property
     def key(self) -> str:
         if not self.row.sha256:
-            from forensics.dataset import sha256_file
+            from forensics.hashing import sha256_file
 
             self.row.sha256 = sha256_file(self.path)
         return self.row.sha256
@@ -182,9 +182,9 @@ def split_of(row: ManifestRow, cfg: BenchConfig) -> str:
     """
     if row.split:
         return row.split
-    h = int(hashlib.sha256((row.sha256 or row.path).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    tr, va, _ = cfg.auto_split
-    return cfg.splits["train"] if h < tr else cfg.splits["val"] if h < tr + va else cfg.splits["test"]
+    tr, va, te = cfg.auto_split
+    shares = {"train": tr, "val": va, "test": te}
+    return cfg.splits[hash_split(row.sha256 or row.path, shares, denominator=LEGACY_DENOMINATOR)]
 
 
 def items_for(cfg: BenchConfig, role: str | None) -> list[Item]:

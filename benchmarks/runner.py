@@ -18,7 +18,6 @@ test set.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -39,6 +38,7 @@ from benchmarks.perturbations import Perturbation, parse_perturbation
 from benchmarks.protocols import Cell, Item, Plan, TrainJob, get_protocol
 from forensics.dataset import ManifestRow, write_manifest
 from forensics.errors import ForensicsError, UsageError
+from forensics.hashing import sha256_text
 
 log = logging.getLogger(__name__)
 RESULTS_VERSION = 1
@@ -194,7 +194,7 @@ def model_hash(model: Any) -> str:
     """
     card = getattr(model, "card", {}) or {}
     extra = json.dumps({"calibration": card.get("calibration"), "preprocess": card.get("preprocess")}, sort_keys=True)
-    return hashlib.sha256(f"{model.sha256}:{extra}".encode()).hexdigest()
+    return sha256_text(f"{model.sha256}:{extra}")
 
 
 def _preprocess_dict(model: Any) -> dict[str, Any]:
@@ -311,19 +311,18 @@ def _frames(item: Item, every: int, max_frames: int, crop: Callable[[np.ndarray]
 def _face_cropper(model: Any, faces: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
     """Video frames are whole frames: crop the face the way the model expects (largest detected face, aligned), or
     the centre square when no detector is configured or no face is found."""
-    from forensics.faces import align_face, center_crop_face, get_face_detector
+    from forensics.faces import crop_faces, get_face_detector
 
     pp = model.preprocess
     if not faces:
-        return lambda img: center_crop_face(img, pp.size)
+        return lambda img: crop_faces(img, [], pp)[0].pixels
     det = get_face_detector(faces, device=device)
 
     def crop(img: np.ndarray) -> np.ndarray:
         found = det.detect([img])[0]
-        if not found:
-            return center_crop_face(img, pp.size)
-        best = max(found, key=lambda f: f.prob)
-        return align_face(img, best.landmarks, size=pp.size, margin=pp.margin)
+        best = [max(found, key=lambda f: f.prob)] if found else []
+        # align_approx: the video benchmark (faces: opencv) has always aligned on estimated landmarks
+        return crop_faces(img, best, pp, align_approx=True)[0].pixels
 
     return crop
 
@@ -473,7 +472,7 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
 def _write_cell(out: Path, cs: CellScores) -> None:
     # readable and filesystem-safe, with a hash of the exact id so two ids never share a file
     safe = re.sub(r"[^A-Za-z0-9._=-]+", "_", cs.cell.id)[:150]
-    digest = hashlib.sha256(f"{cs.cell.id}|{cs.level}".encode()).hexdigest()[:10]
+    digest = sha256_text(f"{cs.cell.id}|{cs.level}")[:10]
     name = f"{safe}__{cs.level}__{digest}.json"
     data = {
         "id": cs.cell.id,

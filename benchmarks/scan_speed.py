@@ -68,7 +68,7 @@ def run_once(paths: list[str], model: str, evidence: str, **cfg) -> dict:
     """Scan ``paths`` once (after a warm-up on a few of them) and return the timing breakdown."""
     from forensics.engines import LocalEngine
     from forensics.inputs import InputExpander
-    from forensics.pipeline import ScanConfig
+    from forensics.scanning.config import ScanConfig
 
     engine = LocalEngine(model=model, config=ScanConfig(evidence=evidence, **cfg))
     list(engine.run(InputExpander(paths[: min(8, len(paths))], dedupe=False)))  # warm-up: lazy inits, allocator
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write a markdown table here (e.g. benchmarks/results/scan.md)")
     args = ap.parse_args(argv)
     try:
-        from forensics.pipeline import resolve_model
+        from forensics.scanning.config import resolve_model
 
         model = resolve_model(args.model, args.device)
         with tempfile.TemporaryDirectory(prefix="scan-speed-") as tmp:

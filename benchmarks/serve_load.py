@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import platform
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from forensics.config import shared_data_dir
+from forensics.hashing import sha256_bytes
 
 RESULTS = Path(__file__).parent / "results" / "serve"
 UPLOAD_MB = 1.0  # --max-upload-mb of the server under test: the oversize hostile file is 1.5x this
@@ -70,7 +70,7 @@ class Sample:
     path: str = ""  # on disk, for the `forensics scan` baseline
 
     def __post_init__(self) -> None:
-        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        self.sha256 = sha256_bytes(self.data)
 
 
 def _png_declaring(width: int, height: int) -> bytes:

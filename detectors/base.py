@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import UsageError
-
-CROP_POLICIES = ("align", "center")
+from forensics.faces import CROP_POLICIES
 
 
 @dataclass

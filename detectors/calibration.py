@@ -26,6 +26,7 @@ import numpy as np
 from detectors.metrics import eer, threshold_at_fpr
 from forensics.errors import ModelFileError
 from forensics.registry import Registry
+from forensics.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 
 CALIBRATORS: Registry[type] = Registry("calibrator")
 
@@ -162,8 +163,6 @@ def fit_calibrator(kind: str, logits: np.ndarray, y: np.ndarray) -> Calibrator:
     return CALIBRATORS.get(kind).obj().fit(logits, y)
 
 
-#: FPR each ``fpr*`` preset promises
-PRESET_FPR = {"fpr1": 0.01, "fpr01": 0.001}
 #: reals a preset's tail must hold before its FPR counts as estimated: with k reals above the threshold the FPR's
 #: relative standard error is about 1 / sqrt(k), so 10 keeps it near 30 % (``fpr01`` then needs 10,000 reals;
 #: with 468 it would rest on the single highest real score)

@@ -13,7 +13,6 @@ Split rules (why: the shared ``crossval`` folders must never leak into training 
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from forensics.dataset import read_manifest, sha256_file
+from forensics.dataset import read_manifest
 from forensics.errors import DataError
+from forensics.hashing import LEGACY_DENOMINATOR, hash_split, sha256_file
 
 HELD_OUT_SPLITS = ("crossval", "test")
 LOSSLESS_FORMATS = ("png", "bmp", "tiff")
@@ -178,11 +178,9 @@ def fake_resolutions(items: list[Item], weights: np.ndarray) -> tuple[np.ndarray
 
 def split_holdout(items: list[Item], frac: float = 0.1, salt: str = "val") -> tuple[list[Item], list[Item]]:
     """Deterministic hash split (by file path) when no separate validation data exists."""
-
-    def h(it: Item) -> float:
-        return int(hashlib.sha256(f"{salt}:{it.path}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    return [it for it in items if h(it) >= frac], [it for it in items if h(it) < frac]
+    shares = {"val": frac, "train": 1.0 - frac}
+    val = [hash_split(f"{salt}:{it.path}", shares, denominator=LEGACY_DENOMINATOR) == "val" for it in items]
+    return [it for it, v in zip(items, val) if not v], [it for it, v in zip(items, val) if v]
 
 
 class ByteCache:
@@ -234,16 +232,15 @@ def face_view(
     if item.store != "source":
         return resize_to(img, size)
     from detectors.augment import deliver, random_delivery
-    from forensics.faces import align_face, center_crop_face
+    from forensics.faces import CropSpec, Face, crop_faces
 
     lm = item.landmarks
     if history is not None:
         img, lm = deliver(img, lm, list(history.ops))
     elif delivery is not None and rng is not None:
         img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
-    if lm is None:
-        return center_crop_face(img, size)
-    return align_face(img, lm, size=size, margin=margin)
+    faces = [] if lm is None else [Face.from_landmarks(lm)]
+    return crop_faces(img, faces, CropSpec(size, "align", margin))[0].pixels
 
 
 def eval_array(

@@ -27,19 +27,14 @@ from typing import Any
 import numpy as np
 
 from forensics.errors import ForensicsError, ModelFileError
+from forensics.hashing import sha256_file
+from forensics.thresholds import FALLBACK_THRESHOLDS, THRESHOLD_POLICIES
 
 FORMAT = "deepfake-forensics-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CARD = "model.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
-PRESETS = ("balanced", "fpr1", "fpr01")
-
-
-def _sha256(path: Path) -> str:
-    from forensics.dataset import sha256_file
-
-    return sha256_file(path)
 
 
 def read_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
@@ -174,7 +169,7 @@ def save_model(
         "config": detector.config_dict(),
         "preprocess": detector.preprocess.to_dict(),
         "calibration": calibrator.to_dict(),
-        "thresholds": {k: float(thresholds[k]) for k in PRESETS if k in thresholds},
+        "thresholds": {k: float(thresholds[k]) for k in THRESHOLD_POLICIES if k in thresholds},
         "threshold_rule": "flag as fake when calibrated P(fake) >= threshold",
         "threshold_support": threshold_support or {},
         "training": training or {},
@@ -182,7 +177,7 @@ def save_model(
         "licence": licence,
         "dtype": "float16" if fp16 else "float32",
         "parameters": int(sum(p.numel() for p in detector.parameters())),
-        "weights_sha256": _sha256(out / WEIGHTS),
+        "weights_sha256": sha256_file(out / WEIGHTS),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     tmpj = out / (CARD + ".tmp")
@@ -260,10 +255,10 @@ def load_model(
         p.requires_grad_(False)
     return Model(
         name=str(card.get("name") or card["detector"]),
-        sha256=_sha256(weights),
+        sha256=sha256_file(weights),
         card=card,
         preprocess=PreprocessSpec.from_dict(card["preprocess"]),
-        thresholds={k: float(v) for k, v in (card.get("thresholds") or {"balanced": 0.5}).items()},
+        thresholds={k: float(v) for k, v in (card.get("thresholds") or FALLBACK_THRESHOLDS).items()},
         detector=det,
         calibrator=calibrator_from_dict(card.get("calibration")),
         device=dev,

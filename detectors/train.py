@@ -17,7 +17,6 @@ What the loop does for generalisation:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from forensics.errors import DataError, UsageError
+from forensics.hashing import sha256_text
 from forensics.runs import next_run_dir
 
 log = logging.getLogger(__name__)
@@ -342,7 +342,7 @@ def train(opts: TrainOptions) -> Path:
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay) if params else None
     start_epoch, best_auc, bad_epochs, step = 0, -1.0, 0, 0
     # Early stopping compares val AUCs, which only mean the same thing on the same validation items.
-    val_key = hashlib.sha256("\n".join(sorted(str(it.path) for it in val_items)).encode()).hexdigest()[:16]
+    val_key = sha256_text("\n".join(sorted(str(it.path) for it in val_items)))[:16]
     if opts.resume and opt is not None:
         meta = load_checkpoint(run, det, opt)
         start_epoch, best_auc, bad_epochs, step = meta["epoch"] + 1, meta["best_auc"], meta["bad_epochs"], meta["step"]

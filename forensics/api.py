@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.thresholds import DEFAULT_POLICY
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -32,7 +33,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
     command's defaults. Raises :class:`~forensics.errors.UsageError` on bad combinations or when nothing was found."""
     from forensics.outputs import open_sinks, read_done, trim_partial_line
-    from forensics.pipeline import ScanConfig
+    from forensics.scanning.config import ScanConfig
 
     resume = o.get("resume")
     jsonl_out = o.get("jsonl_out")
@@ -53,7 +54,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     if not o.get("no_table") and not stdout_taken:
         specs.append(("table", "-"))
     config = ScanConfig(
-        threshold=o.get("threshold", "balanced"),
+        threshold=o.get("threshold", DEFAULT_POLICY),
         evidence=evidence,
         device=o.get("device", "auto"),
         batch=o.get("batch", 16),
@@ -110,7 +111,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
             s.close()
     if report is not None:
         if report.model is None:  # ray engine: load the card in the driver for the report
-            from forensics.pipeline import resolve_model
+            from forensics.scanning.config import resolve_model
 
             report.model = resolve_model(o.get("model", "default"), "cpu")
         path = report.write(o["report_out"])

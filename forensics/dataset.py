@@ -8,7 +8,6 @@ real image an edit was made from, or of the source clip a video was driven by). 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -65,18 +64,6 @@ class ManifestRow:
     def y(self) -> int:
         """1 for fake, 0 for real: the convention of every metric in the toolkit."""
         return int(self.label == "fake")
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def manifest_path(root: str | os.PathLike[str]) -> Path:

@@ -1,4 +1,4 @@
-"""Execution engines for ``forensics scan``: the same :class:`forensics.pipeline.Scanner` run in different places.
+"""Execution engines for ``forensics scan``: one ``Scanner`` (:mod:`forensics.scanning.scanner`), several places.
 
 * ``local``: this process. Decoding and file evidence run in a thread pool (``--workers``; OpenCV, Pillow and
   NumPy release the GIL), face detection and the model forward are batched over ``--batch`` files on the
@@ -52,7 +52,7 @@ class LocalEngine(Engine):
         super().__init__(model, config, **options)
         if options.get("address"):
             raise UsageError("--address only applies to --engine ray")
-        from forensics.pipeline import Scanner
+        from forensics.scanning.scanner import Scanner
 
         self.scanner = Scanner(model, config)  # load the model before the first file, so a bad model fails fast
 
@@ -66,7 +66,8 @@ class _RayScanBatch:
     def __init__(self, model_path: str, config: dict[str, Any]) -> None:
         import torch
 
-        from forensics.pipeline import ScanConfig, Scanner
+        from forensics.scanning.config import ScanConfig
+        from forensics.scanning.scanner import Scanner
 
         config.setdefault("threads", 1)  # one actor per CPU: more intra-op threads would oversubscribe the node
         torch.set_num_threads(int(config["threads"]))
@@ -95,7 +96,8 @@ class RayEngine(Engine):
             raise UsageError("--engine ray needs Ray: pip install 'deepfake-forensics[ray]'") from None
         self.model_path = self._model_path(model)
         # Validate model + threshold in the driver so a typo fails before a cluster job is submitted.
-        from forensics.pipeline import ThresholdPolicy, resolve_model
+        from forensics.scanning.config import resolve_model
+        from forensics.thresholds import ThresholdPolicy
 
         m = resolve_model(model, "cpu")
         policy = ThresholdPolicy.resolve(config.threshold, dict(getattr(m, "thresholds", {})))
@@ -157,7 +159,7 @@ class RayEngine(Engine):
         )
 
     def _run(self, items: list[InputItem]) -> Iterator[Any]:
-        from forensics.pipeline import FileResult, duplicate_result
+        from forensics.scanning.results import FileResult, duplicate_result
 
         todo = [it for it in items if it.error is None and it.duplicate_of is None]
         rows = [

@@ -3,17 +3,20 @@
 Every detector in the toolkit looks at faces, never at whole photos: a face crop removes the background, the
 photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module holds the face primitives
 (detectors, alignment, tracking) that every path from media to face crops uses: ``forensics faces extract``, the
-dataset importers (:mod:`forensics.importers`) and ``forensics scan`` (:mod:`forensics.pipeline`), so training
-data, benchmarks and scans see faces made the same way. (Each of those three still has its own crop loop.)
+dataset importers (:mod:`forensics.importers`) and ``forensics scan`` (:mod:`forensics.scanning`), so training
+data, benchmarks and scans see faces made the same way: all of them cut faces with :func:`crop_faces`.
 
 * :class:`FaceDetector` implementations live in the :data:`FACE_DETECTORS` registry: ``mtcnn`` (default; the
   weights ship inside the facenet-pytorch wheel, so it works offline, batched, CPU or GPU) and ``opencv`` (Haar
   cascade fallback whose landmarks are *estimated from the box* and therefore approximate).
 * :func:`align_face` maps the 5 landmarks onto a canonical template with a similarity transform (rotation, uniform
   scale, translation: no shear, so faces are never distorted).
+* :func:`crop_faces` is the one crop step: a list of faces + a crop spec (a model's ``PreprocessSpec`` or a
+  :class:`CropSpec`: size, ``align`` / ``center`` policy, margin) -> the crops a detector sees, with the
+  whole-image centre crop when there is no face. The scan, training views (``detectors.data.face_view``), the
+  benchmark runner, the importers and :func:`extract_faces` all call it.
 * :class:`IoUTracker` groups per-frame detections of a video into tracks.
-* :func:`extract_faces` is the generator behind ``forensics faces extract``; the scan calls
-  :func:`get_face_detector`, :func:`align_face` and :func:`center_crop_face` from ``forensics.pipeline``.
+* :func:`extract_faces` is the generator behind ``forensics faces extract``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ class Face:
     landmarks: np.ndarray
     prob: float
     approx_landmarks: bool = False
+
+    @classmethod
+    def from_landmarks(cls, landmarks: Any, prob: float = 1.0) -> Face:
+        """A face known only by its 5 stored landmarks (e.g. a dataset row); ``box`` is their bounding box."""
+        lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+        x1, y1 = lm.min(0)
+        x2, y2 = lm.max(0)
+        return cls((float(x1), float(y1), float(x2), float(y2)), lm, prob)
 
     @property
     def area(self) -> float:
@@ -322,6 +333,74 @@ def center_crop_face(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
+def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
+    """Square crop around a face box with ``margin`` context, resized to ``size`` (the ``center`` crop policy)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    side = max(x2 - x1, y2 - y1) * (1.0 + margin)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    xa, ya = int(round(cx - side / 2)), int(round(cy - side / 2))
+    xb, yb = int(round(cx + side / 2)), int(round(cy + side / 2))
+    pad = max(0, -xa, -ya, xb - w, yb - h)
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        xa, ya, xb, yb = xa + pad, ya + pad, xb + pad, yb + pad
+    return center_crop_face(image[ya:yb, xa:xb], size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# cropping: the one place that turns an image and its faces into the crops a detector sees
+# --------------------------------------------------------------------------------------------------------------
+CROP_POLICIES = ("align", "center")
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How faces are cut for a detector: ``size`` px square, ``crop`` policy (``align`` = 5-point alignment,
+    ``center`` = square around the box) and ``margin`` context. A model's ``detectors.base.PreprocessSpec`` has the
+    same three fields and is passed as is; callers without a model (importers, ``faces extract``, training views of
+    stored landmarks) build one."""
+
+    size: int = 224
+    crop: str = "align"
+    margin: float = 0.3
+
+
+@dataclass
+class FaceCrop:
+    """One crop and where it came from. ``face`` is None for the whole-image centre crop (no face given)."""
+
+    pixels: np.ndarray
+    face: Face | None
+    aligned: bool  # False: box crop (``center`` policy or approximate landmarks) or the no-face fallback
+
+    @property
+    def no_face(self) -> bool:
+        return self.face is None
+
+
+def crop_faces(image: np.ndarray, faces: Sequence[Face], spec: Any, *, align_approx: bool = False) -> list[FaceCrop]:
+    """The crops a detector sees of ``faces`` in ``image``, in order, cut as ``spec`` (a :class:`CropSpec` or a
+    model's ``PreprocessSpec``) says; no faces: one centre crop of the whole image (``face`` None).
+
+    ``align`` aligns on the 5 landmarks unless they are estimated from the box (``Face.approx_landmarks``, the
+    OpenCV detector): those get the box crop, as ``forensics scan`` does. ``align_approx=True`` aligns on estimated
+    landmarks too: what the importers, ``faces extract`` and the video benchmark have always done (kept so their
+    outputs stay comparable with data and results made before).
+    """
+    if not faces:
+        return [FaceCrop(center_crop_face(image, spec.size), None, False)]
+    out = []
+    for face in faces:
+        if spec.crop == "align" and (align_approx or not getattr(face, "approx_landmarks", False)):
+            out.append(FaceCrop(align_face(image, face.landmarks, size=spec.size, margin=spec.margin), face, True))
+        else:
+            out.append(FaceCrop(box_crop(image, face.box, spec.size, spec.margin), face, False))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------------------
 # tracking
 # --------------------------------------------------------------------------------------------------------------
@@ -447,7 +526,7 @@ class ExtractedFace:
 
 
 def _aligned(image: np.ndarray, face: Face, cfg: ExtractConfig) -> np.ndarray:
-    return align_face(image, face.landmarks, cfg.size, cfg.margin)
+    return crop_faces(image, [face], CropSpec(cfg.size, "align", cfg.margin), align_approx=True)[0].pixels
 
 
 def extract_faces(

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from forensics.dataset import LABELS, ManifestRow, ManifestWriter, sha256_bytes
+from forensics.dataset import LABELS, ManifestRow, ManifestWriter
 from forensics.errors import DataError, ForensicsError, UsageError
+from forensics.hashing import hash_split, sha256_bytes, sha256_text
 from forensics.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,12 @@ class ImportItem:
         Derived from the relative source path only, so a resumed import knows what is done without reading any
         source file, and hostile file names never reach the output tree.
         """
-        key = hashlib.sha256(self.rel.encode("utf-8")).hexdigest()[:16]
+        key = sha256_text(self.rel)[:16]
         return f"{self.label}/{_slug(self.source or 'items')}/{key}{suffix}"
 
 
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s.replace("/", "__")).strip("._") or "items"
-
-
-def hash_split(key: str, val_fraction: float = 0.1) -> str:
-    """Deterministic train/val assignment from a hash of ``key`` (same answer on every machine and every run)."""
-    u = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) / 2**32
-    return "val" if u < val_fraction else "train"
 
 
 def split_from_path(rel: str) -> str:
@@ -361,7 +356,7 @@ class Normaliser:
     def __call__(self, pixels: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         from PIL import Image
 
-        from forensics.faces import align_face, center_crop_face
+        from forensics.faces import CropSpec, crop_faces
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
         face = None
@@ -372,10 +367,8 @@ class Normaliser:
                 info.update(aligned=True, face=face.to_dict())
         if self.cfg.store == "source":
             return self._source_region(pixels, face, info)
-        if face is not None:
-            out = align_face(pixels, face.landmarks, self.cfg.size, self.cfg.margin)
-        else:
-            out = center_crop_face(pixels, self.cfg.size)
+        spec = CropSpec(self.cfg.size, "align", self.cfg.margin)
+        out = crop_faces(pixels, [] if face is None else [face], spec, align_approx=True)[0].pixels
         buf = io.BytesIO()
         Image.fromarray(out).save(buf, format="JPEG", quality=self.cfg.jpeg_quality, subsampling="4:2:0")
         return buf.getvalue(), info

@@ -23,16 +23,15 @@ detection is the only state that grows with the number of files (about 100 bytes
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from forensics.hashing import hash_file
+
 GLOB_CHARS = set("*?[")
-HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -89,28 +88,6 @@ def _looks_like_media(path: str) -> bool:
     return True
 
 
-def sha256_of(path: str, timeout_s: float | None = None) -> tuple[str, int]:
-    """sha256 and size of a regular file; a FIFO, socket or device raises (it is never opened blocking).
-
-    ``timeout_s`` bounds the hashing (checked per MiB read): a huge or very slow file becomes an
-    :class:`~forensics.media.UnreadableMediaError` instead of holding the whole scan, which hashes lazily in its
-    main thread.
-    """
-    from forensics.media import UnreadableMediaError
-    from forensics.media.sniff import open_for_read
-
-    h = hashlib.sha256()
-    n = 0
-    end = None if timeout_s is None else time.monotonic() + timeout_s
-    with open_for_read(path) as f:
-        while block := f.read(HASH_CHUNK):
-            h.update(block)
-            n += len(block)
-            if end is not None and time.monotonic() > end:
-                raise UnreadableMediaError(path, f"timed out after {timeout_s:g} s while hashing ({n} bytes read)")
-    return h.hexdigest(), n
-
-
 class InputExpander:
     """Iterate :class:`InputItem` for a list of input specs; see the module docstring for the rules."""
 
@@ -149,7 +126,7 @@ class InputExpander:
         from forensics.media import MediaError
 
         try:
-            digest, size = sha256_of(path, self.timeout_s)
+            digest, size = hash_file(path, untrusted=True, timeout_s=self.timeout_s)
         except MediaError as exc:  # not a regular file, missing, unreadable: its one-line record says which
             return InputItem(path, error=str(exc), error_type=type(exc).__name__)
         except OSError as exc:  # an I/O error while reading

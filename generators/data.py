@@ -8,7 +8,6 @@ run sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from PIL import Image
 
 from forensics.dataset import MANIFEST, read_manifest
 from forensics.errors import DataError
+from forensics.hashing import sha256_text
 from generators.base import ATTRIBUTES, Batch
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,7 @@ def discover(
 
 def data_hash(items: Sequence[ImageItem]) -> str:
     """A cheap fingerprint of a training set (names and sizes), recorded with every model trained on it."""
-    h = hashlib.sha256()
-    for it in sorted(items, key=lambda i: i.rel):
-        h.update(f"{it.rel}\t{it.path.stat().st_size}\n".encode())
-    return h.hexdigest()
+    return sha256_text("".join(f"{it.rel}\t{it.path.stat().st_size}\n" for it in sorted(items, key=lambda i: i.rel)))
 
 
 def load_image(path: Path, res: int) -> np.ndarray:

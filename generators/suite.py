@@ -220,7 +220,7 @@ def update_card(name: str, **fields: Any) -> dict[str, Any]:
 def _describe_init(init: str) -> str | None:
     """Provenance of a fine-tune's starting weights: the run or model, plus the weights' sha256 (a shipped model is
     about to be overwritten by the export, so its hash is the only trace of which version it was)."""
-    from forensics.dataset import sha256_file
+    from forensics.hashing import sha256_file
 
     if not init:
         return None

@@ -20,7 +20,8 @@ from benchmarks.config import BenchConfigError, load_config
 from benchmarks.protocols import BenchPlanError, get_protocol
 from benchmarks.runner import RunOptions, run
 from cli import main
-from forensics.dataset import ManifestRow, sha256_file, write_manifest
+from forensics.dataset import ManifestRow, write_manifest
+from forensics.hashing import sha256_file
 
 S = 32
 

@@ -19,8 +19,9 @@ from benchmarks.protocols import Item, LeaveOneGroupOut, get_protocol
 from benchmarks.report import MIN_REALS_FPR01, markdown
 from benchmarks.runner import detector_input
 from detectors.data import face_view, item_from_row, load_items
-from forensics.dataset import ManifestRow, read_manifest, sha256_file, write_manifest
+from forensics.dataset import ManifestRow, read_manifest, write_manifest
 from forensics.errors import DataError
+from forensics.hashing import sha256_file
 from generators.registry import family_components, family_groups
 from tests.test_bench import make_dataset, opts, robustness_cfg, world, write_cfg  # noqa: F401 (world: fixture)
 

@@ -14,11 +14,11 @@ from PIL import Image
 from cli import main
 from forensics.dataset import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from forensics.errors import DataError, UsageError
+from forensics.hashing import hash_split
 from forensics.importers import (
     LAYOUTS,
     LayoutOptions,
     NormaliseConfig,
-    hash_split,
     import_dataset,
     split_for,
     split_from_path,

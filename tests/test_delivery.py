@@ -18,9 +18,10 @@ import pytest
 from detectors.augment import DeliveryConfig, deliver, random_delivery
 from detectors.data import ByteCache, Item, eval_array, face_view, load_items
 from forensics import degrade as D
-from forensics.dataset import ManifestRow, sha256_file, write_manifest
+from forensics.dataset import ManifestRow, write_manifest
 from forensics.errors import UsageError
 from forensics.faces import align_face, canonical_landmarks
+from forensics.hashing import sha256_file
 from forensics.importers import NormaliseConfig, face_region, split_for
 
 LM = canonical_landmarks(100, 0.3) + [150, 90]  # a face whose crop footprint lies inside a 400 x 300 image

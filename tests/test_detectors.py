@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from detectors.registry import DETECTORS, build_detector, list_detectors
-from forensics.dataset import ManifestRow, read_manifest, sha256_file, write_manifest
+from forensics.dataset import ManifestRow, read_manifest, write_manifest
 from forensics.errors import DataError, ForensicsError, UnknownNameError, UsageError
+from forensics.hashing import sha256_file
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -161,7 +161,7 @@ def test_preset_support_flags_presets_the_reals_cannot_estimate(tmp_path):
 
 
 def test_scan_warns_when_a_preset_cannot_be_estimated(caplog):
-    from forensics.pipeline import warn_unsupported_preset
+    from forensics.scanning.results import warn_unsupported_preset
 
     card = {"name": "m", "threshold_support": preset_support(1200)}
     with caplog.at_level("WARNING"):

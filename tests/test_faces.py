@@ -15,12 +15,16 @@ from forensics.errors import UnknownNameError, UsageError
 from forensics.faces import (
     FACE_DETECTORS,
     TEMPLATE,
+    CropSpec,
     ExtractConfig,
+    Face,
     IoUTracker,
     align_face,
+    box_crop,
     box_iou,
     canonical_landmarks,
     center_crop_face,
+    crop_faces,
     extract_faces,
     get_face_detector,
     iter_media_files,
@@ -147,6 +151,29 @@ def test_center_crop_face_is_square_and_centred():
     img[:, 100:200] = 255  # the centred square is white
     out = center_crop_face(img, 64)
     assert out.shape == (64, 64, 3) and out.min() == 255
+
+
+def test_crop_faces_honours_the_crop_spec():
+    """One crop step for scan, training, benchmarks and importers: align on real landmarks, box crop for the
+    ``center`` policy and for estimated landmarks (unless ``align_approx``), whole-image centre crop without faces."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    lm = canonical_landmarks(60, 0.3) + [40.0, 20.0]
+    face = Face((40.0, 20.0, 100.0, 80.0), lm, 0.99)
+    approx = Face(face.box, lm, 0.5, approx_landmarks=True)
+    spec = CropSpec(32, "align", 0.3)
+
+    (c,) = crop_faces(img, [face], spec)
+    assert c.aligned and c.face is face and not c.no_face
+    assert np.array_equal(c.pixels, align_face(img, lm, size=32, margin=0.3))
+    (c,) = crop_faces(img, [face], CropSpec(32, "center", 0.3))
+    assert not c.aligned and np.array_equal(c.pixels, box_crop(img, face.box, 32, 0.3))
+    a, b = crop_faces(img, [approx, face], spec)
+    assert not a.aligned and b.aligned and a.pixels.shape == b.pixels.shape == (32, 32, 3)
+    assert crop_faces(img, [approx], spec, align_approx=True)[0].aligned
+    (c,) = crop_faces(img, [], spec)
+    assert c.no_face and c.face is None and np.array_equal(c.pixels, center_crop_face(img, 32))
+    assert np.allclose(Face.from_landmarks(lm).box, (*lm.min(0), *lm.max(0)))
 
 
 # -- tracking --------------------------------------------------------------------------------------------------

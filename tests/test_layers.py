@@ -5,7 +5,7 @@ Layers, low to high (``docs/architecture.md`` draws them)::
     forensics core (media, faces, dataset, importers, degrade, config, errors, ...)   rank 0
     generators                                                                          rank 1
     detectors                                                                           rank 2
-    scan product (forensics.pipeline, api, report, evidence, commands, serve, ...)      rank 3
+    scan product (forensics.pipeline, scanning, api, report, evidence, commands, serve, ...)   rank 3
     benchmarks                                                                          rank 4
     cli.py                                                                              nothing imports it
 
@@ -36,6 +36,7 @@ PRODUCT = (
     "forensics.engines",
     "forensics.evidence",
     "forensics.pipeline",
+    "forensics.scanning",
     "forensics.report",
     "forensics.serve",
 )

@@ -18,7 +18,10 @@ import pytest
 from PIL import Image
 
 import cli
-from forensics.pipeline import SCHEMA_VERSION, FileResult, ScanConfig, ThresholdPolicy, top_half_mean
+from forensics.scanning.config import ScanConfig
+from forensics.scanning.results import SCHEMA_VERSION, FileResult
+from forensics.scanning.video import top_half_mean
+from forensics.thresholds import ThresholdPolicy
 
 SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
 
@@ -172,7 +175,7 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_missing_default_model_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import forensics.pipeline as scan_mod
+    import forensics.scanning.config as scan_mod
     from forensics.errors import ModelFileError
 
     monkeypatch.setattr(scan_mod, "DEFAULT_MODEL_DIR", tmp_path / "nothing")
@@ -274,3 +277,14 @@ def test_downscaled_working_image_keeps_file_coordinates(batch_dir: Path, batch_
     assert small.faces and np.allclose(small.faces[0].box, full, atol=256 / 160 * 4)
     (jp,) = small.evidence
     assert jp.details["double_compression_checked"] is False  # the 8x8 grid is gone after resizing
+
+
+def test_pipeline_is_the_documented_python_entry() -> None:
+    """docs/scan.md and docs/scan-output.md name ``forensics.pipeline.*``; the work lives in forensics.scanning."""
+    import forensics.pipeline as pipeline
+    from forensics.scanning.results import FaceResult, TrackResult
+    from forensics.scanning.scanner import Scanner
+
+    assert pipeline.FileResult is FileResult and pipeline.ScanConfig is ScanConfig and pipeline.Scanner is Scanner
+    assert pipeline.FaceResult is FaceResult and pipeline.TrackResult is TrackResult
+    assert pipeline.SCHEMA_VERSION == SCHEMA_VERSION and callable(pipeline.scan) and callable(pipeline.skip_done)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,10 @@ def test_scan_cli_refuses_fifo_and_socket_and_continues(fifo_dir: Path, tiny_mod
 
 def test_every_loader_refuses_a_fifo_without_blocking(fifo_dir: Path) -> None:
     from forensics import media
-    from forensics.inputs import sha256_of
+    from forensics.hashing import hash_file
 
     fifo = fifo_dir / "pipe.jpg"
+    sha256_of = partial(hash_file, untrusted=True)
     for fn in (media.sniff, media.load_image, media.probe, lambda p: list(media.iter_frames(p)), sha256_of):
         with pytest.raises(UnreadableMediaError, match="named pipe"):
             _in_thread(lambda fn=fn: fn(fifo), limit=10)
@@ -104,18 +106,19 @@ def test_fifo_swapped_in_after_stat_is_refused(fifo_dir: Path, monkeypatch: pyte
 
 
 def test_hashing_is_bounded_by_the_timeout(tmp_path: Path) -> None:
-    from forensics.inputs import InputExpander, sha256_of
+    from forensics.hashing import hash_file
+    from forensics.inputs import InputExpander
 
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + bytes(3 << 20))
     with pytest.raises(UnreadableMediaError, match="timed out after 0 s while hashing"):
-        sha256_of(str(big), timeout_s=0)
+        hash_file(str(big), untrusted=True, timeout_s=0)
     (item,) = list(InputExpander([str(big)], timeout_s=0))
     assert item.error_type == "UnreadableMediaError" and "timed out" in item.error
 
 
 def test_worker_pool_replaces_an_abandoned_worker() -> None:
-    from forensics.pipeline import WorkerPool
+    from forensics.scanning.chunks import WorkerPool
 
     release = threading.Event()
     pool = WorkerPool(1)
@@ -218,7 +221,8 @@ def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_pat
     on an empty image pyramid, and the failure took every other image of its chunk down with it."""
     from forensics.faces import get_face_detector
     from forensics.inputs import InputExpander
-    from forensics.pipeline import ScanConfig, Scanner
+    from forensics.scanning.config import ScanConfig
+    from forensics.scanning.scanner import Scanner
 
     d = tmp_path / "in"
     d.mkdir()

@@ -175,7 +175,7 @@ def test_bad_options_fail_before_starting(tmp_path: Path, capsys: pytest.Capture
 
 def test_a_model_that_cannot_load_keeps_the_service_unready(tmp_path: Path) -> None:
     """The card is fine (checked at start-up) but the weights are not: /readyz says why, scans get 503."""
-    from forensics.pipeline import DEFAULT_MODEL_DIR
+    from forensics.scanning.config import DEFAULT_MODEL_DIR
 
     model = tmp_path / "broken"
     model.mkdir()

@@ -82,9 +82,10 @@ def extract(
     row carries the crop path, source path and sha256, frame index, track id, box, landmarks and detection
     probability. Re-running into the same --out does not duplicate rows.
     """
-    from forensics.dataset import ManifestRow, ManifestWriter, sha256_bytes
+    from forensics.dataset import ManifestRow, ManifestWriter
     from forensics.errors import ForensicsError
     from forensics.faces import ExtractConfig, extract_faces, get_face_detector, iter_media_files
+    from forensics.hashing import sha256_bytes
 
     if every is not None and fps is not None:
         raise UsageError("--every and --fps are mutually exclusive")

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
+from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
 
@@ -20,15 +21,15 @@ __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_sca
 class ThresholdType(click.ParamType):
     """``balanced`` | ``fpr1`` | ``fpr01`` | a probability in [0, 1]."""
 
-    name = "{balanced,fpr1,fpr01}|FLOAT"
+    name = "{" + ",".join(THRESHOLD_POLICIES) + "}|FLOAT"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
-        if isinstance(value, float) or value in ("balanced", "fpr1", "fpr01"):
+        if isinstance(value, float) or value in THRESHOLD_POLICIES:
             return value
         try:
             v = float(value)
         except ValueError:
-            self.fail(f"{value!r} is not balanced, fpr1, fpr01 or a probability", param, ctx)
+            self.fail(f"{value!r} is not {', '.join(THRESHOLD_POLICIES)} or a probability", param, ctx)
         if not 0.0 <= v <= 1.0:
             self.fail(f"{v} is not a probability in [0, 1]", param, ctx)
         return v
@@ -41,7 +42,7 @@ class ThresholdType(click.ParamType):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model", default="default", show_default=True,
               help="Model directory / model.json / .safetensors, or an installed model name.")
-@click.option("--threshold", type=ThresholdType(), default="balanced", show_default=True,
+@click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
               help="Verdict policy from the model file (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR) or a probability.")
 @click.option("--evidence", default="auto", show_default=True,
               help="Evidence analyses: all, none, or a comma list (gradcam,ela,noise,spectrum,jpeg,metadata). "

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from forensics.commands.scan import ThresholdType
+from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
 
@@ -29,7 +30,7 @@ MiB = 1024 * 1024
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Scanner processes (each loads the model once; about one per CPU core or GPU).")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per scanner process.")
-@click.option("--threshold", type=ThresholdType(), default="balanced", show_default=True,
+@click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
               help="Verdict policy: balanced, fpr1, fpr01, or a probability.")
 @click.option("--evidence", default="none", show_default=True,
               help="Evidence analyses added to every record: none, all, or a comma list.")
@@ -66,15 +67,16 @@ def settings_from_options(o: dict[str, Any]) -> Any:
     from detectors.modelfile import read_card, resolve_model_dir
     from forensics.errors import ModelFileError
     from forensics.faces import FACE_DETECTORS
-    from forensics.pipeline import DEFAULT_MODEL_DIR, ThresholdPolicy
+    from forensics.scanning.config import DEFAULT_MODEL_DIR
     from forensics.serve.settings import ServeSettings, read_api_keys
+    from forensics.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     model = o["model"]
     if model == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         raise ModelFileError("no default model shipped; pass --model FILE")
     card = read_card(resolve_model_dir(model))  # torch-free: a typo fails here, not in every worker
     FACE_DETECTORS.get(o["face_detector"])
-    ThresholdPolicy.resolve(o["threshold"], dict(card.get("thresholds") or {"balanced": 0.5}))
+    ThresholdPolicy.resolve(o["threshold"], dict(card.get("thresholds") or FALLBACK_THRESHOLDS))
     return ServeSettings(
         host=o["host"], port=o["port"], model=model, workers=o["workers"], threads=o["threads"],
         threshold=o["threshold"], evidence=o["evidence"], device=o["device"], face_detector=o["face_detector"],

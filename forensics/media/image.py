@@ -8,7 +8,6 @@ file; declared dimensions are checked against ``max_pixels`` before any pixel is
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import warnings
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+from forensics.hashing import sha256_bytes
 from forensics.media.sniff import (
     FormatSpec,
     checked_size,
@@ -63,20 +63,19 @@ def decoder_available(spec: FormatSpec) -> bool:
 # -- reading -----------------------------------------------------------------------------------------------------
 def read_hashed(path: str | Path, max_bytes: int) -> tuple[bytes, str]:
     """The whole file and its sha256, read in one pass; never more than ``max_bytes`` (the file may grow)."""
-    h = hashlib.sha256()
     buf = bytearray()
     with open_for_read(path) as fh:
         try:
             while chunk := fh.read(_CHUNK):
                 buf += chunk
-                h.update(chunk)
                 if len(buf) > max_bytes:
                     raise MediaTooLargeError(path, f"file grew past the {max_bytes} byte limit while reading")
         except OSError as exc:
             raise UnreadableMediaError(path, f"read error ({exc.strerror or exc})") from None
     if not buf:
         raise UnreadableMediaError(path, "empty file (0 bytes)")
-    return bytes(buf), h.hexdigest()
+    data = bytes(buf)
+    return data, sha256_bytes(data)
 
 
 def _image_spec(path: str | Path, limits: MediaLimits) -> FormatSpec:

@@ -5,7 +5,6 @@ PyAV is imported inside the functions so that ``import forensics.media`` stays c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from forensics.errors import UsageError
+from forensics.hashing import hash_file
 from forensics.media.sniff import FormatSpec, checked_size, open_for_read
 from forensics.media.types import (
     MediaError,
@@ -41,17 +41,6 @@ MUXERS: dict[str, tuple[str, frozenset[str]]] = {
     ".mkv": ("matroska", frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "pcm_s16le"})),
     ".avi": ("avi", frozenset({"mp3", "ac3", "pcm_s16le"})),
 }
-
-
-def hash_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open_for_read(path) as fh:
-        try:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        except OSError as exc:
-            raise UnreadableMediaError(path, f"read error ({exc.strerror or exc})") from None
-    return h.hexdigest()
 
 
 @contextmanager
@@ -188,7 +177,10 @@ def probe_video(
             exif={k: v for k, v in (container.metadata or {}).items() if isinstance(v, str)},
         )
     if sha256:
-        info.sha256 = hash_file(path)
+        try:
+            info.sha256 = hash_file(path, untrusted=True).sha256
+        except OSError as exc:
+            raise UnreadableMediaError(path, f"read error ({exc.strerror or exc})") from None
     return info
 
 

@@ -5,8 +5,8 @@ Why processes, not threads or uvicorn workers:
 * a hostile file can hang a native decoder (Pillow, FFmpeg) or crash it outright. A thread stuck in C code cannot
   be stopped and a segfault ends the whole process; a worker *process* can be killed at its deadline and replaced
   while the HTTP front keeps answering;
-* each worker holds one :class:`forensics.pipeline.Scanner` (model + face detector loaded once) and scans the jobs
-  it takes as one chunk through ``Scanner.scan_items``: the same batched detection and forward pass as
+* each worker holds one :class:`~forensics.scanning.scanner.Scanner` (model + face detector loaded once) and scans
+  the jobs it takes as one chunk through ``Scanner.scan_items``: the same batched detection and forward pass as
   ``forensics scan``, so the service reuses the scan orchestration instead of a second pipeline;
 * the front process (uvicorn + Starlette) never imports torch: it parses requests, spools uploads, admits jobs and
   streams answers.
@@ -118,7 +118,7 @@ def _set_result(fut: asyncio.Future, outcome: Outcome) -> None:
 
 def error_record(name: str, error_type: str, message: str, sha256: str = "", size_bytes: int = 0) -> dict[str, Any]:
     """A ``status: error`` record for failures that happen outside a worker's scanner (timeouts, crashes)."""
-    from forensics.pipeline import FileResult
+    from forensics.scanning.results import FileResult
 
     msg = message if message.startswith(name) else f"{name}: {message}"
     res = FileResult(path=name, sha256=sha256, size_bytes=size_bytes, status="error", error=msg, error_type=error_type)
@@ -463,7 +463,8 @@ def worker_main(conn: Connection, options_json: str) -> None:
     configure_logging(opts.get("log_level", "info"), opts.get("json_logs", True))
     t0 = time.perf_counter()
     try:
-        from forensics.pipeline import ScanConfig, Scanner
+        from forensics.scanning.config import ScanConfig
+        from forensics.scanning.scanner import Scanner
 
         scanner = Scanner(opts["model"], ScanConfig(**opts["scan"]))
     except Exception as exc:  # noqa: BLE001 - reported to the supervisor as one line, then this process ends
@@ -499,7 +500,8 @@ def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_
 
 
 def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
-    from forensics.inputs import InputItem, sha256_of
+    from forensics.hashing import hash_file
+    from forensics.inputs import InputItem
 
     path = job["path"]
     try:
@@ -509,7 +511,7 @@ def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
                              error=f"{path}: file is {size} bytes, over the {max_file_bytes}-byte limit")  # fmt: skip
         if job.get("sha256"):  # hashed already while a server-side folder was listed
             return InputItem(path, sha256=job["sha256"], size_bytes=size)
-        digest, size = sha256_of(path)
+        digest, size = hash_file(path, untrusted=True)
     except OSError as exc:
         return InputItem(path, error=f"{path}: read error ({exc.strerror or exc})", error_type="UnreadableMediaError")
     return InputItem(path, sha256=digest, size_bytes=size)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
 
@@ -33,7 +34,7 @@ class ServeSettings:
     max_batch_files: int = 64
     root: str | None = None  # server-side paths allowed under this folder; None = uploads only
     api_keys: tuple[str, ...] = field(default=(), repr=False)
-    threshold: str | float = "balanced"
+    threshold: str | float = DEFAULT_POLICY
     evidence: str = "none"
     device: str = "auto"
     face_detector: str = "mtcnn"
@@ -56,7 +57,7 @@ class ServeSettings:
 
     @property
     def scan_config(self) -> dict[str, Any]:
-        """The :class:`forensics.pipeline.ScanConfig` fields every worker scans with."""
+        """The :class:`forensics.scanning.config.ScanConfig` fields every worker scans with."""
         return {
             "threshold": self.threshold,
             "evidence": self.evidence,

@@ -98,9 +98,9 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     faces = get_face_detector("mtcnn").detect([img])[0]
     if not faces:
         raise UsageError(f"{source}: no face found")
-    from forensics.faces import align_face
+    from forensics.faces import CropSpec, crop_faces
 
-    src = to_tensor([align_face(img, faces[0].landmarks, res, margin)])
+    src = to_tensor([crop_faces(img, faces[:1], CropSpec(res, "align", margin))[0].pixels])
     clip = read_clip(driving)
     track = track_main_face(clip.frames, res, margin, source=driving)
     frames = []

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from forensics.dataset import ManifestRow, ManifestWriter, sha256_file
+from forensics.dataset import ManifestRow, ManifestWriter
 from forensics.errors import ForensicsError, UsageError
+from forensics.hashing import sha256_file
 from generators.video.clips import Clip, read_clip
 from generators.video.methods import VIDEO_METHODS
 

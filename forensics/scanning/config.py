@@ -1,0 +1,71 @@
+"""Every knob of a scan (:class:`ScanConfig`) and which model it runs (:func:`resolve_model`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from forensics.config import ASSETS_DIR
+from forensics.errors import ModelFileError, UsageError
+from forensics.evidence import resolve_evidence
+from forensics.thresholds import DEFAULT_POLICY
+
+
+@dataclass
+class ScanConfig:
+    """Every knob of a scan; the CLI options map 1:1 onto these fields."""
+
+    threshold: str | float = DEFAULT_POLICY
+    evidence: str | list[str] = "all"
+    device: str = "auto"
+    batch: int = 16  # files per chunk (images) / frames per detector call (videos) / crops per forward
+    workers: int = 2  # threads for decoding and file evidence
+    timeout_s: float | None = 300.0  # per file; None = no limit
+    fps: float = 1.0  # sampled frames per second of video
+    max_frames: int = 32  # sampled frames per video (sampling rate lowered to cover the whole clip)
+    max_faces: int = 8  # most confident faces per image / frame
+    face_detector: str = "mtcnn"
+    detect_max_side: int = 1024  # images are downscaled to this for detection (faces stay full-res for the model)
+    work_max_side: int = 4096  # decoded images larger than this are downscaled once (bounds memory per chunk)
+    min_track_faces: int = 2
+    explain_faces: int = 4  # faces per file that get Grad-CAM (the most suspicious ones)
+    keep_images: bool = False  # keep thumbnails / crops / heatmaps for the HTML report
+    follow_symlinks: bool = False
+    max_pixels: int | None = None  # overrides MediaLimits.max_pixels
+    max_bytes: int | None = None  # overrides MediaLimits.max_bytes
+    threads: int | None = None  # torch intra-op threads (None = torch's default: all cores)
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "workers", "max_frames", "max_faces", "min_track_faces"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if self.fps <= 0:
+            raise UsageError(f"--fps {self.fps}: must be > 0")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            self.timeout_s = None
+        self.evidence = resolve_evidence(self.evidence)
+
+    def limits(self):
+        from forensics.media import MediaLimits
+
+        kw: dict[str, Any] = {}
+        if self.max_pixels:
+            kw["max_pixels"] = int(self.max_pixels)
+        if self.max_bytes:
+            kw["max_bytes"] = int(self.max_bytes)
+        return MediaLimits(**kw)
+
+
+DEFAULT_MODEL_DIR = ASSETS_DIR / "models" / "default"  # where detectors.default_model installs it
+
+
+def resolve_model(model: Any = "default", device: str = "auto") -> Any:
+    """A loaded ``detectors.modelfile.Model`` from a Model, a path or ``'default'`` (with a clear error if absent)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        raise ModelFileError("no default model shipped; pass --model FILE")
+    from detectors.modelfile import load_model
+
+    return load_model(str(model), device=device)

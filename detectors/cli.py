@@ -109,6 +109,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--calibration", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default=None)
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)
+@click.option("--patience", type=int, help="Stop after this many epochs without a better validation AUC.")
 @click.option("--workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int)
 @click.option("--threads", type=int, help="torch CPU threads.")

@@ -297,7 +297,10 @@ def train(opts: TrainOptions) -> Path:
         check_both_classes(train_items, "training data")
     elif not any(it.y == 0 for it in train_items):
         raise DataError("training data: no real items (blend makes its positives from reals)")
-    check_both_classes(val_items, "validation data")
+    if det_cls.needs_fakes:
+        check_both_classes(val_items, "validation data")
+    elif not any(it.y == 0 for it in val_items):
+        raise DataError("validation data: no real items (blend validates on self-blends of val reals)")
     val_items = _subsample(val_items, opts.max_val, opts.seed)
     train_paths = {str(it.path) for it in train_items}
     overlap = sum(str(it.path) in train_paths for it in val_items)

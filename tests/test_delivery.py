@@ -352,3 +352,17 @@ def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
                  str(tmp_path / "bad")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "share one input size" in err[0]
+
+
+def test_blend_trains_and_validates_on_reals_alone(tmp_path):
+    """A blending detector needs no labelled fakes, in training or validation (its positives are self-blends)."""
+    from detectors.train import TrainOptions, train
+
+    ds = _source_dataset(tmp_path / "ds")
+    run = train(TrainOptions(
+        detector="blend", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=1,
+        progress=False, exclude_families=["checker"], out=str(tmp_path / "runs"),
+        detector_cfg={"widths": (8, 16), "use_fakes": False},
+    ))
+    card = json.loads((run / "model" / "model.json").read_text())
+    assert card["training"]["families"] == [] and card["metrics"]["val_heldout_half"]["n_fake"] > 0

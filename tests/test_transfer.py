@@ -55,7 +55,8 @@ def test_variants_are_what_their_names_say(tmp_path):
 
 
 def _result(
-    root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float], families=("a", "b")
+    root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float], families=("a", "b"),
+    members: tuple[str, ...] = (),
 ) -> None:
     variants = [{"variant": v, "n": 200, "n_unscored": 0, "median_p": 0.1, "median_shift": 0.0,
                  "flagged": {"fpr1": f, "fpr01": 0.0}} for v, f in (("raw", 0.0), ("jpeg75", worst))]
@@ -63,7 +64,8 @@ def _result(
               "n_boot": 1000, "reals_flagged_fpr1": 0.0, "tpr_fpr1": 0.5, "precision_fpr1": {}}
              for v, a in zip(("jpeg75", "jpeg50", "down0.5", "raw"), (*aucs, 0.999))]
     res = {"label": label, "split": split,
-           "model": {"ref": label, "sha256": label * 8, "name": label, "families": list(families)},
+           "model": {"ref": label, "sha256": label * 8, "name": label, "families": list(families),
+                     "members": [m * 8 for m in members]},
            "protocols": {"shortcuts": {"real_variants": variants, "pairs": pairs}}}
     (root / label).mkdir(parents=True)
     (root / label / "results.json").write_text(json.dumps(res))
@@ -91,6 +93,22 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
     assert {c["label"]: c["tied_with_quietest"] for c in sel["candidates"] if c["full_coverage"]} == {
         "loud": True, "tied": True, "louder": False}
     assert T.flag_tie_band(0.0, 200) > 0
+
+
+def test_a_fused_model_replaces_its_member_only_when_it_costs_nothing_on_validation(tmp_path):
+    _result(tmp_path, "art", "val", worst=0.02, aucs=(0.90, 0.90, 0.90))
+    _result(tmp_path, "art2", "val", worst=0.025, aucs=(0.85, 0.85, 0.85))
+    _result(tmp_path, "fused-other", "val", worst=0.0, aucs=(0.99, 0.99, 0.99), members=("art2", "bl"))
+    _result(tmp_path, "fused-loud", "val", worst=0.08, aucs=(0.90, 0.90, 0.90), members=("art", "bl"))
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "art" and "selected_base" not in sel  # fused ones never compete as singles
+    _result(tmp_path, "fused-ok", "val", worst=0.03, aucs=(0.895, 0.895, 0.895), members=("art", "bl"))
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "fused-ok" and sel["selected_base"] == "art"
+    assert {c["label"]: c["eligible"] for c in sel["candidates"] if c["members"]} == {
+        "fused-other": False, "fused-loud": False, "fused-ok": True}
+    _result(tmp_path, "fused-blunt", "val", worst=0.02, aucs=(0.88, 0.88, 0.88), members=("art", "bl"))
+    assert T.select(tmp_path)["selected"] == "fused-ok"  # 0.02 below its member: more than FUSE_MAX_AUC_LOSS
     with pytest.raises(DataError, match="no --split val"):
         T.select(tmp_path / "test-only")
 

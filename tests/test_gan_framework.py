@@ -166,6 +166,23 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
                 assert set(ft.modules) <= set(T.build_family(name, cfg).modules()), name
 
 
+def test_registration_is_the_one_source_of_a_familys_name_and_tags() -> None:
+    """``register_generator`` sets name / family / upsampler / kind on the class; an architecture config that picks
+    its upsampler by name picks the one the registry tags (the tag leave-one-upsampler-out splits on)."""
+    from dataclasses import fields
+
+    from generators.registry import GENERATORS
+
+    for e in GENERATORS.entries():
+        cls = e.obj
+        assert (cls.name, cls.family, cls.upsampler, cls.kind) == (
+            e.name, e.meta["family"], e.meta["upsampler"], e.meta["kind"]
+        ), e.name
+        ups = {f.name: f.default for f in fields(cls.Config)}.get("upsampler")
+        if ups is not None:
+            assert ups == cls.upsampler, e.name
+
+
 def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:
     from generators import suite
 

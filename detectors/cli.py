@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from forensics.clirun import RegistryChoice
 from forensics.errors import UsageError
 
 
@@ -26,6 +27,12 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[k.strip()] = v
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
+def _calibrator_names() -> list[str]:
+    from detectors.calibration import calibrator_names
+
+    return calibrator_names()
 
 
 @click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
@@ -100,7 +107,7 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="Give each training real the resolution of a drawn training fake (64 px generators: no 'smooth = fake').",
 )
-@click.option("--calibration", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default=None)
+@click.option("--calibration", type=RegistryChoice(_calibrator_names), default=None)
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)
 @click.option("--workers", type=int, help="DataLoader worker processes.")
@@ -241,7 +248,7 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 @click.argument("model")
 @click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
 @click.option("--split", multiple=True, default=("val",), show_default=True)
-@click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
+@click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
 @click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
 @click.option("--device", default="auto")
 def calibrate_cmd(

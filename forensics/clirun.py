@@ -7,6 +7,7 @@ Shared by ``cli.py`` and by module entry points that run one subcommand standalo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -56,4 +57,20 @@ class RegistryHelpOption(click.Option):
         if self._help_fn is not None:
             self.help = self._help_fn()
         return super().get_help_record(ctx)
+
+
+class RegistryChoice(click.Choice):
+    """``click.Choice`` over a registry's names, read when first needed (parsing or help), not when the command
+    module is imported: a newly registered entry is accepted and listed without touching the command."""
+
+    def __init__(self, names: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._names = names
+        self._cached: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._cached is None:
+            self._cached = tuple(self._names())
+        return self._cached
 

@@ -12,21 +12,8 @@ from typing import Any
 import click
 
 from forensics.clirun import RegistryChoice
+from forensics.config import parse_sets
 from forensics.errors import UsageError
-
-
-def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--set widths=[16,32,64] --set dropout=0.1`` -> dict (values parsed as JSON when possible)."""
-    out: dict[str, Any] = {}
-    for kv in values:
-        k, eq, v = kv.partition("=")
-        if not eq or not k:
-            raise UsageError(f"--set {kv!r}: expected KEY=VALUE")
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
 def _calibrator_names() -> list[str]:
@@ -137,7 +124,7 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
     if "detector" not in base:
         raise UsageError("detector train: give a detector NAME or --recipe")
     cfg = dict(base.get("detector_cfg", {}))
-    cfg.update(_parse_set(sets))
+    cfg.update(parse_sets(sets, json_values=True))
     backbone = kw.pop("backbone")
     if backbone:
         cfg["backbone"] = backbone

@@ -113,17 +113,6 @@ def _parse_value(raw: Any, current: Any) -> Any:
     return raw
 
 
-def parse_sets(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["lr=1e-3", "ch=16"]`` -> dict; a pair without ``=`` is a usage error."""
-    out: dict[str, str] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise UsageError(f"--set {p!r}: expected key=value")
-        k, v = p.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 def resolve_config(
     family_name: str, res: int | None = None, preset: str = "", overrides: dict[str, Any] | None = None
 ) -> GenConfig:

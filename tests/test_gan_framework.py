@@ -61,6 +61,9 @@ def test_resolve_config_presets_and_overrides() -> None:
 def test_attributes_from_names_and_manifest(tmp_path) -> None:
     assert cond_from_utk_name("26_1_2_20170116.jpg.chip.jpg") == (1, 2, 2)  # female, 20-29, asian
     assert cond_from_utk_name("x.jpg") == (-1, -1, -1)
+    assert cond_from_utk_name("dir/71_2_5_2017.jpg") == (-1, 6, -1)  # codes outside the vocabulary: unknown
+    assert cond_from_utk_name("39_1_20170116174525125.jpg.chip.jpg") == (-1, -1, -1)  # a known malformed name
+    assert not hasattr(__import__("generators.data").data, "_UTK_NAME")  # one UTKFace name parser (importers)
     assert cond_from_extra({"age": 71, "gender": "male"}, "") == (0, 6, -1)
     assert cond_from_extra({"attributes": {"race": "indian"}}, "") == (-1, -1, 3)
     assert cond_from_extra({"source_path": "a/35_0_1_2017.jpg"}, "abc.jpg") == (0, 3, 1)

@@ -240,6 +240,39 @@ def _ddp_worker(rank: int, world: int, port: int, faces: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+def test_trainers_share_one_run_toolkit(tmp_path) -> None:
+    """Run dirs, options files, metrics.jsonl, single-file checkpoints and DDP set-up live in forensics.runs; the
+    GAN, detector and video trainers use them (files byte-compatible with what each wrote before)."""
+    import detectors.train as DT
+    import generators.video.runs as VR
+    from forensics import runs as R
+
+    assert DT.MetricsLog is R.MetricsLog and T.init_distributed is R.init_distributed and not hasattr(T, "Dist")
+    assert DT.save_run_checkpoint is VR.save_run_checkpoint is R.save_run_checkpoint
+    assert R.write_json(tmp_path / "o.json", {"a": [1]}, newline=True).read_text() == '{\n  "a": [\n    1\n  ]\n}\n'
+    assert R.write_json(tmp_path / "c.json", {"x": np.float32(0.5)}, indent=None, default=float).read_text() == (
+        '{"x": 0.5}'
+    )
+    log = R.MetricsLog(tmp_path / "metrics.jsonl")
+    log.write(step=1, loss=np.float32(0.25))
+    R.MetricsLog(tmp_path / "metrics.jsonl", enabled=False).write(step=2)
+    (row,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 1 and row["loss"] == 0.25 and row["time"] > 0
+    torch.manual_seed(0)
+    m, m2 = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    opt, opt2 = torch.optim.Adam(m.parameters(), 1e-3), torch.optim.Adam(m2.parameters(), 1e-3)
+    m(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    R.save_run_checkpoint(tmp_path, m, opt, {"epoch": 3}, opt_prefix="opt", extra_tensors={"rng.x": torch.ones(2)})
+    tensors = load_file(str(tmp_path / "checkpoint.safetensors"))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert meta["epoch"] == 3 and "optimizer" in meta and torch.equal(tensors["rng.x"], torch.ones(2))
+    assert not list(tmp_path.glob("*.tmp"))
+    R.restore_run_checkpoint(tensors, meta, m2, opt2, opt_prefix="opt")
+    assert torch.equal(m2.weight, m.weight) and opt2.state_dict()["state"][0]["step"] == 1
+    assert R.init_distributed(torch.device("cpu")) == R.Dist() and R.rank_device(R.Dist(), "cpu") == "cpu"
+
+
 def test_ddp_two_process_gloo_smoke(faces, tmp_path) -> None:
     import torch.multiprocessing as mp
 

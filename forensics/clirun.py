@@ -73,4 +73,3 @@ class RegistryChoice(click.Choice):
         if self._cached is None:
             self._cached = tuple(self._names())
         return self._cached
-

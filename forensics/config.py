@@ -77,4 +77,3 @@ def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, 
             val = v
         out[k.strip()] = tuple(val) if isinstance(val, list) else val
     return out
-

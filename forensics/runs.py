@@ -191,4 +191,3 @@ def rank_device(dist: Dist, device: Any) -> Any:
     device = torch.device("cuda", dist.local_rank)
     torch.cuda.set_device(device)
     return device
-

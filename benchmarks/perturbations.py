@@ -29,19 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from forensics import degrade as D  # the primitives, the chain grammar and its executor (OpenCV loads on use)
 from forensics.errors import UsageError
 from forensics.registry import Registry
 
 PerturbFn = Callable[..., np.ndarray]
 
 PERTURBATIONS: Registry[PerturbFn] = Registry("perturbation", entry_point_group="forensics.perturbations")
-
-
-def _degrade():
-    # Imported lazily: forensics.degrade pulls in OpenCV, and the CLI must list/validate without it.
-    from forensics import degrade
-
-    return degrade
 
 
 def register_perturbation(name: str, *, axis: str | None = None, description: str = ""):
@@ -56,53 +50,49 @@ def none(image: np.ndarray) -> np.ndarray:
 
 @register_perturbation("jpeg", axis="q", description="JPEG re-encode at quality q (95..30)")
 def jpeg(image: np.ndarray, q: float = 75) -> np.ndarray:
-    return _degrade().jpeg(image, q=int(q))
+    return D.jpeg(image, q=int(q))
 
 
 @register_perturbation("downscale", axis="s", description="resize by s in (0, 1] with area interpolation")
 def downscale(image: np.ndarray, s: float = 0.5) -> np.ndarray:
     if not 0 < s <= 1:
         raise UsageError(f"downscale(s={s}): s must be in (0, 1]")
-    return _degrade().resize(image, scale=float(s), interp="area")
+    return D.resize(image, scale=float(s), interp="area")
 
 
 @register_perturbation("upscale", axis="s", description="resize by s >= 1 with bicubic interpolation")
 def upscale(image: np.ndarray, s: float = 2.0) -> np.ndarray:
     if s < 1:
         raise UsageError(f"upscale(s={s}): s must be >= 1")
-    return _degrade().resize(image, scale=float(s), interp="bicubic")
+    return D.resize(image, scale=float(s), interp="bicubic")
 
 
 @register_perturbation("blur", axis="sigma", description="Gaussian blur with standard deviation sigma (pixels)")
 def blur(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    return _degrade().blur(image, sigma=float(sigma))
+    return D.blur(image, sigma=float(sigma))
 
 
 @register_perturbation("crop", axis="f", description="keep the central fraction f of each side")
 def crop(image: np.ndarray, f: float = 0.8) -> np.ndarray:
     if not 0 < f <= 1:
         raise UsageError(f"crop(f={f}): f must be in (0, 1]")
-    return _degrade().crop(image, frac=float(f))
+    return D.crop(image, frac=float(f))
 
 
 @register_perturbation("screenshot", axis="r", description="display scaling by r, captured back at 1x")
 def screenshot(image: np.ndarray, r: float = 1.25) -> np.ndarray:
     """Why two resamplings: a screenshot of a scaled display interpolates up, then the capture box-filters down."""
-    return _degrade().rescale(image, scale=float(r), interp="bilinear", back="area")
+    return D.rescale(image, scale=float(r), interp="bilinear", back="area")
 
 
 @register_perturbation("reencode", axis="n", description="n JPEG generations at quality q with resampling between")
 def reencode(image: np.ndarray, n: float = 3, q: float = 75) -> np.ndarray:
-    d = _degrade()
     out = image
     for i in range(int(n)):
         if i:
-            out = d.rescale(out, scale=0.9, interp="area", back="bilinear")
-        out = d.jpeg(out, q=int(q))
+            out = D.rescale(out, scale=0.9, interp="area", back="bilinear")
+        out = D.jpeg(out, q=int(q))
     return out
-
-
-_STEP = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*$")
 
 
 def _fmt(v: float) -> str:
@@ -148,31 +138,25 @@ class Perturbation:
         return dict(real[0].params).get(axis) if axis else None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        out = image
-        for s in self.steps:
-            out = PERTURBATIONS.get(s.name).obj(out, **dict(s.params))
-        return np.ascontiguousarray(out)
+        calls = ((PERTURBATIONS.get(s.name).obj, dict(s.params)) for s in self.steps)
+        return np.ascontiguousarray(D.apply_steps(image, calls))
 
 
-def _parse_step(text: str) -> Step:
-    m = _STEP.match(text)
-    if not m:
-        raise UsageError(f"perturbation {text!r}: expected NAME or NAME(k=v, ...)")
-    name, args = m.group(1), (m.group(2) or "").strip()
-    fn = PERTURBATIONS.get(name).obj
+def _parse_step(step: Any) -> Step:
+    """A :class:`Step` from one parsed step (``forensics.degrade.StepText``): known name, accepted numeric params."""
+    text = step.text
+    fn = PERTURBATIONS.get(step.name).obj
     accepted = [p for p in inspect.signature(fn).parameters if p != "image"]
     params: dict[str, float] = {}
-    for part in filter(None, (a.strip() for a in args.split(","))):
-        k, eq, v = part.partition("=")
-        k = k.strip()
+    for k, eq, v in step.args:
         if not eq or k not in accepted:
             known = ", ".join(accepted) or "none"
             raise UsageError(f"perturbation {text!r}: unknown parameter {k!r} (accepted: {known})")
         try:
             params[k] = float(v)
         except ValueError:
-            raise UsageError(f"perturbation {text!r}: {k}={v.strip()!r} is not a number") from None
-    return Step(name, tuple(sorted(params.items())))
+            raise UsageError(f"perturbation {text!r}: {k}={v!r} is not a number") from None
+    return Step(step.name, tuple(sorted(params.items())))
 
 
 def parse_perturbation(spec: str | dict[str, Any]) -> Perturbation:
@@ -183,7 +167,12 @@ def parse_perturbation(spec: str | dict[str, Any]) -> Perturbation:
         if not name:
             raise UsageError(f"perturbation {spec!r}: a mapping needs a 'name'")
         spec = f"{name}({', '.join(f'{k}={v}' for k, v in d.items())})" if d else str(name)
-    return Perturbation(tuple(_parse_step(p) for p in str(spec).split(">")))
+    spec = str(spec)
+    steps = D.split_chain(spec)
+    if steps is None:
+        bad = next(p for p in re.split(r"[|>]", spec) if D.split_chain(p) is None)
+        raise UsageError(f"perturbation {bad!r}: expected NAME or NAME(k=v, ...)")
+    return Perturbation(tuple(_parse_step(s) for s in steps))
 
 
 def expand_grid(grid: dict[str, dict[str, list[float]]]) -> list[str]:

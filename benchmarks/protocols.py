@@ -105,6 +105,7 @@ class Protocol:
     """Base class. ``trains``: detectors are registry names trained per cell; otherwise they are model files.
     ``needs_clean``: the unperturbed reference is always scored (curves start from it)."""
 
+    name: ClassVar[str] = ""  # set by :func:`register_protocol`
     trains: ClassVar[bool] = False
     needs_clean: ClassVar[bool] = True
 
@@ -161,11 +162,25 @@ def clean_cell(c: dict[str, Any]) -> bool:
     return bool(c.get("metrics")) and c["perturbation"] == "none"
 
 
-PROTOCOLS: Registry[type[Protocol]] = Registry("benchmark protocol", entry_point_group="forensics.protocols")
+#: Modules holding more built-in protocols, imported on the registry's first lookup: a new protocol is one module
+#: (its class, its ``@register_protocol`` line, its ``leaderboard`` columns) plus its name here. The protocols below
+#: live in this module because they share its helpers.
+BUILTIN_MODULES: tuple[str, ...] = ("benchmarks.video_protocol",)
+
+PROTOCOLS: Registry[type[Protocol]] = Registry(
+    "benchmark protocol", entry_point_group="forensics.protocols", builtin_modules=BUILTIN_MODULES
+)
 
 
 def register_protocol(name: str, description: str = ""):
-    return PROTOCOLS.register(name, description=description)
+    """Register a :class:`Protocol` subclass under ``name``; the class sets ``name`` from here (one place)."""
+    add = PROTOCOLS.register(name, description=description)
+
+    def deco(cls: type[Protocol]) -> type[Protocol]:
+        cls.name = name
+        return add(cls)
+
+    return deco
 
 
 def get_protocol(name: str) -> Protocol:
@@ -521,18 +536,3 @@ class Robustness(ScoringProtocol):
                     col.values.setdefault(row_label(results, c), fmt_value(c["metrics"], "auc"))
             cols += [col] if col.values else []
         return cols
-
-
-@register_protocol("video", "frame-level and clip-level scores of model files on videos, by method and CRF")
-class VideoProtocol(ScoringProtocol):
-    level = "video"
-    role = None
-
-    @dataclass
-    class Options:
-        group_by: list[str] = field(default_factory=lambda: ["method", "crf"])
-        every: int = 5  # score every N-th frame
-        max_frames: int = 64  # per clip
-        aggregate: str = "mean"  # clip score from frame scores: mean | median | max | topk
-        topk: float = 0.25  # fraction of frames averaged by 'topk'
-        faces: str = ""  # face detector used to crop frames ("opencv", "mtcnn"); "" = centre square

@@ -19,7 +19,7 @@ Threshold presets (on the *calibrated* probability; a face is flagged when ``p >
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,7 +28,19 @@ from forensics.errors import ModelFileError
 from forensics.registry import Registry
 from forensics.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 
-CALIBRATORS: Registry[type] = Registry("calibrator")
+CALIBRATORS: Registry[type[Calibrator]] = Registry("calibrator")
+
+
+def register_calibrator(name: str):
+    """Register a :class:`Calibrator` subclass under ``name``, the ``kind`` its ``model.json`` entry carries; the
+    class's ``kind`` is set from here (one place), and :func:`calibrator_from_dict` finds its ``from_dict``."""
+    add = CALIBRATORS.register(name)
+
+    def deco(cls: type[Calibrator]) -> type[Calibrator]:
+        cls.kind = name
+        return add(cls)
+
+    return deco
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -38,7 +50,13 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 class Calibrator:
     """Base: subclasses implement ``fit`` and ``predict_proba`` (returning P(fake), shape (N,))."""
 
-    kind = ""
+    kind: ClassVar[str] = ""  # set by :func:`register_calibrator`
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> Calibrator:
+        """A fitted calibrator from its ``model.json`` entry less ``kind`` (the inverse of :meth:`params`); a
+        missing or ill-typed field raises KeyError / TypeError / ValueError."""
+        return cls()
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> Calibrator:  # pragma: no cover - interface
         raise NotImplementedError
@@ -53,10 +71,8 @@ class Calibrator:
         return {"kind": self.kind, **self.params()}
 
 
-@CALIBRATORS.register("none")
+@register_calibrator("none")
 class Identity(Calibrator):
-    kind = "none"
-
     def fit(self, logits: np.ndarray, y: np.ndarray) -> Identity:
         return self
 
@@ -69,14 +85,18 @@ def _nll(z: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
-@CALIBRATORS.register("temperature")
+@register_calibrator("temperature")
 class TemperatureScaling(Calibrator):
     """p = sigmoid(z / T), T chosen by minimising the validation negative log-likelihood (bounded 1-D search)."""
 
-    kind = "temperature"
-
     def __init__(self, temperature: float | None = None) -> None:
         self.temperature = temperature
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> TemperatureScaling:
+        cal = cls()
+        cal.temperature_ = float(params["temperature"])
+        return cal
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureScaling:
         from scipy.optimize import minimize_scalar
@@ -95,11 +115,15 @@ class TemperatureScaling(Calibrator):
         return {"temperature": self.temperature_}
 
 
-@CALIBRATORS.register("platt")
+@register_calibrator("platt")
 class PlattScaling(Calibrator):
     """p = sigmoid(a z + b) fitted by maximum likelihood (logistic regression on the logit)."""
 
-    kind = "platt"
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> PlattScaling:
+        cal = cls()
+        cal.a_, cal.b_ = float(params["a"]), float(params["b"])
+        return cal
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> PlattScaling:
         from scipy.optimize import minimize
@@ -117,11 +141,15 @@ class PlattScaling(Calibrator):
         return {"a": self.a_, "b": self.b_}
 
 
-@CALIBRATORS.register("isotonic")
+@register_calibrator("isotonic")
 class IsotonicCalibrator(Calibrator):
     """Monotone map from logit to probability (scikit-learn ``IsotonicRegression``), stored as knots."""
 
-    kind = "isotonic"
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> IsotonicCalibrator:
+        cal = cls()
+        cal.x_, cal.y_ = np.asarray(params["x"], float), np.asarray(params["y"], float)
+        return cal
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
         from sklearn.isotonic import IsotonicRegression
@@ -146,21 +174,21 @@ def calibrator_from_dict(d: dict[str, Any] | None) -> Calibrator:
         cls = CALIBRATORS.get(kind).obj
     except KeyError as exc:
         raise ModelFileError(f"model.json: {exc}") from None
-    cal = cls()
     try:
-        if kind == "temperature":
-            cal.temperature_ = float(d["temperature"])
-        elif kind == "platt":
-            cal.a_, cal.b_ = float(d["a"]), float(d["b"])
-        elif kind == "isotonic":
-            cal.x_, cal.y_ = np.asarray(d["x"], float), np.asarray(d["y"], float)
+        return cls.from_dict(d)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"model.json: calibration '{kind}' is malformed ({exc})") from None
-    return cal
 
 
 def fit_calibrator(kind: str, logits: np.ndarray, y: np.ndarray) -> Calibrator:
+    """A new calibrator of the registered ``kind`` fitted on held-out ``logits`` / labels ``y``."""
     return CALIBRATORS.get(kind).obj().fit(logits, y)
+
+
+def calibrator_names() -> list[str]:
+    """The registered calibrators for a CLI choice: in registration order, the uncalibrated ``none`` last."""
+    names = CALIBRATORS.names(sort=False)
+    return [n for n in names if n != "none"] + [n for n in names if n == "none"]
 
 
 #: reals a preset's tail must hold before its FPR counts as estimated: with k reals above the threshold the FPR's

@@ -11,21 +11,15 @@ from typing import Any
 
 import click
 
+from forensics.clirun import RegistryChoice
+from forensics.config import parse_sets
 from forensics.errors import UsageError
 
 
-def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--set widths=[16,32,64] --set dropout=0.1`` -> dict (values parsed as JSON when possible)."""
-    out: dict[str, Any] = {}
-    for kv in values:
-        k, eq, v = kv.partition("=")
-        if not eq or not k:
-            raise UsageError(f"--set {kv!r}: expected KEY=VALUE")
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+def _calibrator_names() -> list[str]:
+    from detectors.calibration import calibrator_names
+
+    return calibrator_names()
 
 
 @click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
@@ -106,7 +100,7 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="Give each training real the resolution of a drawn training fake (64 px generators: no 'smooth = fake').",
 )
-@click.option("--calibration", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default=None)
+@click.option("--calibration", type=RegistryChoice(_calibrator_names), default=None)
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation AUC.")
@@ -137,7 +131,7 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
     if "detector" not in base:
         raise UsageError("detector train: give a detector NAME or --recipe")
     cfg = dict(base.get("detector_cfg", {}))
-    cfg.update(_parse_set(sets))
+    cfg.update(parse_sets(sets, json_values=True))
     backbone = kw.pop("backbone")
     if backbone:
         cfg["backbone"] = backbone
@@ -248,7 +242,7 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 @click.argument("model")
 @click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
 @click.option("--split", multiple=True, default=("val",), show_default=True)
-@click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
+@click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
 @click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
 @click.option(
     "--hold/--no-hold",
@@ -314,7 +308,7 @@ def calibrate_cmd(
     help="max: each member standardised by the validation reals, then the loudest (members that look for "
     "different manipulations keep their own alarm); stack: logistic regression on the members' logits.",
 )
-@click.option("--method", type=click.Choice(["temperature", "platt", "isotonic", "none"]), default="temperature")
+@click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
 @click.option("--hold/--no-hold", default=True, show_default=True, help="Hold the FPR presets (see 'calibrate').")
 @click.option("--name", default="", help="Model name (default: the members' names joined by '+').")
 @click.option("--out", required=True, help="Where to write the fused model.")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,15 @@ import numpy as np
 
 from forensics.errors import DataError, UsageError
 from forensics.hashing import sha256_text
-from forensics.runs import next_run_dir
+from forensics.runs import (
+    MetricsLog,
+    init_distributed,
+    next_run_dir,
+    rank_device,
+    restore_run_checkpoint,
+    save_run_checkpoint,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,49 +92,20 @@ class TrainOptions:
     delivery: str = "none"
 
 
-# -- run dirs -------------------------------------------------------------------------------------------------
-class MetricsLog:
-    def __init__(self, path: Path, enabled: bool = True) -> None:
-        self.path = path
-        self.enabled = enabled
-
-    def write(self, **rec: Any) -> None:
-        if not self.enabled:
-            return
-        rec = {"time": round(time.time(), 3), **rec}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, default=float) + "\n")
-
-
-# -- checkpoints ----------------------------------------------------------------------------------------------
+# -- checkpoints (the layout is forensics.runs's; the reader is the model-file one, which checks the file) --------
 def save_checkpoint(run: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
     """Weights and optimiser tensors in safetensors, the rest (epoch, best, param groups) in JSON."""
-    from safetensors.torch import save_file
-
-    from forensics.runs import optimizer_to_tensors
-
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    opt_tensors, opt_side = optimizer_to_tensors("opt", opt)
-    tensors.update(opt_tensors)
-    tmp = run / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, run / "checkpoint.safetensors")
-    meta = {**state, "optimizer": opt_side}
-    (run / "checkpoint.json.tmp").write_text(json.dumps(meta, default=float), encoding="utf-8")
-    os.replace(run / "checkpoint.json.tmp", run / "checkpoint.json")
+    save_run_checkpoint(run, model, opt, state, opt_prefix="opt", default=float)
 
 
 def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
     from detectors.modelfile import read_state_dict
     from forensics.errors import ModelFileError
-    from forensics.runs import optimizer_state_dict
 
     if not (run / "checkpoint.json").is_file():
         raise ModelFileError(f"{run}: no checkpoint.json to resume from")
     meta = json.loads((run / "checkpoint.json").read_text(encoding="utf-8"))
-    tensors = read_state_dict(run / "checkpoint.safetensors")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt.load_state_dict(optimizer_state_dict("opt", tensors, meta["optimizer"]))
+    restore_run_checkpoint(read_state_dict(run / "checkpoint.safetensors"), meta, model, opt, opt_prefix="opt")
     return meta
 
 
@@ -252,19 +230,12 @@ def train(opts: TrainOptions) -> Path:
     from detectors.registry import DETECTORS, build_detector
     from forensics.config import resolve_device
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank = int(os.environ.get("RANK", "0"))
-    if distributed:
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+    ddp = init_distributed(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    distributed, rank, main_proc = ddp.enabled, ddp.rank, ddp.main
+    if distributed:  # each rank on its own GPU (or the CPU); --device is for single-process runs
+        device = rank_device(ddp, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     else:
         device = resolve_device(opts.device)
-    main_proc = rank == 0
     if opts.threads:
         torch.set_num_threads(opts.threads)
     t_start = time.time()
@@ -317,7 +288,7 @@ def train(opts: TrainOptions) -> Path:
     else:
         run = Path(opts.out) / ".ddp-rank-scratch"
     if main_proc and not opts.resume:
-        (run / "training_options.json").write_text(json.dumps(asdict(opts), indent=2), encoding="utf-8")
+        write_json(run / "training_options.json", asdict(opts))
     mlog = MetricsLog(run / "metrics.jsonl", enabled=main_proc)
 
     cache = ByteCache(train_items)
@@ -371,7 +342,7 @@ def train(opts: TrainOptions) -> Path:
     if det.gradient_trained and opt is not None:
         from tqdm.auto import tqdm
 
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = ddp.world
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
             ds = _AugDataset(

@@ -7,6 +7,7 @@ Shared by ``cli.py`` and by module entry points that run one subcommand standalo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -41,3 +42,34 @@ def run_click(command: click.Command, argv: list[str] | None, prog_name: str, **
     except BrokenPipeError:  # `forensics scan ... | head` must not print a traceback
         return 0
     return rv if isinstance(rv, int) else 0
+
+
+class RegistryHelpOption(click.Option):
+    """A click option whose ``help`` may be a callable, called only when help is shown: an option that lists a
+    registry's entries (``--evidence``) reads them from the registry, so a new entry appears in ``--help`` without
+    an edit here, and loading the command for a run never imports the registry's modules."""
+
+    def __init__(self, *args: Any, help: Any = None, **kwargs: Any) -> None:  # noqa: A002 (click's own name)
+        self._help_fn = help if callable(help) else None
+        super().__init__(*args, help=None if callable(help) else help, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        if self._help_fn is not None:
+            self.help = self._help_fn()
+        return super().get_help_record(ctx)
+
+
+class RegistryChoice(click.Choice):
+    """``click.Choice`` over a registry's names, read when first needed (parsing or help), not when the command
+    module is imported: a newly registered entry is accepted and listed without touching the command."""
+
+    def __init__(self, names: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._names = names
+        self._cached: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._cached is None:
+            self._cached = tuple(self._names())
+        return self._cached

@@ -6,8 +6,11 @@ Paths come from environment variables first so that pipelines can relocate every
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
@@ -48,3 +51,29 @@ def resolve_device(spec: str = "auto"):
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError(f"--device {spec}: MPS is not available on this machine")
     return dev
+
+
+def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, Any]:
+    """The one parser of ``--set KEY=VALUE`` (repeatable) for every command: ``["lr=1e-3", "ch=16"]`` -> dict.
+
+    Keys are stripped. Values stay stripped strings for a caller that coerces them to its config fields' types
+    (``gan train``), or with ``json_values`` are decoded as JSON where they parse (``widths=[16,32]`` -> ``(16, 32)``:
+    lists become tuples, as config fields hold them) and kept as written otherwise (``detector train``). A pair
+    without ``=`` or without a key is a one-line usage error.
+    """
+    from forensics.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise UsageError(f"--set {kv!r}: expected key=value")
+        if not json_values:
+            out[k.strip()] = v.strip()
+            continue
+        try:
+            val = json.loads(v)
+        except json.JSONDecodeError:
+            val = v
+        out[k.strip()] = tuple(val) if isinstance(val, list) else val
+    return out

@@ -5,17 +5,23 @@ benchmark robustness perturbations (fixed chains such as ``jpeg:q=50|resize:scal
 and returns an ``HxWx3 uint8 RGB`` array and is a pure function of its arguments (``noise`` takes a seed), so a
 benchmark cache keyed by the chain string is valid across runs.
 
-Chain syntax (``parse_chain``): ops separated by ``|``, each ``name:key=value,key=value`` — for example
-``resize:scale=0.5,interp=bilinear|jpeg:q=75``. ``DEGRADATIONS.names()`` lists the primitives.
+Chain syntax: one grammar (:func:`split_chain`) for every chain in the toolkit: these degradations
+(:func:`parse_chain`, training augmentation, delivery presets) and the benchmark perturbations
+(``benchmarks.perturbations.parse_perturbation``). Steps are separated by ``|`` or ``>`` and each is ``name``,
+``name:key=value,key=value`` or ``name(key=value, key=value)``, so ``resize:scale=0.5,interp=bilinear|jpeg:q=75``
+and ``jpeg(q=90)>downscale(s=0.5)`` both parse. What a name means and which parameters it takes is the caller's
+registry (``DEGRADATIONS.names()`` lists the primitives here); :func:`apply_steps` runs any parsed chain. OpenCV is
+imported on first use, so parsing and validating a chain (``forensics bench`` checking a benchmark file) does not
+load it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from forensics.errors import UsageError
@@ -25,12 +31,13 @@ Image = np.ndarray
 
 DEGRADATIONS: Registry[Callable[..., Image]] = Registry("degradation")
 
+#: interpolation name -> the OpenCV flag's name (looked up when used: OpenCV is imported lazily)
 INTERP = {
-    "nearest": cv2.INTER_NEAREST,
-    "bilinear": cv2.INTER_LINEAR,
-    "bicubic": cv2.INTER_CUBIC,
-    "area": cv2.INTER_AREA,
-    "lanczos": cv2.INTER_LANCZOS4,
+    "nearest": "INTER_NEAREST",
+    "bilinear": "INTER_LINEAR",
+    "bicubic": "INTER_CUBIC",
+    "area": "INTER_AREA",
+    "lanczos": "INTER_LANCZOS4",
 }
 
 
@@ -44,8 +51,10 @@ def _as_rgb(img: Image) -> Image:
 
 
 def _interp(name: str) -> int:
+    import cv2
+
     try:
-        return INTERP[name]
+        return getattr(cv2, INTERP[name])
     except KeyError:
         raise UsageError(f"unknown interpolation '{name}'; known: {', '.join(INTERP)}") from None
 
@@ -53,6 +62,8 @@ def _interp(name: str) -> int:
 @DEGRADATIONS.register("jpeg")
 def jpeg(img: Image, q: int = 75) -> Image:
     """Encode as JPEG at quality ``q`` (1-100, libjpeg via OpenCV, 4:2:0) and decode again."""
+    import cv2
+
     img = _as_rgb(img)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(q)])
     if not ok:
@@ -63,6 +74,8 @@ def jpeg(img: Image, q: int = 75) -> Image:
 @DEGRADATIONS.register("resize")
 def resize(img: Image, scale: float = 0.5, interp: str = "area") -> Image:
     """Rescale by ``scale`` (rounded to whole pixels, at least 1) with the named interpolation."""
+    import cv2
+
     img = _as_rgb(img)
     h, w = img.shape[:2]
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -72,6 +85,8 @@ def resize(img: Image, scale: float = 0.5, interp: str = "area") -> Image:
 @DEGRADATIONS.register("resize_to")
 def resize_to(img: Image, size: int = 64, interp: str = "area") -> Image:
     """Resize to ``size`` x ``size`` (the detector input size)."""
+    import cv2
+
     img = _as_rgb(img)
     if img.shape[0] == size and img.shape[1] == size:
         return img
@@ -81,6 +96,8 @@ def resize_to(img: Image, size: int = 64, interp: str = "area") -> Image:
 @DEGRADATIONS.register("rescale")
 def rescale(img: Image, scale: float = 0.5, interp: str = "bilinear", back: str = "bicubic") -> Image:
     """Down- (or up-) scale by ``scale`` and back to the original size: resolution loss at constant size."""
+    import cv2
+
     img = _as_rgb(img)
     h, w = img.shape[:2]
     small = resize(img, scale, interp)
@@ -90,6 +107,8 @@ def rescale(img: Image, scale: float = 0.5, interp: str = "bilinear", back: str 
 @DEGRADATIONS.register("blur")
 def blur(img: Image, sigma: float = 1.0) -> Image:
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel 6 sigma + 1); sigma <= 0 is identity."""
+    import cv2
+
     img = _as_rgb(img)
     if sigma <= 0:
         return img.copy()
@@ -174,10 +193,7 @@ class Chain:
     ops: tuple[Op, ...] = field(default_factory=tuple)
 
     def __call__(self, img: Image) -> Image:
-        img = _as_rgb(img)
-        for op in self.ops:
-            img = op(img)
-        return img
+        return apply_steps(_as_rgb(img), ((DEGRADATIONS.get(o.name).obj, dict(o.params)) for o in self.ops))
 
     def __str__(self) -> str:
         return "|".join(str(o) for o in self.ops) or "none"
@@ -198,21 +214,60 @@ def _parse_value(v: str) -> Any:
     return v
 
 
+@dataclass(frozen=True)
+class StepText:
+    """One step of a chain as written: its ``text`` (for error messages), ``name`` and raw ``args``, each
+    ``(key, has_equals, value)`` stripped, in written order; the caller's registry gives them meaning."""
+
+    text: str
+    name: str
+    args: tuple[tuple[str, bool, str], ...] = ()
+
+
+_STEP = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\)|:(.*))?\s*$")
+_SEPARATORS = re.compile(r"[|>]")
+
+
+def split_chain(spec: str) -> list[StepText] | None:
+    """The one chain grammar (see the module docstring): ``spec`` split into steps, or None where a step is not
+    ``name``, ``name:k=v,...`` or ``name(k=v, ...)`` (each caller words that error for its own users)."""
+    steps = []
+    for part in _SEPARATORS.split(spec):
+        m = _STEP.match(part)
+        if not m:
+            return None
+        args = m.group(2) if m.group(2) is not None else (m.group(3) or "")
+        parsed = []
+        for kv in filter(None, (a.strip() for a in args.split(","))):
+            k, eq, v = kv.partition("=")
+            parsed.append((k.strip(), bool(eq), v.strip()))
+        steps.append(StepText(part, m.group(1), tuple(parsed)))
+    return steps
+
+
+def apply_steps(img: Image, calls: Iterable[tuple[Callable[..., Image], dict[str, Any]]]) -> Image:
+    """Run a parsed chain: each ``(function, parameters)`` on the previous output, left to right."""
+    for fn, params in calls:
+        img = fn(img, **params)
+    return img
+
+
 def parse_chain(spec: str) -> Chain:
     """Parse ``"resize:scale=0.5|jpeg:q=75"`` (``"none"`` or ``""`` is the identity chain)."""
     spec = spec.strip()
     if spec in ("", "none"):
         return Chain()
     ops = []
-    for part in spec.split("|"):
-        name, _, args = part.strip().partition(":")
-        params: dict[str, Any] = {}
-        for kv in filter(None, (a.strip() for a in args.split(","))):
-            k, eq, v = kv.partition("=")
+    for part in _SEPARATORS.split(spec):
+        parsed = split_chain(part)
+        if parsed is None:  # not a name: reported as the unknown degradation it names, as always
+            DEGRADATIONS.get(part.strip().partition(":")[0].strip())
+            raise UsageError(f"degradation chain '{spec}': cannot parse '{part.strip()}'")
+        (step,) = parsed
+        for k, eq, _ in step.args:
             if not eq:
-                raise UsageError(f"degradation chain '{spec}': expected key=value, got '{kv}'")
-            params[k.strip()] = _parse_value(v.strip())
-        ops.append(op(name.strip(), **params))
+                raise UsageError(f"degradation chain '{spec}': expected key=value, got '{k}'")
+        ops.append(op(step.name, **{k: _parse_value(v) for k, _, v in step.args}))
     return Chain(tuple(ops))
 
 

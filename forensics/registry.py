@@ -102,9 +102,12 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         return name in self._entries
 
-    def names(self, pattern: str = "*") -> list[str]:
+    def names(self, pattern: str = "*", *, sort: bool = True) -> list[str]:
+        """Registered names matching ``pattern``, sorted, or (``sort=False``) in registration order: built-in
+        modules in the order they are listed, then plugins (the order a help text lists them in)."""
         self._ensure_loaded()
-        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+        names = [n for n in self._entries if fnmatch.fnmatch(n, pattern)]
+        return sorted(names) if sort else names
 
     def entries(self, pattern: str = "*") -> Iterator[Entry[T]]:
         for n in self.names(pattern):

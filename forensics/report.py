@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from forensics.evidence import evidence_meta
 from forensics.outputs import display_path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 HEAT_SIDE = 192  # heatmaps are shown at this size: enough to see where, small enough to keep the file light
-EVIDENCE_MAPS = {"ela": "error level", "noise": "noise residual", "spectrum": "spectrum (log power)"}
 
 
 def png_data_uri(img: np.ndarray, max_side: int | None = None, fmt: str = "png") -> str:
@@ -77,6 +77,8 @@ class FaceView:
     crop: str | None = None
     heatmap: str | None = None
     explanation: str = ""
+    evidence: str = ""  # the name of the face analysis whose heatmap is shown
+    label: str = ""  # its caption, from the analysis' registration
 
 
 @dataclass
@@ -112,9 +114,10 @@ class ReportBuilder:
             view.thumbnail = png_data_uri(result.thumbnail, 256, fmt="jpeg")
         for ev, ev_rec in zip(result.evidence, rec["evidence"]):
             view.evidence.append(_evidence_view(ev_rec))
-            if ev.heatmap is not None and ev.name in EVIDENCE_MAPS:
-                img = colour_map(ev.heatmap) if ev.name != "spectrum" else (ev.heatmap * 255).astype(np.uint8)
-                view.maps.append((EVIDENCE_MAPS[ev.name], png_data_uri(img, HEAT_SIDE)))
+            meta = evidence_meta(ev.name)
+            if ev.heatmap is not None and meta.get("label"):  # the analysis' registration says how to show it
+                img = colour_map(ev.heatmap) if meta.get("colour", True) else (ev.heatmap * 255).astype(np.uint8)
+                view.maps.append((meta["label"], png_data_uri(img, HEAT_SIDE)))
         shown = sorted(zip(result.faces, rec["faces"]), key=lambda fr: -fr[0].fake_probability)
         for face, frec in shown[: self.MAX_FACES_SHOWN]:
             fv = FaceView(record=frec)
@@ -124,6 +127,8 @@ class ReportBuilder:
                 if cam is not None:
                     fv.heatmap = png_data_uri(overlay(face.crop, cam.heatmap), HEAT_SIDE)
                     fv.explanation = cam.summary
+                    fv.evidence = cam.name
+                    fv.label = evidence_meta(cam.name).get("label") or cam.name
             view.faces.append(fv)
         self.files.append(view)
 

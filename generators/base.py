@@ -88,7 +88,10 @@ class Samples:
 class GeneratorFamily(ABC):
     """One trainable generator family. Subclasses set the class attributes and implement the four methods."""
 
+    # Set by ``generators.registry.register_generator`` (the one place they are written), never in the class body.
     name: ClassVar[str]
+    family: ClassVar[str]
+    upsampler: ClassVar[str]
     kind: ClassVar[str] = "noise"
     Config: ClassVar[type[GenConfig]] = GenConfig
     #: named presets (e.g. per resolution) merged over the Config defaults before CLI overrides

@@ -110,6 +110,7 @@ def train_cmd(
     max_minutes: float | None,
 ) -> None:
     """Train FAMILY on real faces; writes runs/NNNNN-FAMILY-RES/ (options, metrics, grids, checkpoints)."""
+    from forensics.config import parse_sets
     from generators import train as T
 
     trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress,
@@ -119,7 +120,7 @@ def train_cmd(
         opts, cfg = T.resume_options(resume, steps=steps, device=device, **trainer_opts)
     else:
         opts, cfg = T.make_options(
-            family, list(data), T.parse_sets(list(sets)), out, res=res, steps=steps, batch=batch, preset=preset,
+            family, list(data), parse_sets(sets), out, res=res, steps=steps, batch=batch, preset=preset,
             device=device, amp=amp, seed=seed, trainer_options=trainer_opts, init=init,
         )
     if dry_run:

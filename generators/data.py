@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 from forensics.dataset import MANIFEST, read_manifest
 from forensics.errors import DataError
 from forensics.hashing import sha256_text
+from forensics.importers import utkface_attributes
 from generators.base import ATTRIBUTES, Batch
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 #: splits never used for training: they exist to evaluate on
 HELD_OUT_SPLITS = ("test", "crossval")
-_UTK_NAME = re.compile(r"^(\d+)_(\d)_(\d)_")
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,12 @@ def age_bucket(age: int) -> int:
 
 
 def cond_from_utk_name(name: str) -> tuple[int, ...]:
-    """``age_gender_race_date.jpg`` -> (gender, age bucket, race) in ATTRIBUTES order; -1 where unparseable."""
-    m = _UTK_NAME.match(Path(name).name)
-    if not m:
-        return tuple(-1 for _ in ATTRIBUTES)
-    age, gender, race = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    values = {"gender": gender if gender < 2 else -1, "age": age_bucket(age), "race": race if race < 5 else -1}
-    return tuple(values[k] for k in ATTRIBUTES)
+    """``age_gender_race_date.jpg`` -> (gender, age bucket, race) in ATTRIBUTES order; -1 where unparseable.
+
+    The name is parsed by :func:`forensics.importers.utkface_attributes` (the one UTKFace name parser; the importer
+    stores the same attributes in manifest ``extra``), then indexed like any manifest attribute."""
+    attrs = utkface_attributes(Path(name).name)
+    return tuple(_attr_index(k, attrs.get(k)) for k in ATTRIBUTES)
 
 
 def _attr_index(key: str, value: Any) -> int:

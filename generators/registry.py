@@ -33,10 +33,21 @@ def register_generator(
     name: str, *, family: str, upsampler: str, kind: str, description: str = "", components: tuple[str, ...] = ()
 ):
     """Register a family class under ``name`` with the tags the benchmarks split on; ``components`` are the shared
-    parts (see the module docstring) that make families one group for held-out protocols."""
-    return GENERATORS.register(
+    parts (see the module docstring) that make families one group for held-out protocols.
+
+    The decorator is the one place a family states its name and tags: it also sets ``name``, ``family``,
+    ``upsampler`` and ``kind`` on the class, so the class body never repeats them (a subclass registered under its
+    own name gets its own values, the parent keeps its).
+    """
+    add = GENERATORS.register(
         name, family=family, upsampler=upsampler, kind=kind, description=description, components=tuple(components)
     )
+
+    def deco(cls: type[GeneratorFamily]) -> type[GeneratorFamily]:
+        cls.name, cls.family, cls.upsampler, cls.kind = name, family, upsampler, kind
+        return add(cls)
+
+    return deco
 
 
 def get_generator(name: str) -> type[GeneratorFamily]:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from forensics.errors import ForensicsError, UsageError
-from forensics.runs import next_run_dir
+from forensics.runs import append_jsonl, init_distributed, next_run_dir, rank_device, write_json
 from generators.base import INPUT_KINDS, GenConfig, GeneratorFamily
 from generators.checkpoints import (  # re-exported: the trainer's public names before the split
     ASSETS,
@@ -113,17 +113,6 @@ def _parse_value(raw: Any, current: Any) -> Any:
     return raw
 
 
-def parse_sets(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``["lr=1e-3", "ch=16"]`` -> dict; a pair without ``=`` is a usage error."""
-    out: dict[str, str] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise UsageError(f"--set {p!r}: expected key=value")
-        k, v = p.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 def resolve_config(
     family_name: str, res: int | None = None, preset: str = "", overrides: dict[str, Any] | None = None
 ) -> GenConfig:
@@ -159,33 +148,6 @@ def resolve_config(
 # ---------------------------------------------------------------------------------------------------------------
 # Distributed helpers
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Dist:
-    """Join the process group that ``torchrun`` (or a test's spawn) described in the environment."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _attach_grad_averaging(family: GeneratorFamily, world: int) -> None:
@@ -284,9 +246,7 @@ class Trainer:
         self.opts, self.cfg = opts, cfg
         self.device = resolve_device(opts.device)
         self.dist = init_distributed(self.device)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-            torch.cuda.set_device(self.device)
+        self.device = rank_device(self.dist, self.device)
         if opts.amp and self.device.type != "cuda":
             log.warning("--amp only applies on CUDA; training in float32 on %s", self.device)
         self.entry = GENERATORS.get(opts.family)
@@ -349,11 +309,10 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "options.json").write_text(json.dumps(opts, indent=2) + "\n")
+        write_json(self.run_dir / "options.json", opts, newline=True)
 
     def _log(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.run_dir / "metrics.jsonl", row)
 
     def _diversity(self) -> dict[str, float]:
         from generators.metrics import diversity

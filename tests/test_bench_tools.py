@@ -82,3 +82,17 @@ def test_leaderboard_from_results(tmp_path):
     assert "stale table" not in text and "0.850" in text and text.startswith("intro") and text.endswith("outro\n")
     with pytest.raises(DataError, match="no '"):
         update_readme(tmp_path / "loo-gan" / "results.json", table)
+
+
+def test_every_protocol_is_registered_with_its_name_and_supplies_its_own_columns():
+    """A protocol is one module plus its registration: the class carries its name, built-ins in their own module
+    (``video``) are found through ``BUILTIN_MODULES``, and the leaderboard asks each one for its columns."""
+    from benchmarks.protocols import BUILTIN_MODULES, PROTOCOLS, Column
+
+    assert {"leave-one-family-out", "leave-one-upsampler-out", "leave-one-group-out", "cross-dataset",
+            "robustness", "video"} <= set(PROTOCOLS.names())  # fmt: skip
+    assert PROTOCOLS.get("video").obj.__module__ in BUILTIN_MODULES
+    for e in PROTOCOLS.entries():
+        assert e.obj.name == e.name and e.description, e.name
+        cols = e.obj().leaderboard({"protocol": e.name, "cells": []}, "run")
+        assert isinstance(cols, list) and all(isinstance(c, Column) for c in cols), e.name

@@ -88,3 +88,22 @@ def test_doctor_json_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
     assert by["mtcnn"]["ok"], by["mtcnn"]["detail"]
     assert rc == (0 if out["ok"] else 1)
     assert all(c["ok"] for c in out["checks"] if c["essential"]) == out["ok"]
+
+
+def test_one_set_parser_for_every_command() -> None:
+    """``--set KEY=VALUE`` is parsed in one place (``forensics.config.parse_sets``) for gan and detector commands."""
+    from forensics.config import parse_sets
+    from forensics.errors import UsageError
+
+    assert parse_sets(["lr = 1e-3", "ch=16", "name=a=b"]) == {"lr": "1e-3", "ch": "16", "name": "a=b"}
+    assert parse_sets(("widths=[16,32]", "dropout=0.1", "with_rgb=true", "act=gelu"), json_values=True) == {
+        "widths": (16, 32), "dropout": 0.1, "with_rgb": True, "act": "gelu"
+    }
+    for bad in ("lr", "=5"):
+        with pytest.raises(UsageError, match="expected key=value"):
+            parse_sets([bad])
+    import detectors.cli
+    import generators.train
+
+    assert detectors.cli.parse_sets is parse_sets and not hasattr(detectors.cli, "_parse_set")
+    assert not hasattr(generators.train, "parse_sets")  # gan train calls forensics.config.parse_sets too

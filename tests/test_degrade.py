@@ -57,3 +57,31 @@ def test_errors_are_one_line(img):
         D.jpeg(img.astype(np.float32), 50)
     with pytest.raises(UsageError, match="interpolation"):
         D.resize(img, 0.5, "cubicle")
+
+
+def test_one_chain_grammar_for_degradations_and_perturbations(img):
+    """Degradation chains and benchmark perturbations share one parser and executor (``split_chain`` /
+    ``apply_steps``): either spelling parses in either place, and each keeps its canonical form."""
+    from benchmarks.perturbations import parse_perturbation
+
+    assert [(s.name, s.args) for s in D.split_chain("jpeg:q=90|resize(scale=0.5, interp=area)>flip")] == [
+        ("jpeg", (("q", True, "90"),)), ("resize", (("scale", True, "0.5"), ("interp", True, "area"))), ("flip", ())
+    ]
+    assert D.split_chain("jpeg(q=5") is None
+    assert str(D.parse_chain("jpeg(q=75)>resize(scale=0.5)")) == "jpeg:q=75|resize:scale=0.5"
+    assert parse_perturbation("jpeg:q=50|downscale:s=0.5").key == "jpeg(q=50)>downscale(s=0.5)"
+    chain, pert = D.parse_chain("jpeg:q=50|resize:scale=0.5"), parse_perturbation("jpeg(q=50)>downscale(s=0.5)")
+    assert np.array_equal(chain(img), pert(img))  # the same primitives, run by the same executor
+
+
+def test_parsing_a_chain_does_not_load_opencv():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from forensics.degrade import parse_chain; from benchmarks.perturbations import "
+        "parse_perturbation; parse_chain('jpeg:q=5|resize:scale=0.5'); parse_perturbation('jpeg(q=5)'); "
+        "print('CV2', 'cv2' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "CV2 False" in r.stdout, r.stderr

@@ -137,6 +137,29 @@ def test_calibration_lowers_ece(cls, rng):
         assert cal.temperature_ == pytest.approx(4.0, rel=0.25)
 
 
+def test_every_registered_calibrator_round_trips_through_its_registration(rng):
+    """A calibrator is its class plus ``@register_calibrator``: its ``kind`` is the registered name, and
+    ``calibrator_from_dict`` / ``fit_calibrator`` reach it (and its ``from_dict``) through the registry."""
+    from detectors.calibration import CALIBRATORS, calibrator_names, fit_calibrator
+
+    assert calibrator_names() == ["temperature", "platt", "isotonic", "none"]
+    z, y = _miscalibrated(rng)
+    for e in CALIBRATORS.entries():
+        assert e.obj.kind == e.name
+        cal = fit_calibrator(e.name, z, y)
+        d = json.loads(json.dumps(cal.to_dict()))
+        assert d["kind"] == e.name
+        again = calibrator_from_dict(d)
+        assert type(again) is e.obj
+        np.testing.assert_allclose(again.predict_proba(z), cal.predict_proba(z))
+        if set(d) > {"kind"}:  # a fitted parameter missing: one line naming the calibration
+            with pytest.raises(ModelFileError, match=f"calibration '{e.name}' is malformed"):
+                calibrator_from_dict({"kind": e.name})
+    with pytest.raises(ModelFileError, match="unknown calibrator"):
+        calibrator_from_dict({"kind": "no-such-calibrator"})
+    assert type(calibrator_from_dict(None)).kind == "none"
+
+
 def test_threshold_presets(rng):
     p = np.r_[rng.random(1000) * 0.6, 0.4 + rng.random(1000) * 0.6]
     y = np.r_[np.zeros(1000), np.ones(1000)].astype(int)

@@ -61,6 +61,9 @@ def test_resolve_config_presets_and_overrides() -> None:
 def test_attributes_from_names_and_manifest(tmp_path) -> None:
     assert cond_from_utk_name("26_1_2_20170116.jpg.chip.jpg") == (1, 2, 2)  # female, 20-29, asian
     assert cond_from_utk_name("x.jpg") == (-1, -1, -1)
+    assert cond_from_utk_name("dir/71_2_5_2017.jpg") == (-1, 6, -1)  # codes outside the vocabulary: unknown
+    assert cond_from_utk_name("39_1_20170116174525125.jpg.chip.jpg") == (-1, -1, -1)  # a known malformed name
+    assert not hasattr(__import__("generators.data").data, "_UTK_NAME")  # one UTKFace name parser (importers)
     assert cond_from_extra({"age": 71, "gender": "male"}, "") == (0, 6, -1)
     assert cond_from_extra({"attributes": {"race": "indian"}}, "") == (-1, -1, 3)
     assert cond_from_extra({"source_path": "a/35_0_1_2017.jpg"}, "abc.jpg") == (0, 3, 1)
@@ -166,6 +169,23 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
                 assert set(ft.modules) <= set(T.build_family(name, cfg).modules()), name
 
 
+def test_registration_is_the_one_source_of_a_familys_name_and_tags() -> None:
+    """``register_generator`` sets name / family / upsampler / kind on the class; an architecture config that picks
+    its upsampler by name picks the one the registry tags (the tag leave-one-upsampler-out splits on)."""
+    from dataclasses import fields
+
+    from generators.registry import GENERATORS
+
+    for e in GENERATORS.entries():
+        cls = e.obj
+        assert (cls.name, cls.family, cls.upsampler, cls.kind) == (
+            e.name, e.meta["family"], e.meta["upsampler"], e.meta["kind"]
+        ), e.name
+        ups = {f.name: f.default for f in fields(cls.Config)}.get("upsampler")
+        if ups is not None:
+            assert ups == cls.upsampler, e.name
+
+
 def test_suite_grids_edit_own_faces_and_show_one_condition_per_row(tmp_path, monkeypatch) -> None:
     from generators import suite
 
@@ -218,6 +238,39 @@ def _ddp_worker(rank: int, world: int, port: int, faces: str, out: str) -> None:
     total = sum(float(p.double().sum()) for p in trainer.family.G.parameters())
     Path(out, f"rank{rank}.json").write_text(json.dumps({"run": str(run), "sum": total}))
     dist.destroy_process_group()
+
+
+def test_trainers_share_one_run_toolkit(tmp_path) -> None:
+    """Run dirs, options files, metrics.jsonl, single-file checkpoints and DDP set-up live in forensics.runs; the
+    GAN, detector and video trainers use them (files byte-compatible with what each wrote before)."""
+    import detectors.train as DT
+    import generators.video.runs as VR
+    from forensics import runs as R
+
+    assert DT.MetricsLog is R.MetricsLog and T.init_distributed is R.init_distributed and not hasattr(T, "Dist")
+    assert DT.save_run_checkpoint is VR.save_run_checkpoint is R.save_run_checkpoint
+    assert R.write_json(tmp_path / "o.json", {"a": [1]}, newline=True).read_text() == '{\n  "a": [\n    1\n  ]\n}\n'
+    assert R.write_json(tmp_path / "c.json", {"x": np.float32(0.5)}, indent=None, default=float).read_text() == (
+        '{"x": 0.5}'
+    )
+    log = R.MetricsLog(tmp_path / "metrics.jsonl")
+    log.write(step=1, loss=np.float32(0.25))
+    R.MetricsLog(tmp_path / "metrics.jsonl", enabled=False).write(step=2)
+    (row,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert row["step"] == 1 and row["loss"] == 0.25 and row["time"] > 0
+    torch.manual_seed(0)
+    m, m2 = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    opt, opt2 = torch.optim.Adam(m.parameters(), 1e-3), torch.optim.Adam(m2.parameters(), 1e-3)
+    m(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    R.save_run_checkpoint(tmp_path, m, opt, {"epoch": 3}, opt_prefix="opt", extra_tensors={"rng.x": torch.ones(2)})
+    tensors = load_file(str(tmp_path / "checkpoint.safetensors"))
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert meta["epoch"] == 3 and "optimizer" in meta and torch.equal(tensors["rng.x"], torch.ones(2))
+    assert not list(tmp_path.glob("*.tmp"))
+    R.restore_run_checkpoint(tensors, meta, m2, opt2, opt_prefix="opt")
+    assert torch.equal(m2.weight, m.weight) and opt2.state_dict()["state"][0]["step"] == 1
+    assert R.init_distributed(torch.device("cpu")) == R.Dist() and R.rank_device(R.Dist(), "cpu") == "cpu"
 
 
 def test_ddp_two_process_gloo_smoke(faces, tmp_path) -> None:

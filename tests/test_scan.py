@@ -153,6 +153,17 @@ def test_html_report_escapes_file_names(batch_run: dict) -> None:
     assert "built-in method" not in html and "6 errors" not in html
 
 
+def test_html_report_captions_come_from_the_evidence_registry(batch_run: dict) -> None:
+    from forensics.evidence import EVIDENCE
+
+    html = (batch_run["out"] / "r.html").read_text(encoding="utf-8")
+    for e in EVIDENCE.entries():
+        if e.meta["scope"] == "file" and e.meta.get("label") and "image" in e.meta["media"]:
+            assert f"<figcaption>{e.meta['label']}</figcaption>" in html, e.name
+    assert "<figcaption>detector heatmap (Grad-CAM)</figcaption>" in html
+    assert '<td class="name">gradcam (face 0)</td>' in html
+
+
 def test_csv_has_one_row_per_file(batch_run: dict) -> None:
     with open(batch_run["out"] / "r.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from PIL import Image
 
 from forensics.evidence import (
+    EVIDENCE,
     EvidenceResult,
     EvidenceSubject,
     list_evidence,
@@ -47,11 +50,19 @@ def test_registry_lists_all_builtin_analyses() -> None:
     assert set(resolve_evidence("all")) == set(list_evidence())
 
 
+def _registered(scope: str, media: str = "image") -> list[str]:
+    """Every registered analysis of ``scope`` that runs on ``media``: a new analysis is tested without a list edit."""
+    metas = {n: EVIDENCE.get(n).meta for n in list_evidence()}
+    return [n for n, m in metas.items() if m["scope"] == scope and media in m["media"]]
+
+
 def test_every_file_analysis_returns_a_typed_serialisable_result(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
     pixels = _save_jpeg(_photo(), path, 85)
-    results = run_file_evidence(list(FILE_ANALYSES), _subject(path, pixels))
-    assert [r.name for r in results] == list(FILE_ANALYSES)
+    names = _registered("file")
+    assert set(FILE_ANALYSES) <= set(names)
+    results = run_file_evidence(names, _subject(path, pixels))
+    assert [r.name for r in results] == names
     for r in results:
         assert isinstance(r, EvidenceResult) and r.scope == "file" and r.error is None, (r.name, r.error)
         assert r.score is None or 0.0 <= r.score <= 1.0
@@ -60,6 +71,39 @@ def test_every_file_analysis_returns_a_typed_serialisable_result(tmp_path: Path)
         assert EvidenceResult.from_dict(d).name == r.name
         if r.heatmap is not None:
             assert r.heatmap.ndim == 2 and r.heatmap.min() >= 0.0 and r.heatmap.max() <= 1.0
+
+
+def test_registration_carries_report_label_and_help() -> None:
+    """The report captions and the ``--evidence`` help come from each analysis' registration, not from tables."""
+    from forensics.evidence import evidence_help, evidence_meta
+
+    assert evidence_meta("ela")["label"] == "error level" and evidence_meta("noise")["label"] == "noise residual"
+    assert evidence_meta("spectrum")["label"] == "spectrum (log power)" and evidence_meta("spectrum")["colour"] is False
+    assert evidence_meta("gradcam")["label"] == "detector heatmap (Grad-CAM)"
+    assert evidence_meta("jpeg")["label"] is None and evidence_meta("no-such-analysis") == {}
+    assert evidence_help() == (
+        "Evidence analyses: all, none, or a comma list (gradcam,ela,noise,spectrum,jpeg,metadata). "
+        "auto = all with --report, none otherwise."
+    )
+    for name in list_evidence():
+        assert name in evidence_help() and EVIDENCE.get(name).description, name
+
+
+def test_scan_help_lists_every_registered_analysis(capsys: pytest.CaptureFixture[str]) -> None:
+    import cli
+
+    assert cli.main(["scan", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "comma list (gradcam,ela,noise,spectrum,jpeg,metadata)" in out
+    for name in list_evidence():
+        assert name in out, name
+    # listing the analyses registers them, which must not import the heavy libraries they use when they run
+    code = (
+        "import sys, cli; cli.main(['scan', '--help']); "
+        "print('HEAVY', [m for m in ('torch', 'cv2') if m in sys.modules])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "gradcam,ela,noise" in r.stdout and "HEAVY []" in r.stdout, r.stderr
 
 
 def test_jpeg_quality_and_double_compression_hint(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
+from forensics.clirun import RegistryHelpOption
+from forensics.evidence import evidence_help
 from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
@@ -44,9 +46,8 @@ class ThresholdType(click.ParamType):
               help="Model directory / model.json / .safetensors, or an installed model name.")
 @click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
               help="Verdict policy from the model file (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR) or a probability.")
-@click.option("--evidence", default="auto", show_default=True,
-              help="Evidence analyses: all, none, or a comma list (gradcam,ela,noise,spectrum,jpeg,metadata). "
-                   "auto = all with --report, none otherwise.")
+@click.option("--evidence", cls=RegistryHelpOption, default="auto", show_default=True,
+              help=evidence_help)
 @click.option("--json", "json_out", metavar="FILE", help="Write all records as one JSON array ('-' = stdout).")
 @click.option("--jsonl", "jsonl_out", metavar="FILE", help="Stream one JSON record per line ('-' = stdout).")
 @click.option("--csv", "csv_out", metavar="FILE", help="Write one CSV row per file ('-' = stdout).")

@@ -91,15 +91,41 @@ EVIDENCE: Registry[Callable[..., EvidenceResult]] = Registry(
 )
 
 
-def register_evidence(name: str, scope: str = "file", media: tuple[str, ...] = ("image", "video"), **meta: Any):
-    """Decorator registering an analysis. ``scope='face'`` analyses are called as ``fn(face_crop, model)``."""
+def register_evidence(
+    name: str,
+    scope: str = "file",
+    media: tuple[str, ...] = ("image", "video"),
+    *,
+    label: str | None = None,
+    colour: bool = True,
+    **meta: Any,
+):
+    """Decorator registering an analysis. ``scope='face'`` analyses are called as ``fn(face_crop, model)``.
+
+    The registration is all the scan command and the report need to know about an analysis:
+    ``description`` is its help line; ``label`` captions its heatmap in the HTML report (a file-scope analysis
+    without a label has its heatmap left out of the report; a face-scope heatmap is overlaid on the face crop);
+    ``colour=False`` shows the heatmap as grey levels (a log spectrum) instead of through the colour map.
+    """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
-    return EVIDENCE.register(name, scope=scope, media=media, **meta)
+    return EVIDENCE.register(name, scope=scope, media=media, label=label, colour=colour, **meta)
 
 
 def list_evidence(pattern: str = "*") -> list[str]:
     return EVIDENCE.names(pattern)
+
+
+def evidence_meta(name: str) -> dict[str, Any]:
+    """The registration metadata of analysis ``name`` (``{}`` for a name no installed analysis has, e.g. a result
+    read back from another installation's JSON), so a renderer never needs its own table of analyses."""
+    return dict(EVIDENCE.get(name).meta) if name in EVIDENCE else {}
+
+
+def evidence_help() -> str:
+    """The ``--evidence`` option's help, listing every registered analysis in registration order."""
+    names = ",".join(EVIDENCE.names(sort=False))
+    return f"Evidence analyses: all, none, or a comma list ({names}). auto = all with --report, none otherwise."
 
 
 def resolve_evidence(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:

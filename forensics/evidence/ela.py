@@ -18,7 +18,12 @@ from forensics.evidence._common import limit_size, normalise, ratio_score, regio
 ELA_QUALITY = 90
 
 
-@register_evidence("ela", scope="file", description="Error-level analysis: JPEG re-save difference, face vs. rest.")
+@register_evidence(
+    "ela",
+    scope="file",
+    label="error level",
+    description="Error-level analysis: JPEG re-save difference, face vs. rest.",
+)
 def ela(subject: EvidenceSubject) -> EvidenceResult:
     pixels, boxes, scale = limit_size(subject.pixels, subject.face_boxes)
     buf = io.BytesIO()

@@ -15,7 +15,12 @@ from forensics.evidence import EvidenceResult, register_evidence
 REGIONS = ("eyes and forehead", "nose and cheeks", "mouth and chin")
 
 
-@register_evidence("gradcam", scope="face", description="Detector heatmap (Grad-CAM) over each scored face.")
+@register_evidence(
+    "gradcam",
+    scope="face",
+    label="detector heatmap (Grad-CAM)",
+    description="Detector heatmap (Grad-CAM) over each scored face.",
+)
 def gradcam(face: np.ndarray, model: Any) -> EvidenceResult:
     heat = np.asarray(model.explain(face), dtype=np.float32)
     if heat.ndim != 2 or heat.size == 0:

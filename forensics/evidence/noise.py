@@ -7,7 +7,6 @@ the faces with the background.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
@@ -16,8 +15,15 @@ from forensics.evidence._common import limit_size, normalise, ratio_score, regio
 WINDOW = 15  # local statistics window, px: big enough for a stable estimate, small enough to localise a face
 
 
-@register_evidence("noise", scope="file", description="Noise residual energy map, face vs. background.")
+@register_evidence(
+    "noise",
+    scope="file",
+    label="noise residual",
+    description="Noise residual energy map, face vs. background.",
+)
 def noise(subject: EvidenceSubject) -> EvidenceResult:
+    import cv2  # here, not at import: registering the analysis (for --help) must stay light
+
     pixels, boxes, scale = limit_size(subject.pixels, subject.face_boxes)
     gray = to_gray(pixels)
     denoised = cv2.medianBlur(np.clip(gray, 0, 255).astype(np.uint8), 3).astype(np.float32)

@@ -8,7 +8,6 @@ so those peaks are reported separately and worded with that caveat.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
@@ -37,6 +36,8 @@ def _window(pixels: np.ndarray, boxes: list) -> tuple[np.ndarray, str]:
 
 def log_spectrum(pixels: np.ndarray) -> np.ndarray:
     """fftshift-ed log magnitude of the Hann-windowed high-pass residual of the luma."""
+    import cv2  # here, not at import: registering the analysis (for --help) must stay light
+
     gray = to_gray(pixels)
     residual = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
     n = residual.shape[0]
@@ -78,7 +79,13 @@ def find_peaks(logspec: np.ndarray) -> list[dict]:
     return sorted(out, key=lambda p: -p["prominence"])
 
 
-@register_evidence("spectrum", scope="file", description="Radial spectrum and upsampling-peak detection.")
+@register_evidence(
+    "spectrum",
+    scope="file",
+    label="spectrum (log power)",
+    colour=False,
+    description="Radial spectrum and upsampling-peak detection.",
+)
 def spectrum(subject: EvidenceSubject) -> EvidenceResult:
     window, where = _window(subject.pixels, subject.face_boxes)
     if min(window.shape[:2]) < 32:

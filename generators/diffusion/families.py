@@ -336,8 +336,6 @@ class AETrainer:
 class LdmAutoencoder(GeneratorFamily):
     """The latent-diffusion autoencoder as a trainable family; ``sample`` reconstructs ``inputs``."""
 
-    name = "ldm-ae"
-    kind = "autoencoder"
     Config = AEConfig
     presets = AE_PRESETS
     resolutions = (16, 32, 64, 128, 256)
@@ -383,8 +381,6 @@ class AEReconConfig(AEConfig):
 class AERecon(LdmAutoencoder):
     """Dataset-facing alias of ``ldm-ae``: training it trains the autoencoder; samples are paired reconstructions."""
 
-    name = "ae-recon"
-    kind = "image2image"
     Config = AEReconConfig
 
     def __init__(self, cfg: AEReconConfig, device: torch.device | str = "cpu") -> None:
@@ -407,8 +403,6 @@ class AERecon(LdmAutoencoder):
 class LatentDiffusion(GeneratorFamily):
     """Latent DDPM trained in the autoencoder's latent space, sampled with DDIM (+ classifier-free guidance)."""
 
-    name = "ldm"
-    kind = "conditional"
     Config = LdmConfig
     presets = LDM_PRESETS
     resolutions = (16, 32, 64, 128, 256)
@@ -576,7 +570,6 @@ class LatentDiffusion(GeneratorFamily):
 class _LdmEditor(LatentDiffusion):
     """Shared set-up of the diffusion editors: they reuse a trained ``ldm`` run (``ldm_run``)."""
 
-    kind = "image2image"
     Config = EditConfig
 
     def __init__(self, cfg: EditConfig, device: torch.device | str = "cpu") -> None:
@@ -618,7 +611,6 @@ class _LdmEditor(LatentDiffusion):
 class SDEdit(_LdmEditor):
     """SDEdit (Meng et al. 2022): the higher the strength, the less of the real face survives."""
 
-    name = "sdedit"
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, **kwargs: Any) -> Samples:
@@ -668,7 +660,6 @@ class LdmInpaint(_LdmEditor):
     latent noised to the same step, so the generated region is harmonised with it; ``resample`` > 1 adds
     RePaint's jumps back (re-noise one step, denoise again) for better harmony at the cost of more steps."""
 
-    name = "ldm-inpaint"
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, **kwargs: Any) -> Samples:

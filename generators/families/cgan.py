@@ -318,8 +318,6 @@ class CGAN(GanState, GeneratorFamily):
     is recorded in its ``meta["condition"]`` (the manifest's provenance).
     """
 
-    name = "cgan"
-    kind = "conditional"
     Config = CGANConfig
     presets = {
         "16": {"res": 16, "ch": 32, "ch_max": 128, "batch": 32},

@@ -180,8 +180,6 @@ class CycleGAN(GanState, GeneratorFamily):
     per input) and returns all-ones masks, since every pixel passed through the generator.
     """
 
-    name = "cyclegan"
-    kind = "image2image"
     Config = CycleGANConfig
     presets = {
         "16": {"res": 16, "ngf": 16, "ndf": 16, "n_res": 2, "d_layers": 1, "batch": 16},

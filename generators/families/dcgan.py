@@ -68,7 +68,6 @@ class DCGANDiscriminator(nn.Module):
 class DCGAN(AdversarialFamily):
     """DCGAN with 4x4 stride-2 transposed convolutions."""
 
-    name = "dcgan"
     Config = DCGANConfig
     presets = CONV_GAN_PRESETS
 
@@ -92,5 +91,4 @@ class DCGANK3Config(DCGANConfig):
 class DCGANK3(DCGAN):
     """DCGAN whose transposed convolutions use kernel 3 / stride 2 / output padding 1."""
 
-    name = "dcgan-k3"
     Config = DCGANK3Config

@@ -177,8 +177,6 @@ class Inpaint(GanState, GeneratorFamily):
     per input).
     """
 
-    name = "inpaint"
-    kind = "image2image"
     Config = InpaintConfig
     presets = {
         "16": {"res": 16, "ch": 16, "ndf": 16, "dilations": (2,), "batch": 16},

@@ -26,5 +26,4 @@ class PixelShuffleConfig(ResGANConfig):
 class PixelShuffleGAN(ResGAN):
     """Residual generator whose only difference from ``resgan`` is the sub-pixel convolution upsampler."""
 
-    name = "pixelshuffle"
     Config = PixelShuffleConfig

@@ -114,7 +114,6 @@ D_ARCHS: dict[str, type[nn.Module]] = {"resnet": ResDiscriminator, "strided": DC
 class ResGAN(AdversarialFamily):
     """Residual generator with nearest-neighbour upsampling; spectral-norm residual discriminator; hinge loss."""
 
-    name = "resgan"
     Config = ResGANConfig
     presets = CONV_GAN_PRESETS
 

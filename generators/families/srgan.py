@@ -137,8 +137,6 @@ class SRGAN(GanState, GeneratorFamily):
     output per input). Masks are all ones: every output pixel is synthesised from the low-resolution face.
     """
 
-    name = "srgan"
-    kind = "superres"
     Config = SRGANConfig
     presets = {
         "16": {"res": 16, "ch": 16, "ndf": 16, "n_blocks": 2, "batch": 16},

@@ -223,7 +223,6 @@ _PRESETS = {
 class StyleGAN2(AdversarialFamily):
     """Compact StyleGAN2 with style mixing, lazy R1 and truncation psi at sampling time."""
 
-    name = "stylegan2"
     Config = StyleGAN2Config
     presets = _PRESETS
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forensics.errors import ModelFileError, UsageError
-from forensics.runs import optimizer_state_dict, optimizer_to_tensors
+from forensics.runs import append_jsonl, restore_run_checkpoint, save_run_checkpoint, write_json
 
 if TYPE_CHECKING:  # each loader imports its own model class: loading one kind needs no other
     from generators.video.landmark2face import Landmark2FaceModel
@@ -26,14 +26,10 @@ if TYPE_CHECKING:  # each loader imports its own model class: loading one kind n
 
 def save_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
                     generator: torch.Generator) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    opt_t, opt_meta = optimizer_to_tensors("optim", opt)
-    tensors.update(opt_t)
-    tensors["rng.generator"] = generator.get_state()
-    tmp = run / "checkpoint.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(run / "checkpoint.safetensors")
-    (run / "checkpoint.json").write_text(json.dumps({"step": step, "optimizer": opt_meta}, indent=1))
+    save_run_checkpoint(
+        run, model, opt, {"step": step}, opt_prefix="optim", extra_tensors={"rng.generator": generator.get_state()},
+        indent=1,
+    )
 
 
 def load_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer | None = None,
@@ -44,16 +40,14 @@ def load_checkpoint(run: Path, model: torch.nn.Module, opt: torch.optim.Optimize
         raise ModelFileError(f"{run}: no checkpoint.safetensors (not a finished run directory?)")
     tensors = load_file(str(ck))
     meta = json.loads((Path(run) / "checkpoint.json").read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    if opt is not None:
-        opt.load_state_dict(optimizer_state_dict("optim", tensors, meta["optimizer"]))
+    restore_run_checkpoint(tensors, meta, model, opt, opt_prefix="optim")
     if generator is not None and "rng.generator" in tensors:
         generator.set_state(tensors["rng.generator"])
     return int(meta["step"])
 
 
 def write_options(run: Path, cfg: Any, **extra: Any) -> None:
-    (run / "options.json").write_text(json.dumps({**asdict(cfg), **extra}, indent=1, default=str))
+    write_json(run / "options.json", {**asdict(cfg), **extra}, indent=1, default=str)
 
 
 def read_options(run: str | Path) -> dict[str, Any]:
@@ -64,8 +58,7 @@ def read_options(run: str | Path) -> dict[str, Any]:
 
 
 def append_metrics(run: Path, row: dict[str, Any]) -> None:
-    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+    append_jsonl(run / "metrics.jsonl", row)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -258,6 +258,7 @@ def calibrate_cmd(
 ) -> None:
     """Refit calibration and threshold presets of a model on held-out data (weights unchanged)."""
     import shutil
+    import sys
 
     from detectors.calibration import preset_support
     from detectors.data import check_both_classes, load_items
@@ -277,6 +278,7 @@ def calibrate_cmd(
     card["calibration"], card["thresholds"] = cal.to_dict(), thr
     card["threshold_support"] = preset_support(rc.n_real)
     card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]
+    card["training"]["recalibrated_by"] = "forensics " + " ".join(sys.argv[1:])
     card["training"].pop("threshold_hold", None)
     if hold_table:
         card["training"]["threshold_hold"] = hold_table
@@ -317,6 +319,7 @@ def fuse_cmd(models: tuple[str, ...], data: tuple[str, ...], split: tuple[str, .
     from detectors.fuse import FuseOptions, fuse
 
     out = fuse(FuseOptions(models=list(models), data=list(data), splits=tuple(split), **kw))
+    _record_command(out)
     card = json.loads((out / "model.json").read_text(encoding="utf-8"))
     click.echo(json.dumps({"model": str(out), "members": [m["name"] for m in card["training"]["fused_from"]],
                            "thresholds": card["thresholds"]}))

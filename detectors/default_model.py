@@ -119,7 +119,10 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         "",
         "```",
         portable(command),
+        *([portable(t["recalibrated_by"])] if t.get("recalibrated_by") else []),
         "```",
+        *(["", "The second command refits calibration and presets on validation data (weights unchanged)."]
+          if t.get("recalibrated_by") else []),
         *_lineage_lines(card.get("lineage") or []),
         "",
         "## Licence",
@@ -333,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="delivery histories for both classes before the face crop (needs --store source imports)")
     ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")
     ap.add_argument("--install-run", type=Path, default=None,
-                    help="skip training: install RUN/model (a candidate trained earlier with --no-install)")
+                    help="skip training: install RUN/model, or a model dir (a candidate trained earlier with "
+                    "--no-install, or recalibrated / fused from one)")
     ap.add_argument("--name", default=None, help="model name written into the card (e.g. default-npr128-v3)")
     ap.add_argument("--selection", type=Path, default=None,
                     help="selection.json (python -m benchmarks.transfer --select) recorded in the card")
@@ -365,7 +369,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     from detectors.train import TrainOptions, train
 
     if args.install_run:
-        return _install(args, args.install_run / "model", _run_command(args.install_run))
+        model_dir = args.install_run if (args.install_run / "model.json").is_file() else args.install_run / "model"
+        return _install(args, model_dir, _run_command(model_dir))
     recipe = get_recipe(args.recipe)
     dirs = [Path(d) for d in args.data] or discover(args.data_root or default_data_root())
     if not dirs:
@@ -397,9 +402,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     return _install(args, model_dir, command)
 
 
-def _run_command(run: Path) -> str:
-    """The command that trained a run (recorded in its model.json by this module)."""
-    card = json.loads((run / "model" / "model.json").read_text(encoding="utf-8"))
+def _run_command(model_dir: Path) -> str:
+    """The command that trained a model (recorded in its model.json by this module or ``detector train``)."""
+    card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     return card.get("training", {}).get("command", "")
 
 

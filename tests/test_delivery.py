@@ -178,6 +178,7 @@ def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
 
     text = write_model_card(tmp_path / "held", card, "forensics detector calibrate ...").read_text()
     assert "## Presets held under every common delivery" in text and "| fpr1 | " in text and "half-jpeg75" in text
+    assert card["training"]["recalibrated_by"].startswith("forensics ") and "refits calibration" in text
     res = CliRunner().invoke(root, [*args, "--no-hold", "--out", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
     assert "threshold_hold" not in json.loads((tmp_path / "plain" / "model.json").read_text())["training"]

@@ -369,6 +369,9 @@ def comparison_table(root: Path, split: str = "crossval", link: str = "") -> str
 #: a candidate is eligible when no real variant of the validation shortcuts protocol is flagged more often than this
 #: under ``fpr1`` (the goal is 2 %; ~200 validation reals put one image at 0.5 %, so the rule allows that noise)
 MAX_VAL_FLAG = 0.03
+#: worst validation median shift (raw -> JPEG q75 / q50 / 0.5x) a candidate may have to compete on AUC: the
+#: issue's goal for the shipped model
+MAX_VAL_SHIFT = 0.05
 
 
 def readme_block(root: Path) -> str:
@@ -432,6 +435,9 @@ def write_index(root: Path) -> Path:
 #: validation set holds no swaps, so what blending adds is not measurable there; what it costs the artifact
 #: side is, and it must be within noise (declared before any fused candidate was scored)
 FUSE_MAX_AUC_LOSS = 0.01
+#: ... and how much worst validation median shift it may add (declared with the shift clause, before any fused
+#: candidate was scored)
+FUSE_MAX_SHIFT_GAIN = 0.02
 
 
 def _fused_upgrade(best: dict[str, Any], fused: list[dict[str, Any]], band: float | None) -> dict[str, Any]:
@@ -443,6 +449,7 @@ def _fused_upgrade(best: dict[str, Any], fused: list[dict[str, Any]], band: floa
             continue
         tol = band if band is not None else flag_tie_band(best["worst_val_real_flag_fpr1"], best["n_val_reals"])
         f["eligible"] = (f["worst_val_real_flag_fpr1"] <= best["worst_val_real_flag_fpr1"] + tol
+                         and f["max_val_median_shift"] <= best["max_val_median_shift"] + FUSE_MAX_SHIFT_GAIN
                          and f["mean_val_matched_auc"] >= best["mean_val_matched_auc"] - FUSE_MAX_AUC_LOSS)
         if f["eligible"]:
             ok.append(f)
@@ -466,7 +473,16 @@ def select(root: Path) -> dict[str, Any]:
     validation pairs (JPEG q75, q50, 0.5x); if none is that quiet, the lowest worst flag rate, where candidates
     within one standard error of the quietest (:func:`flag_tie_band`: at 200 validation reals a 5 % and a 5.5 %
     flag rate are the same measurement) count as tied and the tie goes to the highest mean matched AUC.
-    The tie rule was declared before candidates F / G (session 7) were scored."""
+    The tie rule was declared before candidates F / G (session 7) were scored.
+
+    Amended in session 7, *after* the held-preset candidates were scored (disclosed in the README and the card):
+    a quiet candidate must also keep its worst validation median shift within :data:`MAX_VAL_SHIFT` (the issue's
+    goal); when no quiet candidate does, the quiet one with the smallest shift ships. Why: presets held under every
+    common delivery (:func:`detectors.calibration.hold_presets`) are fitted on the same validation reals the flag
+    rates are counted on, so the flag filter stopped measuring drift (every held candidate passed it, and the rule
+    as first declared would have shipped C-held, whose validation reals move by 0.39 in median P(fake) after JPEG
+    q50 and would be flagged in bulk under the ``balanced`` policy ``scan`` uses by default). The median shift is
+    the threshold-free measure of the same drift."""
     rows = []
     for f in sorted(root.glob("*/results.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
@@ -481,9 +497,10 @@ def select(root: Path) -> dict[str, Any]:
             "n_families": len(r["model"].get("families", [])),
             "worst_val_real_flag_fpr1": worst, "max_val_median_shift": max(
                 abs(v["median_shift"]) for v in sc["real_variants"]),
-            "mean_val_matched_auc": float(np.mean(matched)), "eligible": worst <= MAX_VAL_FLAG,
+            "mean_val_matched_auc": float(np.mean(matched)), "quiet": worst <= MAX_VAL_FLAG,
             "members": r["model"].get("members", []),
         })
+        rows[-1]["eligible"] = rows[-1]["quiet"] and rows[-1]["max_val_median_shift"] <= MAX_VAL_SHIFT
     if not rows:
         raise DataError(f"{root}: no --split val results to select from")
     fused = [r for r in rows if r["members"]]
@@ -496,9 +513,12 @@ def select(root: Path) -> dict[str, Any]:
         r["eligible"] = r["eligible"] and r["full_coverage"]
     covered = [r for r in rows if r["full_coverage"]]
     eligible = [r for r in covered if r["eligible"]]
+    quiet = [r for r in covered if r["quiet"]]
     band = None
     if eligible:
         best = max(eligible, key=lambda r: r["mean_val_matched_auc"])
+    elif quiet:
+        best = min(quiet, key=lambda r: r["max_val_median_shift"])
     else:
         quietest = min(covered, key=lambda r: r["worst_val_real_flag_fpr1"])
         band = flag_tie_band(quietest["worst_val_real_flag_fpr1"], quietest["n_val_reals"])
@@ -510,13 +530,16 @@ def select(root: Path) -> dict[str, Any]:
     return {
         "split": "val: the 10 % of each shared training folder hashed into val at import (never trained on)",
         "rule": f"every fake family of the widest candidate seen in training; worst validation real flag rate "
-                f"under fpr1 <= {MAX_VAL_FLAG:.0%}, then the highest mean delivery-matched validation AUC (StyleGAN2 "
-                "vs FFHQ at JPEG q75, q50, 0.5x); when no candidate is that quiet, the lowest worst flag rate, "
-                "ties (within one standard error of the quietest) broken by the mean matched AUC",
+                f"under fpr1 <= {MAX_VAL_FLAG:.0%} and worst validation median shift <= {MAX_VAL_SHIFT}, then the "
+                "highest mean delivery-matched validation AUC (StyleGAN2 vs FFHQ at JPEG q75, q50, 0.5x); when no "
+                "quiet candidate keeps that shift, the quiet one with the smallest shift; when none is quiet, the "
+                "lowest worst flag rate, ties (within one standard error of the quietest) broken by the mean "
+                "matched AUC (the shift clause was added after held presets made the flag rate in-sample)",
         "tie_band": band,
         "fusion_rule": f"a fused model (the selected one + members that look for other manipulations, e.g. "
                        f"blending) replaces it when, on validation, its worst real flag rate is within one standard "
-                       f"error of the selected one's and its mean matched AUC at most {FUSE_MAX_AUC_LOSS} lower",
+                       f"error of the selected one's, its worst median shift at most {FUSE_MAX_SHIFT_GAIN} higher "
+                       f"and its mean matched AUC at most {FUSE_MAX_AUC_LOSS} lower",
         **({"selected_base": base["label"]} if best is not base else {}),
         "candidates": rows + fused,
         "selected": best["label"],

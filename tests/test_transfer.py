@@ -56,10 +56,10 @@ def test_variants_are_what_their_names_say(tmp_path):
 
 def _result(
     root: Path, label: str, split: str, worst: float, aucs: tuple[float, float, float], families=("a", "b"),
-    members: tuple[str, ...] = (),
+    members: tuple[str, ...] = (), shift: float = 0.0,
 ) -> None:
-    variants = [{"variant": v, "n": 200, "n_unscored": 0, "median_p": 0.1, "median_shift": 0.0,
-                 "flagged": {"fpr1": f, "fpr01": 0.0}} for v, f in (("raw", 0.0), ("jpeg75", worst))]
+    variants = [{"variant": v, "n": 200, "n_unscored": 0, "median_p": 0.1, "median_shift": d,
+                 "flagged": {"fpr1": f, "fpr01": 0.0}} for v, f, d in (("raw", 0.0, 0.0), ("jpeg75", worst, shift))]
     pairs = [{"name": f"stylegan2 vs ffhq, both {v}", "n_real": 200, "n_fake": 200, "auc": a, "auc_ci": [a, a],
               "n_boot": 1000, "reals_flagged_fpr1": 0.0, "tpr_fpr1": 0.5, "precision_fpr1": {}}
              for v, a in zip(("jpeg75", "jpeg50", "down0.5", "raw"), (*aucs, 0.999))]
@@ -95,6 +95,18 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
     assert T.flag_tie_band(0.0, 200) > 0
 
 
+def test_quiet_candidates_must_also_hold_still_under_delivery(tmp_path):
+    """Held presets make every candidate quiet on validation; the median shift still tells drift apart."""
+    _result(tmp_path, "drifty", "val", worst=0.02, aucs=(0.95, 0.95, 0.95), shift=0.39)
+    _result(tmp_path, "steady", "val", worst=0.02, aucs=(0.85, 0.85, 0.85), shift=0.09)
+    _result(tmp_path, "steadier-but-loud", "val", worst=0.08, aucs=(0.9, 0.9, 0.9), shift=0.01)
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "steady" and not any(c["eligible"] for c in sel["candidates"])
+    _result(tmp_path, "on-goal", "val", worst=0.03, aucs=(0.80, 0.80, 0.80), shift=0.05)
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "on-goal" and [c["label"] for c in sel["candidates"] if c["eligible"]] == ["on-goal"]
+
+
 def test_a_fused_model_replaces_its_member_only_when_it_costs_nothing_on_validation(tmp_path):
     _result(tmp_path, "art", "val", worst=0.02, aucs=(0.90, 0.90, 0.90))
     _result(tmp_path, "art2", "val", worst=0.025, aucs=(0.85, 0.85, 0.85))
@@ -109,6 +121,8 @@ def test_a_fused_model_replaces_its_member_only_when_it_costs_nothing_on_validat
         "fused-other": False, "fused-loud": False, "fused-ok": True}
     _result(tmp_path, "fused-blunt", "val", worst=0.02, aucs=(0.88, 0.88, 0.88), members=("art", "bl"))
     assert T.select(tmp_path)["selected"] == "fused-ok"  # 0.02 below its member: more than FUSE_MAX_AUC_LOSS
+    _result(tmp_path, "fused-drifty", "val", worst=0.02, aucs=(0.95, 0.95, 0.95), members=("art", "bl"), shift=0.03)
+    assert T.select(tmp_path)["selected"] == "fused-ok"  # best AUC, but 0.03 more drift than its member
     with pytest.raises(DataError, match="no --split val"):
         T.select(tmp_path / "test-only")
 

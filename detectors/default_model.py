@@ -225,10 +225,11 @@ def _selection_lines(sel: dict) -> list[str]:
         return []
     lines = ["", "## Selection", "", f"Selected **{sel['selected']}** on {sel['split']}.", f"Rule: {sel['rule']}.", "",
              "| candidate | weights | fake families trained on | worst val real flag rate (fpr1) "
-             "| max val median shift | mean val matched AUC | eligible |", "|---|---|---|---|---|---|---|"]
+             "| max val median shift | mean val matched AUC | quiet | eligible |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {c['label']} | `{c['sha256'][:12]}` | {c.get('n_families', '?')} | "
               f"{100 * c['worst_val_real_flag_fpr1']:.1f} % | {c['max_val_median_shift']:.3f} | "
-              f"{c['mean_val_matched_auc']:.3f} | {c['eligible']} |" for c in sel["candidates"]]
+              f"{c['mean_val_matched_auc']:.3f} | {c.get('quiet', '-')} | {c['eligible']} |"
+              for c in sel["candidates"]]
     if sel.get("tie_band") is not None:
         tied = [c["label"] for c in sel["candidates"] if c.get("tied_with_quietest")]
         lines += ["", f"No candidate met the flag-rate bar; tied with the quietest (within "
@@ -309,7 +310,7 @@ def _lineage_lines(chain: list[dict]) -> list[str]:
 def _init_line(origin: dict | None) -> list[str]:
     if not origin:
         return []
-    return [f"- fine-tuned from: `{origin['model']}` ({origin.get('name') or '?'}, weights sha256 "
+    return [f"- fine-tuned from: `{portable(origin['model'])}` ({origin.get('name') or '?'}, weights sha256 "
             f"`{origin['sha256'][:16]}`)"]
 
 

@@ -230,6 +230,11 @@ def _selection_lines(sel: dict) -> list[str]:
               f"{100 * c['worst_val_real_flag_fpr1']:.1f} % | {c['max_val_median_shift']:.3f} | "
               f"{c['mean_val_matched_auc']:.3f} | {c.get('quiet', '-')} | {c['eligible']} |"
               for c in sel["candidates"]]
+    fused = [c for c in sel["candidates"] if c.get("members")]
+    if fused:
+        lines += ["", f"Fused candidates ({sel.get('fusion_rule', '')}): "
+                  + ", ".join(f"{c['label']} {'replaces' if c['eligible'] else 'does not replace'} it"
+                              for c in fused) + "."]
     if sel.get("tie_band") is not None:
         tied = [c["label"] for c in sel["candidates"] if c.get("tied_with_quietest")]
         lines += ["", f"No candidate met the flag-rate bar; tied with the quietest (within "

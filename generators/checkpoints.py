@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from forensics.errors import ModelFileError, UnknownNameError, UsageError
-from forensics.runs import optimizer_state_dict, optimizer_to_tensors
+from forensics.runs import optimizer_state_dict, optimizer_to_tensors, save_tensors
 from generators.base import GenConfig, GeneratorFamily
 from generators.registry import GENERATORS
 
@@ -87,7 +87,7 @@ def save_checkpoint(
     ck = run_dir / "checkpoints" / f"step-{step:06d}"
     tmp = ck.with_name(ck.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file(module_tensors(family), tmp / "modules.safetensors", metadata={"format": "pt", "step": str(step)})
+    save_tensors(tmp / "modules.safetensors", module_tensors(family), {"format": "pt", "step": str(step)})
     opt_tensors: dict[str, torch.Tensor] = {}
     opt_side: dict[str, Any] = {}
     for name, opt in family.optimizers().items():
@@ -98,7 +98,7 @@ def save_checkpoint(
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             opt_tensors[f"rng.cuda.{i}"] = st
-    save_file(opt_tensors, tmp / "optim.safetensors", metadata={"format": "pt"})
+    save_tensors(tmp / "optim.safetensors", opt_tensors, {"format": "pt"})
     np_state = np.random.get_state()
     py_state = random.getstate()
     state = {
@@ -262,7 +262,7 @@ def export_reference(run_dir: str | os.PathLike[str], name: str | None = None, e
     name = name or opts["family"]
     d = ASSETS / name
     d.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, d / "model.safetensors", metadata={"format": "pt", "family": opts["family"]})
+    save_tensors(d / "model.safetensors", tensors, {"format": "pt", "family": opts["family"]})
     card = {
         "family": opts["family"],
         "tags": opts.get("tags", {}),

@@ -136,6 +136,20 @@ def test_worker_pool_replaces_an_abandoned_worker() -> None:
     assert stuck.result(timeout=10) is True
 
 
+def test_worker_pool_shutdown_lets_running_workers_finish() -> None:
+    """A worker still inside a task at shutdown is waited for (bounded): a daemon thread returning from OpenCV /
+    torch code while the interpreter finalises aborted about one scan in four under load (exit -6)."""
+    from forensics.scanning.chunks import WorkerPool
+
+    done: list[int] = []
+    pool = WorkerPool(2, name="finishtest")
+    pool.submit(lambda: (time.sleep(0.3), done.append(1)))
+    time.sleep(0.05)
+    pool.shutdown()
+    assert done == [1]
+    assert not [t for t in threading.enumerate() if t.name.startswith("finishtest_")]
+
+
 def test_stuck_decodes_time_out_and_the_scan_moves_on(
     tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -443,11 +443,11 @@ FUSE_MAX_SHIFT_GAIN = 0.02
 def _fused_upgrade(best: dict[str, Any], fused: list[dict[str, Any]], band: float | None) -> dict[str, Any]:
     """The fused candidate built on ``best`` that costs nothing measurable on validation, else ``best``."""
     ok = []
+    tol = band if band is not None else flag_tie_band(best["worst_val_real_flag_fpr1"], best["n_val_reals"])
     for f in fused:
         if best["sha256"] not in f["members"]:
             f["eligible"] = False
             continue
-        tol = band if band is not None else flag_tie_band(best["worst_val_real_flag_fpr1"], best["n_val_reals"])
         f["eligible"] = (f["worst_val_real_flag_fpr1"] <= best["worst_val_real_flag_fpr1"] + tol
                          and f["max_val_median_shift"] <= best["max_val_median_shift"] + FUSE_MAX_SHIFT_GAIN
                          and f["mean_val_matched_auc"] >= best["mean_val_matched_auc"] - FUSE_MAX_AUC_LOSS)

@@ -48,19 +48,22 @@ class NPRConfig(DetectorConfig):
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` BT.601 luma of ``(N, 3, H, W)`` colour (any affine per-image scale: the weights sum to 1)."""
+    return (x * LUMA.to(x.device, x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
 def half_chroma(x: torch.Tensor) -> torch.Tensor:
     """``x`` with its colour-difference planes at half resolution (luma untouched): 4:2:0 for every input.
 
     Linear in ``x``, so it commutes with the per-channel ``(x - 0.5) / 0.5`` normalisation the model uses."""
-    w = LUMA.to(x.device, x.dtype).view(1, 3, 1, 1)
-    y = (x * w).sum(1, keepdim=True)
-    diff = x - y
-    smooth = F.interpolate(F.avg_pool2d(diff, 2, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
+    y = luma(x)
+    smooth = F.interpolate(F.avg_pool2d(x - y, 2, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
                            align_corners=False)
     out = y + smooth
     # the three colour differences are not independent (their luma-weighted sum is zero): restore that exactly,
     # so the output's luma is the input's
-    return out - (out * w).sum(1, keepdim=True) + y
+    return out - luma(out) + y
 
 
 def npr_residual(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -94,7 +97,7 @@ class NPRDetector(Detector):
             x = half_chroma(x)
         src = x
         if self.cfg.residual == "luma":
-            src = (x * LUMA.to(x.device, x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True).expand(-1, 3, -1, -1)
+            src = luma(x).expand(-1, 3, -1, -1)
         r = npr_residual(src, self.cfg.factor) * self.cfg.residual_gain
         if self.cfg.with_rgb:
             r = torch.cat([r, x], dim=1)

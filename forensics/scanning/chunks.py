@@ -77,14 +77,17 @@ class WorkerPool:
         self._abandoned_futures: set[Future] = set()
         self._threads: list[threading.Thread] = []
         self._running: dict[threading.Thread, Future] = {}
-        self.started = 0
         self.abandoned = 0
         for _ in range(workers):
             self._spawn()
 
+    @property
+    def started(self) -> int:
+        """Worker threads started so far (the first ``workers`` plus one per abandoned task)."""
+        return len(self._threads)
+
     def _spawn(self) -> None:
-        self.started += 1
-        t = threading.Thread(target=self._work, name=f"{self._name}_{self.started}", daemon=True)
+        t = threading.Thread(target=self._work, name=f"{self._name}_{self.started + 1}", daemon=True)
         self._threads.append(t)
         t.start()
 

@@ -227,7 +227,9 @@ def _hashable(items: list[Item]) -> tuple[list[Item], list[str]]:
     return ok, errors
 
 
-def detector_input(item: Item, img: np.ndarray, size: int, margin: float, match_res: int = 0) -> np.ndarray:
+def detector_input(
+    item: Item, img: np.ndarray, size: int, margin: float, match_res: int = 0, crop: str = "align"
+) -> np.ndarray:
     """The face a detector is scored on, made by :func:`detectors.data.face_view` like training and ``scan`` make
     it: a ``--store source`` row (uncropped region + landmarks) is aligned at ``size``; an already-aligned row is
     resized. With ``match_res`` > 0 a real is first shrunk to that native size and brought back (resolution
@@ -238,16 +240,16 @@ def detector_input(item: Item, img: np.ndarray, size: int, margin: float, match_
     ditem = item_from_row(item.path, item.row, item.dataset)
     if match_res and item.y == 0:
         img = match_resolution(img, ditem.native, match_res)
-    return face_view(img, ditem, size, margin)
+    return face_view(img, ditem, size, margin, crop=crop)
 
 
 def _prepare(
-    item: Item, pert: Perturbation, size: int, margin: float, match_res: int
+    item: Item, pert: Perturbation, pp: Any, match_res: int
 ) -> tuple[str, np.ndarray | None, str]:
     """Load, crop, perturb. The perturbation goes on the crop, so a grid means the same on source-stored and
     aligned datasets (and the committed robustness curves of aligned sets stay comparable)."""
     try:
-        return item.key, pert(detector_input(item, load_face(item.path), size, margin, match_res)), ""
+        return item.key, pert(detector_input(item, load_face(item.path), pp.size, pp.margin, match_res, pp.crop)), ""
     except (ForensicsError, OSError, ValueError) as exc:  # one bad item never stops a batch
         return item.key, None, f"{item.path}: {exc}"
 
@@ -269,7 +271,7 @@ def score_images(state: RunState, cell: Cell, pool: ThreadPoolExecutor) -> CellS
     todo = [it for it in items if it.key not in cached]
     bs = state.cfg.batch_size
     for batch in _progress(_batches(todo, bs), (len(todo) + bs - 1) // bs, cell.id, state.opts.progress and bool(todo)):
-        prepared = list(pool.map(lambda it: _prepare(it, pert, pp.size, pp.margin, cell.match_res), batch))
+        prepared = list(pool.map(lambda it: _prepare(it, pert, pp, cell.match_res), batch))
         good = [(k, img) for k, img, err in prepared if img is not None]
         errors += [err for _, img, err in prepared if img is None]
         if not good:
@@ -394,7 +396,9 @@ def measure(state: RunState) -> dict[str, dict[str, Any]]:
                 break
             try:
                 pp = model.preprocess
-                img = detector_input(it, load_face(it.path), pp.size, pp.margin) if cell.level == "image" else None
+                img = None
+                if cell.level == "image":
+                    img = detector_input(it, load_face(it.path), pp.size, pp.margin, crop=pp.crop)
                 if img is None:
                     crop = _face_cropper(model, getattr(state.cfg.options, "faces", ""), state.device)
                     img = next(iter(_frames(it, 1, 1, crop)), None)

@@ -35,7 +35,9 @@ class PreprocessSpec:
     """How a face must be cropped and normalised before ``forward``.
 
     ``crop``: ``align`` = 5-point similarity alignment (``forensics.faces.align_face(..., size, margin)``);
-    ``center`` = centre crop of the face box. ``margin`` is the fraction of context added around the face.
+    ``center`` = centre crop of the face box; ``native`` = the alignment's region cut upright at whole pixels and
+    never enlarged (``forensics.faces.native_crop``: no warp smooths the pixel-grid traces). ``margin`` is the
+    fraction of context added around the face.
     """
 
     size: int = 64

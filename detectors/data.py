@@ -220,13 +220,15 @@ def face_view(
     rng: np.random.Generator | None = None,
     delivery: Any = None,
     history: Any = None,
+    crop: str = "align",
 ) -> np.ndarray:
     """The face crop a detector sees of one item, made the way ``forensics scan`` makes it.
 
     ``source`` items first get a delivery history (when ``delivery`` and ``rng`` are given: see
-    :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the 5-point alignment (or, with no
-    face found at import, the centre crop) at ``size``; ``history`` (a :class:`forensics.degrade.Chain`) is one
-    fixed history instead of a drawn one. ``aligned`` items are already crops: resized to ``size``."""
+    :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the face crop at ``size`` as the
+    model's ``crop`` policy cuts it (with no face found at import, the centre crop); ``history`` (a
+    :class:`forensics.degrade.Chain`) is one fixed history instead of a drawn one. ``aligned`` items are already
+    crops: resized to ``size``."""
     from forensics.degrade import resize_to
 
     if item.store != "source":
@@ -240,11 +242,12 @@ def face_view(
     elif delivery is not None and rng is not None:
         img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
     faces = [] if lm is None else [Face.from_landmarks(lm)]
-    return crop_faces(img, faces, CropSpec(size, "align", margin))[0].pixels
+    return crop_faces(img, faces, CropSpec(size, crop, margin))[0].pixels
 
 
 def eval_array(
-    cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0, history: Any = None
+    cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0, history: Any = None,
+    crop: str = "align",
 ) -> np.ndarray:
     """Every item's face view at ``size``: without ``delivery`` the deterministic, augmentation-free view used for
     eval; with it, each item gets its own fixed history (seeded by ``seed`` and its position), which is how
@@ -253,5 +256,5 @@ def eval_array(
     out = np.empty((len(cache), size, size, 3), np.uint8)
     for i in range(len(cache)):
         rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
-        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery, history)
+        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery, history, crop)
     return out

@@ -61,7 +61,8 @@ def score_items(
         for i in range(start, min(start + batch, len(items))):
             try:
                 rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
-                faces.append(face_view(cache.image(i), items[i], spec.size, spec.margin, rng, delivery, history))
+                img = cache.image(i)
+                faces.append(face_view(img, items[i], spec.size, spec.margin, rng, delivery, history, spec.crop))
                 idx.append(i)
             except DataError as exc:
                 failures.append(str(exc))

@@ -70,7 +70,7 @@ def member_real_logits(det: Any, reals: list, delivery: Any, seed: int) -> np.nd
     from detectors.data import ByteCache, eval_array
 
     spec = det.preprocess
-    arr = eval_array(ByteCache(reals), spec.size, spec.margin, delivery=delivery, seed=seed)
+    arr = eval_array(ByteCache(reals), spec.size, spec.margin, delivery=delivery, seed=seed, crop=spec.crop)
     with torch.inference_mode():
         return torch.cat([det.member_logits(spec.to_tensor(arr[i : i + 256], "cpu"))
                           for i in range(0, len(arr), 256)]).double().numpy()

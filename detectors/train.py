@@ -124,11 +124,12 @@ class _AugDataset:
         fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
         margin: float = 0.3,
         delivery: Any = None,
+        crop: str = "align",
     ) -> None:
         self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
         self.seed, self.epoch = seed, epoch
         self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
-        self.margin, self.delivery = margin, delivery
+        self.margin, self.delivery, self.crop = margin, delivery, crop
 
     def __len__(self) -> int:
         return len(self.order)
@@ -138,7 +139,8 @@ class _AugDataset:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         item = self.cache.items[j]
         view = training_view(
-            self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery
+            self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery,
+            self.crop,
         )
         return view, item.y
 
@@ -152,17 +154,23 @@ def training_view(
     fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
     margin: float = 0.3,
     delivery: Any = None,
+    crop: str = "align",
 ) -> np.ndarray:
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
     ``fake_sizes`` is given), a delivery history and the face crop (``source`` items, see
     :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes."""
-    from detectors.augment import augment, match_resolution
+    from detectors.augment import augment, match_resolution, shrink_to_fake_size
     from detectors.data import face_view
 
     if fake_sizes is not None and item.y == 0:
-        img = match_resolution(img, item.native, int(rng.choice(fake_sizes[0], p=fake_sizes[1])))
+        side = int(rng.choice(fake_sizes[0], p=fake_sizes[1]))
+        if crop == "native" and item.store == "source":
+            img, lm = shrink_to_fake_size(img, item.landmarks, item.native, side)
+            item = dataclasses.replace(item, landmarks=lm)
+        else:
+            img = match_resolution(img, item.native, side)
     if item.store == "source":
-        img = face_view(img, item, size, margin, rng, delivery)
+        img = face_view(img, item, size, margin, rng, delivery, crop=crop)
     return augment(img, size, rng, aug_cfg)
 
 
@@ -294,8 +302,8 @@ def train(opts: TrainOptions) -> Path:
     cache = ByteCache(train_items)
     val_cache = ByteCache(val_items)
     delivery = DeliveryConfig.preset(opts.delivery)
-    margin = det.cfg.margin
-    val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed)
+    margin, crop = det.cfg.margin, det.cfg.crop
+    val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop)
     val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
     weights = balanced_weights(train_items)
     aug_cfg = AugmentConfig.preset(opts.augment)
@@ -346,7 +354,7 @@ def train(opts: TrainOptions) -> Path:
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
             ds = _AugDataset(
-                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery
+                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery, crop
             )
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
@@ -441,7 +449,7 @@ def train(opts: TrainOptions) -> Path:
     for k, i in enumerate(pf_idx):
         pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
         pf_x[k] = training_view(
-            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery
+            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery, crop
         )
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)
@@ -454,7 +462,7 @@ def train(opts: TrainOptions) -> Path:
         )
 
     val_s = _scores(det, val_x, device)
-    held = held_real_logits(det, val_items, res, margin, device) if delivery is not None else {}
+    held = held_real_logits(det, val_items, res, margin, device, crop) if delivery is not None else {}
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
@@ -569,7 +577,7 @@ def finalize_model(
 
 
 def held_real_logits(
-    det: Any, items: list, res: int, margin: float, device: Any
+    det: Any, items: list, res: int, margin: float, device: Any, crop: str = "align"
 ) -> dict[str, np.ndarray]:
     """Logits of the ``source``-store validation reals re-delivered each way of
     :data:`detectors.calibration.HOLD_UNDER` (empty when none is stored as a source: an aligned crop cannot be
@@ -583,7 +591,7 @@ def held_real_logits(
         return {}
     cache = ByteCache(reals)
     return {
-        name: _scores(det, eval_array(cache, res, margin, history=parse_chain(chain)), device)
+        name: _scores(det, eval_array(cache, res, margin, history=parse_chain(chain), crop=crop), device)
         for name, chain in HOLD_UNDER.items()
     }
 

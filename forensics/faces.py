@@ -333,6 +333,45 @@ def center_crop_face(image: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
+#: a native window up to this much larger than the crop is cut at ``size`` px instead (slightly tighter framing)
+#: rather than shrunk: a shrink by under ~15 % would resample the whole crop for almost no gain in context.
+NATIVE_SNAP = 1.15
+
+
+def native_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 128, margin: float = 0.3) -> np.ndarray:
+    """The ``native`` crop policy: the region :func:`align_face` would show, cut axis-aligned at whole pixels and
+    never enlarged ("crop, don't warp").
+
+    Artifact detectors read pixel-grid statistics (upsampling periodicity, JPEG block phase, demosaicing) that a
+    rotation or a sub-pixel similarity warp smooths away: the aligned view of a 128 px FFHQ thumbnail is a bilinear
+    re-sampling of it even at scale ~1. Here the window keeps the alignment's framing (side ``size / scale`` where
+    ``scale`` is the similarity a 5-point alignment would apply) but is square, unrotated and integer-placed; it is
+    resampled only when the face is larger than the crop (area filter, as a platform downscale would be) or the
+    whole image is smaller than ``size`` (cubic). A face smaller than the crop gets more context at native scale
+    instead of being magnified; a window within :data:`NATIVE_SNAP` of ``size`` is cut at ``size`` unresampled.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    m = similarity_transform(lm, canonical_landmarks(size, margin))
+    scale = math.hypot(m[0, 0], m[1, 0])
+    # the image point the aligned crop's centre comes from: invert the similarity at the crop centre
+    a = m[:, :2]
+    centre = np.linalg.solve(a, np.array([size / 2, size / 2]) - m[:, 2])
+    side = size / max(scale, 1e-6)
+    side = size if side < size * NATIVE_SNAP else side
+    side = int(round(min(side, h, w)))
+    x0 = int(round(centre[0] - side / 2))
+    y0 = int(round(centre[1] - side / 2))
+    x0, y0 = min(max(x0, 0), w - side), min(max(y0, 0), h - side)
+    crop = image[y0 : y0 + side, x0 : x0 + side]
+    if side == size:
+        return np.ascontiguousarray(crop)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
+
+
 def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
     """Square crop around a face box with ``margin`` context, resized to ``size`` (the ``center`` crop policy)."""
     import cv2
@@ -353,13 +392,14 @@ def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) 
 # --------------------------------------------------------------------------------------------------------------
 # cropping: the one place that turns an image and its faces into the crops a detector sees
 # --------------------------------------------------------------------------------------------------------------
-CROP_POLICIES = ("align", "center")
+CROP_POLICIES = ("align", "center", "native")
 
 
 @dataclass(frozen=True)
 class CropSpec:
     """How faces are cut for a detector: ``size`` px square, ``crop`` policy (``align`` = 5-point alignment,
-    ``center`` = square around the box) and ``margin`` context. A model's ``detectors.base.PreprocessSpec`` has the
+    ``center`` = square around the box, ``native`` = the alignment's region unrotated at native scale:
+    :func:`native_crop`) and ``margin`` context. A model's ``detectors.base.PreprocessSpec`` has the
     same three fields and is passed as is; callers without a model (importers, ``faces extract``, training views of
     stored landmarks) build one."""
 
@@ -394,7 +434,9 @@ def crop_faces(image: np.ndarray, faces: Sequence[Face], spec: Any, *, align_app
         return [FaceCrop(center_crop_face(image, spec.size), None, False)]
     out = []
     for face in faces:
-        if spec.crop == "align" and (align_approx or not getattr(face, "approx_landmarks", False)):
+        if spec.crop == "native":
+            out.append(FaceCrop(native_crop(image, face.landmarks, spec.size, spec.margin), face, False))
+        elif spec.crop == "align" and (align_approx or not getattr(face, "approx_landmarks", False)):
             out.append(FaceCrop(align_face(image, face.landmarks, size=spec.size, margin=spec.margin), face, True))
         else:
             out.append(FaceCrop(box_crop(image, face.box, spec.size, spec.margin), face, False))

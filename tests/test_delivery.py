@@ -20,7 +20,7 @@ from detectors.data import ByteCache, Item, eval_array, face_view, load_items
 from forensics import degrade as D
 from forensics.dataset import ManifestRow, write_manifest
 from forensics.errors import UsageError
-from forensics.faces import align_face, canonical_landmarks
+from forensics.faces import align_face, canonical_landmarks, native_crop
 from forensics.hashing import sha256_file
 from forensics.importers import NormaliseConfig, face_region, split_for
 
@@ -111,6 +111,8 @@ def test_views_of_source_items_crop_like_scan_and_val_histories_are_fixed(tmp_pa
     cache = ByteCache(items)
     plain = eval_array(cache, 64)
     assert np.array_equal(plain[0], align_face(cache.image(0), items[0].landmarks, 64, 0.3))
+    native = eval_array(cache, 64, crop="native")  # the model's crop policy reaches every view
+    assert np.array_equal(native[0], native_crop(cache.image(0), items[0].landmarks, 64, 0.3))
     cfg = DeliveryConfig(p_none=0.0, p_jpeg=1.0, jpeg_range=(40, 40))
     hist = eval_array(cache, 64, delivery=cfg, seed=1)
     assert np.array_equal(hist, eval_array(cache, 64, delivery=cfg, seed=1))

@@ -28,6 +28,7 @@ from forensics.faces import (
     extract_faces,
     get_face_detector,
     iter_media_files,
+    native_crop,
     similarity_transform,
 )
 
@@ -168,12 +169,59 @@ def test_crop_faces_honours_the_crop_spec():
     assert np.array_equal(c.pixels, align_face(img, lm, size=32, margin=0.3))
     (c,) = crop_faces(img, [face], CropSpec(32, "center", 0.3))
     assert not c.aligned and np.array_equal(c.pixels, box_crop(img, face.box, 32, 0.3))
+    for f in (face, approx):  # native needs no exact landmarks: it never rotates
+        (c,) = crop_faces(img, [f], CropSpec(32, "native", 0.3))
+        assert not c.aligned and np.array_equal(c.pixels, native_crop(img, lm, 32, 0.3))
     a, b = crop_faces(img, [approx, face], spec)
     assert not a.aligned and b.aligned and a.pixels.shape == b.pixels.shape == (32, 32, 3)
     assert crop_faces(img, [approx], spec, align_approx=True)[0].aligned
     (c,) = crop_faces(img, [], spec)
     assert c.no_face and c.face is None and np.array_equal(c.pixels, center_crop_face(img, 32))
     assert np.allclose(Face.from_landmarks(lm).box, (*lm.min(0), *lm.max(0)))
+
+
+def _rotated_landmarks(size: int, margin: float, scale: float, angle_deg: float, centre: tuple[float, float]):
+    """Landmarks of a face that a 5-point alignment would shrink by ``scale`` after undoing ``angle_deg``."""
+    lm = canonical_landmarks(size, margin) - size / 2
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    return lm @ rot.T / scale + np.asarray(centre)
+
+
+def test_native_crop_never_warps_a_face_that_fits():
+    """A face at or below the crop's scale is cut at whole pixels, unrotated and unresampled: the crop is a
+    sub-array of the image (a rotated face too), and a thumbnail framed like the template is returned as is."""
+    rng = np.random.default_rng(1)
+    thumb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(native_crop(thumb, canonical_landmarks(64, 0.3), 64, 0.3), thumb)
+
+    img = rng.integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    lm = _rotated_landmarks(64, 0.3, scale=1.6, angle_deg=25, centre=(150.0, 90.0))  # small face, tilted
+    out = native_crop(img, lm, 64, 0.3)
+    assert out.shape == (64, 64, 3)
+    windows = ((y, x) for y in range(200 - 63) for x in range(240 - 63))
+    hits = [(y, x) for y, x in windows if np.array_equal(img[y : y + 64, x : x + 64], out)]
+    assert len(hits) == 1
+    y, x = hits[0]
+    assert abs(x + 32 - 150) <= 1 and abs(y + 32 - 90) <= 1  # centred on the face
+    edge = _rotated_landmarks(64, 0.3, scale=1.0, angle_deg=0, centre=(20.0, 190.0))  # window clamped inside
+    assert native_crop(img, edge, 64, 0.3).shape == (64, 64, 3)
+
+
+def test_native_crop_frames_a_large_face_like_the_alignment_without_rotating():
+    """A face larger than the crop is area-shrunk from the window the alignment would show: on an upright face the
+    two policies agree up to resampling; on a tilted one the native crop stays upright (the alignment rotates)."""
+    yy, xx = np.mgrid[0:400, 0:400].astype(np.float64)
+    smooth = np.stack([128 + 60 * np.sin(xx / 23.0), 128 + 60 * np.cos(yy / 31.0), 128 + 0.3 * (xx - yy)], -1)
+    img = np.clip(smooth, 0, 255).astype(np.uint8)
+    upright = _rotated_landmarks(64, 0.3, scale=0.4, angle_deg=0, centre=(200.0, 210.0))
+    native, aligned = native_crop(img, upright, 64, 0.3), align_face(img, upright, 64, 0.3)
+    assert np.abs(native.astype(float) - aligned.astype(float)).mean() < 4.0
+    tilted = _rotated_landmarks(64, 0.3, scale=0.4, angle_deg=30, centre=(200.0, 210.0))
+    assert np.array_equal(native_crop(img, tilted, 64, 0.3), native)  # same centre and scale, no rotation
+    assert np.abs(align_face(img, tilted, 64, 0.3).astype(float) - aligned.astype(float)).mean() > 10.0
+    small = img[:48, :40]  # an image smaller than the crop: the largest window, enlarged
+    assert native_crop(small, _rotated_landmarks(64, 0.3, 1.0, 0, (20.0, 24.0)), 64, 0.3).shape == (64, 64, 3)
 
 
 # -- tracking --------------------------------------------------------------------------------------------------

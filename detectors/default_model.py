@@ -207,13 +207,16 @@ def _support_lines(sup: dict) -> list[str]:
 
 def _hold_lines(hold: dict) -> list[str]:
     """Each FPR preset's threshold under every common re-delivery of the val reals, and which one set it."""
+    from detectors.calibration import HOLD_MIN_SOURCE
+
     if not hold:
         return []
     names = [k for k in next(iter(hold.values())) if k not in ("held_by", "n_real")]
     lines = ["", "## Presets held under every common delivery", "",
              "Each FPR preset is the highest threshold that keeps the validation reals at its FPR under every "
-             "delivery below (`mixed`: their own drawn histories), so the promise holds for a stream of files that "
-             "all share one history.", "",
+             "delivery below (`mixed`: their own drawn histories), pooled and for each real source with at least "
+             f"{HOLD_MIN_SOURCE} validation reals on its own, so the promise holds for a stream of files that all "
+             "share one history and come from one population.", "",
              "| preset | " + " | ".join(names) + " | set by | val reals |", "|---" * (len(names) + 3) + "|"]
     lines += [f"| {p} | " + " | ".join(f"{r[n]:.4f}" for n in names) + f" | {r['held_by']} | {r['n_real']} |"
               for p, r in hold.items()]

@@ -94,7 +94,7 @@ def recorded_delivery(card: dict[str, Any]) -> Any:
 def recalibrate(model: Any, items: list, method: str, hold: bool = True, delivery: Any = None) -> Recalibration:
     """Fit calibration and threshold presets of ``model`` on held-out ``items``; source-store items get the
     validation histories drawn from ``delivery``, and with ``hold`` the FPR presets are held under every common
-    re-delivery of the reals (:data:`detectors.calibration.HOLD_UNDER`)."""
+    re-delivery of the reals (:data:`detectors.calibration.HOLD_UNDER`), for each real source on its own too."""
     from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, threshold_presets
     from forensics.degrade import parse_chain
 
@@ -105,11 +105,12 @@ def recalibrate(model: Any, items: list, method: str, hold: bool = True, deliver
     reals = [it for it in items if it.y == 0 and it.store == "source"] if hold else []
     table: dict[str, Any] = {}
     if reals:
-        held = {}
+        held, sources = {}, {}
+        groups = np.array([it.group for it in reals])
         for name, chain in HOLD_UNDER.items():
             hz, hok, _ = score_items(model, reals, history=parse_chain(chain))
-            held[name] = cal.predict_proba(hz[hok])
-        thr, table = hold_presets(thr, held)
+            held[name], sources[name] = cal.predict_proba(hz[hok]), groups[hok]
+        thr, table = hold_presets(thr, held, sources)
     return Recalibration(cal, thr, table, int((y == 0).sum()))
 
 

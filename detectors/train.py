@@ -462,7 +462,7 @@ def train(opts: TrainOptions) -> Path:
         )
 
     val_s = _scores(det, val_x, device)
-    held = held_real_logits(det, val_items, res, margin, device, crop) if delivery is not None else {}
+    held, held_sources = held_real_logits(det, val_items, res, margin, device, crop) if delivery else ({}, None)
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
@@ -472,7 +472,7 @@ def train(opts: TrainOptions) -> Path:
     }
     model_dir = finalize_model(
         run / "model", det, val_s, val_y, half_a, opts, train_src, val_src, run_info, n_train=len(train_items),
-        held=held,
+        held=held, held_sources=held_sources,
     )
     mlog.write(event="done", model=str(model_dir), **run_info)
     if distributed:
@@ -521,10 +521,12 @@ def finalize_model(
     run_info: dict[str, Any],
     n_train: int,
     held: dict[str, np.ndarray] | None = None,
+    held_sources: np.ndarray | None = None,
 ) -> Path:
     """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
     are: see :func:`detectors.calibration.preset_support`), held under every delivery of ``held`` (val reals'
-    logits re-delivered each way: :func:`held_real_logits`); metrics on half B; write the model file."""
+    logits re-delivered each way: :func:`held_real_logits`), for each source of ``held_sources`` on its own too;
+    metrics on half B; write the model file."""
     from detectors.calibration import fit_calibrator, hold_presets, preset_support, threshold_presets
     from detectors.metrics import MIN_BOOT, evaluate_scores
     from detectors.modelfile import save_model
@@ -533,7 +535,9 @@ def finalize_model(
     thresholds = threshold_presets(cal.predict_proba(val_s), val_y)
     hold_table: dict[str, Any] = {}
     if held:
-        thresholds, hold_table = hold_presets(thresholds, {k: cal.predict_proba(v) for k, v in held.items()})
+        probs = {k: cal.predict_proba(v) for k, v in held.items()}
+        sources = None if held_sources is None else dict.fromkeys(held, held_sources)
+        thresholds, hold_table = hold_presets(thresholds, probs, sources)
     metrics: dict[str, Any] = {}
     b = ~half_a
     if 0 < val_y[b].sum() < b.sum():
@@ -578,22 +582,23 @@ def finalize_model(
 
 def held_real_logits(
     det: Any, items: list, res: int, margin: float, device: Any, crop: str = "align"
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Logits of the ``source``-store validation reals re-delivered each way of
     :data:`detectors.calibration.HOLD_UNDER` (empty when none is stored as a source: an aligned crop cannot be
-    re-delivered the way a scanned file is)."""
+    re-delivered the way a scanned file is), and each real's source (its sampling group)."""
     from detectors.calibration import HOLD_UNDER
     from detectors.data import ByteCache, eval_array
     from forensics.degrade import parse_chain
 
     reals = [it for it in items if it.y == 0 and it.store == "source"]
     if not reals:
-        return {}
+        return {}, None
     cache = ByteCache(reals)
-    return {
+    held = {
         name: _scores(det, eval_array(cache, res, margin, history=parse_chain(chain), crop=crop), device)
         for name, chain in HOLD_UNDER.items()
     }
+    return held, np.array([it.group for it in reals])
 
 
 def _delivery_record(preset: str) -> dict[str, Any]:

@@ -159,6 +159,17 @@ def test_held_presets_keep_their_promise_under_every_delivery(tmp_path):
     calm, _ = hold_presets(thr, {"raw": mixed * 0.5})
     assert calm == thr  # a history quieter than the mixed one never lowers a preset
 
+    # per source: an easy large source (UTKFace-like) no longer hides a hard small one (FFHQ-like) in the pool
+    easy, hard = rng.random(1000) * 0.2, 0.3 + rng.random(200) * 0.45
+    pooled = np.r_[easy, hard]
+    src = np.array(["real_faces/utk"] * 1000 + ["real_faces/ffhq"] * 200)
+    pool_only, _ = hold_presets(thr, {"jpeg50": pooled})
+    assert (hard >= pool_only["fpr1"]).mean() > 0.02
+    each, table = hold_presets(thr, {"jpeg50": pooled}, {"jpeg50": src})
+    assert (hard >= each["fpr1"]).mean() <= 0.01 and table["fpr1"]["held_by"] == "jpeg50 (ffhq)"
+    small, _ = hold_presets(thr, {"jpeg50": pooled}, {"jpeg50": src}, min_source=500)
+    assert small == pool_only  # a source too small to place a 1 % tail is held only in the pool
+
 
 def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
     from click.testing import CliRunner

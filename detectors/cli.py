@@ -22,6 +22,12 @@ def _calibrator_names() -> list[str]:
     return calibrator_names()
 
 
+def _delivery_names() -> list[str]:
+    from detectors.augment import DELIVERY_PRESETS
+
+    return list(DELIVERY_PRESETS)
+
+
 @click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
 def detector() -> None:
     """List, train, calibrate, evaluate and explain detectors."""
@@ -89,7 +95,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
 @click.option(
     "--delivery",
-    type=click.Choice(["none", "mixed", "camera"]),
+    type=RegistryChoice(_delivery_names),
     default=None,
     help="Delivery history (JPEG 40-100, resample, blur, noise) drawn for every train / val image of both classes "
     "before the face crop; needs 'data import --store source' datasets.",

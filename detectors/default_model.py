@@ -323,6 +323,8 @@ def _init_line(origin: dict | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from detectors.augment import DELIVERY_PRESETS
+
     ap = argparse.ArgumentParser(
         prog="python -m detectors.default_model",
         description="Train, calibrate and install the shipped default detector. "
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-crossval", action="store_true", help="score crossval rows afterwards (never trained on)")
     ap.add_argument("--recipe", default="default")
     ap.add_argument("--augment", choices=["none", "flip", "light", "default", "strong"], default=None)
-    ap.add_argument("--delivery", choices=["none", "mixed", "camera"], default=None,
+    ap.add_argument("--delivery", choices=list(DELIVERY_PRESETS), default=None,
                     help="delivery histories for both classes before the face crop (needs --store source imports)")
     ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")
     ap.add_argument("--install-run", type=Path, default=None,

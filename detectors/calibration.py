@@ -243,7 +243,7 @@ HOLD_MIN_SOURCE = 100
 
 
 def _source_name(group: str) -> str:
-    return str(group).rstrip("/").rsplit("/", 1)[-1]
+    return str(group).rstrip("/").rsplit("/", 1)[-1] or str(group)
 
 
 def hold_presets(
@@ -263,22 +263,26 @@ def hold_presets(
     table: dict[str, dict[str, Any]] = {}
     for name, f in PRESET_FPR.items():
         per: dict[str, float] = {}
-        by: dict[str, str] = {}
+        by: dict[str, str | None] = {}
+        n_by: dict[str, int] = {}
         for v, p in held.items():
             if not len(p):
                 continue
-            groups = {"": p}
+            groups: dict[str | None, np.ndarray] = {None: p}  # None: the pooled reals
             if sources is not None:
                 src = np.asarray(sources[v])
                 names, counts = np.unique(src, return_counts=True)
-                groups |= {_source_name(s): p[src == s] for s, c in zip(names, counts) if c >= min_source}
+                groups |= {str(s): p[src == s] for s, c in zip(names, counts) if c >= min_source}
             at = {g: float(min(threshold_at_fpr(q, f), 1.0)) for g, q in groups.items()}
-            by[v] = max(at, key=lambda g: at[g])
-            per[v] = at[by[v]]
+            g = max(at, key=lambda k: at[k])
+            by[v], per[v], n_by[v] = g, at[g], len(groups[g])
         if not per:
             continue
         worst = max(per, key=lambda v: per[v])
-        held_by = (worst + (f" ({by[worst]})" if by[worst] else "")) if per[worst] > thresholds[name] else "mixed"
+        src_note = "" if by[worst] is None else f" ({_source_name(by[worst])})"
+        held_by = worst + src_note if per[worst] > thresholds[name] else "mixed"
+        # n_real: the reals the binding threshold rests on (one source's own count when a source set it)
+        n_bind = n_by[worst] if held_by != "mixed" else int(len(held[worst]))
         out[name] = max(thresholds[name], per[worst])
-        table[name] = {"mixed": thresholds[name], **per, "held_by": held_by, "n_real": int(len(held[worst]))}
+        table[name] = {"mixed": thresholds[name], **per, "held_by": held_by, "n_real": int(n_bind)}
     return out, table

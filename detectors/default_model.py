@@ -174,6 +174,9 @@ INTENDED_USE = [
     "flag rates above show what that does to false positives.",
     "- Trained mostly on 64 px generators of this project plus one 128 px StyleGAN2 set: expect lower accuracy on "
     "full-resolution and diffusion generators, and on video frames.",
+    "- Halved images are the weakest delivery (the matched pair after a 0.5x downscale of both classes in the "
+    "shortcuts table); faces larger than the crop are shrunk to it, never scored at native scale in tiles (no "
+    "training fake is larger than 128 px).",
     "",
     "## Dataset licences",
     "",
@@ -207,7 +210,7 @@ def _support_lines(sup: dict) -> list[str]:
 
 def _hold_lines(hold: dict) -> list[str]:
     """Each FPR preset's threshold under every common re-delivery of the val reals, and which one set it."""
-    from detectors.calibration import HOLD_MIN_SOURCE
+    from detectors.calibration import HOLD_MIN_SOURCE, MIN_TAIL, PRESET_FPR
 
     if not hold:
         return []
@@ -216,10 +219,15 @@ def _hold_lines(hold: dict) -> list[str]:
              "Each FPR preset is the highest threshold that keeps the validation reals at its FPR under every "
              "delivery below (`mixed`: their own drawn histories), pooled and for each real source with at least "
              f"{HOLD_MIN_SOURCE} validation reals on its own, so the promise holds for a stream of files that all "
-             "share one history and come from one population.", "",
-             "| preset | " + " | ".join(names) + " | set by | val reals |", "|---" * (len(names) + 3) + "|"]
-    lines += [f"| {p} | " + " | ".join(f"{r[n]:.4f}" for n in names) + f" | {r['held_by']} | {r['n_real']} |"
-              for p, r in hold.items()]
+             "share one history and come from one population. `rests on`: the validation reals behind the "
+             f"threshold that set the preset (one source's own when a source set it) and how many lie above it; "
+             f"under {MIN_TAIL} above, the preset is a guess from too thin a tail.", "",
+             "| preset | " + " | ".join(names) + " | set by | rests on (above) |", "|---" * (len(names) + 3) + "|"]
+    for p, r in hold.items():
+        above = r["n_real"] * PRESET_FPR.get(p, 0.0)
+        flag = "" if above >= MIN_TAIL else " **thin**"
+        lines.append(f"| {p} | " + " | ".join(f"{r[n]:.4f}" for n in names)
+                     + f" | {r['held_by']} | {r['n_real']} ({above:.1f}){flag} |")
     return lines
 
 

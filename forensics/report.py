@@ -151,6 +151,7 @@ class ReportBuilder:
             "thresholds": dict(getattr(self.model, "thresholds", {}) or {}),
             "model_name": getattr(self.model, "name", ""),
             "model_sha256": getattr(self.model, "sha256", ""),
+            "unaligned_crop": _unaligned_crop_label(self.model),
             "card_rows": _card_rows(card),
         }
 
@@ -193,6 +194,12 @@ class ReportBuilder:
 def _evidence_view(rec: dict[str, Any]) -> dict[str, Any]:
     details = {k: v for k, v in (rec.get("details") or {}).items() if k not in ("radial_profile", "tables")}
     return {**rec, "short_details": details}
+
+
+def _unaligned_crop_label(model: Any) -> str:
+    """How a face that was not aligned was cut: the model's ``native`` policy (upright at whole pixels) or a box."""
+    policy = getattr(getattr(model, "preprocess", None), "crop", "")
+    return "native crop" if policy == "native" else "box crop"
 
 
 def _card_rows(card: dict[str, Any]) -> list[tuple[str, Any, bool]]:

@@ -155,6 +155,15 @@ def test_match_res_shrinks_reals_only(tmp_path):
     fake, _ = _source_item(tmp_path, "fake", native=64)
     assert not np.array_equal(detector_input(real, img, 32, 0.3, match_res=24), detector_input(real, img, 32, 0.3))
     assert np.array_equal(detector_input(fake, img, 32, 0.3, match_res=24), detector_input(fake, img, 32, 0.3))
+    # a native-crop model: the real stays at the matched size (landmarks follow) and is cut as training cuts it
+    from detectors.augment import shrink_to_fake_size
+    from detectors.data import item_from_row
+    from forensics.faces import native_crop
+
+    ditem = item_from_row(real.path, real.row, real.dataset)
+    small, lm = shrink_to_fake_size(img, ditem.landmarks, ditem.native, 24)
+    out = detector_input(real, img, 32, 0.3, match_res=24, crop="native")
+    assert small.shape[0] < img.shape[0] and np.array_equal(out, native_crop(small, lm, 32, 0.3))
 
 
 def test_pooled_sets_by_family_with_matched_reals(tmp_path):

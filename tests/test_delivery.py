@@ -167,6 +167,7 @@ def test_held_presets_keep_their_promise_under_every_delivery(tmp_path):
     assert (hard >= pool_only["fpr1"]).mean() > 0.02
     each, table = hold_presets(thr, {"jpeg50": pooled}, {"jpeg50": src})
     assert (hard >= each["fpr1"]).mean() <= 0.01 and table["fpr1"]["held_by"] == "jpeg50 (ffhq)"
+    assert table["fpr1"]["n_real"] == 200  # the binding source's own reals, not the pool's 1200
     small, _ = hold_presets(thr, {"jpeg50": pooled}, {"jpeg50": src}, min_source=500)
     assert small == pool_only  # a source too small to place a 1 % tail is held only in the pool
 

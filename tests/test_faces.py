@@ -205,7 +205,7 @@ def test_native_crop_never_warps_a_face_that_fits():
     y, x = hits[0]
     assert abs(x + 32 - 150) <= 1 and abs(y + 32 - 90) <= 1  # centred on the face
     edge = _rotated_landmarks(64, 0.3, scale=1.0, angle_deg=0, centre=(20.0, 190.0))  # window clamped inside
-    assert native_crop(img, edge, 64, 0.3).shape == (64, 64, 3)
+    assert np.array_equal(native_crop(img, edge, 64, 0.3), img[136:200, 0:64])
 
 
 def test_native_crop_frames_a_large_face_like_the_alignment_without_rotating():
@@ -220,8 +220,9 @@ def test_native_crop_frames_a_large_face_like_the_alignment_without_rotating():
     tilted = _rotated_landmarks(64, 0.3, scale=0.4, angle_deg=30, centre=(200.0, 210.0))
     assert np.array_equal(native_crop(img, tilted, 64, 0.3), native)  # same centre and scale, no rotation
     assert np.abs(align_face(img, tilted, 64, 0.3).astype(float) - aligned.astype(float)).mean() > 10.0
-    small = img[:48, :40]  # an image smaller than the crop: the largest window, enlarged
-    assert native_crop(small, _rotated_landmarks(64, 0.3, 1.0, 0, (20.0, 24.0)), 64, 0.3).shape == (64, 64, 3)
+    small = img[:48, :40]  # an image smaller than the crop: its largest centred-on-face window, enlarged
+    out = native_crop(small, _rotated_landmarks(64, 0.3, 1.0, 0, (20.0, 24.0)), 64, 0.3)
+    assert np.array_equal(out, cv2.resize(small[4:44, 0:40], (64, 64), interpolation=cv2.INTER_CUBIC))
 
 
 # -- tracking --------------------------------------------------------------------------------------------------

@@ -299,3 +299,14 @@ def test_pipeline_is_the_documented_python_entry() -> None:
     assert pipeline.FileResult is FileResult and pipeline.ScanConfig is ScanConfig and pipeline.Scanner is Scanner
     assert pipeline.FaceResult is FaceResult and pipeline.TrackResult is TrackResult
     assert pipeline.SCHEMA_VERSION == SCHEMA_VERSION and callable(pipeline.scan) and callable(pipeline.skip_done)
+
+
+def test_report_names_the_models_crop_for_unaligned_faces() -> None:
+    """A native-crop model's faces are cut upright at whole pixels: the report says so instead of 'box crop'."""
+    from types import SimpleNamespace
+
+    from forensics.report import _unaligned_crop_label
+
+    assert _unaligned_crop_label(SimpleNamespace(preprocess=SimpleNamespace(crop="native"))) == "native crop"
+    assert _unaligned_crop_label(SimpleNamespace(preprocess=SimpleNamespace(crop="align"))) == "box crop"
+    assert _unaligned_crop_label(object()) == "box crop"

@@ -46,7 +46,7 @@ class FaceResult:
     fake_probability: float
     verdict: str
     detection_prob: float | None = None  # None for the whole-image fallback
-    aligned: bool = True  # False: centre crop (model policy, approximate landmarks, or fallback)
+    aligned: bool = True  # False: box or native crop (model policy, approximate landmarks) or no-face fallback
     no_face: bool = False  # True: no face was found; this is a centre crop of the whole image / frame
     evidence: list[EvidenceResult] = field(default_factory=list)
     crop: np.ndarray | None = field(default=None, repr=False, compare=False)  # report only, never serialised

@@ -234,18 +234,12 @@ def detector_input(
     it: a ``--store source`` row (uncropped region + landmarks) is aligned at ``size``; an already-aligned row is
     resized. With ``match_res`` > 0 a real is first shrunk to that native size and brought back (resolution
     matching, before the crop as a platform would resample the file)."""
-    import dataclasses
-
-    from detectors.augment import match_resolution, shrink_to_fake_size
+    from detectors.augment import match_real_resolution
     from detectors.data import face_view, item_from_row
 
     ditem = item_from_row(item.path, item.row, item.dataset)
     if match_res and item.y == 0:
-        if crop == "native" and ditem.store == "source":  # as training matches it (detectors.train.training_view)
-            img, lm = shrink_to_fake_size(img, ditem.landmarks, ditem.native, match_res)
-            ditem = dataclasses.replace(ditem, landmarks=lm)
-        else:
-            img = match_resolution(img, ditem.native, match_res)
+        img, ditem = match_real_resolution(img, ditem, match_res, crop)
     return face_view(img, ditem, size, margin, crop=crop)
 
 

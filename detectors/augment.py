@@ -8,7 +8,8 @@ ones in :mod:`forensics.degrade`; randomness lives only here, driven by a seeded
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -115,10 +116,14 @@ def match_resolution(img: np.ndarray, native: int, side: int) -> np.ndarray:
     Why: the project's generators draw 64 px faces that the importer enlarges to 128 px, so without this every
     fake is soft and most reals are sharp, and a detector learns "smooth = fake" (it then flags studio portraits).
     Matching the reals' resolution distribution to the fakes' leaves only the generators' own traces to learn."""
-    short = min(img.shape[:2])
-    if side >= short or (native and native <= side):
+    if _at_or_below(img, native, side):
         return img
-    return D.rescale(img, scale=side / short, interp="area", back="bilinear")
+    return D.rescale(img, scale=side / min(img.shape[:2]), interp="area", back="bilinear")
+
+
+def _at_or_below(img: np.ndarray, native: int, side: int) -> bool:
+    """The real needs no matching: its stored image or its source (``native``) is already no larger than ``side``."""
+    return side >= min(img.shape[:2]) or bool(native and native <= side)
 
 
 def shrink_to_fake_size(
@@ -131,10 +136,20 @@ def shrink_to_fake_size(
     Why: bringing it back first (bilinear, before delivery) while the fakes are enlarged by the crop (after
     delivery) made the enlargement path itself a label: a native-crop model trained that way scored crossval FFHQ
     reals halved to 64 px at median P(fake) 0.36 (0.03 at full size)."""
-    short = min(img.shape[:2])
-    if side >= short or (native and native <= side):
+    if _at_or_below(img, native, side):
         return img, landmarks
-    return deliver(img, landmarks, [D.op("resize", scale=side / short, interp="area")])
+    return deliver(img, landmarks, [D.op("resize", scale=side / min(img.shape[:2]), interp="area")])
+
+
+def match_real_resolution(img: np.ndarray, item: Any, side: int, crop: str) -> tuple[np.ndarray, Any]:
+    """Resolution matching of one real ``item`` (a :class:`detectors.data.Item`) as its crop policy needs it, for
+    training and the benchmark runner alike: a ``source``-store real under ``crop=native`` stays at ``side`` with
+    its landmarks moved (:func:`shrink_to_fake_size`); anything else is shrunk and brought back
+    (:func:`match_resolution`). Returns the image and the item (a copy when its landmarks moved)."""
+    if crop == "native" and item.store == "source":
+        img, lm = shrink_to_fake_size(img, item.landmarks, item.native, side)
+        return img, replace(item, landmarks=lm)
+    return match_resolution(img, item.native, side), item
 
 
 @dataclass

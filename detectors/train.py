@@ -159,16 +159,11 @@ def training_view(
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
     ``fake_sizes`` is given), a delivery history and the face crop (``source`` items, see
     :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes."""
-    from detectors.augment import augment, match_resolution, shrink_to_fake_size
+    from detectors.augment import augment, match_real_resolution
     from detectors.data import face_view
 
     if fake_sizes is not None and item.y == 0:
-        side = int(rng.choice(fake_sizes[0], p=fake_sizes[1]))
-        if crop == "native" and item.store == "source":
-            img, lm = shrink_to_fake_size(img, item.landmarks, item.native, side)
-            item = dataclasses.replace(item, landmarks=lm)
-        else:
-            img = match_resolution(img, item.native, side)
+        img, item = match_real_resolution(img, item, int(rng.choice(fake_sizes[0], p=fake_sizes[1])), crop)
     if item.store == "source":
         img = face_view(img, item, size, margin, rng, delivery, crop=crop)
     return augment(img, size, rng, aug_cfg)

@@ -245,6 +245,22 @@ def face_view(
     return crop_faces(img, faces, CropSpec(size, crop, margin))[0].pixels
 
 
+def crop_policy_gap(items: list, crop: str) -> str | None:
+    """Why ``crop`` cannot be applied as asked to some of ``items`` (``None`` when it can): an ``aligned``-store
+    item is a face crop already, so any policy but ``align`` meets it only as a resize of that crop; a model
+    trained or scored on them sees those faces unlike ``forensics scan`` does (re-import with ``--store
+    source``)."""
+    if crop == "align":
+        return None
+    n = sum(it.store != "source" for it in items)
+    if not n:
+        return None
+    return (
+        f"{n} of {len(items)} items are stored as aligned crops: crop={crop} cannot cut them from their images "
+        "(they are resized instead); re-import them with --store source"
+    )
+
+
 def eval_array(
     cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0, history: Any = None,
     crop: str = "align",

@@ -95,22 +95,18 @@ def recalibrate(model: Any, items: list, method: str, hold: bool = True, deliver
     """Fit calibration and threshold presets of ``model`` on held-out ``items``; source-store items get the
     validation histories drawn from ``delivery``, and with ``hold`` the FPR presets are held under every common
     re-delivery of the reals (:data:`detectors.calibration.HOLD_UNDER`), for each real source on its own too."""
-    from detectors.calibration import HOLD_UNDER, fit_calibrator, hold_presets, threshold_presets
-    from forensics.degrade import parse_chain
+    from detectors.calibration import fit_calibrator, held_real_logits, hold_presets, threshold_presets
 
     z, ok, _ = score_items(model, items, delivery=delivery)
     y = np.array([it.y for it in items])[ok]
     cal = fit_calibrator(method, z[ok], y)
     thr = threshold_presets(cal.predict_proba(z[ok]), y)
-    reals = [it for it in items if it.y == 0 and it.store == "source"] if hold else []
     table: dict[str, Any] = {}
-    if reals:
-        held, sources = {}, {}
-        groups = np.array([it.group for it in reals])
-        for name, chain in HOLD_UNDER.items():
-            hz, hok, _ = score_items(model, reals, history=parse_chain(chain))
-            held[name], sources[name] = cal.predict_proba(hz[hok]), groups[hok]
-        thr, table = hold_presets(thr, held, sources)
+    if hold:
+        held, sources = held_real_logits(items, lambda reals, chain: score_items(model, reals, history=chain)[0])
+        if held:
+            probs = {name: cal.predict_proba(v) for name, v in held.items()}
+            thr, table = hold_presets(thr, probs, sources)
     return Recalibration(cal, thr, table, int((y == 0).sum()))
 
 
@@ -127,13 +123,15 @@ def evaluate_model(
     """Score every item of ``dirs`` (optionally only ``splits``); per-group rows group fakes by ``group_by``
     (``family``, ``generator`` or ``dataset``: generator separates two sets of one family, e.g. the project's own
     stylegan2 from thispersondoesnotexist's)."""
-    from detectors.data import check_both_classes, load_items
+    from detectors.data import check_both_classes, crop_policy_gap, load_items
     from detectors.metrics import evaluate_scores
 
     if group_by not in GROUP_BY:
         raise UsageError(f"--group-by must be one of {', '.join(GROUP_BY)}, got {group_by!r}")
     items, _ = load_items(dirs, "eval", splits=splits)
     check_both_classes(items, ", ".join(dirs))
+    if gap := crop_policy_gap(items, model.preprocess.crop):
+        log.warning("%s: %s", ", ".join(dirs), gap)
     t0 = time.perf_counter()
     logits, ok, failures = score_items(model, items, batch, progress)
     dt = time.perf_counter() - t0

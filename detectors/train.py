@@ -224,6 +224,7 @@ def train(opts: TrainOptions) -> Path:
         ByteCache,
         balanced_weights,
         check_both_classes,
+        crop_policy_gap,
         eval_array,
         fake_resolutions,
         load_items,
@@ -298,6 +299,9 @@ def train(opts: TrainOptions) -> Path:
     val_cache = ByteCache(val_items)
     delivery = DeliveryConfig.preset(opts.delivery)
     margin, crop = det.cfg.margin, det.cfg.crop
+    for what, its in (("training", train_items), ("validation", val_items)):
+        if gap := crop_policy_gap(its, crop):
+            log.warning("%s data: %s", what, gap)
     val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop)
     val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
     weights = balanced_weights(train_items)
@@ -457,7 +461,7 @@ def train(opts: TrainOptions) -> Path:
         )
 
     val_s = _scores(det, val_x, device)
-    held, held_sources = held_real_logits(det, val_items, res, margin, device, crop) if delivery else ({}, None)
+    held, held_sources = _held_pass(det, val_items, res, margin, device, crop) if delivery else ({}, None)
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
@@ -476,6 +480,20 @@ def train(opts: TrainOptions) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return run
+
+
+def _held_pass(
+    det: Any, items: list, res: int, margin: float, device: Any, crop: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`detectors.calibration.held_real_logits` with the detector being trained (views as validation
+    makes them)."""
+    from detectors.calibration import held_real_logits
+    from detectors.data import ByteCache, eval_array
+
+    def score(reals: list, chain: Any) -> np.ndarray:
+        return _scores(det, eval_array(ByteCache(reals), res, margin, history=chain, crop=crop), device)
+
+    return held_real_logits(items, score)
 
 
 def stratified_halves(y: np.ndarray) -> np.ndarray:
@@ -516,11 +534,12 @@ def finalize_model(
     run_info: dict[str, Any],
     n_train: int,
     held: dict[str, np.ndarray] | None = None,
-    held_sources: np.ndarray | None = None,
+    held_sources: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
     are: see :func:`detectors.calibration.preset_support`), held under every delivery of ``held`` (val reals'
-    logits re-delivered each way: :func:`held_real_logits`), for each source of ``held_sources`` on its own too;
+    logits re-delivered each way: :func:`detectors.calibration.held_real_logits`), for each source of
+    ``held_sources`` (per delivery, aligned with ``held``) on its own too;
     metrics on half B; write the model file."""
     from detectors.calibration import fit_calibrator, hold_presets, preset_support, threshold_presets
     from detectors.metrics import MIN_BOOT, evaluate_scores
@@ -531,8 +550,7 @@ def finalize_model(
     hold_table: dict[str, Any] = {}
     if held:
         probs = {k: cal.predict_proba(v) for k, v in held.items()}
-        sources = None if held_sources is None else dict.fromkeys(held, held_sources)
-        thresholds, hold_table = hold_presets(thresholds, probs, sources)
+        thresholds, hold_table = hold_presets(thresholds, probs, held_sources)
     metrics: dict[str, Any] = {}
     b = ~half_a
     if 0 < val_y[b].sum() < b.sum():
@@ -573,27 +591,6 @@ def finalize_model(
         name=opts.model_name or opts.detector,
         description=_describe(opts.detector),
     )
-
-
-def held_real_logits(
-    det: Any, items: list, res: int, margin: float, device: Any, crop: str = "align"
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Logits of the ``source``-store validation reals re-delivered each way of
-    :data:`detectors.calibration.HOLD_UNDER` (empty when none is stored as a source: an aligned crop cannot be
-    re-delivered the way a scanned file is), and each real's source (its sampling group)."""
-    from detectors.calibration import HOLD_UNDER
-    from detectors.data import ByteCache, eval_array
-    from forensics.degrade import parse_chain
-
-    reals = [it for it in items if it.y == 0 and it.store == "source"]
-    if not reals:
-        return {}, None
-    cache = ByteCache(reals)
-    held = {
-        name: _scores(det, eval_array(cache, res, margin, history=parse_chain(chain), crop=crop), device)
-        for name, chain in HOLD_UNDER.items()
-    }
-    return held, np.array([it.group for it in reals])
 
 
 def _delivery_record(preset: str) -> dict[str, Any]:

@@ -381,3 +381,39 @@ def test_blend_trains_and_validates_on_reals_alone(tmp_path):
     ))
     card = json.loads((run / "model" / "model.json").read_text())
     assert card["training"]["families"] == [] and card["metrics"]["val_heldout_half"]["n_fake"] > 0
+
+
+def test_held_pass_scores_each_source_real_under_every_delivery():
+    """One held pass for training and ``detector calibrate``: only source-stored reals are re-delivered, each
+    delivery's chain reaches the scorer, unscorable reals (NaN) are dropped with their source kept aligned."""
+    from detectors.calibration import HOLD_UNDER, held_real_logits
+
+    items = [
+        Item(Path(f"r{i}.png"), 0, "real_faces/a" if i < 3 else "real_faces/b", "", "", store="source")
+        for i in range(5)
+    ]
+    items += [Item(Path("f.png"), 1, "gan", "", "", store="source"), Item(Path("old.jpg"), 0, "real", "", "")]
+    seen = []
+
+    def score(reals, chain):
+        seen.append((len(reals), str(chain)))
+        z = np.arange(len(reals), dtype=float)
+        z[1] = np.nan  # one file that fails to decode under every delivery
+        return z
+
+    held, sources = held_real_logits(items, score)
+    assert [n for n, _ in seen] == [5] * len(HOLD_UNDER) and set(held) == set(HOLD_UNDER)
+    assert seen[[*HOLD_UNDER].index("jpeg50")][1] == str(D.parse_chain("jpeg:q=50"))
+    for name in HOLD_UNDER:
+        assert held[name].tolist() == [0.0, 2.0, 3.0, 4.0]
+        assert sources[name].tolist() == ["real_faces/a", "real_faces/a", "real_faces/b", "real_faces/b"]
+    assert held_real_logits(items[-1:], score) == ({}, {})  # an aligned crop cannot be re-delivered
+
+
+def test_crop_policy_gap_names_items_a_policy_cannot_cut():
+    from detectors.data import crop_policy_gap
+
+    items = [Item(Path("a.png"), 0, "g", "", "", store="source"), Item(Path("b.jpg"), 1, "g", "", "")]
+    assert crop_policy_gap(items, "align") is None and crop_policy_gap(items[:1], "native") is None
+    gap = crop_policy_gap(items, "native")
+    assert gap is not None and "1 of 2" in gap and "--store source" in gap

@@ -5,7 +5,7 @@
 #
 # For every shipped reference generator: N_TRAIN samples without a split (the import hashes them into train / val,
 # 90 / 10) and N_TEST with split "crossval" (never trained on), written losslessly (PNG) by `forensics gan sample`;
-# edit families (cyclegan, inpaint, srgan, ae-recon, sdedit, ldm-inpaint) edit aligned real faces of the imported
+# edit families (cyclegan, inpaint, srgan, the autoencoders, sdedit, ldm-inpaint) edit aligned real faces of the imported
 # shared set: the train portion from its *train* reals, the crossval portion from its *crossval* reals, so a
 # crossval fake never has a parent the detector trained on.
 # Then `forensics data import --layout manifest --align --store $STORE` passes every sample through the same
@@ -53,7 +53,7 @@ for fam in "${FAMILIES[@]}"; do
     if [ "$part" = crossval ]; then n=$N_TEST; seed=2; split=crossval; fi
     extra=()
     case $fam in
-      cyclegan|inpaint|srgan|ae-recon|sdedit|ldm-inpaint) extra=(--input "$W/edit-inputs/$part") ;;
+      cyclegan|inpaint|srgan|ae-recon|ae-convT|ae-shuffle|sdedit|ldm-inpaint) extra=(--input "$W/edit-inputs/$part") ;;
     esac
     forensics gan sample "$fam" --n "$n" --out "$W/fakes/$fam-$part" --split "$split" --seed "$seed" "${extra[@]}"
   done

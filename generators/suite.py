@@ -47,6 +47,9 @@ class SuiteEntry:
     overrides: dict[str, Any] = field(default_factory=dict)
     data: str = "aligned"  # key of DATA_SOURCES
     finetune: tuple[FineTune, ...] = ()  # later stages, each started from the previous stage's weights
+    #: train at this resolution whatever ``--res`` says (the autoencoders: a decoder's trace at 64 px is not the
+    #: trace an SD-like decoder leaves on a 128 px face)
+    res: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ SUITE: dict[str, SuiteEntry] = {
     "ldm": SuiteEntry(20000, 14, {"ae_run": "ae-recon"}, finetune=(FineTune(20000, 35, modules=("UNet", "UNet_ema")),)),
     "sdedit": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
     "ldm-inpaint": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
+    # two more autoencoders that share nothing with ae-recon (decoder upsampling, latent channels, depth), at 128 px
+    # on the source-stored reals; L1 + feature loss only (the critic left colour blobs on ae-recon at this budget)
+    "ae-convT": SuiteEntry(20000, 50, {"ae_base": 32, "d_base": 32, "batch": 16, "adv_weight": 0.0}, "source", res=128),
+    "ae-shuffle": SuiteEntry(
+        20000, 50, {"ae_base": 32, "d_base": 32, "batch": 16, "adv_weight": 0.0}, "source", res=128
+    ),
 }
 #: registered families the suite does not ship, and why (``forensics gan list`` still shows them)
 NOT_SHIPPED: dict[str, str] = {"ldm-ae": "the same network ships as ae-recon (its dataset-facing alias)"}
@@ -122,8 +131,15 @@ def utkface_data() -> list[str]:
     return [str(d / "real_faces" / "utkface_bagashvilit")]
 
 
+def source_data() -> list[str]:
+    """The shared reals as source regions (``$FORENSICS_WORK/data/shared-src``, the detectors' training import),
+    else the aligned faces."""
+    imported = Path(os.environ.get("FORENSICS_WORK", "work")) / "data" / "shared-src"
+    return [str(imported)] if (imported / "manifest.jsonl").is_file() else aligned_data()
+
+
 #: where a suite entry's real faces come from when no --data is given
-DATA_SOURCES = {"aligned": aligned_data, "utkface": utkface_data}
+DATA_SOURCES = {"aligned": aligned_data, "utkface": utkface_data, "source": source_data}
 
 
 def data_for(name: str) -> list[str]:
@@ -245,7 +261,7 @@ def run_family(
         run = Path(from_run)
     else:
         steps = max(1, int(entry.steps * steps_scale))
-        run = train(name, data, dict(entry.overrides), out, res=res, steps=steps, device=device,
+        run = train(name, data, dict(entry.overrides), out, res=entry.res or res, steps=steps, device=device,
                     trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
                                      "max_minutes": entry.minutes * minutes_scale, "progress": False})
         for ft in entry.finetune:

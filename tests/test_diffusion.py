@@ -294,3 +294,43 @@ def test_reconstruction_metrics():
     assert (psnr(x, x) > 90).all()
     noisy = (x + 0.1 * torch.randn_like(x)).clamp(-1, 1)
     assert (ssim(noisy, x) < 1).all() and (psnr(noisy, x) < 40).all()
+
+
+def test_three_autoencoders_differ_in_upsampling_latent_and_depth():
+    """ae-recon, ae-convT and ae-shuffle share no decoder: each upsamples its own way (the trace a held-out test
+    asks about), has its own latent width and depth, declares its own component (its own held-out group) and
+    refuses a config whose decoder would contradict its upsampler tag."""
+    from generators.diffusion.autoencoder import DECODER_UPSAMPLERS, ShuffleUp, TransposeUp
+    from generators.diffusion.families import AE_FAMILIES_BY_UPSAMPLE
+
+    assert set(AE_FAMILIES_BY_UPSAMPLE) == set(DECODER_UPSAMPLERS)
+    kinds = {"convT": TransposeUp, "pixelshuffle": ShuffleUp}
+    shapes, comps = set(), []
+    for ups, name in AE_FAMILIES_BY_UPSAMPLE.items():
+        fam = tiny(name)
+        dec = fam.trainer.ae.decoder
+        ups_blocks = [m for m in dec.up if type(m).__name__ in ("NearestUp", "TransposeUp", "ShuffleUp")]
+        assert ups_blocks and all(type(m) is DECODER_UPSAMPLERS[ups] for m in ups_blocks), name
+        if ups != "nearest":
+            assert isinstance(ups_blocks[0], kinds[ups])
+        out = fam.sample(2, torch.Generator().manual_seed(0), inputs=faces())
+        assert out.images.shape == (2, 3, RES, RES) and out.meta[0]["decoder_upsample"] == ups
+        shapes.add((fam.cfg.factor, fam.cfg.z_channels, fam.cfg.ae_blocks))
+        comps.append(GENERATORS.get(name).meta["components"])
+    assert len(shapes) == 3 and len({c for cs in comps for c in cs}) == 3  # no shared component
+    with pytest.raises(UsageError, match="ae-convT"):
+        tiny("ae-recon", ae_upsample="convT")
+    with pytest.raises(UsageError, match="ae_upsample must be one of"):
+        tiny("ldm-ae", ae_upsample="bicubic")
+
+
+def test_pixel_shuffle_upsampler_starts_without_a_checkerboard():
+    """ICNR init: the four sub-pixel filters start equal, so every 2x2 output block is one value at step 0 and
+    the decoder's periodic trace is learned, not an artefact of initialisation."""
+    from generators.diffusion.autoencoder import ShuffleUp
+
+    torch.manual_seed(0)
+    y = ShuffleUp(4)(torch.randn(1, 4, 5, 5))
+    assert y.shape == (1, 4, 10, 10)
+    blocks = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, C, 5, 5, 2, 2)
+    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))

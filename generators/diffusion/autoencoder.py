@@ -3,14 +3,17 @@
 Latent diffusion (Rombach et al. 2022) splits synthesis in two: an autoencoder compresses a face by a factor ``f``
 (4 or 8) into a small latent with 4 channels, and the diffusion model works only in that latent. Its decoder is
 therefore the last network every latent-diffusion face passes through, and its upsampling trace is what detectors
-can learn from real/reconstruction pairs (``ae-recon``). The decoder here upsamples by nearest neighbour + conv
-(the ``nearest`` upsampler tag). The encoder outputs a diagonal Gaussian; a tiny KL weight keeps the latent
-roughly unit-scaled without blurring reconstructions.
+can learn from real/reconstruction pairs (``ae-recon``). How the decoder upsamples is an option
+(:data:`DECODER_UPSAMPLERS`: nearest neighbour + conv, transposed conv, sub-pixel conv / pixel shuffle), because
+each leaves its own periodic trace and a detector that met one decoder must be tested on the others (Rajan et al.,
+ICLR 2025: real images vs their reconstructions through several autoencoders). The encoder outputs a diagonal
+Gaussian; a tiny KL weight keeps the latent roughly unit-scaled without blurring reconstructions.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +62,44 @@ class NearestUp(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class TransposeUp(nn.Module):
+    """4x4 stride-2 transposed conv (DCGAN's upsampler): uneven kernel overlap leaves a checkerboard trace."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class ShuffleUp(nn.Module):
+    """Sub-pixel conv: 3x3 conv to 4x the channels, then pixel shuffle (ESPCN / SRGAN's upsampler). ICNR init (the
+    four sub-pixel filters start equal) so it starts as nearest upsampling of one conv, without a checkerboard at
+    step 0; what training makes of the four phases is its trace."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ch, 4 * ch, 3, padding=1)
+        with torch.no_grad():
+            w = torch.empty(ch, ch, 3, 3)
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            self.conv.weight.copy_(w.repeat_interleave(4, dim=0))
+            self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4))
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
+#: how a decoder doubles resolution: the ``upsample`` option of :class:`Decoder` / ``AEConfig.ae_upsample``
+DECODER_UPSAMPLERS: dict[str, Callable[[int], nn.Module]] = {
+    "nearest": NearestUp,
+    "convT": TransposeUp,
+    "pixelshuffle": ShuffleUp,
+}
+
+
 def channel_plan(base: int, factor: int) -> list[int]:
     """Widths per resolution level: level 0 at full resolution, one more level per halving."""
     if factor not in FACTORS:
@@ -90,8 +131,13 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, out_ch: int, base: int, factor: int, z_ch: int, blocks: int) -> None:
+    def __init__(
+        self, out_ch: int, base: int, factor: int, z_ch: int, blocks: int, upsample: str = "nearest"
+    ) -> None:
         super().__init__()
+        if upsample not in DECODER_UPSAMPLERS:
+            raise UsageError(f"decoder upsample must be one of {', '.join(DECODER_UPSAMPLERS)}, got '{upsample}'")
+        up = DECODER_UPSAMPLERS[upsample]
         chs = channel_plan(base, factor)[::-1]
         self.conv_in = nn.Conv2d(z_ch, chs[0], 3, padding=1)
         self.mid = ResBlock(chs[0], chs[0])
@@ -102,7 +148,7 @@ class Decoder(nn.Module):
                 layers.append(ResBlock(prev, ch))
                 prev = ch
             if i < len(chs) - 1:
-                layers.append(NearestUp(ch))
+                layers.append(up(ch))
         self.up = nn.Sequential(*layers)
         self.out = nn.Sequential(norm(prev), nn.SiLU(), nn.Conv2d(prev, out_ch, 3, padding=1))
 
@@ -118,13 +164,19 @@ class KLAutoencoder(nn.Module):
     """
 
     def __init__(
-        self, channels: int = 3, base: int = 64, factor: int = 4, z_channels: int = 4, blocks: int = 1
+        self,
+        channels: int = 3,
+        base: int = 64,
+        factor: int = 4,
+        z_channels: int = 4,
+        blocks: int = 1,
+        upsample: str = "nearest",
     ) -> None:
         super().__init__()
         self.factor = factor
         self.z_channels = z_channels
         self.encoder = Encoder(channels, base, factor, z_channels, blocks)
-        self.decoder = Decoder(channels, base, factor, z_channels, blocks)
+        self.decoder = Decoder(channels, base, factor, z_channels, blocks, upsample)
         self.register_buffer("latent_std", torch.zeros(()))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

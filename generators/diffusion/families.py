@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,13 @@ from torch import nn
 
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples, random_condition
-from generators.diffusion.autoencoder import FACTORS, KLAutoencoder, PatchDiscriminator, kl_divergence
+from generators.diffusion.autoencoder import (
+    DECODER_UPSAMPLERS,
+    FACTORS,
+    KLAutoencoder,
+    PatchDiscriminator,
+    kl_divergence,
+)
 from generators.diffusion.schedule import NoiseSchedule, randn
 from generators.diffusion.unet import UNet
 from generators.registry import register_generator
@@ -59,6 +65,8 @@ class AEConfig(GenConfig):
     # False trains the decoder alone: the encoder, its latents and their scale stay exactly as a latent diffusion
     # model trained on them expects, so a sharper decoder improves ldm / sdedit / ldm-inpaint without retraining
     train_encoder: bool = True
+    #: how the decoder doubles resolution (``generators.diffusion.autoencoder.DECODER_UPSAMPLERS``)
+    ae_upsample: str = "nearest"
 
 
 @dataclass
@@ -124,7 +132,14 @@ def _ints(value: tuple[int, ...] | list[int] | str) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
+def build_autoencoder(cfg: AEConfig) -> KLAutoencoder:
+    """The autoencoder ``cfg`` describes (every family that holds one builds it here)."""
+    return KLAutoencoder(cfg.channels, cfg.ae_base, cfg.factor, cfg.z_channels, cfg.ae_blocks, cfg.ae_upsample)
+
+
 def _check_common(cfg: AEConfig) -> None:
+    if cfg.ae_upsample not in DECODER_UPSAMPLERS:
+        raise UsageError(f"ae_upsample must be one of {', '.join(DECODER_UPSAMPLERS)}, got '{cfg.ae_upsample}'")
     if cfg.factor not in FACTORS:
         raise UsageError(f"factor must be one of {FACTORS}, got {cfg.factor}")
     if cfg.res % cfg.factor:
@@ -268,7 +283,7 @@ class AETrainer:
 
     def __init__(self, cfg: AEConfig, device: torch.device) -> None:
         self.cfg = cfg
-        self.ae = KLAutoencoder(cfg.channels, cfg.ae_base, cfg.factor, cfg.z_channels, cfg.ae_blocks).to(device)
+        self.ae = build_autoencoder(cfg).to(device)
         self.disc = PatchDiscriminator(cfg.channels, cfg.d_base).to(device)
         self.ae.encoder.requires_grad_(cfg.train_encoder)
         trained = self.ae.parameters() if cfg.train_encoder else self.ae.decoder.parameters()
@@ -339,10 +354,18 @@ class LdmAutoencoder(GeneratorFamily):
     Config = AEConfig
     presets = AE_PRESETS
     resolutions = (16, 32, 64, 128, 256)
+    #: the decoder upsampling this family is registered with (its ``upsampler`` tag describes it): a config that
+    #: asks for another would write samples whose tag lies, so the family refuses it
+    decoder_upsample: ClassVar[str] = "nearest"
 
     def __init__(self, cfg: AEConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         _check_common(cfg)
+        if cfg.ae_upsample != self.decoder_upsample:
+            raise UsageError(
+                f"{self.name} decodes with {self.decoder_upsample} upsampling, got ae_upsample={cfg.ae_upsample}: "
+                f"use {AE_FAMILIES_BY_UPSAMPLE[cfg.ae_upsample]}, the family registered for that decoder"
+            )
         self.trainer = AETrainer(cfg, self.device)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -359,8 +382,13 @@ class LdmAutoencoder(GeneratorFamily):
         inputs = _check_inputs(kwargs.get("inputs"), n, self.cfg.factor, self.name).to(self.device)
         ae = self.trainer.ae.eval()
         images = ae.reconstruct(inputs)
-        meta = [{"factor": self.cfg.factor, "latent_channels": self.cfg.z_channels}] * n
-        return Samples(images=images, meta=[dict(m) for m in meta])
+        meta = {
+            "factor": self.cfg.factor,
+            "latent_channels": self.cfg.z_channels,
+            "decoder_upsample": self.cfg.ae_upsample,
+            "decoder_blocks": self.cfg.ae_blocks,
+        }
+        return Samples(images=images, meta=[dict(meta) for _ in range(n)])
 
 
 @dataclass
@@ -392,6 +420,59 @@ class AERecon(LdmAutoencoder):
                 _copy_into(self.trainer.disc, src["D"], f"ae_run '{cfg.ae_run}'")
 
 
+@dataclass
+class AEConvTConfig(AEReconConfig):
+    """A second autoencoder: transposed-conv decoder, 8 latent channels, two residual blocks per level."""
+
+    ae_upsample: str = "convT"
+    z_channels: int = 8
+    ae_blocks: int = 2
+
+
+@register_generator(
+    "ae-convT",
+    family="ae-convT",
+    upsampler="convT-k4s2",
+    kind="image2image",
+    description="real faces through a transposed-conv autoencoder (factor 4, 8 latent channels, 2 blocks per level)",
+    components=("ae-convT",),
+)
+class AEConvT(AERecon):
+    """Real/reconstruction pairs through an autoencoder that shares no weights or upsampler with ``ae-recon``:
+    a decoder trace of its own, so a held-out test on it asks whether decoder traces transfer."""
+
+    Config = AEConvTConfig
+    decoder_upsample = "convT"
+
+
+@dataclass
+class AEShuffleConfig(AEReconConfig):
+    """A third autoencoder: pixel-shuffle decoder, factor 8 with 16 latent channels (SD-VAE-like compression)."""
+
+    ae_upsample: str = "pixelshuffle"
+    factor: int = 8
+    z_channels: int = 16
+
+
+@register_generator(
+    "ae-shuffle",
+    family="ae-shuffle",
+    upsampler="pixelshuffle",
+    kind="image2image",
+    description="real faces through a pixel-shuffle autoencoder (factor 8, 16 latent channels, 1 block per level)",
+    components=("ae-shuffle",),
+)
+class AEShuffle(AERecon):
+    """Real/reconstruction pairs through a sub-pixel-conv decoder with a deeper, wider latent (factor 8)."""
+
+    Config = AEShuffleConfig
+    decoder_upsample = "pixelshuffle"
+
+
+#: the reconstruction family registered for each decoder upsampling
+AE_FAMILIES_BY_UPSAMPLE: dict[str, str] = {"nearest": "ae-recon", "convT": "ae-convT", "pixelshuffle": "ae-shuffle"}
+
+
 @register_generator(
     "ldm",
     family="ldm",
@@ -418,8 +499,7 @@ class LatentDiffusion(GeneratorFamily):
         if self.ae_trainer is not None:
             self.ae = self.ae_trainer.ae
         else:
-            self.ae = KLAutoencoder(cfg.channels, cfg.ae_base, cfg.factor, cfg.z_channels, cfg.ae_blocks)
-            self.ae = self.ae.to(self.device)
+            self.ae = build_autoencoder(cfg).to(self.device)
             src = _load_modules(cfg.ae_run, "ae_run")
             _copy_into(self.ae, _pick(src, "AE", cfg.ae_run, "ae_run"), f"ae_run '{cfg.ae_run}'")
             self.ae.requires_grad_(False)

@@ -14,6 +14,9 @@ detection, crop by the model's preprocessing, calibrated P(fake), the model's ow
 - ``external-dev``: the evaluation-only ``external_dev`` pairs (face swaps vs their reals, splices vs theirs,
   a commercial GAN vs studio portraits) and the share of each real set flagged under ``fpr1``. Never trained,
   calibrated or selected on.
+- ``unseen-decoders`` (with ``--recon``): crossval reals vs their reconstructions through each of the project's
+  autoencoders (nearest, transposed-conv, pixel-shuffle decoders), both sides raw / JPEG q75 / halved: does a
+  decoder trace the model never trained on still read as fake? A test, never a selection input.
 
 ``--split val`` runs ``shortcuts`` and ``real-sources`` on the *validation* files instead (the 10 % of each shared
 training folder that ``data import`` hashes into ``val``): that is the split candidates are selected on, so the
@@ -259,9 +262,82 @@ def external_dev(model: Any, data: Path, n: int, threads: int, work: Path, split
     return {"root": "shared external_dev (evaluation only)", "pairs": [asdict(p) for p in pairs]}
 
 
+def _matched_parents(parents: list[Path], side: int, work: Path) -> list[Path]:
+    """``parents`` at ``side`` px (area resize, PNG) when a generator works below their size, so a pair's sides
+    share one resolution."""
+    import cv2
+
+    out = []
+    work.mkdir(parents=True, exist_ok=True)
+    for f in parents:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataError(f"{f}: not a decodable image")
+        if img.shape[0] == side:
+            out.append(f)
+            continue
+        dst = work / f.name
+        cv2.imwrite(str(dst), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA))
+        out.append(dst)
+    return out
+
+
+#: deliveries both sides of a real/reconstruction pair get
+DECODER_VARIANTS = ("raw", "jpeg75", "down0.5")
+
+
+def unseen_decoders(
+    model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval", recon: Path | None = None
+) -> dict[str, Any]:
+    """Real/reconstruction pairs through each of the project's autoencoders (``generators.diffusion``): the
+    parents are the crossval reals' aligned crops that ``benchmarks/build_suite_dataset.sh`` writes under
+    ``RECON/edit-inputs/crossval``, the fakes their reconstructions under ``RECON/fakes/<family>-crossval``; both
+    sides get the same delivery, so a pair differs only in the decoder's trace. A family the model never trained
+    on asks whether decoder traces transfer: every latent-diffusion face the project is judged on leaves through
+    a decoder no folder here holds. Test only (never a selection input)."""
+    from generators.diffusion.families import AE_FAMILIES_BY_UPSAMPLE
+
+    if recon is None:
+        raise DataError("unseen-decoders needs --recon DIR (the build_suite_dataset.sh work folder)")
+    parents = _sample(recon / "edit-inputs" / "crossval", n, "*.png")
+    trained = set(model.card.get("training", {}).get("families", []))
+    th = dict(model.thresholds)
+    real_cache: dict[tuple[int, str], np.ndarray] = {}
+    pairs, families = [], []
+    for ups, fam in AE_FAMILIES_BY_UPSAMPLE.items():
+        folder = recon / "fakes" / f"{fam}-crossval" / "images"
+        if not folder.is_dir():
+            continue
+        fakes = _sample(folder, n, "*.png")
+        side = int(_image_side(fakes[0]))
+        families.append({"family": fam, "decoder_upsample": ups, "seen_in_training": fam in trained, "res": side})
+        for v in DECODER_VARIANTS:
+            if (side, v) not in real_cache:
+                base = _matched_parents(parents, side, work / f"parents{side}")
+                real_cache[(side, v)] = _score(model, [_write_variant(f, work / f"real{side}" / v, v) for f in base],
+                                               threads)
+            p_fake = _score(model, [_write_variant(f, work / fam / v, v) for f in fakes], threads)
+            pairs.append(asdict(pair_metrics(f"{fam} vs its parents, both {v}", real_cache[(side, v)], p_fake,
+                                             th["fpr1"])))
+    if not families:
+        raise DataError(f"{recon / 'fakes'}: no <autoencoder>-crossval folders (run build_suite_dataset.sh)")
+    return {"root": "project autoencoders' crossval reconstructions vs their parents", "families": families,
+            "pairs": pairs}
+
+
+def _image_side(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return min(im.size)
+
+
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "shortcuts": shortcuts, "real-sources": real_sources, "external-dev": external_dev,
+    "unseen-decoders": unseen_decoders,
 }
+#: protocols that read the project's generated data (``--recon``), not only ``../shared/data``
+NEEDS_RECON = ("unseen-decoders",)
 #: the protocols a ``--split val`` run may use (external_dev is evaluation-only: never a selection input)
 VAL_PROTOCOLS = ("shortcuts", "real-sources")
 
@@ -310,6 +386,13 @@ def render(res: dict[str, Any]) -> str:
     ex = res["protocols"].get("external-dev")
     if ex:
         lines += ["## external-dev", "", f"{ex['root']}.", "", _pair_table(ex["pairs"]), ""]
+    ud = res["protocols"].get("unseen-decoders")
+    if ud:
+        seen = ", ".join(
+            f"{f['family']} ({f['decoder_upsample']}, {f['res']} px, {'seen' if f['seen_in_training'] else 'unseen'})"
+            for f in ud["families"]
+        )
+        lines += ["## unseen-decoders", "", f"{ud['root']}: {seen}.", "", _pair_table(ud["pairs"]), ""]
     return "\n".join(lines)
 
 
@@ -547,7 +630,8 @@ def select(root: Path) -> dict[str, Any]:
 
 
 def run(
-    model_ref: str, label: str, out: Path, data: Path, n: int, threads: int, protocols: list[str], split: str
+    model_ref: str, label: str, out: Path, data: Path, n: int, threads: int, protocols: list[str], split: str,
+    recon: Path | None = None,
 ) -> Path:
     from detectors.modelfile import load_model
 
@@ -574,7 +658,8 @@ def run(
     }
     with tempfile.TemporaryDirectory(prefix="transfer-") as tmp:
         for name in protocols:
-            res["protocols"][name] = PROTOCOLS[name](model, data, n, threads, Path(tmp) / name, split=split)
+            extra = {"recon": recon} if name in NEEDS_RECON else {}
+            res["protocols"][name] = PROTOCOLS[name](model, data, n, threads, Path(tmp) / name, split=split, **extra)
     res["minutes"] = (time.time() - t0) / 60
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
@@ -597,6 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocol", action="append", choices=sorted(PROTOCOLS), default=None)
     ap.add_argument("--split", choices=["crossval", "val"], default="crossval",
                     help="crossval: the test numbers; val: the selection numbers (shortcuts and real-sources only)")
+    ap.add_argument("--recon", type=Path, default=None,
+                    help="work folder of benchmarks/build_suite_dataset.sh (edit-inputs/, fakes/): adds the "
+                    "unseen-decoders protocol to a crossval run")
     ap.add_argument("--table", type=Path, default=None, help="print the comparison table of every results folder")
     ap.add_argument("--select", type=Path, default=None,
                     help="write ROOT/selection.json: the candidate to ship, chosen on the --split val results in ROOT")
@@ -624,9 +712,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.out:
             ap.error("--out is required (or --table)")
-        default = VAL_PROTOCOLS if args.split == "val" else tuple(PROTOCOLS)
+        default = VAL_PROTOCOLS if args.split == "val" else tuple(
+            p for p in PROTOCOLS if p not in NEEDS_RECON or args.recon
+        )
         out = run(args.model, args.label or args.model, args.out, args.data, args.n, args.threads,
-                  list(args.protocol or default), args.split)
+                  list(args.protocol or default), args.split, args.recon)
         print((out / "report.md").read_text(encoding="utf-8"))
         return 0
     except ForensicsError as exc:

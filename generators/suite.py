@@ -106,9 +106,9 @@ SUITE: dict[str, SuiteEntry] = {
     "ldm-inpaint": SuiteEntry(1, 1, {"ldm_run": "ldm"}),
     # two more autoencoders that share nothing with ae-recon (decoder upsampling, latent channels, depth), at 128 px
     # on the source-stored reals; L1 + feature loss only (the critic left colour blobs on ae-recon at this budget)
-    "ae-convT": SuiteEntry(20000, 50, {"ae_base": 32, "d_base": 32, "batch": 16, "adv_weight": 0.0}, "source", res=128),
+    "ae-convT": SuiteEntry(20000, 50, {"ae_base": 32, "d_base": 32, "batch": 8, "adv_weight": 0.0}, "source", res=128),
     "ae-shuffle": SuiteEntry(
-        20000, 50, {"ae_base": 32, "d_base": 32, "batch": 16, "adv_weight": 0.0}, "source", res=128
+        20000, 50, {"ae_base": 32, "d_base": 32, "batch": 8, "adv_weight": 0.0}, "source", res=128
     ),
 }
 #: registered families the suite does not ship, and why (``forensics gan list`` still shows them)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -138,3 +139,39 @@ def test_readme_transfer_block_matches_committed_results():
     from benchmarks.leaderboard import readme_block
 
     assert readme_block(REPO / "README.md", "transfer") == T.readme_block(T.RESULTS)
+
+
+def test_unseen_decoders_pairs_each_autoencoder_with_its_parents(tmp_path, monkeypatch):
+    """Each autoencoder's crossval reconstructions meet their parents at the reconstructions' resolution, under
+    every matched delivery; the report says which decoders the model trained on."""
+    rng = np.random.default_rng(0)
+    recon = tmp_path / "work"
+    (recon / "edit-inputs" / "crossval").mkdir(parents=True)
+    for i in range(6):
+        cv2.imwrite(str(recon / "edit-inputs" / "crossval" / f"p{i}.png"), rng.integers(0, 255, (32, 32, 3), np.uint8))
+    for fam, side in (("ae-recon", 16), ("ae-convT", 32)):
+        d = recon / "fakes" / f"{fam}-crossval" / "images"
+        d.mkdir(parents=True)
+        for i in range(5):
+            cv2.imwrite(str(d / f"{i:06d}.png"), rng.integers(0, 255, (side, side, 3), np.uint8))
+    sizes: list[set[int]] = []
+
+    def fake_score(model, files, threads):
+        sizes.append({cv2.imread(str(f)).shape[0] for f in files})
+        return np.array([0.9 if "fakes" in str(f) or "ae-" in str(f) else 0.1 for f in files])
+
+    monkeypatch.setattr(T, "_score", fake_score)
+    model = SimpleNamespace(thresholds={"fpr1": 0.5}, card={"training": {"families": ["ae-recon"]}})
+    out = T.unseen_decoders(model, tmp_path, 0, 1, tmp_path / "tmp", recon=recon)
+    fams = {f["family"]: f for f in out["families"]}
+    assert set(fams) == {"ae-recon", "ae-convT"} and fams["ae-recon"]["seen_in_training"]
+    assert not fams["ae-convT"]["seen_in_training"] and fams["ae-recon"]["res"] == 16
+    assert len(out["pairs"]) == 2 * len(T.DECODER_VARIANTS)
+    assert all(p["auc"] == 1.0 and p["n_real"] == 6 for p in out["pairs"])
+    assert {16} in sizes and {32} in sizes  # parents resized to each generator's side; halved variants below it
+    assert "## unseen-decoders" in T.render({
+        "label": "x", "model": {"name": "m", "sha256": "0" * 64, "thresholds": {}}, "command": "c", "commit": "c",
+        "minutes": 0.0, "protocols": {"unseen-decoders": out},
+    })
+    with pytest.raises(DataError, match="--recon"):
+        T.unseen_decoders(model, tmp_path, 0, 1, tmp_path / "tmp2")

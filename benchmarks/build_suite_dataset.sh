@@ -22,7 +22,7 @@ N_TEST=${2:-150}
 STORE=${STORE:-source}
 REAL=${REAL:-$W/data/shared-src}
 if [ "$STORE" = source ]; then OUT=${OUT:-$W/data/suite-src}; else OUT=${OUT:-$W/data/suite128}; fi
-read -r -a FAMILIES <<< "${FAMILIES:-dcgan dcgan-k3 pixelshuffle resgan stylegan2 cgan cyclegan inpaint srgan ae-recon ldm sdedit ldm-inpaint}"
+read -r -a FAMILIES <<< "${FAMILIES:-dcgan dcgan-k3 pixelshuffle resgan stylegan2 cgan cyclegan inpaint srgan ae-recon ae-convT ae-shuffle ldm sdedit ldm-inpaint}"
 
 # disjoint real inputs for the edit families: aligned 128 px crops (PNG) of train reals and of crossval reals
 python - "$REAL" "$W/edit-inputs" "$N_TRAIN" "$N_TEST" <<'EOF'

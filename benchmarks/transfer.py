@@ -263,21 +263,21 @@ def external_dev(model: Any, data: Path, n: int, threads: int, work: Path, split
 
 
 def _matched_parents(parents: list[Path], side: int, work: Path) -> list[Path]:
-    """``parents`` at ``side`` px (area resize, PNG) when a generator works below their size, so a pair's sides
-    share one resolution."""
+    """``parents`` at ``side`` px, resized exactly as ``forensics gan sample`` resized them before reconstructing
+    (:func:`generators.data.load_image`, PNG), so a pair's sides differ only in the decoder."""
     import cv2
 
-    out = []
+    from generators.data import load_image
+
     work.mkdir(parents=True, exist_ok=True)
+    out = []
     for f in parents:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"{f}: not a decodable image")
-        if img.shape[0] == side:
-            out.append(f)
-            continue
-        dst = work / f.name
-        cv2.imwrite(str(dst), cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA))
+        try:
+            img = load_image(f, side)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{f}: not a decodable image ({exc})") from None
+        dst = work / f"{f.stem}.png"
+        cv2.imwrite(str(dst), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         out.append(dst)
     return out
 
@@ -295,34 +295,42 @@ def unseen_decoders(
     sides get the same delivery, so a pair differs only in the decoder's trace. A family the model never trained
     on asks whether decoder traces transfer: every latent-diffusion face the project is judged on leaves through
     a decoder no folder here holds. Test only (never a selection input)."""
-    from generators.diffusion.families import AE_FAMILIES_BY_UPSAMPLE
+    from generators.diffusion.families import reconstruction_families
+    from generators.registry import family_components
 
     if recon is None:
         raise DataError("unseen-decoders needs --recon DIR (the build_suite_dataset.sh work folder)")
     parents = _sample(recon / "edit-inputs" / "crossval", n, "*.png")
     trained = set(model.card.get("training", {}).get("families", []))
+    # a decoder counts as seen when the model trained on any family that shares a component with it (ldm, sdedit
+    # and ldm-inpaint decode through ae-recon's autoencoder)
+    comps = family_components()
+    seen_parts = {c for f in trained for c in comps.get(f, ())}
     th = dict(model.thresholds)
-    real_cache: dict[tuple[int, str], np.ndarray] = {}
-    pairs, families = [], []
-    for ups, fam in AE_FAMILIES_BY_UPSAMPLE.items():
+    real_scores: dict[tuple[int, str], np.ndarray] = {}
+    pairs, families, missing = [], [], []
+    for ups, fam in reconstruction_families().items():
         folder = recon / "fakes" / f"{fam}-crossval" / "images"
         if not folder.is_dir():
+            missing.append(fam)
             continue
         fakes = _sample(folder, n, "*.png")
-        side = int(_image_side(fakes[0]))
-        families.append({"family": fam, "decoder_upsample": ups, "seen_in_training": fam in trained, "res": side})
+        side = _image_side(fakes[0])
+        seen = fam in trained or bool(comps.get(fam, set()) & seen_parts)
+        families.append({"family": fam, "decoder_upsample": ups, "seen_in_training": seen, "res": side})
+        base = None
         for v in DECODER_VARIANTS:
-            if (side, v) not in real_cache:
-                base = _matched_parents(parents, side, work / f"parents{side}")
-                real_cache[(side, v)] = _score(model, [_write_variant(f, work / f"real{side}" / v, v) for f in base],
-                                               threads)
+            if (side, v) not in real_scores:
+                base = base or _matched_parents(parents, side, work / f"parents{side}")
+                variants = [_write_variant(f, work / f"real{side}" / v, v) for f in base]
+                real_scores[(side, v)] = _score(model, variants, threads)
             p_fake = _score(model, [_write_variant(f, work / fam / v, v) for f in fakes], threads)
-            pairs.append(asdict(pair_metrics(f"{fam} vs its parents, both {v}", real_cache[(side, v)], p_fake,
-                                             th["fpr1"])))
+            name = f"{fam} vs its parents, both {v}"
+            pairs.append(asdict(pair_metrics(name, real_scores[(side, v)], p_fake, th["fpr1"])))
     if not families:
         raise DataError(f"{recon / 'fakes'}: no <autoencoder>-crossval folders (run build_suite_dataset.sh)")
     return {"root": "project autoencoders' crossval reconstructions vs their parents", "families": families,
-            "pairs": pairs}
+            "missing": missing, "pairs": pairs}
 
 
 def _image_side(path: Path) -> int:
@@ -392,7 +400,8 @@ def render(res: dict[str, Any]) -> str:
             f"{f['family']} ({f['decoder_upsample']}, {f['res']} px, {'seen' if f['seen_in_training'] else 'unseen'})"
             for f in ud["families"]
         )
-        lines += ["## unseen-decoders", "", f"{ud['root']}: {seen}.", "", _pair_table(ud["pairs"]), ""]
+        gone = f" Not built (no crossval folder): {', '.join(ud['missing'])}." if ud.get("missing") else ""
+        lines += ["## unseen-decoders", "", f"{ud['root']}: {seen}.{gone}", "", _pair_table(ud["pairs"]), ""]
     return "\n".join(lines)
 
 

@@ -245,10 +245,10 @@ HOLD_MIN_SOURCE = 100
 def held_real_logits(items: list, score: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The held pass: logits of the ``source``-store reals of ``items`` re-delivered each way of
     :data:`HOLD_UNDER`, and each scored real's source (its sampling group), per delivery; what
-    :func:`hold_presets` takes once calibrated. ``score(reals, chain)`` returns one logit per real (NaN where
-    it could not be scored: dropped here, whoever scores). Empty when no real is stored as a source: an aligned
-    crop cannot be re-delivered the way a scanned file is. Why one function: training and ``detector
-    calibrate`` must hold the same presets the same way."""
+    :func:`hold_presets` takes once calibrated. ``score(reals, chain)`` returns one logit per real; a NaN (a
+    file ``detector calibrate``'s scorer skipped as undecodable; training's views raise instead) is dropped with
+    its source. Empty when no real is stored as a source: an aligned crop cannot be re-delivered the way a scanned
+    file is. Why one function: training and ``detector calibrate`` must hold the same presets the same way."""
     from forensics.degrade import parse_chain
 
     reals = [it for it in items if it.y == 0 and it.store == "source"]

@@ -490,8 +490,12 @@ def _held_pass(
     from detectors.calibration import held_real_logits
     from detectors.data import ByteCache, eval_array
 
+    cache: ByteCache | None = None  # one read of the reals for every delivery
+
     def score(reals: list, chain: Any) -> np.ndarray:
-        return _scores(det, eval_array(ByteCache(reals), res, margin, history=chain, crop=crop), device)
+        nonlocal cache
+        cache = cache or ByteCache(reals)
+        return _scores(det, eval_array(cache, res, margin, history=chain, crop=crop), device)
 
     return held_real_logits(items, score)
 

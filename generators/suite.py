@@ -135,7 +135,11 @@ def source_data() -> list[str]:
     """The shared reals as source regions (``$FORENSICS_WORK/data/shared-src``, the detectors' training import),
     else the aligned faces."""
     imported = Path(os.environ.get("FORENSICS_WORK", "work")) / "data" / "shared-src"
-    return [str(imported)] if (imported / "manifest.jsonl").is_file() else aligned_data()
+    if (imported / "manifest.jsonl").is_file():
+        return [str(imported)]
+    log.warning("suite: %s not found; using the aligned faces instead (JPEG q90 crops: their blocks are in what "
+                "the autoencoder learns to reproduce)", imported)
+    return aligned_data()
 
 
 #: where a suite entry's real faces come from when no --data is given
@@ -256,6 +260,8 @@ def run_family(
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]
+    if entry.res and entry.res != res:
+        log.warning("suite: %s trains at its committed %d px (SuiteEntry.res), not --res %d", name, entry.res, res)
     t0 = time.time()
     if from_run:
         run = Path(from_run)
@@ -319,7 +325,8 @@ def write_results(rows: list[dict[str, Any]], command: str) -> None:
         lines = ["# Generator suite", "",
                  "Reference generators shipped under `generators/assets/` (fp16 safetensors), trained by "
                  "`python -m generators.suite` (`make suite`) on the real faces of `../shared/data` "
-                 "at 64 px: the noise and conditional families on the raw UTKFace crops, the editors and the diffusion "
+                 "at 64 px (the autoencoders ae-convT and ae-shuffle at 128 px, on the source-stored import): "
+                 "the noise and conditional families on the raw UTKFace crops, the editors and the diffusion "
                  "family on the Foundation import (aligned, 128 px JPEG q90; UTKFace + FFHQ train splits); "
                  "`generators/assets/MODEL_CARD.md` lists each model's data and its hash (`generators.suite.SUITE`).",
                  "Metrics compare `--eval-n` samples (see each command below) with as many real faces in the "

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -297,29 +298,30 @@ def test_reconstruction_metrics():
 
 
 def test_three_autoencoders_differ_in_upsampling_latent_and_depth():
-    """ae-recon, ae-convT and ae-shuffle share no decoder: each upsamples its own way (the trace a held-out test
-    asks about), has its own latent width and depth, declares its own component (its own held-out group) and
-    refuses a config whose decoder would contradict its upsampler tag."""
-    from generators.diffusion.autoencoder import DECODER_UPSAMPLERS, ShuffleUp, TransposeUp
-    from generators.diffusion.families import AE_FAMILIES_BY_UPSAMPLE
+    """ae-recon, ae-convT and ae-shuffle share no decoder: each upsamples the way its registry tag says (the trace
+    a held-out test asks about), has its own latent width and depth, declares its own component (its own held-out
+    group), and every family that decodes through an autoencoder refuses a decoder contradicting its tag."""
+    from generators.diffusion.autoencoder import DECODER_UPSAMPLERS
+    from generators.diffusion.families import reconstruction_families
 
-    assert set(AE_FAMILIES_BY_UPSAMPLE) == set(DECODER_UPSAMPLERS)
-    kinds = {"convT": TransposeUp, "pixelshuffle": ShuffleUp}
+    fams = reconstruction_families()
+    assert fams == {"nearest": "ae-recon", "convT-k4s2": "ae-convT", "pixelshuffle": "ae-shuffle"}
+    assert set(fams) == set(DECODER_UPSAMPLERS)
     shapes, comps = set(), []
-    for ups, name in AE_FAMILIES_BY_UPSAMPLE.items():
+    for ups, name in fams.items():
         fam = tiny(name)
-        dec = fam.trainer.ae.decoder
-        ups_blocks = [m for m in dec.up if type(m).__name__ in ("NearestUp", "TransposeUp", "ShuffleUp")]
-        assert ups_blocks and all(type(m) is DECODER_UPSAMPLERS[ups] for m in ups_blocks), name
-        if ups != "nearest":
-            assert isinstance(ups_blocks[0], kinds[ups])
+        ups_blocks = [m for m in fam.trainer.ae.decoder.up if type(m) in DECODER_UPSAMPLERS.values()]
+        assert len(ups_blocks) == int(np.log2(fam.cfg.factor)), name
+        assert all(type(m) is DECODER_UPSAMPLERS[ups] for m in ups_blocks), name
         out = fam.sample(2, torch.Generator().manual_seed(0), inputs=faces())
         assert out.images.shape == (2, 3, RES, RES) and out.meta[0]["decoder_upsample"] == ups
         shapes.add((fam.cfg.factor, fam.cfg.z_channels, fam.cfg.ae_blocks))
         comps.append(GENERATORS.get(name).meta["components"])
     assert len(shapes) == 3 and len({c for cs in comps for c in cs}) == 3  # no shared component
-    with pytest.raises(UsageError, match="ae-convT"):
-        tiny("ae-recon", ae_upsample="convT")
+    with pytest.raises(UsageError, match="use ae-convT"):
+        tiny("ae-recon", ae_upsample="convT-k4s2")
+    with pytest.raises(UsageError, match="ldm decodes with nearest"):
+        tiny("ldm", ae_upsample="pixelshuffle")
     with pytest.raises(UsageError, match="ae_upsample must be one of"):
         tiny("ldm-ae", ae_upsample="bicubic")
 

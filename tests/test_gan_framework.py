@@ -159,12 +159,12 @@ def test_suite_covers_every_registered_family_in_dependency_order() -> None:
             ref = entry.overrides.get(key)
             if ref:
                 assert order.index(ref) < order.index(name), (name, ref)
-        T.resolve_config(name, 64, "", dict(entry.overrides))  # every override is a real config field
+        T.resolve_config(name, entry.res or 64, "", dict(entry.overrides))  # every override is a real config field
         assert entry.data in DATA_SOURCES, name
         overrides = dict(entry.overrides)
         for ft in entry.finetune:  # later stages' overrides (laid over the earlier ones) and modules exist too
             overrides.update(ft.overrides)
-            cfg = T.resolve_config(name, 64, "", overrides)
+            cfg = T.resolve_config(name, entry.res or 64, "", overrides)
             if ft.modules:
                 assert set(ft.modules) <= set(T.build_family(name, cfg).modules()), name
 

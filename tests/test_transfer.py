@@ -154,21 +154,23 @@ def test_unseen_decoders_pairs_each_autoencoder_with_its_parents(tmp_path, monke
         d.mkdir(parents=True)
         for i in range(5):
             cv2.imwrite(str(d / f"{i:06d}.png"), rng.integers(0, 255, (side, side, 3), np.uint8))
-    sizes: list[set[int]] = []
+    sizes: dict[str, set[int]] = {}
 
     def fake_score(model, files, threads):
-        sizes.append({cv2.imread(str(f)).shape[0] for f in files})
-        return np.array([0.9 if "fakes" in str(f) or "ae-" in str(f) else 0.1 for f in files])
+        sizes[str(Path(files[0]).parent.relative_to(tmp_path / "tmp"))] = {cv2.imread(str(f)).shape[0] for f in files}
+        return np.array([0.9 if "ae-" in str(f) else 0.1 for f in files])
 
     monkeypatch.setattr(T, "_score", fake_score)
-    model = SimpleNamespace(thresholds={"fpr1": 0.5}, card={"training": {"families": ["ae-recon"]}})
+    # trained on ldm only: it decodes through ae-recon's autoencoder, so that decoder counts as seen
+    model = SimpleNamespace(thresholds={"fpr1": 0.5}, card={"training": {"families": ["ldm"]}})
     out = T.unseen_decoders(model, tmp_path, 0, 1, tmp_path / "tmp", recon=recon)
     fams = {f["family"]: f for f in out["families"]}
     assert set(fams) == {"ae-recon", "ae-convT"} and fams["ae-recon"]["seen_in_training"]
     assert not fams["ae-convT"]["seen_in_training"] and fams["ae-recon"]["res"] == 16
     assert len(out["pairs"]) == 2 * len(T.DECODER_VARIANTS)
     assert all(p["auc"] == 1.0 and p["n_real"] == 6 for p in out["pairs"])
-    assert {16} in sizes and {32} in sizes  # parents resized to each generator's side; halved variants below it
+    assert sizes["real16/raw"] == {16} and sizes["real32/raw"] == {32} and sizes["real16/down0.5"] == {8}
+    assert sizes["ae-recon/raw"] == {16} and out["missing"] == ["ae-shuffle"]
     assert "## unseen-decoders" in T.render({
         "label": "x", "model": {"name": "m", "sha256": "0" * 64, "thresholds": {}}, "command": "c", "commit": "c",
         "minutes": 0.0, "protocols": {"unseen-decoders": out},

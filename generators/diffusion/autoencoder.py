@@ -63,7 +63,8 @@ class NearestUp(nn.Module):
 
 
 class TransposeUp(nn.Module):
-    """4x4 stride-2 transposed conv (DCGAN's upsampler): uneven kernel overlap leaves a checkerboard trace."""
+    """4x4 stride-2 transposed conv (DCGAN's upsampler): the kernel overlap is even, but each of the four output
+    phases gets its own 2x2 sub-kernel, so whatever differs between them repeats with period 2."""
 
     def __init__(self, ch: int) -> None:
         super().__init__()
@@ -92,10 +93,11 @@ class ShuffleUp(nn.Module):
         return self.shuffle(self.conv(x))
 
 
-#: how a decoder doubles resolution: the ``upsample`` option of :class:`Decoder` / ``AEConfig.ae_upsample``
+#: how a decoder doubles resolution: the ``upsample`` option of :class:`Decoder` / ``AEConfig.ae_upsample``, keyed
+#: by the generator registry's upsampler tag (so a family's tag and its decoder are one name)
 DECODER_UPSAMPLERS: dict[str, Callable[[int], nn.Module]] = {
     "nearest": NearestUp,
-    "convT": TransposeUp,
+    "convT-k4s2": TransposeUp,
     "pixelshuffle": ShuffleUp,
 }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,8 @@ class AEConfig(GenConfig):
     # False trains the decoder alone: the encoder, its latents and their scale stay exactly as a latent diffusion
     # model trained on them expects, so a sharper decoder improves ldm / sdedit / ldm-inpaint without retraining
     train_encoder: bool = True
-    #: how the decoder doubles resolution (``generators.diffusion.autoencoder.DECODER_UPSAMPLERS``)
+    #: how the decoder doubles resolution: an upsampler tag of ``generators.diffusion.autoencoder.DECODER_UPSAMPLERS``
+    #: (a family refuses one that is not its own registered tag)
     ae_upsample: str = "nearest"
 
 
@@ -135,6 +136,24 @@ def _ints(value: tuple[int, ...] | list[int] | str) -> tuple[int, ...]:
 def build_autoencoder(cfg: AEConfig) -> KLAutoencoder:
     """The autoencoder ``cfg`` describes (every family that holds one builds it here)."""
     return KLAutoencoder(cfg.channels, cfg.ae_base, cfg.factor, cfg.z_channels, cfg.ae_blocks, cfg.ae_upsample)
+
+
+def reconstruction_families() -> dict[str, str]:
+    """Upsampler tag -> the registered real/reconstruction family (``ae-recon`` and its siblings) decoding that way."""
+    from generators.registry import GENERATORS
+
+    return {e.obj.upsampler: e.name for e in GENERATORS.entries() if issubclass(e.obj, AERecon)}
+
+
+def _check_decoder(family: GeneratorFamily, cfg: AEConfig) -> None:
+    """A family's samples carry its registered upsampler tag, so its autoencoder must decode that way: a config
+    asking for another decoder would write samples whose tag lies (and leave-one-upsampler-out would split on it)."""
+    if cfg.ae_upsample != family.upsampler:
+        other = reconstruction_families().get(cfg.ae_upsample)
+        hint = f": use {other}, the family registered for that decoder" if other else ""
+        raise UsageError(
+            f"{family.name} decodes with {family.upsampler} upsampling, got ae_upsample={cfg.ae_upsample}{hint}"
+        )
 
 
 def _check_common(cfg: AEConfig) -> None:
@@ -354,18 +373,11 @@ class LdmAutoencoder(GeneratorFamily):
     Config = AEConfig
     presets = AE_PRESETS
     resolutions = (16, 32, 64, 128, 256)
-    #: the decoder upsampling this family is registered with (its ``upsampler`` tag describes it): a config that
-    #: asks for another would write samples whose tag lies, so the family refuses it
-    decoder_upsample: ClassVar[str] = "nearest"
 
     def __init__(self, cfg: AEConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         _check_common(cfg)
-        if cfg.ae_upsample != self.decoder_upsample:
-            raise UsageError(
-                f"{self.name} decodes with {self.decoder_upsample} upsampling, got ae_upsample={cfg.ae_upsample}: "
-                f"use {AE_FAMILIES_BY_UPSAMPLE[cfg.ae_upsample]}, the family registered for that decoder"
-            )
+        _check_decoder(self, cfg)
         self.trainer = AETrainer(cfg, self.device)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -424,7 +436,7 @@ class AERecon(LdmAutoencoder):
 class AEConvTConfig(AEReconConfig):
     """A second autoencoder: transposed-conv decoder, 8 latent channels, two residual blocks per level."""
 
-    ae_upsample: str = "convT"
+    ae_upsample: str = "convT-k4s2"
     z_channels: int = 8
     ae_blocks: int = 2
 
@@ -442,7 +454,6 @@ class AEConvT(AERecon):
     a decoder trace of its own, so a held-out test on it asks whether decoder traces transfer."""
 
     Config = AEConvTConfig
-    decoder_upsample = "convT"
 
 
 @dataclass
@@ -466,11 +477,6 @@ class AEShuffle(AERecon):
     """Real/reconstruction pairs through a sub-pixel-conv decoder with a deeper, wider latent (factor 8)."""
 
     Config = AEShuffleConfig
-    decoder_upsample = "pixelshuffle"
-
-
-#: the reconstruction family registered for each decoder upsampling
-AE_FAMILIES_BY_UPSAMPLE: dict[str, str] = {"nearest": "ae-recon", "convT": "ae-convT", "pixelshuffle": "ae-shuffle"}
 
 
 @register_generator(
@@ -491,6 +497,7 @@ class LatentDiffusion(GeneratorFamily):
     def __init__(self, cfg: LdmConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         _check_common(cfg)
+        _check_decoder(self, cfg)
         if not 0.0 <= cfg.cond_drop <= 1.0:
             raise UsageError(f"cond_drop must be in [0, 1], got {cfg.cond_drop}")
         self.schedule = NoiseSchedule(cfg.timesteps, cfg.schedule, cfg.prediction)

@@ -645,7 +645,9 @@ def run(
     from detectors.modelfile import load_model
 
     if split == "val" and set(protocols) - set(VAL_PROTOCOLS):
-        raise DataError(f"--split val: only {', '.join(VAL_PROTOCOLS)} (external_dev is never a selection input)")
+        raise DataError(
+            f"--split val: only {', '.join(VAL_PROTOCOLS)} (external_dev and unseen-decoders are never a selection input)"
+        )
     if not data.is_dir():
         raise DataError(f"{data}: shared data folder not found (set --data or FORENSICS_DATA)")
     model = load_model(model_ref, device="cpu")

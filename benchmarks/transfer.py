@@ -646,7 +646,7 @@ def run(
 
     if split == "val" and set(protocols) - set(VAL_PROTOCOLS):
         raise DataError(
-            f"--split val: only {', '.join(VAL_PROTOCOLS)} (external_dev and unseen-decoders are never a selection input)"
+            f"--split val: only {', '.join(VAL_PROTOCOLS)} (external_dev, unseen-decoders: never selection inputs)"
         )
     if not data.is_dir():
         raise DataError(f"{data}: shared data folder not found (set --data or FORENSICS_DATA)")

@@ -646,7 +646,7 @@ def run(
 
     if split == "val" and set(protocols) - set(VAL_PROTOCOLS):
         raise DataError(
-            f"--split val: only {', '.join(VAL_PROTOCOLS)} (external_dev, unseen-decoders: never selection inputs)"
+            f"--split val: only {', '.join(VAL_PROTOCOLS)} (external-dev, unseen-decoders: never a selection input)"
         )
     if not data.is_dir():
         raise DataError(f"{data}: shared data folder not found (set --data or FORENSICS_DATA)")

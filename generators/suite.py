@@ -67,6 +67,9 @@ STRIDED_D_STAGE = FineTune(
     6000, 50, {"d_arch": "strided", "loss": "nonsat", "beta1": 0.5, "beta2": 0.999}, modules=("G", "G_ema")
 )
 
+#: the resolution an entry trains at when neither ``--res`` nor its ``SuiteEntry.res`` says otherwise
+DEFAULT_RES = 64
+
 #: the committed suite, in training order (2-core CPU budget at 64 px; pass --steps-scale / --minutes-scale).
 #: the noise and conditional GANs learn from the raw UTKFace crops: tight, consistently framed faces are easier to
 #: draw in CPU minutes than the aligned framing with hair, shoulders and background (stylegan2: face rate 0.24 after
@@ -252,7 +255,7 @@ def _describe_init(init: str) -> str | None:
 
 
 def run_family(
-    name: str, data: list[str], res: int, out: Path, device: str, steps_scale: float, minutes_scale: float,
+    name: str, data: list[str], res: int | None, out: Path, device: str, steps_scale: float, minutes_scale: float,
     eval_n: int, from_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
@@ -260,14 +263,15 @@ def run_family(
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]
-    if entry.res and entry.res != res:
+    if entry.res and res and entry.res != res:
         log.warning("suite: %s trains at its committed %d px (SuiteEntry.res), not --res %d", name, entry.res, res)
     t0 = time.time()
     if from_run:
         run = Path(from_run)
     else:
         steps = max(1, int(entry.steps * steps_scale))
-        run = train(name, data, dict(entry.overrides), out, res=entry.res or res, steps=steps, device=device,
+        res_used = entry.res or res or DEFAULT_RES
+        run = train(name, data, dict(entry.overrides), out, res=res_used, steps=steps, device=device,
                     trainer_options={"sample_every": max(steps // 10, 1), "ckpt_every": max(steps // 5, 1),
                                      "max_minutes": entry.minutes * minutes_scale, "progress": False})
         for ft in entry.finetune:
@@ -357,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n")[0], epilog="Example: python -m generators.suite --only dcgan"
     )
     p.add_argument("--data", nargs="+", default=None, help="real-face dirs (default: the imported shared faces)")
-    p.add_argument("--res", type=int, default=64)
+    p.add_argument("--res", type=int, default=None,
+                   help=f"training resolution (default {DEFAULT_RES}; an entry's committed SuiteEntry.res wins)")
     p.add_argument("--only", nargs="+", default=None, help="family names (default: the whole suite, in order)")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every committed step target")
     p.add_argument("--minutes-scale", type=float, default=1.0, help="multiply every committed time cap")
@@ -406,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(names) > 1:  # one process per family: its own peak memory, and a crash loses one family only
         common = ["--data", *a.data] if a.data else []
-        common += ["--res", str(a.res), "--steps-scale", str(a.steps_scale), "--minutes-scale",
+        common += ["--res", str(a.res)] if a.res else []
+        common += ["--steps-scale", str(a.steps_scale), "--minutes-scale",
                   str(a.minutes_scale), "--out", str(a.out), "--device", a.device, "--eval-n", str(a.eval_n)]
         for name in names:
             subprocess.run([sys.executable, "-m", "generators.suite", "--only", name, *common], check=True)

@@ -98,9 +98,25 @@ def _up_nearest(cin: int, cout: int) -> nn.Module:
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1))
 
 
+def icnr_(conv: nn.Conv2d, scale: int = 2) -> None:
+    """ICNR init (Aitken et al. 2017) of a conv feeding ``PixelShuffle(scale)``: its ``scale**2`` sub-pixel filters
+    start equal, so the layer starts as nearest upsampling of one conv with no checkerboard at step 0, and the
+    periodic trace a detector later reads is what training made of the phases, not an artefact of the init."""
+    phases = scale * scale
+    with torch.no_grad():
+        w = torch.empty(conv.out_channels // phases, conv.in_channels, *conv.kernel_size)
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+        conv.weight.copy_(w.repeat_interleave(phases, dim=0))
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[::phases].repeat_interleave(phases))
+
+
 @UPSAMPLERS.register("pixelshuffle", description="sub-pixel conv: 3x3 conv to 4x channels, then PixelShuffle(2)")
-def _up_pixelshuffle(cin: int, cout: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, 1, 1), nn.PixelShuffle(2))
+def _up_pixelshuffle(cin: int, cout: int, icnr: bool = False) -> nn.Module:
+    conv = nn.Conv2d(cin, cout * 4, 3, 1, 1)
+    if icnr:
+        icnr_(conv)
+    return nn.Sequential(conv, nn.PixelShuffle(2))
 
 
 @UPSAMPLERS.register("bilinear-fir", description="zero-insert + [1,3,3,1] low-pass filter then 3x3 conv")
@@ -108,8 +124,10 @@ def _up_fir(cin: int, cout: int) -> nn.Module:
     return nn.Sequential(FirUpsample(), nn.Conv2d(cin, cout, 3, 1, 1))
 
 
-def make_upsampler(name: str, cin: int, cout: int) -> nn.Module:
-    return UPSAMPLERS.get(name).obj(cin, cout)
+def make_upsampler(name: str, cin: int, cout: int, **options: Any) -> nn.Module:
+    """The registered upsampler ``name`` mapping ``cin`` to ``cout`` channels; ``options`` are that entry's own
+    keywords (``icnr=True`` for ``pixelshuffle``)."""
+    return UPSAMPLERS.get(name).obj(cin, cout, **options)
 
 
 # --------------------------------------------------------------------------------------------------------------

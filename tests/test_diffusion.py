@@ -301,18 +301,19 @@ def test_three_autoencoders_differ_in_upsampling_latent_and_depth():
     """ae-recon, ae-convT and ae-shuffle share no decoder: each upsamples the way its registry tag says (the trace
     a held-out test asks about), has its own latent width and depth, declares its own component (its own held-out
     group), and every family that decodes through an autoencoder refuses a decoder contradicting its tag."""
-    from generators.diffusion.autoencoder import DECODER_UPSAMPLERS
+    from generators.diffusion.autoencoder import ResBlock
     from generators.diffusion.families import reconstruction_families
+    from generators.layers import make_upsampler
 
     fams = reconstruction_families()
     assert fams == {"nearest": "ae-recon", "convT-k4s2": "ae-convT", "pixelshuffle": "ae-shuffle"}
-    assert set(fams) == set(DECODER_UPSAMPLERS)
     shapes, comps = set(), []
     for ups, name in fams.items():
         fam = tiny(name)
-        ups_blocks = [m for m in fam.trainer.ae.decoder.up if type(m) in DECODER_UPSAMPLERS.values()]
+        ups_blocks = [m for m in fam.trainer.ae.decoder.up if not isinstance(m, ResBlock)]
         assert len(ups_blocks) == int(np.log2(fam.cfg.factor)), name
-        assert all(type(m) is DECODER_UPSAMPLERS[ups] for m in ups_blocks), name
+        layout = [type(m) for m in make_upsampler(ups, 4, 4).modules()]  # the registry's layers for this tag
+        assert all([type(m) for m in b.modules()] == layout for b in ups_blocks), name
         out = fam.sample(2, torch.Generator().manual_seed(0), inputs=faces())
         assert out.images.shape == (2, 3, RES, RES) and out.meta[0]["decoder_upsample"] == ups
         shapes.add((fam.cfg.factor, fam.cfg.z_channels, fam.cfg.ae_blocks))
@@ -327,12 +328,48 @@ def test_three_autoencoders_differ_in_upsampling_latent_and_depth():
 
 
 def test_pixel_shuffle_upsampler_starts_without_a_checkerboard():
-    """ICNR init: the four sub-pixel filters start equal, so every 2x2 output block is one value at step 0 and
-    the decoder's periodic trace is learned, not an artefact of initialisation."""
-    from generators.diffusion.autoencoder import ShuffleUp
+    """ICNR init (``make_upsampler("pixelshuffle", ..., icnr=True)``, what the ae-shuffle decoder asks for): the four
+    sub-pixel filters start equal, so every 2x2 output block is one value at step 0 and the decoder's periodic trace
+    is learned, not an artefact of initialisation. The plain registry entry (the pixelshuffle GAN's) has no such
+    property."""
+    from generators.diffusion.autoencoder import Decoder
+    from generators.layers import make_upsampler
+
+    def blocks_equal(up: torch.nn.Module) -> bool:
+        c = up[0].in_channels
+        y = up(torch.randn(1, c, 5, 5))
+        assert y.shape == (1, c, 10, 10)
+        blocks = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, C, 5, 5, 2, 2)
+        return torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))
 
     torch.manual_seed(0)
-    y = ShuffleUp(4)(torch.randn(1, 4, 5, 5))
-    assert y.shape == (1, 4, 10, 10)
-    blocks = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (1, C, 5, 5, 2, 2)
-    assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks))
+    assert blocks_equal(make_upsampler("pixelshuffle", 4, 4, icnr=True))
+    assert not blocks_equal(make_upsampler("pixelshuffle", 4, 4))
+    dec = Decoder(3, base=4, factor=4, z_ch=4, blocks=1, upsample="pixelshuffle")
+    assert all(blocks_equal(m) for m in dec.up if isinstance(m, torch.nn.Sequential))
+
+
+@pytest.mark.parametrize("ups", ["nearest", "convT-k4s2", "pixelshuffle"])
+def test_decoder_loads_weights_saved_under_the_legacy_upsampler_keys(ups):
+    """The shipped autoencoders were saved when each decoder upsampler named its conv ``up.K.conv``: such a state
+    dict still loads strictly, into the registry's layers, and decodes exactly as the source decoder does."""
+    from generators.diffusion.autoencoder import KLAutoencoder, ResBlock
+
+    torch.manual_seed(0)
+    src = KLAutoencoder(base=8, factor=4, z_channels=4, upsample=ups)
+    legacy = dict(src.state_dict())
+    renamed = 0
+    for i, block in enumerate(src.decoder.up):
+        if isinstance(block, ResBlock):
+            continue
+        for name, m in block.named_modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                for p in ("weight", "bias"):
+                    key = f"decoder.up.{i}.{name + '.' if name else ''}{p}"
+                    legacy[f"decoder.up.{i}.conv.{p}"] = legacy.pop(key)
+                    renamed += 1
+    assert renamed == 2 * 2  # two upsampler blocks at factor 4, weight and bias each
+    dst = KLAutoencoder(base=8, factor=4, z_channels=4, upsample=ups)
+    dst.load_state_dict(legacy, strict=True)
+    z = torch.randn(1, 4, 4, 4)
+    assert torch.equal(dst.decode(z), src.decode(z))

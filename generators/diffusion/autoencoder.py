@@ -3,23 +3,25 @@
 Latent diffusion (Rombach et al. 2022) splits synthesis in two: an autoencoder compresses a face by a factor ``f``
 (4 or 8) into a small latent with 4 channels, and the diffusion model works only in that latent. Its decoder is
 therefore the last network every latent-diffusion face passes through, and its upsampling trace is what detectors
-can learn from real/reconstruction pairs (``ae-recon``). How the decoder upsamples is an option
-(:data:`DECODER_UPSAMPLERS`: nearest neighbour + conv, transposed conv, sub-pixel conv / pixel shuffle), because
-each leaves its own periodic trace and a detector that met one decoder must be tested on the others (Rajan et al.,
-ICLR 2025: real images vs their reconstructions through several autoencoders). The encoder outputs a diagonal
-Gaussian; a tiny KL weight keeps the latent roughly unit-scaled without blurring reconstructions.
+can learn from real/reconstruction pairs (``ae-recon``). How the decoder upsamples is an option (a tag of
+``generators.layers.UPSAMPLERS``, the GAN suite's registry: nearest neighbour + conv, transposed conv, sub-pixel
+conv / pixel shuffle, ...), because each leaves its own periodic trace and a detector that met one decoder must be
+tested on the others (Rajan et al., ICLR 2025: real images vs their reconstructions through several autoencoders).
+The encoder outputs a diagonal Gaussian; a tiny KL weight keeps the latent roughly unit-scaled without blurring
+reconstructions.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import UsageError
+from generators.layers import UPSAMPLERS, make_upsampler
 
 FACTORS: tuple[int, ...] = (4, 8)
 
@@ -51,55 +53,16 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-class NearestUp(nn.Module):
-    """Nearest-neighbour x2 then 3x3 conv: avoids transposed-conv checkerboards; its own trace is blockier."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+#: per-tag options for the decoder's upsamplers (``generators.layers.make_upsampler``): pixel shuffle starts from
+#: ICNR so a fresh decoder has no checkerboard (the GAN family of that tag keeps the registry's plain init)
+DECODER_UPSAMPLE_OPTIONS: dict[str, dict[str, Any]] = {"pixelshuffle": {"icnr": True}}
 
 
-class TransposeUp(nn.Module):
-    """4x4 stride-2 transposed conv (DCGAN's upsampler): the kernel overlap is even, but each of the four output
-    phases gets its own 2x2 sub-kernel, so whatever differs between them repeats with period 2."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-class ShuffleUp(nn.Module):
-    """Sub-pixel conv: 3x3 conv to 4x the channels, then pixel shuffle (ESPCN / SRGAN's upsampler). ICNR init (the
-    four sub-pixel filters start equal) so it starts as nearest upsampling of one conv, without a checkerboard at
-    step 0; what training makes of the four phases is its trace."""
-
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(ch, 4 * ch, 3, padding=1)
-        with torch.no_grad():
-            w = torch.empty(ch, ch, 3, 3)
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-            self.conv.weight.copy_(w.repeat_interleave(4, dim=0))
-            self.conv.bias.copy_(self.conv.bias[::4].repeat_interleave(4))
-        self.shuffle = nn.PixelShuffle(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.conv(x))
-
-
-#: how a decoder doubles resolution: the ``upsample`` option of :class:`Decoder` / ``AEConfig.ae_upsample``, keyed
-#: by the generator registry's upsampler tag (so a family's tag and its decoder are one name)
-DECODER_UPSAMPLERS: dict[str, Callable[[int], nn.Module]] = {
-    "nearest": NearestUp,
-    "convT-k4s2": TransposeUp,
-    "pixelshuffle": ShuffleUp,
-}
+def _conv_path(block: nn.Module) -> str:
+    """The state-dict prefix of an upsampler block's one conv (``"1."`` for nearest + conv, ``""`` for a bare
+    transposed conv, ``"0."`` for conv + pixel shuffle)."""
+    (name,) = [n for n, m in block.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    return f"{name}." if name else ""
 
 
 def channel_plan(base: int, factor: int) -> list[int]:
@@ -137,9 +100,9 @@ class Decoder(nn.Module):
         self, out_ch: int, base: int, factor: int, z_ch: int, blocks: int, upsample: str = "nearest"
     ) -> None:
         super().__init__()
-        if upsample not in DECODER_UPSAMPLERS:
-            raise UsageError(f"decoder upsample must be one of {', '.join(DECODER_UPSAMPLERS)}, got '{upsample}'")
-        up = DECODER_UPSAMPLERS[upsample]
+        if upsample not in UPSAMPLERS:
+            raise UsageError(f"decoder upsample must be one of {', '.join(UPSAMPLERS.names())}, got '{upsample}'")
+        options = DECODER_UPSAMPLE_OPTIONS.get(upsample, {})
         chs = channel_plan(base, factor)[::-1]
         self.conv_in = nn.Conv2d(z_ch, chs[0], 3, padding=1)
         self.mid = ResBlock(chs[0], chs[0])
@@ -150,12 +113,30 @@ class Decoder(nn.Module):
                 layers.append(ResBlock(prev, ch))
                 prev = ch
             if i < len(chs) - 1:
-                layers.append(up(ch))
+                layers.append(make_upsampler(upsample, ch, ch, **options))
         self.up = nn.Sequential(*layers)
         self.out = nn.Sequential(norm(prev), nn.SiLU(), nn.Conv2d(prev, out_ch, 3, padding=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.up(self.mid(self.conv_in(z))))
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], strict: bool,
+        missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str],
+    ) -> None:
+        """Autoencoders saved before the decoder took its upsamplers from ``generators.layers`` (the shipped
+        ``ae-recon``, ``ae-convT``, ``ae-shuffle``: their hashes are the datasets' provenance) named each block's
+        conv ``up.K.conv.*``: rename those keys to the registry module's path before the children load."""
+        for i, block in enumerate(self.up):
+            if isinstance(block, ResBlock):
+                continue
+            for param in ("weight", "bias"):
+                legacy = f"{prefix}up.{i}.conv.{param}"
+                if legacy in state_dict:
+                    state_dict[f"{prefix}up.{i}.{_conv_path(block)}{param}"] = state_dict.pop(legacy)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class KLAutoencoder(nn.Module):

@@ -26,7 +26,6 @@ from torch import nn
 from forensics.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples, random_condition
 from generators.diffusion.autoencoder import (
-    DECODER_UPSAMPLERS,
     FACTORS,
     KLAutoencoder,
     PatchDiscriminator,
@@ -34,6 +33,7 @@ from generators.diffusion.autoencoder import (
 )
 from generators.diffusion.schedule import NoiseSchedule, randn
 from generators.diffusion.unet import UNet
+from generators.layers import UPSAMPLERS
 from generators.registry import register_generator
 
 COND_SIZES: tuple[int, ...] = tuple(len(v) for v in ATTRIBUTES.values())
@@ -65,7 +65,7 @@ class AEConfig(GenConfig):
     # False trains the decoder alone: the encoder, its latents and their scale stay exactly as a latent diffusion
     # model trained on them expects, so a sharper decoder improves ldm / sdedit / ldm-inpaint without retraining
     train_encoder: bool = True
-    #: how the decoder doubles resolution: an upsampler tag of ``generators.diffusion.autoencoder.DECODER_UPSAMPLERS``
+    #: how the decoder doubles resolution: an upsampler tag of ``generators.layers.UPSAMPLERS``
     #: (a family refuses one that is not its own registered tag)
     ae_upsample: str = "nearest"
 
@@ -157,8 +157,8 @@ def _check_decoder(family: GeneratorFamily, cfg: AEConfig) -> None:
 
 
 def _check_common(cfg: AEConfig) -> None:
-    if cfg.ae_upsample not in DECODER_UPSAMPLERS:
-        raise UsageError(f"ae_upsample must be one of {', '.join(DECODER_UPSAMPLERS)}, got '{cfg.ae_upsample}'")
+    if cfg.ae_upsample not in UPSAMPLERS:
+        raise UsageError(f"ae_upsample must be one of {', '.join(UPSAMPLERS.names())}, got '{cfg.ae_upsample}'")
     if cfg.factor not in FACTORS:
         raise UsageError(f"factor must be one of {FACTORS}, got {cfg.factor}")
     if cfg.res % cfg.factor:

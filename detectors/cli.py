@@ -92,6 +92,12 @@ def list_cmd(as_json: bool) -> None:
     help="Leave this fake generator (manifest 'generator', e.g. tpdne-stylegan2) out of train and val, keeping its "
     "family's other generators (repeatable; the cross-source protocol).",
 )
+@click.option(
+    "--group-weight",
+    multiple=True,
+    help="GROUP=W: multiply the sampling mass of a fake family or real source (e.g. stylegan2=4, "
+    "real_faces/ffhq128_bhunakit=2); repeatable.",
+)
 @click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
 @click.option(
     "--delivery",
@@ -143,6 +149,8 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
         cfg["backbone"] = backbone
     base["detector_cfg"] = cfg
     renames = {"exclude_family": "exclude_families", "exclude_generator": "exclude_generators"}
+    if group := kw.pop("group_weight"):
+        base["group_weights"] = _group_weights(group)
     for k, v in kw.items():
         if v is None or v == () or v is False:
             continue
@@ -160,6 +168,17 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 owns the run dir
         _record_command(run / "model")
         click.echo(str(run / "model"))
+
+
+def _group_weights(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``("stylegan2=4",)`` -> ``{"stylegan2": 4.0}``; a weight that is not a number is a one-line usage error."""
+    out: dict[str, float] = {}
+    for k, v in parse_sets(pairs).items():
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--group-weight {k}={v}: the weight must be a number") from None
+    return out
 
 
 def _record_command(model_dir: Path) -> None:

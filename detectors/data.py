@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from forensics.dataset import read_manifest
-from forensics.errors import DataError
+from forensics.errors import DataError, UsageError
 from forensics.hashing import LEGACY_DENOMINATOR, hash_split, sha256_file
 
 HELD_OUT_SPLITS = ("crossval", "test")
@@ -147,17 +147,28 @@ def check_both_classes(items: list[Item], what: str) -> None:
         raise DataError(f"{what}: no {missing} items (a detector needs both classes)")
 
 
-def balanced_weights(items: list[Item]) -> np.ndarray:
+def balanced_weights(items: list[Item], group_weights: dict[str, float] | None = None) -> np.ndarray:
     """Sampling weights: each class gets half the mass; within a class, group g gets mass proportional to
     sqrt(n_g), so a big source (UTKFace) cannot drown a smaller one (FFHQ) and a handful of fixtures cannot claim
-    a third of every batch either (a compromise between uniform-over-items and uniform-over-groups)."""
+    a third of every batch either (a compromise between uniform-over-items and uniform-over-groups).
+
+    ``group_weights`` multiplies named groups' mass (a fake family, a real source) before the class is normalised:
+    with fourteen families the one real-world GAN gets an eighth of the fakes, and a run may say it matters more.
+    An unknown name is an error (a typo must not train an unweighted model that claims otherwise)."""
+    group_weights = group_weights or {}
     counts = Counter((it.y, it.group) for it in items)
+    unknown = sorted(set(group_weights) - {g for _, g in counts})
+    if unknown:
+        known = ", ".join(sorted({g for _, g in counts}))
+        raise UsageError(f"group weight for {', '.join(unknown)}: no such fake family or real source (have: {known})")
+    if any(not w > 0 for w in group_weights.values()):
+        raise UsageError(f"group weights must be > 0, got {group_weights}")
+    mass = {k: float(np.sqrt(n)) * group_weights.get(k[1], 1.0) for k, n in counts.items()}
     class_norm: Counter[int] = Counter()
-    for (y, _), n in counts.items():
-        class_norm[y] += float(np.sqrt(n))
+    for (y, _), m in mass.items():
+        class_norm[y] += m
     w = np.array(
-        [np.sqrt(counts[(it.y, it.group)]) / class_norm[it.y] / counts[(it.y, it.group)] for it in items],
-        dtype=np.float64,
+        [mass[(it.y, it.group)] / class_norm[it.y] / counts[(it.y, it.group)] for it in items], dtype=np.float64
     )
     return w / w.sum()
 

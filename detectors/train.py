@@ -62,6 +62,8 @@ class TrainOptions:
     exclude_families: list[str] = field(default_factory=list)
     #: fakes of these generators (manifest ``generator``) are left out of train and val (cross-source protocol)
     exclude_generators: list[str] = field(default_factory=list)
+    #: sampling-mass multipliers by group (fake family or real source; :func:`detectors.data.balanced_weights`)
+    group_weights: dict[str, float] = field(default_factory=dict)
     out: str = "runs/detectors"
     device: str = "auto"
     amp: bool = False
@@ -304,7 +306,7 @@ def train(opts: TrainOptions) -> Path:
             log.warning("%s data: %s", what, gap)
     val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop)
     val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
-    weights = balanced_weights(train_items)
+    weights = balanced_weights(train_items, opts.group_weights)
     aug_cfg = AugmentConfig.preset(opts.augment)
     fake_sizes = fake_resolutions(train_items, weights) if opts.match_res else None
     if opts.match_res and fake_sizes is None:
@@ -569,6 +571,7 @@ def finalize_model(
         "families": sorted({f for s in train_src for f in s.families}),
         "exclude_families": opts.exclude_families,
         "exclude_generators": opts.exclude_generators,
+        **({"group_weights": opts.group_weights} if opts.group_weights else {}),
         "n_train": n_train,
         "n_val": int(len(val_y)),
         "augment": opts.augment,

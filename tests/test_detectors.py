@@ -382,3 +382,32 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     write_manifest(ds, rows)
     run = train(TrainOptions(**base, match_res=True))
     assert json.loads((run / "model" / "model.json").read_text())["training"]["match_res"] is True
+
+
+def test_group_weights_scale_a_groups_sampling_mass_and_refuse_unknown_groups(tmp_path):
+    """--group-weight multiplies one group's sqrt(n) mass inside its class (the other class is untouched); a name
+    that is no group of the data, or a weight <= 0, is a usage error instead of a silently unweighted run; the
+    card records the weights."""
+    from detectors.data import Item, balanced_weights
+    from detectors.train import TrainOptions, train
+
+    items = [Item(Path(f"{i}"), y, g, g, "ds") for i, (y, g) in enumerate(
+        [(1, "a")] * 4 + [(1, "b")] * 4 + [(0, "r")] * 4 + [(0, "s")] * 4)]
+
+    def mass(w: np.ndarray, group: str) -> float:
+        return float(sum(wi for it, wi in zip(items, w) if it.group == group))
+
+    plain, heavy = balanced_weights(items), balanced_weights(items, {"a": 3.0})
+    assert mass(plain, "a") == pytest.approx(0.25) and mass(heavy, "a") == pytest.approx(0.5 * 3 / 4)
+    assert mass(heavy, "r") == pytest.approx(0.25) and heavy.sum() == pytest.approx(1.0)
+    with pytest.raises(UsageError, match="group weight for stylegan: no such fake family or real source"):
+        balanced_weights(items, {"stylegan": 2.0})
+    with pytest.raises(UsageError, match="must be > 0"):
+        balanced_weights(items, {"a": 0.0})
+
+    ds = make_dataset(tmp_path / "ds", n_per_class=8)
+    fam = next(r.family or r.generator for r in read_manifest(ds) if r.label == "fake")
+    run = train(TrainOptions(detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8,
+                             steps_per_epoch=1, progress=False, augment="none", out=str(tmp_path / "runs"),
+                             detector_cfg={"widths": (8, 16, 32)}, group_weights={fam: 2.0}))
+    assert json.loads((run / "model" / "model.json").read_text())["training"]["group_weights"] == {fam: 2.0}

@@ -78,7 +78,9 @@ class PreprocessSpec:
         return self.normalise(torch.from_numpy(arr).to(device))
 
     def normalise(self, batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
-        x = batch_uint8_nhwc.permute(0, 3, 1, 2).float().div_(255.0)
+        # contiguous NCHW, not the channels-last view the permute gives: oneDNN's AVX-512 1x1 strided convolution
+        # (weight gradient) segfaults on channels-last inputs on Zen 4 CPUs (torch 2.14.1), and NCHW is no slower here
+        x = batch_uint8_nhwc.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -142,6 +142,16 @@ def write_manifest(root: str | os.PathLike[str], rows: Iterable[ManifestRow]) ->
     return mp
 
 
+def sort_manifest(root: str | os.PathLike[str]) -> Path:
+    """Rewrite a manifest in path order. Why: parallel writers append rows as they finish, so two runs of the same
+    import would write the same rows in different orders, and the manifest sha256 a model card records could not
+    tell a rebuilt dataset from a different one."""
+    rows = read_manifest(root)
+    if [r.path for r in rows] == sorted(r.path for r in rows):
+        return manifest_path(root)
+    return write_manifest(root, sorted(rows, key=lambda r: r.path))
+
+
 def iter_items(root: str | os.PathLike[str], split: str | None = None) -> Iterator[tuple[Path, ManifestRow]]:
     """Yield ``(absolute_path, row)`` for rows of ``split`` (all rows when None)."""
     base = Path(root)

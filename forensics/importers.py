@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from forensics.dataset import LABELS, ManifestRow, ManifestWriter
+from forensics.dataset import LABELS, ManifestRow, ManifestWriter, sort_manifest
 from forensics.errors import DataError, ForensicsError, UsageError
 from forensics.hashing import hash_split, sha256_bytes, sha256_text
 from forensics.registry import Registry
@@ -532,14 +532,13 @@ def import_dataset(
             if progress:
                 progress(1, report.written)
 
-        if not todo:
-            return report
         if workers <= 1:
             normaliser = Normaliser(norm)
             for it in todo:
                 consume(process_item(it, str(out), normaliser))
-        else:
+        elif todo:
             _run_pool(todo, str(out), norm, workers, consume)
+    sort_manifest(out)  # the same import, in any worker order or resumed, gives the same manifest bytes
     return report
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cli import main
-from forensics.dataset import ManifestRow, ManifestWriter, read_manifest, write_manifest
+from forensics.dataset import ManifestRow, ManifestWriter, read_manifest, sort_manifest, write_manifest
 from forensics.errors import DataError, UsageError
 from forensics.hashing import hash_split
 from forensics.importers import (
@@ -114,9 +114,22 @@ def test_folders_import_normalises_every_class_the_same_way_and_resumes(folders_
         import_dataset(folders_src, out, layout="folders", norm=NormaliseConfig(size=48))
 
 
-def test_folders_import_with_a_process_pool(folders_src, tmp_path):
-    rep = import_dataset(folders_src, tmp_path / "ds", layout="folders", norm=NormaliseConfig(size=24), workers=2)
+def test_folders_import_with_a_process_pool_writes_the_serial_imports_manifest_bytes(folders_src, tmp_path):
+    norm = NormaliseConfig(size=24)
+    rep = import_dataset(folders_src, tmp_path / "ds", layout="folders", norm=norm, workers=2)
     assert (rep.written, rep.failed) == (4, 1)
+    import_dataset(folders_src, tmp_path / "serial", layout="folders", norm=norm)
+    pooled = (tmp_path / "ds" / "manifest.jsonl").read_bytes()
+    assert pooled == (tmp_path / "serial" / "manifest.jsonl").read_bytes()
+    paths = [r.path for r in read_manifest(tmp_path / "ds")]
+    assert paths == sorted(paths)
+
+
+def test_sort_manifest_orders_rows_by_path_whatever_order_they_finished_in(tmp_path):
+    rows = [ManifestRow(path=f"{c}.jpg", label="real", sha256=c * 64) for c in "cab"]
+    write_manifest(tmp_path, rows)
+    sort_manifest(tmp_path)
+    assert [r.path for r in read_manifest(tmp_path)] == ["a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_label_map_and_missing_class_folders(folders_src, tmp_path):

@@ -3,7 +3,7 @@
 # The three run side by side on 2 cores (each about 2/3 of a core for MIN wall-minutes).
 set -u
 cd "$(git rev-parse --show-toplevel)"
-W=${FORENSICS_WORK:?set FORENSICS_WORK}; MIN=${1:-27}
+W=${FORENSICS_WORK:?set FORENSICS_WORK}; MIN=${1:-27}; mkdir -p "$W/logs"
 COMMON="--set crop=native --data $W/data/shared-src --data $W/data/suite-ae-src --val $W/data/shared-src --val $W/data/suite-ae-src --delivery platform --epochs 200 --max-minutes $MIN --threads 1 --patience 100"
 OMP_NUM_THREADS=1 forensics detector train --recipe default --set residual=luma --set chroma=half $COMMON \
   --out $W/detectors/runs-CAP-npr044 > $W/logs/CAP-npr044.log 2>&1 &

@@ -141,8 +141,8 @@ DATASET_COMMANDS = {
     "shared-src": "forensics data import ../shared/data --layout labels-csv --out $W/data/shared-src --align "
     "--size 128 --store source --workers 2",
     "suite-src": "FORENSICS_WORK=$W bash benchmarks/build_suite_dataset.sh 800 150",
-    # every family the script knows, the two newer autoencoders included (v10's data was rebuilt this way; v9's
-    # added them to an existing suite-src sample folder with FAMILIES="ae-convT ae-shuffle": the same rows)
+    # every family the script knows, the two newer autoencoders included (v10's and v11's data were rebuilt this
+    # way; v9's added them to an existing suite-src sample folder with FAMILIES="ae-convT ae-shuffle": the same rows)
     "suite-ae-src": "FORENSICS_WORK=$W OUT=$W/data/suite-ae-src bash benchmarks/build_suite_dataset.sh 800 150",
 }
 

@@ -532,7 +532,7 @@ def import_dataset(
             if progress:
                 progress(1, report.written)
 
-        if workers <= 1:
+        if todo and workers <= 1:  # nothing to do builds no face detector
             normaliser = Normaliser(norm)
             for it in todo:
                 consume(process_item(it, str(out), normaliser))

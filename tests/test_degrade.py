@@ -33,6 +33,18 @@ def test_primitives_shapes_and_determinism(img):
     assert D.resize_to(img, 16).shape == (16, 16, 3)
 
 
+def test_resize_to_enlarges_like_the_native_crop_does():
+    """A crop smaller than the detector input is enlarged with the cubic filter (as ``native_crop`` enlarges a
+    small file), never by pixel replication: a 2x replicated image has no pixel-grid residual left to read."""
+    import cv2
+
+    small = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    big = D.resize_to(small, 64)
+    assert np.array_equal(big, cv2.resize(small, (64, 64), interpolation=cv2.INTER_CUBIC))
+    assert not np.array_equal(big[::2, ::2], big[1::2, 1::2])  # not 2x2 blocks of one value
+    assert np.array_equal(D.resize_to(big, 32), cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA))
+
+
 def test_jpeg_quality_orders_error(img):
     err = [np.abs(D.jpeg(img, q).astype(int) - img).mean() for q in (95, 50, 10)]
     assert err[0] < err[1] < err[2]

@@ -68,6 +68,26 @@ def test_histories_are_seeded_and_cover_none_jpeg_and_resample():
         DeliveryConfig.preset("heavy")
 
 
+def test_halving_resizes_by_exactly_one_half_and_leaves_other_presets_streams_alone():
+    """``p_halve`` puts a point mass at 0.5 among the drawn factors; presets without it must draw the very same
+    histories as before it existed (shipped models record their preset, and a reproduced run must match)."""
+
+    def scales(preset: str, seed: int) -> list[float]:
+        cfg = DeliveryConfig.preset(preset)
+        rng = np.random.default_rng(seed)
+        ops = [o for _ in range(600) for o in random_delivery(rng, cfg, lossless=True)]
+        return [dict(o.params)["scale"] for o in ops if o.name == "resize"]
+
+    halving, rescaled = scales("halving", 3), scales("rescaled", 3)
+    exact = np.mean([s == 0.5 for s in halving])
+    assert 0.3 < exact < 0.5  # p_halve 0.4 of the resized files
+    assert np.mean([s == 0.5 for s in rescaled]) == 0.0
+    lo, hi = DeliveryConfig.preset("rescaled").resample_range
+    assert all(lo <= s <= hi for s in halving)
+    # the draw for p_halve happens only when it is set: rescaled's stream is the one drawn before p_halve existed
+    assert len(rescaled) == 371 and rescaled[:3] == [0.6031888581655316, 0.9693870783852689, 0.6299167656272819]
+
+
 def test_the_importer_puts_a_tenth_of_train_folders_into_val_and_keeps_crossval():
     rels = [f"real_faces/ffhq/train/{i}.png" for i in range(2000)]
     splits = [split_for(r, 0.1) for r in rels]

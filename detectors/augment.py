@@ -192,6 +192,9 @@ class DeliveryConfig:
         return _preset(cls, DELIVERY_PRESETS, name, "delivery")
 
 
+#: ``rescaled`` and the presets that only add exact halvings to it
+_RESCALED = {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3, 1.0)}
+
 #: named delivery distributions: overrides of :class:`DeliveryConfig`'s defaults (``None``: no history)
 #: ``platform``: ``camera`` where most files were also resized on the way (p 0.6, factor 0.4-1.0), as uploads
 #: re-served by a platform are: a detector that met halved faces rarely in training reads them poorly (v6: matched
@@ -207,9 +210,9 @@ DELIVERY_PRESETS: dict[str, dict | None] = {
     "mixed": {},
     "camera": {"p_lossless_jpeg": 0.85},
     "platform": {"p_lossless_jpeg": 0.85, "p_resample": 0.6, "resample_range": (0.4, 1.0)},
-    "rescaled": {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3, 1.0)},
-    "halving": {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3, 1.0), "p_halve": 0.4},
-    "thumbnails": {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3, 1.0), "p_halve": 0.8},
+    "rescaled": _RESCALED,
+    "halving": {**_RESCALED, "p_halve": 0.4},
+    "thumbnails": {**_RESCALED, "p_halve": 0.8},
 }
 
 RESAMPLE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from forensics.degrade import resize_to
 from forensics.errors import ForensicsError, UsageError
 from forensics.registry import Registry
 
@@ -350,8 +351,6 @@ def native_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 128, margi
     whole image is smaller than ``size`` (cubic). A face smaller than the crop gets more context at native scale
     instead of being magnified; a window within :data:`NATIVE_SNAP` of ``size`` is cut at ``size`` unresampled.
     """
-    import cv2
-
     h, w = image.shape[:2]
     lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     m = similarity_transform(lm, canonical_landmarks(size, margin))
@@ -365,11 +364,8 @@ def native_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 128, margi
     x0 = int(round(centre[0] - side / 2))
     y0 = int(round(centre[1] - side / 2))
     x0, y0 = min(max(x0, 0), w - side), min(max(y0, 0), h - side)
-    crop = image[y0 : y0 + side, x0 : x0 + side]
-    if side == size:
-        return np.ascontiguousarray(crop)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
+    # resize_to shrinks with the area filter and enlarges with the cubic one: the same rule for every path to a detector
+    return resize_to(image[y0 : y0 + side, x0 : x0 + side], size)
 
 
 def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:

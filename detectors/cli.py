@@ -22,6 +22,12 @@ def _calibrator_names() -> list[str]:
     return calibrator_names()
 
 
+def _keep_names() -> list[str]:
+    from detectors.train import KEEP
+
+    return list(KEEP)
+
+
 def _delivery_names() -> list[str]:
     from detectors.augment import DELIVERY_PRESETS
 
@@ -116,6 +122,13 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation AUC.")
+@click.option(
+    "--keep",
+    type=RegistryChoice(_keep_names),
+    default=None,
+    help="Write the epoch with the best validation AUC (default) or the last one (a fine-tune whose validation "
+    "AUC is already saturated).",
+)
 @click.option("--workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int)
 @click.option("--threads", type=int, help="torch CPU threads.")

@@ -72,7 +72,8 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         f"margin {card['preprocess']['margin']}",
         f"- calibration: `{json.dumps(card.get('calibration'))}`",
         f"- thresholds (flag when calibrated P(fake) >= t): `{json.dumps(card.get('thresholds'))}`",
-        f"- trained: {t.get('steps')} steps, {t.get('minutes', 0):.1f} min, stopped by {t.get('stopped')}; "
+        f"- trained: {t.get('steps')} steps, {t.get('minutes', 0):.1f} min, stopped by {t.get('stopped')}, "
+        f"kept the {t.get('kept', 'best')} epoch; "
         f"n_train {t.get('n_train')}, n_val {t.get('n_val')}",
         f"- fake families seen in training: {', '.join(t.get('families', [])) or '-'}",
         *_init_line(t.get("init_from")),
@@ -335,6 +336,7 @@ def _init_line(origin: dict | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from detectors.augment import DELIVERY_PRESETS
+    from detectors.train import KEEP
 
     ap = argparse.ArgumentParser(
         prog="python -m detectors.default_model",
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delivery", choices=list(DELIVERY_PRESETS), default=None,
                     help="delivery histories for both classes before the face crop (needs --store source imports)")
     ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")
+    ap.add_argument("--keep", choices=list(KEEP), default=None,
+                    help="write the best-validation-AUC epoch (default) or the last one (a saturated fine-tune)")
     ap.add_argument("--install-run", type=Path, default=None,
                     help="skip training: install RUN/model, or a model dir (a candidate trained earlier with "
                     "--no-install, or recalibrated / fused from one)")
@@ -407,7 +411,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         "licence": recipe.licence,
     }
     for k in ("max_minutes", "epochs", "res", "threads", "augment", "lr", "init_model", "match_res", "families",
-              "delivery", "patience"):
+              "delivery", "patience", "keep"):
         if getattr(args, k) is not None:
             opts[k] = getattr(args, k)
     torch.set_num_threads(opts.get("threads") or 1)

@@ -41,6 +41,10 @@ from forensics.runs import (
 log = logging.getLogger(__name__)
 
 
+#: the weights a run can write (``TrainOptions.keep``)
+KEEP = ("best", "last")
+
+
 @dataclass
 class TrainOptions:
     """Everything that defines a training run (``training_options.json`` reproduces it)."""
@@ -56,6 +60,11 @@ class TrainOptions:
     weight_decay: float = 1e-4
     steps_per_epoch: int | None = None
     patience: int = 3
+    #: which weights the run writes: ``best`` (the epoch with the highest validation AUC: early stopping) or
+    #: ``last`` (the final epoch). A fine-tune of a model whose validation AUC is already ~0.997 wants ``last``:
+    #: that AUC is saturated, so "best" is noise and usually an epoch of the first few hundred steps, which
+    #: throws the rest of the run away; candidates are then compared on the validation transfer protocols
+    keep: str = "best"
     augment: str = "default"
     calibration: str = "temperature"
     families: list[str] = field(default_factory=list)
@@ -236,6 +245,8 @@ def train(opts: TrainOptions) -> Path:
     from detectors.registry import DETECTORS, build_detector
     from forensics.config import resolve_device
 
+    if opts.keep not in KEEP:
+        raise UsageError(f"keep={opts.keep!r}: choose one of {', '.join(KEEP)}")
     ddp = init_distributed(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     distributed, rank, main_proc = ddp.enabled, ddp.rank, ddp.main
     if distributed:  # each rank on its own GPU (or the CPU); --device is for single-process runs
@@ -431,7 +442,8 @@ def train(opts: TrainOptions) -> Path:
             if opts.max_steps and step >= opts.max_steps:
                 stopped = "max-steps"
                 break
-        det.load_state_dict(best_state)
+        if opts.keep == "best":
+            det.load_state_dict(best_state)
 
     if not main_proc:
         if distributed:
@@ -467,6 +479,7 @@ def train(opts: TrainOptions) -> Path:
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
+        "kept": opts.keep,
         "steps": step,
         "minutes": (time.time() - t_start) / 60,
         **({"init_from": init_from} if init_from else {}),

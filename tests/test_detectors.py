@@ -422,3 +422,32 @@ def test_normalise_gives_contiguous_nchw_batches_that_train_through_strided_1x1_
     assert torch.allclose(x[:, :, 5, 7], det.preprocess.normalise(batch[:, 5:6, 7:8]).flatten(1))
     det.logits(x).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in det.parameters() if p.requires_grad)
+
+
+def test_keep_writes_the_best_or_the_last_epoch(tiny_ds, tmp_path):
+    """``keep="best"`` writes the epoch with the highest val AUC, ``keep="last"`` the final one: a fine-tune whose
+    val AUC is saturated keeps its training instead of an early epoch that only won on noise."""
+    from detectors.modelfile import read_state_dict
+    from detectors.train import TrainOptions, train
+
+    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=8, steps_per_epoch=3,
+              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, patience=10, lr=3e-3)
+    best2 = train(TrainOptions(epochs=2, out=str(tmp_path / "best2"), **kw))
+    last1 = train(TrainOptions(epochs=1, keep="last", out=str(tmp_path / "last1"), **kw))
+    last2 = train(TrainOptions(epochs=2, keep="last", out=str(tmp_path / "last2"), **kw))
+    aucs = [json.loads(s)["val_auc"] for s in (best2 / "metrics.jsonl").read_text().splitlines()
+            if json.loads(s)["event"] == "epoch"]
+    assert len(aucs) == 2 and aucs[1] <= aucs[0]  # on this data epoch 0 already separates: epoch 0 stays best
+
+    def weights(run):
+        return {k: v for k, v in read_state_dict(run / "model" / "model.safetensors").items() if "running" not in k}
+
+    w_best2, w_last1, w_last2 = weights(best2), weights(last1), weights(last2)
+    ckpt = {k.removeprefix("model."): v for k, v in read_state_dict(last2 / "checkpoint.safetensors").items()}
+    assert all(torch.equal(w_best2[k], w_last1[k]) for k in w_best2)  # best of two epochs = epoch 0
+    assert any(not torch.equal(w_last2[k], w_last1[k]) for k in w_last2)  # last of two = trained further
+    assert all(torch.equal(w_last2[k], ckpt[k]) for k in w_last2)  # the final epoch's weights
+    card = json.loads((last2 / "model" / "model.json").read_text())
+    assert card["training"]["kept"] == "last"
+    with pytest.raises(UsageError, match="keep='newest'"):
+        train(TrainOptions(epochs=1, keep="newest", out=str(tmp_path / "x"), **kw))

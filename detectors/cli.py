@@ -22,6 +22,12 @@ def _calibrator_names() -> list[str]:
     return calibrator_names()
 
 
+def _tta_names() -> list[str]:
+    from detectors.base import TTA
+
+    return list(TTA)
+
+
 def _keep_names() -> list[str]:
     from detectors.train import KEEP
 
@@ -290,9 +296,17 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
     "q50, halved, halved + q75): each preset takes the highest threshold any of them needs. Needs reals "
     "imported with 'data import --store source'; others are calibrated as they are.",
 )
+@click.option(
+    "--tta",
+    type=RegistryChoice(_tta_names),
+    default=None,
+    help="Test-time views to average at inference (flip: the crop and its mirror image), set before calibrating "
+    "(the averaged logits need their own calibration). Default: the model's own.",
+)
 @click.option("--device", default="auto")
 def calibrate_cmd(
-    model: str, data: tuple[str, ...], split: tuple[str, ...], method: str, out: str, hold: bool, device: str
+    model: str, data: tuple[str, ...], split: tuple[str, ...], method: str, out: str, hold: bool, tta: str | None,
+    device: str,
 ) -> None:
     """Refit calibration and threshold presets of a model on held-out data (weights unchanged)."""
     import shutil
@@ -304,6 +318,10 @@ def calibrate_cmd(
     from detectors.modelfile import CARD, WEIGHTS, load_model
 
     m = load_model(model, device=device)
+    card = dict(m.card)
+    if tta is not None:
+        m.detector.cfg.tta = tta
+        card["config"] = {**card["config"], "tta": tta}
     items, sources = load_items(list(data), "eval", splits=tuple(split))
     check_both_classes(items, ", ".join(data))
     # the histories the model was validated with (training's --delivery): source-store items get the same ones
@@ -312,7 +330,6 @@ def calibrate_cmd(
     dst = Path(out)
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(m.path) / WEIGHTS, dst / WEIGHTS)
-    card = dict(m.card)
     card["calibration"], card["thresholds"] = cal.to_dict(), thr
     card["threshold_support"] = preset_support(rc.n_real)
     card.setdefault("training", {})["recalibrated_on"] = [s.path for s in sources]

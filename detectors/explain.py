@@ -39,7 +39,9 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer: nn.Module) -> np.ndarray:
     try:
         with torch.enable_grad():
             xi = x.detach().clone().requires_grad_(True)
-            z = model(xi)
+            # one view: a detector with test-time views (cfg.tta) would run ``layer`` once per view, and the map
+            # must be the unflipped crop's
+            z = getattr(model, "logits", model)(xi)
             model.zero_grad(set_to_none=True)
             z.sum().backward()
     finally:

@@ -216,6 +216,15 @@ def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
     res = CliRunner().invoke(root, [*args, "--no-hold", "--out", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
     assert "threshold_hold" not in json.loads((tmp_path / "plain" / "model.json").read_text())["training"]
+    # --tta flip: set before calibrating, written into the config the model file loads with
+    from detectors.modelfile import load_model
+
+    assert load_model(tmp_path / "plain", device="cpu").detector.cfg.tta == "none"
+    res = CliRunner().invoke(root, [*args, "--no-hold", "--tta", "flip", "--out", str(tmp_path / "flip")])
+    assert res.exit_code == 0, res.output
+    flip = load_model(tmp_path / "flip", device="cpu")
+    assert flip.detector.cfg.tta == "flip" and flip.card["config"]["tta"] == "flip"
+    assert flip.card["calibration"] != json.loads((tmp_path / "plain" / "model.json").read_text())["calibration"]
 
 
 def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():

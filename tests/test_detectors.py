@@ -451,3 +451,21 @@ def test_keep_writes_the_best_or_the_last_epoch(tiny_ds, tmp_path):
     assert card["training"]["kept"] == "last"
     with pytest.raises(UsageError, match="keep='newest'"):
         train(TrainOptions(epochs=1, keep="newest", out=str(tmp_path / "x"), **kw))
+
+
+def test_tta_flip_averages_the_crop_and_its_mirror_at_inference_only():
+    det = build_detector("npr", res=32, widths=(8, 16, 32), tta="flip")
+    x = torch.randn(3, 3, 32, 32)
+    det.eval()
+    with torch.no_grad():
+        both = 0.5 * (det.logits(x) + det.logits(x.flip(-1)))
+        assert torch.allclose(det(x), both, atol=1e-6)
+        assert not torch.allclose(det(x), det.logits(x), atol=1e-4)  # the mirror view changes the score
+        assert torch.allclose(det(x), det(x.flip(-1)), atol=1e-6)  # and the score no longer depends on the side
+    det.train()  # training sees one view (flips come from augmentation)
+    torch.manual_seed(0)
+    a = det(x)
+    torch.manual_seed(0)
+    assert torch.equal(a, det.logits(x))
+    with pytest.raises(UsageError, match="tta must be one of none, flip"):
+        build_detector("npr", res=32, widths=(8, 16, 32), tta="rotate")

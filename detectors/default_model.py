@@ -70,6 +70,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         f"- parameters: {card.get('parameters')}, weights dtype {card.get('dtype')}, "
         f"input {card['preprocess']['size']} px, crop `{card['preprocess']['crop']}` "
         f"margin {card['preprocess']['margin']}",
+        *_tta_line(card.get("config", {}).get("tta", "none")),
         f"- calibration: `{json.dumps(card.get('calibration'))}`",
         f"- thresholds (flag when calibrated P(fake) >= t): `{json.dumps(card.get('thresholds'))}`",
         f"- trained: {t.get('steps')} steps, {t.get('minutes', 0):.1f} min, stopped by {t.get('stopped')}, "
@@ -325,6 +326,14 @@ def _lineage_lines(chain: list[dict]) -> list[str]:
         cmd = f": `{portable(e['command'])}`" if e["command"] else " (command in that model's own card)"
         lines.append(f"{i}. {e['name'] or '?'} `{e['sha256'][:16]}`{cmd}")
     return lines
+
+
+def _tta_line(tta: str) -> list[str]:
+    """The card says when a score is an average over test-time views (set by ``detector calibrate --tta``)."""
+    if tta == "none":
+        return []
+    return [f"- test-time views: `{tta}` (`DetectorConfig.tta`; logits averaged over the views, calibrated on "
+            "the average)"]
 
 
 def _init_line(origin: dict | None) -> list[str]:

@@ -228,7 +228,8 @@ def _hashable(items: list[Item]) -> tuple[list[Item], list[str]]:
 
 
 def detector_input(
-    item: Item, img: np.ndarray, size: int, margin: float, match_res: int = 0, crop: str = "align"
+    item: Item, img: np.ndarray, size: int, margin: float, match_res: int = 0, crop: str = "align",
+    edge: str = "clamp",
 ) -> np.ndarray:
     """The face a detector is scored on, made by :func:`detectors.data.face_view` like training and ``scan`` make
     it: a ``--store source`` row (uncropped region + landmarks) is aligned at ``size``; an already-aligned row is
@@ -240,7 +241,7 @@ def detector_input(
     ditem = item_from_row(item.path, item.row, item.dataset)
     if match_res and item.y == 0:
         img, ditem = match_real_resolution(img, ditem, match_res, crop)
-    return face_view(img, ditem, size, margin, crop=crop)
+    return face_view(img, ditem, size, margin, crop=crop, edge=edge)
 
 
 def _prepare(
@@ -249,7 +250,8 @@ def _prepare(
     """Load, crop, perturb. The perturbation goes on the crop, so a grid means the same on source-stored and
     aligned datasets (and the committed robustness curves of aligned sets stay comparable)."""
     try:
-        return item.key, pert(detector_input(item, load_face(item.path), pp.size, pp.margin, match_res, pp.crop)), ""
+        face = detector_input(item, load_face(item.path), pp.size, pp.margin, match_res, pp.crop, pp.edge)
+        return item.key, pert(face), ""
     except (ForensicsError, OSError, ValueError) as exc:  # one bad item never stops a batch
         return item.key, None, f"{item.path}: {exc}"
 
@@ -398,7 +400,7 @@ def measure(state: RunState) -> dict[str, dict[str, Any]]:
                 pp = model.preprocess
                 img = None
                 if cell.level == "image":
-                    img = detector_input(it, load_face(it.path), pp.size, pp.margin, crop=pp.crop)
+                    img = detector_input(it, load_face(it.path), pp.size, pp.margin, crop=pp.crop, edge=pp.edge)
                 if img is None:
                     crop = _face_cropper(model, getattr(state.cfg.options, "faces", ""), state.device)
                     img = next(iter(_frames(it, 1, 1, crop)), None)

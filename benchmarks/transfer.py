@@ -61,8 +61,10 @@ PREVALENCES = (0.01, 0.10, 0.50)
 
 
 def _write_variant(src: Path, dst_dir: Path, variant: str) -> Path:
-    """Write ``src`` under ``variant`` into ``dst_dir``: ``raw`` copies the bytes, ``jpegQ`` re-encodes at quality
-    Q, ``downS`` resizes by S (area) and stores PNG (lossless, so only the resample differs)."""
+    """Write ``src`` under ``variant`` into ``dst_dir``: ``raw`` copies the bytes; otherwise ``+``-joined steps
+    applied in order: ``jpegQ`` re-encodes at quality Q, ``downS`` resizes by S (area; ``downS:lanczos`` with the
+    Lanczos filter), ``centreP`` keeps the centre P % of each side (no resampling: a tighter framing). The file is
+    PNG (lossless, so only the named steps differ) unless the last step is a JPEG."""
     import cv2
 
     dst_dir.mkdir(parents=True, exist_ok=True)
@@ -73,16 +75,55 @@ def _write_variant(src: Path, dst_dir: Path, variant: str) -> Path:
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
         raise DataError(f"{src}: not a decodable image")
-    if variant.startswith("jpeg"):
+    steps = variant.split("+")
+    last_jpeg = steps[-1].startswith("jpeg")
+    for step in steps[:-1] if last_jpeg else steps:  # a final JPEG is the file's own encoding, not a round trip
+        img = _variant_step(img, step, variant)
+    if last_jpeg:
         dst = dst_dir / (src.stem + ".jpg")
-        cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, int(variant[4:])])
-    elif variant.startswith("down"):
-        s = float(variant[4:])
-        dst = dst_dir / (src.stem + ".png")
-        cv2.imwrite(str(dst), cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
+        cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, _quality(steps[-1], variant)])
     else:
-        raise DataError(f"unknown variant '{variant}' (raw, jpegQ, downS)")
+        dst = dst_dir / (src.stem + ".png")
+        cv2.imwrite(str(dst), img)
     return dst
+
+
+_KERNELS = {"area": "INTER_AREA", "lanczos": "INTER_LANCZOS4", "bicubic": "INTER_CUBIC", "bilinear": "INTER_LINEAR"}
+
+
+def _quality(step: str, variant: str) -> int:
+    try:
+        q = int(step[4:])
+    except ValueError:
+        q = 0
+    if not 1 <= q <= 100:
+        raise DataError(f"variant '{variant}': '{step}' needs a JPEG quality 1-100")
+    return q
+
+
+def _variant_step(img: np.ndarray, step: str, variant: str) -> np.ndarray:
+    """One step of a variant (see :func:`_write_variant`); a JPEG step round-trips through the encoder."""
+    import cv2
+
+    try:
+        if step.startswith("jpeg"):
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, _quality(step, variant)])
+            return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if step.startswith("down"):
+            factor, _, kernel = step[4:].partition(":")
+            interp = getattr(cv2, _KERNELS[kernel or "area"])
+            s = float(factor)
+            h, w = img.shape[:2]
+            return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+        if step.startswith("centre"):
+            f = float(step[6:]) / 100
+            h, w = img.shape[:2]
+            ch, cw = max(1, round(h * f)), max(1, round(w * f))
+            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            return img[y0 : y0 + ch, x0 : x0 + cw]
+    except (ValueError, KeyError):
+        pass
+    raise DataError(f"unknown variant step '{step}' in '{variant}' (raw, jpegQ, downS[:kernel], centreP)")
 
 
 def _score(model: Any, files: list[Path], threads: int) -> np.ndarray:
@@ -262,6 +303,73 @@ def external_dev(model: Any, data: Path, n: int, threads: int, work: Path, split
     return {"root": "shared external_dev (evaluation only)", "pairs": [asdict(p) for p in pairs]}
 
 
+#: transfer_val groups (``labels.csv`` column ``group``): the matched real side and the fakes compared with it
+TV_REAL = "ffhq512-real"
+TV_MATCHED = ("pggan", "stylegan1", "stylegan2")
+TV_CROSS = ("sd1-a-man",)
+#: how a transfer_val file reaches the scan, both classes alike: as published, framed tighter (the centre 90 / 75 %
+#: of each side, lossless), and served smaller (0.5x / 0.25x with an area or a Lanczos filter, then JPEG q75)
+TV_VARIANTS = (
+    "raw", "centre90", "centre75",
+    "down0.5+jpeg75", "down0.5:lanczos+jpeg75", "down0.25+jpeg75", "down0.25:lanczos+jpeg75",
+)
+
+
+def transfer_val_files(data: Path, n: int = 0) -> dict[str, list[Path]]:
+    """``{group: files}`` of ``DATA/transfer_val`` from its ``labels.csv`` (the first ``n`` of each group when
+    ``n`` > 0); a missing folder or labels file is a one-line :class:`DataError`."""
+    import csv
+
+    root = data / "transfer_val"
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise DataError(f"{labels}: not found (transfer_val is part of ../shared/data; set --data)")
+    groups: dict[str, list[Path]] = {}
+    with open(labels, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            groups.setdefault(row["group"], []).append(root / row["path"])
+    missing = [g for g in (TV_REAL, *TV_MATCHED, *TV_CROSS) if g not in groups]
+    if missing:
+        raise DataError(f"{labels}: no rows for group(s) {', '.join(missing)}")
+    return {g: sorted(fs)[:n] if n else sorted(fs) for g, fs in groups.items()}
+
+
+def transfer_val(model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval") -> dict[str, Any]:
+    """Real-world generators that no training folder holds (``DATA/transfer_val``), end to end through ``scan``:
+    PGGAN, StyleGAN1 and StyleGAN2 faces against FFHQ photos that went through the same 512 px JPEG pipeline
+    (matched pairs) and Stable Diffusion 1.x portraits against the same photos (cross-source: other framing,
+    quality and subjects), each under every :data:`TV_VARIANTS` delivery applied to both classes alike. Models may
+    be *chosen* on these numbers by a rule written down first (:func:`select_transfer`); never trained, calibrated
+    or thresholded on them. ``split`` is ignored (the set is its own split)."""
+    files = transfer_val_files(data, n)
+    th = dict(model.thresholds)
+    groups = (TV_REAL, *TV_MATCHED, *TV_CROSS)
+    scores = {
+        (g, v): _score(model, [_write_variant(f, work / v.replace(":", "-") / g, v) for f in files[g]], threads)
+        for v in TV_VARIANTS for g in groups
+    }
+    reals = []
+    for v in TV_VARIANTS:
+        p = scores[(TV_REAL, v)]
+        ok = p[~np.isnan(p)]
+        reals.append({
+            "variant": v, "n": int(ok.size), "n_unscored": int(np.isnan(p).sum()), "median_p": float(np.median(ok)),
+            "flagged": {k: float(np.mean(ok >= t)) for k, t in sorted(th.items()) if k.startswith("fpr")},
+        })
+    pairs = []
+    for g in (*TV_MATCHED, *TV_CROSS):
+        for v in TV_VARIANTS:
+            pr = asdict(pair_metrics(f"{g} vs {TV_REAL}, both {v}", scores[(TV_REAL, v)], scores[(g, v)], th["fpr1"]))
+            pr.update(group=g, variant=v, matched=g in TV_MATCHED,
+                      median_fake_p=float(np.nanmedian(scores[(g, v)])))
+            pairs.append(pr)
+    return {
+        "root": "shared transfer_val (model choice only: never trained, calibrated or thresholded on)",
+        "variants": list(TV_VARIANTS), "matched": list(TV_MATCHED), "cross_source": list(TV_CROSS),
+        "reals": reals, "pairs": pairs,
+    }
+
+
 def _matched_parents(parents: list[Path], side: int, work: Path) -> list[Path]:
     """``parents`` at ``side`` px, resized exactly as ``forensics gan sample`` resized them before reconstructing
     (:func:`generators.data.load_image`, PNG), so a pair's sides differ only in the decoder."""
@@ -342,7 +450,7 @@ def _image_side(path: Path) -> int:
 
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "shortcuts": shortcuts, "real-sources": real_sources, "external-dev": external_dev,
-    "unseen-decoders": unseen_decoders,
+    "unseen-decoders": unseen_decoders, "transfer-val": transfer_val,
 }
 #: protocols that read the project's generated data (``--recon``), not only ``../shared/data``
 NEEDS_RECON = ("unseen-decoders",)
@@ -355,8 +463,8 @@ VAL_PROTOCOLS = ("shortcuts", "real-sources")
 # ----------------------------------------------------------------------------------------------------------------
 def _commit() -> str:
     try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+        return subprocess.run(  # "-dirty": the working tree differed from the commit when the result was made
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True, check=True,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -394,6 +502,14 @@ def render(res: dict[str, Any]) -> str:
     ex = res["protocols"].get("external-dev")
     if ex:
         lines += ["## external-dev", "", f"{ex['root']}.", "", _pair_table(ex["pairs"]), ""]
+    tv = res["protocols"].get("transfer-val")
+    if tv:
+        lines += ["## transfer-val", "", f"{tv['root']}. AUC of each fake group against the FFHQ-512 reals, both "
+                  "delivered the same way (matched: one pipeline for both classes; cross-source: other framing, "
+                  "quality and subjects).", "", _tv_grid(tv), "", "Reals flagged (FFHQ-512):", "",
+                  "| variant | n | median P(fake) | flagged fpr1 | flagged fpr01 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['n']} | {r['median_p']:.3f} | {_flags(r)} |" for r in tv["reals"]]
+        lines += ["", _pair_table(tv["pairs"]), ""]
     ud = res["protocols"].get("unseen-decoders")
     if ud:
         seen = ", ".join(
@@ -403,6 +519,17 @@ def render(res: dict[str, Any]) -> str:
         gone = f" Not built (no crossval folder): {', '.join(ud['missing'])}." if ud.get("missing") else ""
         lines += ["## unseen-decoders", "", f"{ud['root']}: {seen}.{gone}", "", _pair_table(ud["pairs"]), ""]
     return "\n".join(lines)
+
+
+def _tv_grid(tv: dict[str, Any]) -> str:
+    """Groups x variants of AUCs, the worst cell of each row last."""
+    vs = tv["variants"]
+    rows = ["| fakes | " + " | ".join(vs) + " | worst |", "|---|" + "---|" * (len(vs) + 1)]
+    for g in (*tv["matched"], *tv["cross_source"]):
+        aucs = {p["variant"]: p["auc"] for p in tv["pairs"] if p["group"] == g}
+        kind = "" if g in tv["matched"] else " (cross-source)"
+        rows.append(f"| {g}{kind} | " + " | ".join(f"{aucs[v]:.3f}" for v in vs) + f" | {min(aucs.values()):.3f} |")
+    return "\n".join(rows)
 
 
 def _flags(row: dict[str, Any]) -> str:
@@ -638,6 +765,120 @@ def select(root: Path) -> dict[str, Any]:
     }
 
 
+def transfer_val_summary(tv: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a transfer_val result is judged and selected by: every cell's AUC, the worst cell, the mean, the
+    worst matched cell at native size / centre 75 % / 0.25x, the SD cross-source pair and the real flag rates."""
+    cells = {(p["group"], p["variant"]): p["auc"] for p in tv["pairs"]}
+    matched = {k: v for k, v in cells.items() if k[0] in tv["matched"]}
+
+    def worst(variants: tuple[str, ...], keys: dict) -> float:
+        return min(v for (_, var), v in keys.items() if var in variants)
+
+    quarter = tuple(v for v in tv["variants"] if v.startswith("down0.25"))
+    sd = {k: v for k, v in cells.items() if k[0] in tv["cross_source"]}
+    return {
+        "worst_cell": min(cells.values()), "worst_cell_name": " ".join(min(cells, key=cells.get)),
+        "mean_auc": float(np.mean(list(cells.values()))),
+        "worst_matched_raw": worst(("raw",), matched), "worst_matched_centre75": worst(("centre75",), matched),
+        "worst_matched_quarter": worst(quarter, matched), "worst_sd": min(sd.values()) if sd else float("nan"),
+        "sd_raw": cells.get((tv["cross_source"][0], "raw"), float("nan")) if tv["cross_source"] else float("nan"),
+        "worst_real_flag_fpr1": max(r["flagged"]["fpr1"] for r in tv["reals"]),
+    }
+
+
+def transfer_val_table(root: Path, link: str = "") -> str:
+    """One row per model under ``root`` with a transfer-val result: the goal cells side by side."""
+    lines = [
+        "| model | weights | PGGAN raw / c75 / 0.25x | StyleGAN1 raw / c75 / 0.25x | StyleGAN2 raw / c75 / 0.25x "
+        "| SD 1.x raw / c75 / 0.25x (cross-source) | worst cell | mean | FFHQ-512 reals flagged fpr1 (worst) |",
+        "|" + "---|" * 9,
+    ]
+    for f in sorted(root.glob("*/results.json")):
+        r = json.loads(f.read_text(encoding="utf-8"))
+        tv = r["protocols"].get("transfer-val")
+        if not tv:
+            continue
+        cells = {(p["group"], p["variant"]): p["auc"] for p in tv["pairs"]}
+        quarter = [v for v in tv["variants"] if v.startswith("down0.25")]
+
+        def trio(g: str, cells: dict = cells, quarter: list = quarter) -> str:
+            q = min(cells[(g, v)] for v in quarter)
+            return f"{cells[(g, 'raw')]:.3f} / {cells[(g, 'centre75')]:.3f} / {q:.3f}"
+
+        sm = transfer_val_summary(tv)
+        lines.append(
+            f"| [{r['label']}]({link}{f.parent.name}/report.md) | `{r['model']['sha256'][:12]}` | "
+            + " | ".join(trio(g) for g in ("pggan", "stylegan1", "stylegan2", "sd1-a-man"))
+            + f" | {sm['worst_cell']:.3f} | {sm['mean_auc']:.3f} | {100 * sm['worst_real_flag_fpr1']:.1f} % |"
+        )
+    return "\n".join(lines)
+
+
+#: transfer_val selection (declared in session 14 before any candidate of issue #30 was scored): a candidate may
+#: flag at most this share of the FFHQ-512 reals under ``fpr1`` in any transfer_val variant (the issue's goal for
+#: reals from sources not in training) ...
+TV_MAX_FLAG = 0.02
+#: ... and must stay quiet and steady in distribution (its ``val-`` shortcuts result: :data:`MAX_VAL_FLAG`,
+#: :data:`MAX_VAL_SHIFT`); the worst cell decides, candidates within this much of the best worst cell count as
+#: tied and the tie goes to the higher mean over all cells
+TV_TIE = 0.01
+
+
+def select_transfer(root: Path) -> dict[str, Any]:
+    """Pick the model to ship on ``transfer_val`` (issue #30): the rule, declared before the candidates were
+    scored, puts the worst case first, because an analyst meets one generator and one delivery at a time.
+
+    1. Eligible: FFHQ-512 reals flagged at most :data:`TV_MAX_FLAG` under ``fpr1`` in every transfer_val variant,
+       and, on the in-distribution validation split (the ``val-LABEL`` result of the same weights), the worst real
+       variant flagged at most :data:`MAX_VAL_FLAG` with a worst median shift at most :data:`MAX_VAL_SHIFT`.
+    2. Among the eligible, the highest *worst cell*: the lowest AUC over every fake group (PGGAN, StyleGAN1,
+       StyleGAN2 matched; SD 1.x cross-source) under every variant (native, centre 90 / 75 %, 0.5x / 0.25x with
+       area or Lanczos + JPEG q75).
+    3. Candidates within :data:`TV_TIE` of that worst cell are tied; the tie goes to the higher mean AUC over all
+       cells.
+    4. With no eligible candidate, steps 2-3 among those that pass the in-distribution half of step 1, else
+       among all; the record says so.
+
+    Never trained, calibrated or thresholded on: the thresholds come from each model's own validation split."""
+    val: dict[str, dict[str, Any]] = {}
+    cands = []
+    for f in sorted(root.glob("*/results.json")):
+        r = json.loads(f.read_text(encoding="utf-8"))
+        if r.get("split") == "val" and "shortcuts" in r["protocols"]:
+            sc = r["protocols"]["shortcuts"]
+            val[r["model"]["sha256"]] = {
+                "worst_flag": max(v["flagged"]["fpr1"] for v in sc["real_variants"]),
+                "shift": max(abs(v["median_shift"]) for v in sc["real_variants"]),
+            }
+        elif "transfer-val" in r["protocols"]:
+            cands.append({"label": r["label"], "model": r["model"]["ref"], "sha256": r["model"]["sha256"],
+                          **transfer_val_summary(r["protocols"]["transfer-val"])})
+    if not cands:
+        raise DataError(f"{root}: no transfer-val results to select from")
+    for c in cands:
+        v = val.get(c["sha256"])
+        c["val_worst_flag_fpr1"], c["val_max_shift"] = (v["worst_flag"], v["shift"]) if v else (None, None)
+        c["in_distribution_ok"] = bool(v) and v["worst_flag"] <= MAX_VAL_FLAG and v["shift"] <= MAX_VAL_SHIFT
+        c["eligible"] = c["in_distribution_ok"] and c["worst_real_flag_fpr1"] <= TV_MAX_FLAG
+    pool = [c for c in cands if c["eligible"]] or [c for c in cands if c["in_distribution_ok"]] or cands
+    fallback = "" if pool[0]["eligible"] else (
+        "no candidate eligible: chosen among those quiet in distribution" if pool[0]["in_distribution_ok"]
+        else "no candidate eligible or quiet in distribution: chosen among all")
+    top = max(c["worst_cell"] for c in pool)
+    tied = [c for c in pool if c["worst_cell"] >= top - TV_TIE]
+    best = max(tied, key=lambda c: c["mean_auc"])
+    return {
+        "split": "transfer_val (real-world generators absent from training; choice only, never training, "
+                 "calibration or thresholds)",
+        "rule": f"FFHQ-512 reals flagged <= {TV_MAX_FLAG:.0%} under fpr1 in every transfer_val variant and, on "
+                f"the in-distribution validation split, worst real flag <= {MAX_VAL_FLAG:.0%} and worst median "
+                f"shift <= {MAX_VAL_SHIFT}; then the highest worst AUC over every fake group x variant cell; "
+                f"within {TV_TIE} of it, the highest mean AUC (declared in session 14 before any #30 candidate "
+                "was scored)",
+        "fallback": fallback, "candidates": cands, "selected": best["label"],
+    }
+
+
 def run(
     model_ref: str, label: str, out: Path, data: Path, n: int, threads: int, protocols: list[str], split: str,
     recon: Path | None = None,
@@ -699,6 +940,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table", type=Path, default=None, help="print the comparison table of every results folder")
     ap.add_argument("--select", type=Path, default=None,
                     help="write ROOT/selection.json: the candidate to ship, chosen on the --split val results in ROOT")
+    ap.add_argument("--select-transfer", type=Path, default=None,
+                    help="write ROOT/selection-transfer.json: the candidate to ship, chosen on the transfer-val "
+                    "results in ROOT by the declared worst-cell rule")
     ap.add_argument("--index", type=Path, default=None, help="write ROOT/README.md: both tables and the selection")
     ap.add_argument("--readme", type=Path, default=None, help="rewrite the README's transfer block (--results ROOT)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results root for --readme")
@@ -712,6 +956,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.index:
             print(write_index(args.index).read_text(encoding="utf-8"))
+            return 0
+        if args.select_transfer:
+            sel = select_transfer(args.select_transfer)
+            out = args.select_transfer / "selection-transfer.json"
+            out.write_text(json.dumps(sel, indent=2) + "\n", encoding="utf-8")
+            print(json.dumps(sel, indent=2))
             return 0
         if args.select:
             sel = select(args.select)

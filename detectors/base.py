@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics.errors import UsageError
-from forensics.faces import CROP_POLICIES
+from forensics.faces import CROP_POLICIES, EDGES
 
 
 @dataclass
@@ -45,10 +45,15 @@ class PreprocessSpec:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     crop: str = "align"
     margin: float = 0.3
+    #: ``native`` crops: ``clamp`` (model files before v15, where the key is absent) or ``reflect`` where the
+    #: window reaches past the photo's edge (``forensics.faces.native_crop``)
+    edge: str = "clamp"
 
     def __post_init__(self) -> None:
         if self.crop not in CROP_POLICIES:
             raise UsageError(f"preprocess crop must be one of {CROP_POLICIES}, got '{self.crop}'")
+        if self.edge not in EDGES:
+            raise UsageError(f"preprocess edge must be one of {EDGES}, got '{self.edge}'")
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
 
@@ -97,6 +102,9 @@ class DetectorConfig:
     res: int = 64
     crop: str = "align"
     margin: float = 0.3
+    #: ``native`` crops: ``clamp`` or ``reflect`` where the window reaches past the photo's edge (see
+    #: ``forensics.faces.native_crop``; ``reflect`` makes the verdict independent of how tightly a photo is framed)
+    edge: str = "clamp"
     seed: int = 0
     #: test-time views averaged at inference (never in training): ``none``, or ``flip`` (the crop and its mirror
     #: image, logits averaged). Why: a face and its mirror image are the same evidence, yet a small CNN scores
@@ -135,7 +143,7 @@ class Detector(nn.Module):
     @property
     def preprocess(self) -> PreprocessSpec:
         c = self.cfg
-        return PreprocessSpec(size=c.res, mean=self.mean, std=self.std, crop=c.crop, margin=c.margin)
+        return PreprocessSpec(size=c.res, mean=self.mean, std=self.std, crop=c.crop, margin=c.margin, edge=c.edge)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, S, S)`` normalised -> ``(N,)`` logit of P(fake); in eval mode averaged over ``cfg.tta``'s views."""

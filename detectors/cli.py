@@ -45,6 +45,12 @@ def detector() -> None:
     """List, train, calibrate, evaluate and explain detectors."""
 
 
+def _framing_names() -> list[str]:
+    from detectors.augment import FRAMING_PRESETS
+
+    return list(FRAMING_PRESETS)
+
+
 @detector.command("list", epilog="Example: forensics detector list --json")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json: bool) -> None:
@@ -117,6 +123,13 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="Delivery history (JPEG 40-100, resample, blur, noise) drawn for every train / val image of both classes "
     "before the face crop; needs 'data import --store source' datasets.",
+)
+@click.option(
+    "--framing",
+    type=RegistryChoice(_framing_names),
+    default=None,
+    help="Random framings for both classes: photos cut tighter around the face, windows with more or less context "
+    "(photos); needs --set crop=native, best with --set edge=reflect.",
 )
 @click.option(
     "--match-res",

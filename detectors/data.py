@@ -232,28 +232,36 @@ def face_view(
     delivery: Any = None,
     history: Any = None,
     crop: str = "align",
+    edge: str = "clamp",
+    framing: Any = None,
 ) -> np.ndarray:
     """The face crop a detector sees of one item, made the way ``forensics scan`` makes it.
 
-    ``source`` items first get a delivery history (when ``delivery`` and ``rng`` are given: see
-    :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the face crop at ``size`` as the
-    model's ``crop`` policy cuts it (with no face found at import, the centre crop); ``history`` (a
-    :class:`forensics.degrade.Chain`) is one fixed history instead of a drawn one. ``aligned`` items are already
-    crops: resized to ``size``."""
+    ``source`` items first get a random framing (when ``framing``, a :class:`detectors.augment.FramingConfig`, and
+    ``rng`` are given: the photo cut tighter around the face), then a delivery history (when ``delivery`` and
+    ``rng`` are given: see :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the face
+    crop at ``size`` as the model's ``crop`` / ``edge`` policy cuts it (with the drawn window zoom and shift; with
+    no face found at import, the centre crop); ``history`` (a :class:`forensics.degrade.Chain`) is one fixed
+    history instead of a drawn one. ``aligned`` items are already crops: resized to ``size``."""
     from forensics.degrade import resize_to
 
     if item.store != "source":
         return resize_to(img, size)
-    from detectors.augment import deliver, random_delivery
-    from forensics.faces import CropSpec, Face, crop_faces
+    from detectors.augment import Framing, cut_tight, deliver, random_delivery, random_framing
+    from forensics.faces import CropSpec, Face, crop_faces, native_crop
 
     lm = item.landmarks
+    fr = random_framing(rng, framing) if framing is not None and rng is not None and lm is not None else Framing()
+    if fr.tight and crop == "native":
+        img, lm = cut_tight(img, lm, fr, size, margin)
     if history is not None:
         img, lm = deliver(img, lm, list(history.ops))
     elif delivery is not None and rng is not None:
-        img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless))
+        img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless, min(img.shape[:2])))
+    if lm is not None and crop == "native" and fr != Framing():
+        return native_crop(img, lm, size, margin, edge, fr.zoom, fr.shift)
     faces = [] if lm is None else [Face.from_landmarks(lm)]
-    return crop_faces(img, faces, CropSpec(size, crop, margin))[0].pixels
+    return crop_faces(img, faces, CropSpec(size, crop, margin, edge))[0].pixels
 
 
 def crop_policy_gap(items: list, crop: str) -> str | None:
@@ -274,7 +282,7 @@ def crop_policy_gap(items: list, crop: str) -> str | None:
 
 def eval_array(
     cache: ByteCache, size: int, margin: float = 0.3, delivery: Any = None, seed: int = 0, history: Any = None,
-    crop: str = "align",
+    crop: str = "align", edge: str = "clamp",
 ) -> np.ndarray:
     """Every item's face view at ``size``: without ``delivery`` the deterministic, augmentation-free view used for
     eval; with it, each item gets its own fixed history (seeded by ``seed`` and its position), which is how
@@ -283,5 +291,5 @@ def eval_array(
     out = np.empty((len(cache), size, size, 3), np.uint8)
     for i in range(len(cache)):
         rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
-        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery, history, crop)
+        out[i] = face_view(cache.image(i), cache.items[i], size, margin, rng, delivery, history, crop, edge)
     return out

@@ -62,7 +62,9 @@ def score_items(
             try:
                 rng = np.random.default_rng((seed, 7, i)) if delivery is not None else None
                 img = cache.image(i)
-                faces.append(face_view(img, items[i], spec.size, spec.margin, rng, delivery, history, spec.crop))
+                faces.append(
+                    face_view(img, items[i], spec.size, spec.margin, rng, delivery, history, spec.crop, spec.edge)
+                )
                 idx.append(i)
             except DataError as exc:
                 failures.append(str(exc))

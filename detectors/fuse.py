@@ -19,7 +19,7 @@ import numpy as np
 from forensics.errors import UsageError
 
 #: config keys every member shares with the ensemble (taken from the ensemble, not from the member)
-COMMON = ("res", "crop", "margin", "seed")
+COMMON = ("res", "crop", "margin", "edge", "seed")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class FuseOptions:
 
 
 def _check_compatible(models: list[Any]) -> None:
-    specs = {(m.preprocess.size, m.preprocess.crop, m.preprocess.margin, tuple(m.preprocess.mean),
+    specs = {(m.preprocess.size, m.preprocess.crop, m.preprocess.margin, m.preprocess.edge, tuple(m.preprocess.mean),
               tuple(m.preprocess.std)) for m in models}
     if len(specs) > 1:
         names = ", ".join(f"{m.name} ({m.preprocess.size} px, {m.preprocess.crop})" for m in models)
@@ -56,7 +56,7 @@ def build_fused(models: list[Any], fusion: str) -> Any:
         "ensemble",
         members=tuple(m.card["detector"] for m in models),
         member_cfgs=tuple({k: v for k, v in m.card["config"].items() if k not in COMMON} for m in models),
-        fusion=fusion, res=first.res, crop=first.crop, margin=first.margin,
+        fusion=fusion, res=first.res, crop=first.crop, margin=first.margin, edge=first.edge,
     )
     for member, m in zip(det.members, models):
         member.load_state_dict(m.detector.state_dict())
@@ -70,7 +70,9 @@ def member_real_logits(det: Any, reals: list, delivery: Any, seed: int) -> np.nd
     from detectors.data import ByteCache, eval_array
 
     spec = det.preprocess
-    arr = eval_array(ByteCache(reals), spec.size, spec.margin, delivery=delivery, seed=seed, crop=spec.crop)
+    arr = eval_array(
+        ByteCache(reals), spec.size, spec.margin, delivery=delivery, seed=seed, crop=spec.crop, edge=spec.edge
+    )
     with torch.inference_mode():
         return torch.cat([det.member_logits(spec.to_tensor(arr[i : i + 256], "cpu"))
                           for i in range(0, len(arr), 256)]).double().numpy()

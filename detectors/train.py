@@ -101,6 +101,11 @@ class TrainOptions:
     #: presets see reals in every delivery a scanned file may have had. Needs ``data import --store source``
     #: datasets (the history goes on before the face crop); ignored for already-cropped rows
     delivery: str = "none"
+    #: random framings of the training crops (:class:`detectors.augment.FramingConfig` preset: ``none`` |
+    #: ``photos``): photos cut tighter around the face and windows with more or less context, for both classes,
+    #: so a verdict does not depend on how tightly a photo is framed. Needs ``--set crop=native`` and
+    #: ``source``-store datasets; pair it with ``--set edge=reflect``
+    framing: str = "none"
 
 
 # -- checkpoints (the layout is forensics.runs's; the reader is the model-file one, which checks the file) --------
@@ -136,11 +141,13 @@ class _AugDataset:
         margin: float = 0.3,
         delivery: Any = None,
         crop: str = "align",
+        edge: str = "clamp",
+        framing: Any = None,
     ) -> None:
         self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
         self.seed, self.epoch = seed, epoch
         self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
-        self.margin, self.delivery, self.crop = margin, delivery, crop
+        self.margin, self.delivery, self.crop, self.edge, self.framing = margin, delivery, crop, edge, framing
 
     def __len__(self) -> int:
         return len(self.order)
@@ -151,7 +158,7 @@ class _AugDataset:
         item = self.cache.items[j]
         view = training_view(
             self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery,
-            self.crop,
+            self.crop, self.edge, self.framing,
         )
         return view, item.y
 
@@ -166,9 +173,11 @@ def training_view(
     margin: float = 0.3,
     delivery: Any = None,
     crop: str = "align",
+    edge: str = "clamp",
+    framing: Any = None,
 ) -> np.ndarray:
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
-    ``fake_sizes`` is given), a delivery history and the face crop (``source`` items, see
+    ``fake_sizes`` is given), a framing, a delivery history and the face crop (``source`` items, see
     :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes."""
     from detectors.augment import augment, match_real_resolution
     from detectors.data import face_view
@@ -176,7 +185,7 @@ def training_view(
     if fake_sizes is not None and item.y == 0:
         img, item = match_real_resolution(img, item, int(rng.choice(fake_sizes[0], p=fake_sizes[1])), crop)
     if item.store == "source":
-        img = face_view(img, item, size, margin, rng, delivery, crop=crop)
+        img = face_view(img, item, size, margin, rng, delivery, crop=crop, edge=edge, framing=framing)
     return augment(img, size, rng, aug_cfg)
 
 
@@ -230,7 +239,7 @@ def train(opts: TrainOptions) -> Path:
     """Train, calibrate and write ``RUN/model``; returns the run dir."""
     import torch
 
-    from detectors.augment import AugmentConfig, DeliveryConfig
+    from detectors.augment import AugmentConfig, DeliveryConfig, FramingConfig
     from detectors.data import (
         ByteCache,
         balanced_weights,
@@ -311,11 +320,14 @@ def train(opts: TrainOptions) -> Path:
     cache = ByteCache(train_items)
     val_cache = ByteCache(val_items)
     delivery = DeliveryConfig.preset(opts.delivery)
-    margin, crop = det.cfg.margin, det.cfg.crop
+    margin, crop, edge = det.cfg.margin, det.cfg.crop, det.cfg.edge
+    framing = FramingConfig.preset(opts.framing)
+    if framing is not None and crop != "native":
+        raise UsageError(f"--framing {opts.framing}: needs --set crop=native (framings move the native window)")
     for what, its in (("training", train_items), ("validation", val_items)):
         if gap := crop_policy_gap(its, crop):
             log.warning("%s data: %s", what, gap)
-    val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop)
+    val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop, edge=edge)
     val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
     weights = balanced_weights(train_items, opts.group_weights)
     aug_cfg = AugmentConfig.preset(opts.augment)
@@ -366,7 +378,8 @@ def train(opts: TrainOptions) -> Path:
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
             ds = _AugDataset(
-                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery, crop
+                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery, crop, edge,
+                framing,
             )
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
@@ -462,7 +475,8 @@ def train(opts: TrainOptions) -> Path:
     for k, i in enumerate(pf_idx):
         pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
         pf_x[k] = training_view(
-            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery, crop
+            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery, crop, edge,
+            framing,
         )
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)
@@ -475,7 +489,7 @@ def train(opts: TrainOptions) -> Path:
         )
 
     val_s = _scores(det, val_x, device)
-    held, held_sources = _held_pass(det, val_items, res, margin, device, crop) if delivery else ({}, None)
+    held, held_sources = _held_pass(det, val_items, res, margin, device, crop, edge) if delivery else ({}, None)
     run_info = {
         "stopped": stopped,
         "best_val_auc_during_training": best_auc,
@@ -498,7 +512,7 @@ def train(opts: TrainOptions) -> Path:
 
 
 def _held_pass(
-    det: Any, items: list, res: int, margin: float, device: Any, crop: str
+    det: Any, items: list, res: int, margin: float, device: Any, crop: str, edge: str = "clamp"
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """:func:`detectors.calibration.held_real_logits` with the detector being trained (views as validation
     makes them)."""
@@ -510,7 +524,7 @@ def _held_pass(
     def score(reals: list, chain: Any) -> np.ndarray:
         nonlocal cache
         cache = cache or ByteCache(reals)
-        return _scores(det, eval_array(cache, res, margin, history=chain, crop=crop), device)
+        return _scores(det, eval_array(cache, res, margin, history=chain, crop=crop, edge=edge), device)
 
     return held_real_logits(items, score)
 
@@ -590,6 +604,7 @@ def finalize_model(
         "augment": opts.augment,
         "match_res": opts.match_res,
         "delivery": _delivery_record(opts.delivery),
+        "framing": _framing_record(opts.framing),
         "calibration_split": "calibration on the even-indexed half of val, threshold presets on all val reals, "
         "metrics on the odd half (its preset accuracies are therefore in-sample)"
         + ("; every val image with one fixed delivery history" if opts.delivery != "none" else "")
@@ -618,6 +633,14 @@ def _delivery_record(preset: str) -> dict[str, Any]:
     from detectors.augment import DeliveryConfig
 
     cfg = DeliveryConfig.preset(preset)
+    return {"preset": preset, **(asdict(cfg) if cfg is not None else {})}
+
+
+def _framing_record(preset: str) -> dict[str, Any]:
+    """The framing distribution as the model card states it."""
+    from detectors.augment import FramingConfig
+
+    cfg = FramingConfig.preset(preset)
     return {"preset": preset, **(asdict(cfg) if cfg is not None else {})}
 
 

@@ -326,11 +326,8 @@ def center_crop_face(image: np.ndarray, size: int) -> np.ndarray:
     """The largest centred square, resized to ``size``: the fallback when no face (landmarks) is found."""
     import cv2
 
-    h, w = image.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = image[y0 : y0 + s, x0 : x0 + s]
-    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    crop = center_square(image)
+    interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_CUBIC
     return np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=interp))
 
 
@@ -339,7 +336,83 @@ def center_crop_face(image: np.ndarray, size: int) -> np.ndarray:
 NATIVE_SNAP = 1.15
 
 
-def native_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 128, margin: float = 0.3) -> np.ndarray:
+#: how a ``native`` window that reaches past the photo's edge is filled (``CropSpec.edge``)
+EDGES = ("clamp", "reflect")
+
+
+def native_window(
+    shape: tuple[int, ...], landmarks: np.ndarray, size: int = 128, margin: float = 0.3, edge: str = "clamp",
+    zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0),
+) -> tuple[int, int, int]:
+    """``x0, y0, side`` of the ``native`` window in an image of ``shape`` (see :func:`native_crop`).
+
+    ``zoom`` scales the side (> 1: more context) and ``shift`` moves the centre by that fraction of the side:
+    the random framings of training. ``edge="clamp"`` keeps the window inside the image (shrunk to the shorter
+    side and shifted in); ``"reflect"`` keeps its size and place whatever the photo's framing."""
+    if edge not in EDGES:
+        raise UsageError(f"crop edge '{edge}': choose one of {', '.join(EDGES)}")
+    h, w = shape[:2]
+    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    m = similarity_transform(lm, canonical_landmarks(size, margin))
+    scale = math.hypot(m[0, 0], m[1, 0])
+    # the image point the aligned crop's centre comes from: invert the similarity at the crop centre
+    a = m[:, :2]
+    centre = np.linalg.solve(a, np.array([size / 2, size / 2]) - m[:, 2])
+    side = zoom * size / max(scale, 1e-6)
+    side = size if side < size * NATIVE_SNAP else side
+    centre = centre + side * np.asarray(shift, dtype=np.float64)
+    if edge == "clamp":
+        side = int(round(min(side, h, w)))
+        x0 = int(round(centre[0] - side / 2))
+        y0 = int(round(centre[1] - side / 2))
+        return min(max(x0, 0), w - side), min(max(y0, 0), h - side), side
+    side = int(round(side))
+    return int(round(centre[0] - side / 2)), int(round(centre[1] - side / 2)), side
+
+
+def cut_window(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """``image[y0:y0+side, x0:x0+side]`` where the parts outside the image are its mirror image (reflect-101).
+
+    Why reflection: the face keeps the share of the input it has in every training crop, and the fill is made of
+    the photo's own pixels (its noise, compression and resampling traces), not a flat border that would itself
+    tell tight photos apart."""
+    h, w = image.shape[:2]
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if xb <= xa or yb <= ya:  # the window misses the image (a landmark far outside it): the image's centre
+        return center_square(image)
+    inner = image[ya:yb, xa:xb]
+    pads = (ya - y0, y0 + side - yb, xa - x0, x0 + side - xb)
+    if not any(pads):
+        return inner
+    return _reflect_pad(inner, *pads)
+
+
+def _reflect_pad(img: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """Reflect-101 padding that also works when a pad is larger than the image (repeated mirroring)."""
+    import cv2
+
+    while top or bottom or left or right:
+        h, w = img.shape[:2]
+        t, b = min(top, h - 1), min(bottom, h - 1)
+        lf, r = min(left, w - 1), min(right, w - 1)
+        if not (t or b or lf or r):  # a 1-pixel image cannot be mirrored: repeat it
+            return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_REPLICATE)
+        img = cv2.copyMakeBorder(img, t, b, lf, r, cv2.BORDER_REFLECT_101)
+        top, bottom, left, right = top - t, bottom - b, left - lf, right - r
+    return img
+
+
+def center_square(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return image[y0 : y0 + s, x0 : x0 + s]
+
+
+def native_crop(
+    image: np.ndarray, landmarks: np.ndarray, size: int = 128, margin: float = 0.3, edge: str = "clamp",
+    zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """The ``native`` crop policy: the region :func:`align_face` would show, cut axis-aligned at whole pixels and
     never enlarged ("crop, don't warp").
 
@@ -350,22 +423,16 @@ def native_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 128, margi
     resampled only when the face is larger than the crop (area filter, as a platform downscale would be) or the
     whole image is smaller than ``size`` (cubic). A face smaller than the crop gets more context at native scale
     instead of being magnified; a window within :data:`NATIVE_SNAP` of ``size`` is cut at ``size`` unresampled.
+
+    ``edge``: where the window reaches past the photo, ``clamp`` (models before v15) shrinks and shifts it inside,
+    so in a tightly framed photo the face fills more of the input than in any training crop (measured on v14:
+    StyleGAN2 vs FFHQ AUC 0.966 on the full 512 px photos, 0.559 on their centre 75 %); ``reflect`` keeps the
+    window and fills the outside by reflection (:func:`cut_window`), so the face's share of the input does not
+    depend on how the photo was framed. ``zoom`` / ``shift``: see :func:`native_window`.
     """
-    h, w = image.shape[:2]
-    lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    m = similarity_transform(lm, canonical_landmarks(size, margin))
-    scale = math.hypot(m[0, 0], m[1, 0])
-    # the image point the aligned crop's centre comes from: invert the similarity at the crop centre
-    a = m[:, :2]
-    centre = np.linalg.solve(a, np.array([size / 2, size / 2]) - m[:, 2])
-    side = size / max(scale, 1e-6)
-    side = size if side < size * NATIVE_SNAP else side
-    side = int(round(min(side, h, w)))
-    x0 = int(round(centre[0] - side / 2))
-    y0 = int(round(centre[1] - side / 2))
-    x0, y0 = min(max(x0, 0), w - side), min(max(y0, 0), h - side)
+    x0, y0, side = native_window(image.shape, landmarks, size, margin, edge, zoom, shift)
     # resize_to shrinks with the area filter and enlarges with the cubic one: the same rule for every path to a detector
-    return resize_to(image[y0 : y0 + side, x0 : x0 + side], size)
+    return resize_to(cut_window(image, x0, y0, side), size)
 
 
 def box_crop(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
@@ -402,6 +469,8 @@ class CropSpec:
     size: int = 224
     crop: str = "align"
     margin: float = 0.3
+    #: ``native`` only: ``clamp`` or ``reflect`` where the window reaches past the photo (:func:`native_crop`)
+    edge: str = "clamp"
 
 
 @dataclass
@@ -431,7 +500,8 @@ def crop_faces(image: np.ndarray, faces: Sequence[Face], spec: Any, *, align_app
     out = []
     for face in faces:
         if spec.crop == "native":
-            out.append(FaceCrop(native_crop(image, face.landmarks, spec.size, spec.margin), face, False))
+            edge = getattr(spec, "edge", "clamp")
+            out.append(FaceCrop(native_crop(image, face.landmarks, spec.size, spec.margin, edge), face, False))
         elif spec.crop == "align" and (align_approx or not getattr(face, "approx_landmarks", False)):
             out.append(FaceCrop(align_face(image, face.landmarks, size=spec.size, margin=spec.margin), face, True))
         else:

@@ -161,14 +161,19 @@ FAMILY_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("sadtalker", "reenactment"),
     ("tpsmm", "reenactment"),
     ("diffusion", "diffusion"),
+    ("sd1", "stable-diffusion"),
 )
 # Top-level folder of a ../shared/data-style tree -> manipulation method.
-METHOD_BY_TOP: dict[str, str] = {"gan_faces": "gan", "real_faces": "", "videos": ""}
+METHOD_BY_TOP: dict[str, str] = {"gan_faces": "gan", "diffusion_faces": "diffusion", "real_faces": "", "videos": ""}
 # Licence notes (from ../shared/data/README.md): none of it may be redistributed.
 LICENCE_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("utkface", "UTKFace: non-commercial research only; do not redistribute"),
     ("ffhq", "FFHQ thumbnails: research / non-commercial (CC BY-NC-SA 4.0 collection); do not redistribute"),
     ("tpdne", "StyleGAN2 output (thispersondoesnotexist.com): research / non-commercial; do not redistribute"),
+    ("sd14", "Stable Diffusion 1.4 output (CreativeML OpenRAIL-M model); the repository states no licence for "
+     "the images: research use; do not redistribute"),
+    ("unsplash", "Unsplash photos (Unsplash licence); the repository states no licence of its own: research use; "
+     "do not redistribute"),
 )
 DEFAULT_LICENCE = "research / non-commercial (see the source set's README); do not redistribute"
 UTK_GENDER = {0: "male", 1: "female"}

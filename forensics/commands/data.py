@@ -144,6 +144,72 @@ def import_(
         ctx.exit(2)
 
 
+STAGE_EPILOG = (
+    "Example: git clone https://github.com/djbielejeski/Stable-Diffusion-Regularization-Images-blonde_woman "
+    "src/djbielejeski+Stable-Diffusion-Regularization-Images-blonde_woman (and the other repositories of the list), "
+    "then: forensics data stage sd-regularisation --from src --out staged && forensics data import staged "
+    "--layout labels-csv --out ds --align --size 128 --store source\n\n"
+    "Exit codes: 0 = every file staged with its pinned md5; 2 = some files missing or changed (one 'error:' line "
+    "each on stderr; the others are staged) or a usage error."
+)
+
+
+@data.command("stage", epilog=STAGE_EPILOG)
+@click.argument("source_list")
+@click.option("--from", "roots", multiple=True, required=True, type=click.Path(exists=True, file_okay=False),
+              help="A git checkout or mirror of a listed repository, or a folder holding them as OWNER+NAME, "
+              "OWNER/NAME or NAME (repeatable).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Staging folder: the files at their listed paths plus labels.csv (resumable).")
+@click.pass_context
+def stage_(ctx: click.Context, source_list: str, roots: tuple[str, ...], out_dir: Path) -> None:
+    """Copy the files of a pinned SOURCE_LIST out of git checkouts and verify every md5.
+
+    SOURCE_LIST is a CSV (path, binary, label, set, source_repo, commit, source_path, md5, bytes) or the name of
+    one shipped in forensics/assets/sources (e.g. sd-regularisation). The staged folder has labels.csv in the
+    ../shared/data format, for 'forensics data import --layout labels-csv'. Nothing is downloaded.
+    """
+    from rich.console import Console
+
+    from forensics.sources import read_source_list, stage
+
+    console = Console(stderr=True)
+    rows = read_source_list(source_list)
+    rep = stage(rows, list(roots), out_dir,
+                on_error=lambda msg: console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True))
+    click.echo(f"{rep.total} files: {rep.written} staged, {rep.already} already in place, {rep.failed} failed "
+               f"-> {out_dir / 'labels.csv'}")
+    if rep.failed:
+        ctx.exit(2)
+
+
+@data.command("pin", epilog="Example: forensics data pin src/sd-repo --repo OWNER/NAME --commit SHA --folder "
+              "blonde_woman --set diffusion_faces/sd14-blonde-woman_OWNER --binary fake --label 'fake:SD 1.4' "
+              ">> my-sources.csv")
+@click.argument("checkout", type=click.Path(exists=True, file_okay=False))
+@click.option("--repo", required=True, help="OWNER/NAME of the repository CHECKOUT is a copy of.")
+@click.option("--commit", required=True, help="The commit to pin (40 hex digits).")
+@click.option("--folder", required=True, help="Folder of that commit whose images are listed.")
+@click.option("--set", "set_name", required=True, help="Set folder the files are staged under (TOP/NAME_UPLOADER).")
+@click.option("--binary", type=click.Choice(["real", "fake"]), required=True, help="Class of every listed file.")
+@click.option("--label", required=True, help="What the files are, in words (generator, prompt, origin).")
+@click.option("--header/--no-header", default=True, show_default=True, help="Print the CSV header first.")
+def pin_(checkout: str, repo: str, commit: str, folder: str, set_name: str, binary: str, label: str,
+         header: bool) -> None:
+    """Print source-list rows (with md5 and size) for every image under --folder at --commit."""
+    import csv
+    import sys
+
+    from forensics.sources import COLUMNS, pin
+
+    rows = pin(checkout, repo, commit, folder, set_name, binary, label)
+    w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+    if header:
+        w.writeheader()
+    for r in rows:
+        w.writerow(asdict(r))
+
+
 @data.command("info", epilog="Example: forensics data info /tmp/ds --json")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")

@@ -278,6 +278,9 @@ def train(opts: TrainOptions) -> Path:
     if init_state is not None:
         det.load_state_dict(init_state)
     res = det.cfg.res
+    framing = FramingConfig.preset(opts.framing)
+    if framing is not None and det.cfg.crop != "native":
+        raise UsageError(f"--framing {opts.framing}: needs --set crop=native (framings move the native window)")
 
     # data
     train_items, train_src = load_items(
@@ -321,9 +324,6 @@ def train(opts: TrainOptions) -> Path:
     val_cache = ByteCache(val_items)
     delivery = DeliveryConfig.preset(opts.delivery)
     margin, crop, edge = det.cfg.margin, det.cfg.crop, det.cfg.edge
-    framing = FramingConfig.preset(opts.framing)
-    if framing is not None and crop != "native":
-        raise UsageError(f"--framing {opts.framing}: needs --set crop=native (framings move the native window)")
     for what, its in (("training", train_items), ("validation", val_items)):
         if gap := crop_policy_gap(its, crop):
             log.warning("%s data: %s", what, gap)

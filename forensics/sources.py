@@ -142,12 +142,13 @@ def _git_dir(path: Path) -> Path | None:
     return Path(r.stdout.strip()) if r.returncode == 0 and r.stdout.strip() else None
 
 
-def _candidates(repo: str, roots: list[Path]) -> Iterator[Path]:
-    """Places that may hold ``repo``: each root itself, ``root/owner+name[/repo]`` (the search tool's mirror
-    layout), ``root/owner/name`` and ``root/name``."""
+def _candidates(repo: str, roots: list[Path], itself: bool = True) -> Iterator[Path]:
+    """Places that may hold ``repo``: ``root/owner+name[/repo]`` (the search tool's mirror layout),
+    ``root/owner/name``, ``root/name`` and (``itself``) each root itself."""
     owner, _, name = repo.partition("/")
     for root in roots:
-        for p in (root / f"{owner}+{name}" / "repo", root / f"{owner}+{name}", root / owner / name, root / name, root):
+        here = (root / f"{owner}+{name}" / "repo", root / f"{owner}+{name}", root / owner / name, root / name)
+        for p in (*here, root) if itself else here:
             if p.is_dir():
                 yield p
 
@@ -173,8 +174,8 @@ class _Locator:
                 g = self._git.setdefault(gd, _GitReader(gd))
                 if g.has_commit(commit):
                     return lambda p, g=g: g.read(commit, p)
-        # a plain folder with the repository's files (an unpacked archive): md5 still decides
-        for cand in _candidates(repo, self.roots):
+        # a plain folder named after the repository (an unpacked archive): md5 still decides
+        for cand in _candidates(repo, self.roots, itself=False):
             if _git_dir(cand) is None:
                 return lambda p, root=cand: (root / p).read_bytes() if (root / p).is_file() else None
         return None

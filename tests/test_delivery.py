@@ -446,3 +446,52 @@ def test_crop_policy_gap_names_items_a_policy_cannot_cut():
     assert crop_policy_gap(items, "align") is None and crop_policy_gap(items[:1], "native") is None
     gap = crop_policy_gap(items, "native")
     assert gap is not None and "1 of 2" in gap and "--store source" in gap
+
+
+def test_resample_floor_and_quarter_preset():
+    """``min_side`` keeps a resample from taking a photo below that many pixels (given its side); ``quarter``
+    reaches 0.25x on 512 px photos but never shrinks a 128 px thumbnail below 96 px."""
+    cfg = DeliveryConfig.preset("quarter")
+    scales = lambda side: [  # noqa: E731
+        dict(o.params)["scale"] for s in range(300)
+        for o in random_delivery(np.random.default_rng(s), cfg, side=side) if o.name == "resize"
+    ]
+    big, thumb = scales(512), scales(128)
+    assert min(big) < 0.25 + 0.05 and min(big) >= 96 / 512 - 1e-9 and sum(s == 0.5 for s in big) > 10
+    assert min(thumb) == pytest.approx(0.75)
+    # without a side the floor is off: the stream of a preset without min_side is untouched
+    assert [str(o) for o in random_delivery(np.random.default_rng(7), cfg)] == [
+        str(o) for o in random_delivery(np.random.default_rng(7), cfg, side=0)]
+
+
+def test_framings_cut_tight_photos_and_move_the_window(tmp_path):
+    """A tight draw cuts the source around the face (landmarks follow) and the reflect window then keeps the face's
+    place and share; a plain view of the same item with no framing is scan's crop; framings need crop=native."""
+    from detectors.augment import Framing, FramingConfig, cut_tight, random_framing
+    from detectors.train import TrainOptions, train
+    from forensics.faces import native_window
+
+    img = _photo(np.random.default_rng(4))
+    fr = Framing(tight=0.6)
+    small, lm = cut_tight(img, LM, fr, 64, 0.3)
+    x0, y0, side = native_window(img.shape, LM, 64, 0.3, "reflect")
+    assert abs(small.shape[0] - 0.6 * side) <= 2 and abs(small.shape[1] - 0.6 * side) <= 2
+    xs, ys, side_s = native_window(small.shape, lm, 64, 0.3, "reflect")
+    assert side_s == side and np.allclose(lm, LM - (np.asarray(LM) - lm)[0])
+    assert cut_tight(img, LM, Framing(), 64, 0.3)[0] is img
+    draws = [random_framing(np.random.default_rng(s), FramingConfig()) for s in range(400)]
+    assert 0.25 < np.mean([d.tight > 0 for d in draws]) < 0.45 and 0.5 < np.mean([d.zoom != 1 for d in draws]) < 0.7
+    assert all(0.8 <= d.zoom <= 1.3 for d in draws)
+    ds = _source_dataset(tmp_path / "ds", n=4)
+    items, _ = load_items([str(ds)], "eval")
+    cache = ByteCache(items)
+    plain = face_view(cache.image(0), items[0], 64, crop="native", edge="reflect")
+    assert np.array_equal(plain, native_crop(cache.image(0), items[0].landmarks, 64, 0.3, "reflect"))
+    views = {face_view(cache.image(0), items[0], 64, rng=np.random.default_rng(s), crop="native", edge="reflect",
+                       framing=FramingConfig(p_tight=1.0)).tobytes() for s in range(4)}
+    assert len(views) == 4
+    opts = TrainOptions(detector="npr", data=[str(ds)], framing="photos", res=32, out=str(tmp_path / "runs"))
+    with pytest.raises(UsageError, match="crop=native"):
+        train(opts)
+    with pytest.raises(UsageError, match="framing"):
+        FramingConfig.preset("portrait")

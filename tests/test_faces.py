@@ -29,6 +29,7 @@ from forensics.faces import (
     get_face_detector,
     iter_media_files,
     native_crop,
+    native_window,
     similarity_transform,
 )
 
@@ -341,3 +342,36 @@ def test_group_photo_has_several_faces(shared_data: Path, mtcnn):
     faces = mtcnn.detect([media.load_image(path).pixels])[0]
     assert len(faces) >= 3
     assert all(f.prob >= 0.9 for f in faces)
+
+
+def test_reflect_edge_keeps_the_face_share_of_a_tightly_framed_photo():
+    """``edge=reflect``: a photo cut tighter around the face gives the same window (same place, same size) as the
+    full photo, its outside filled by reflection; ``clamp`` shrinks the window to the photo, so the face fills more
+    of the crop (the v14 failure on tight crops)."""
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    lm = _rotated_landmarks(64, 0.3, scale=0.4, angle_deg=0, centre=(80.0, 80.0))  # window = the whole photo
+    full = native_crop(img, lm, 64, 0.3, "reflect")
+    x0, y0, side = native_window(img.shape, lm, 64, 0.3, "reflect")
+    tight = img[40:120, 40:120]  # the centre half of each side
+    lm_t = lm - 40
+    assert native_window(tight.shape, lm_t, 64, 0.3, "reflect") == (x0 - 40, y0 - 40, side)
+    padded = cv2.copyMakeBorder(tight, 40, 40, 40, 40, cv2.BORDER_REFLECT_101)
+    assert np.array_equal(native_crop(tight, lm_t, 64, 0.3, "reflect"), native_crop(padded, lm, 64, 0.3, "reflect"))
+    assert native_window(tight.shape, lm_t, 64, 0.3, "clamp")[2] == 80  # clamped: the window is the photo
+    assert np.array_equal(native_crop(img, lm, 64, 0.3, "clamp"), native_crop(img, lm, 64, 0.3, "reflect"))
+    assert full.shape == (64, 64, 3)
+    # a window far larger than the photo mirrors it again and again instead of failing
+    assert native_crop(img[:10, :10], lm, 64, 0.3, "reflect").shape == (64, 64, 3)
+    with pytest.raises(UsageError, match="edge"):
+        native_crop(img, lm, 64, 0.3, "wrap")
+
+
+def test_zoom_and_shift_move_the_native_window():
+    img = np.zeros((400, 400, 3), np.uint8)
+    lm = _rotated_landmarks(64, 0.3, scale=0.5, angle_deg=0, centre=(200.0, 200.0))
+    x0, y0, side = native_window(img.shape, lm, 64, 0.3, "reflect")
+    x1, y1, side1 = native_window(img.shape, lm, 64, 0.3, "reflect", zoom=1.25, shift=(0.1, -0.1))
+    assert side1 == round(side * 1.25)
+    assert abs((x1 + side1 / 2) - (x0 + side / 2) - 0.1 * side * 1.25) <= 1
+    assert abs((y1 + side1 / 2) - (y0 + side / 2) + 0.1 * side * 1.25) <= 1

@@ -177,3 +177,95 @@ def test_unseen_decoders_pairs_each_autoencoder_with_its_parents(tmp_path, monke
     })
     with pytest.raises(DataError, match="--recon"):
         T.unseen_decoders(model, tmp_path, 0, 1, tmp_path / "tmp2")
+
+
+def test_variant_steps_frame_resize_and_encode_once(tmp_path):
+    """``centreP`` cuts without resampling, ``downS:kernel`` picks the filter, a final JPEG is the file's only
+    encoding (no round trip before it), and a bad step is a one-line error naming it."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (100, 80, 3), dtype=np.uint8)
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), img)
+    c = cv2.imread(str(T._write_variant(src, tmp_path / "c", "centre75")))
+    assert c.shape == (75, 60, 3) and np.array_equal(c, img[12:87, 10:70])
+    area = cv2.imread(str(T._write_variant(src, tmp_path / "a", "down0.5")))
+    lanczos = cv2.imread(str(T._write_variant(src, tmp_path / "l", "down0.5:lanczos")))
+    assert area.shape == lanczos.shape == (50, 40, 3) and not np.array_equal(area, lanczos)
+    assert np.array_equal(area, cv2.resize(img, (40, 50), interpolation=cv2.INTER_AREA))
+    j = T._write_variant(src, tmp_path / "j", "down0.25+jpeg75")
+    once = cv2.imdecode(cv2.imencode(".jpg", cv2.resize(img, (20, 25), interpolation=cv2.INTER_AREA),
+                                     [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_COLOR)
+    assert j.suffix == ".jpg" and np.array_equal(cv2.imread(str(j)), once)
+    for bad in ("down0.5:nearest-ish", "centrex", "down0.5+jpeg0"):
+        with pytest.raises(DataError, match="variant"):
+            T._write_variant(src, tmp_path / "x", bad)
+
+
+def _tv_result(root: Path, label: str, cells: dict[tuple[str, str], float], flag: float = 0.0,
+               val: tuple[float, float] | None = (0.01, 0.01)) -> None:
+    """A results.json with a transfer-val protocol (and, unless ``val`` is None, its in-distribution val result)."""
+    pairs = [{"group": g, "variant": v, "auc": a, "name": f"{g} vs ffhq512-real, both {v}"}
+             for (g, v), a in cells.items()]
+    reals = [{"variant": v, "n": 150, "median_p": 0.1, "flagged": {"fpr1": flag, "fpr01": 0.0}} for v in T.TV_VARIANTS]
+    tv = {"variants": list(T.TV_VARIANTS), "matched": list(T.TV_MATCHED), "cross_source": list(T.TV_CROSS),
+          "reals": reals, "pairs": pairs}
+    model = {"ref": label, "sha256": label * 8, "name": label}
+    (root / label).mkdir(parents=True)
+    (root / label / "results.json").write_text(json.dumps(
+        {"label": label, "split": "crossval", "model": model, "protocols": {"transfer-val": tv}}))
+    if val is not None:
+        variants = [{"variant": "raw", "n": 200, "median_shift": 0.0, "flagged": {"fpr1": val[0]}},
+                    {"variant": "jpeg75", "n": 200, "median_shift": val[1], "flagged": {"fpr1": val[0]}}]
+        (root / f"val-{label}").mkdir()
+        (root / f"val-{label}" / "results.json").write_text(json.dumps(
+            {"label": label, "split": "val", "model": model,
+             "protocols": {"shortcuts": {"real_variants": variants, "pairs": []}}}))
+
+
+def _cells(base: float, **low: float) -> dict[tuple[str, str], float]:
+    """Every transfer_val cell at ``base``; ``group__variant=auc`` keyword arguments lower single cells."""
+    out = {(g, v): base for g in (*T.TV_MATCHED, *T.TV_CROSS) for v in T.TV_VARIANTS}
+    for k, a in low.items():
+        g, v = k.split("__")
+        out[(g.replace("_", "-"), {"c75": "centre75", "raw": "raw"}[v])] = a
+    return out
+
+
+def test_transfer_selection_puts_the_worst_cell_first(tmp_path):
+    """The declared rule: eligibility (real flag rates on transfer_val and in distribution), then the worst cell,
+    ties within TV_TIE broken by the mean; a great mean cannot buy a bad worst case."""
+    _tv_result(tmp_path, "mean-hero", _cells(0.99, stylegan2__c75=0.55))  # v14's failure: one collapsed cell
+    _tv_result(tmp_path, "even", _cells(0.86))
+    _tv_result(tmp_path, "even-better-mean", _cells(0.90, sd1_a_man__raw=0.865))  # tied on the worst cell
+    _tv_result(tmp_path, "loud", _cells(0.95), flag=0.05)  # flags 5 % of FFHQ-512 reals
+    _tv_result(tmp_path, "drifty", _cells(0.95), val=(0.01, 0.30))  # quiet on transfer_val, drifts in val
+    _tv_result(tmp_path, "untested", _cells(0.97), val=None)  # no in-distribution result: not eligible
+    sel = T.select_transfer(tmp_path)
+    assert sel["selected"] == "even-better-mean" and sel["fallback"] == ""
+    by = {c["label"]: c for c in sel["candidates"]}
+    assert {k for k, c in by.items() if c["eligible"]} == {"mean-hero", "even", "even-better-mean"}
+    assert by["mean-hero"]["worst_cell"] == pytest.approx(0.55) and by["mean-hero"]["mean_auc"] > 0.97
+    assert by["mean-hero"]["worst_cell_name"] == "stylegan2 centre75"
+    assert by["even-better-mean"]["worst_sd"] == pytest.approx(0.865)
+    for label in ("even", "even-better-mean", "mean-hero"):
+        for d in (label, f"val-{label}"):
+            (tmp_path / d / "results.json").unlink()
+    sel = T.select_transfer(tmp_path)  # none eligible: among those quiet in distribution ("loud")
+    assert sel["selected"] == "loud" and "quiet in distribution" in sel["fallback"]
+    with pytest.raises(DataError, match="no transfer-val"):
+        T.select_transfer(tmp_path / "val-loud")
+
+
+def test_transfer_val_table_reads_the_goal_cells(tmp_path):
+    _tv_result(tmp_path, "m", _cells(0.9, pggan__c75=0.61))
+    row = T.transfer_val_table(tmp_path).splitlines()[2]
+    assert row.startswith("| [m](m/report.md)") and "0.900 / 0.610 / 0.900" in row and "| 0.610 |" in row
+
+
+def test_transfer_val_files_need_the_labels(tmp_path):
+    with pytest.raises(DataError, match="transfer_val"):
+        T.transfer_val_files(tmp_path)
+    (tmp_path / "transfer_val").mkdir()
+    (tmp_path / "transfer_val" / "labels.csv").write_text("path,binary,group\nr/1.jpg,real,ffhq512-real\n")
+    with pytest.raises(DataError, match="pggan"):
+        T.transfer_val_files(tmp_path)

@@ -27,6 +27,7 @@ __all__ = [
     "balanced_accuracy_at",
     "bootstrap_ci",
     "brier",
+    "clopper_pearson",
     "ece",
     "eer",
     "evaluate_scores",
@@ -209,6 +210,30 @@ def bootstrap_ci(
         vals[b] = fn(y[idx], s[idx])
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided ``1 - alpha`` interval ``(lo, hi)`` for a binomial rate: ``k`` events in
+    ``n`` trials, e.g. reals flagged among the reals a false-positive rate rests on.
+
+    Why exact and not the bootstrap: a flag rate near 0 is exactly where resampling fails (0 of 400 flagged
+    resamples to 0 every time and gives the interval [0, 0]); the beta quantiles give the upper bound a reader can
+    rely on (0 of 400: below 0.92 % at 95 %). It is conservative: coverage is at least ``1 - alpha`` for every rate.
+    """
+    from scipy.stats import beta
+
+    if isinstance(k, bool) or isinstance(n, bool) or int(k) != k or int(n) != n:
+        raise ValueError(f"clopper_pearson: k and n must be whole counts, got k={k!r}, n={n!r}")
+    k, n = int(k), int(n)
+    if n < 1:
+        raise ValueError(f"clopper_pearson: n={n}: a rate needs at least one trial (no trials, no interval)")
+    if not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson: k={k} events outside 0..n={n}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"clopper_pearson: alpha={alpha} must lie in (0, 1)")
+    lo = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
 
 
 #: Reports print TPR at 0.1% FPR only with at least this many reals: below it the threshold sits on the top one or

@@ -90,3 +90,34 @@ def test_evaluate_scores_and_errors():
         M.roc_auc([1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="NaN"):
         M.roc_auc([0, 1], [0.1, float("nan")])
+
+
+def test_clopper_pearson_exact_bounds():
+    # 0 of 400 reals flagged: the upper bound solves (1 - p)^400 = 0.025, i.e. 1 - 0.025^(1/400) = 0.00918
+    lo, hi = M.clopper_pearson(0, 400)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 400), rel=1e-9) and hi == pytest.approx(0.0092, abs=1e-4)
+    # k = n mirrors it: lower bound 0.025^(1/n), upper exactly 1
+    lo, hi = M.clopper_pearson(400, 400)
+    assert lo == pytest.approx(0.025 ** (1 / 400), rel=1e-9) and hi == 1.0
+    assert M.clopper_pearson(1, 1) == (pytest.approx(0.025), 1.0)
+    # R's binom.test(5, 100)$conf.int: 0.01643188 0.11283491
+    lo, hi = M.clopper_pearson(5, 100)
+    assert lo == pytest.approx(0.01643188, abs=1e-8) and hi == pytest.approx(0.11283491, abs=1e-8)
+    # a wider alpha gives a narrower interval, still around k / n
+    lo90, hi90 = M.clopper_pearson(5, 100, alpha=0.10)
+    assert lo < lo90 < 0.05 < hi90 < hi
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "alpha", "match"),
+    [
+        (0, 0, 0.05, "at least one trial"),
+        (5, 4, 0.05, "outside"),
+        (-1, 4, 0.05, "outside"),
+        (1, 4, 0.0, "alpha"),
+        (1.5, 4, 0.05, "whole counts"),
+    ],
+)
+def test_clopper_pearson_refuses_impossible_counts(k, n, alpha, match):
+    with pytest.raises(ValueError, match=match):
+        M.clopper_pearson(k, n, alpha)

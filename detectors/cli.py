@@ -298,7 +298,9 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 )
 @click.argument("model")
 @click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
-@click.option("--split", multiple=True, default=("val",), show_default=True)
+@click.option("--split", multiple=True, default=("val",), show_default=True,
+              help="Rows of --data to fit on (repeatable): val or train; crossval / test (the held-out test rows) "
+              "are refused.")
 @click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
 @click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
 @click.option(
@@ -327,9 +329,10 @@ def calibrate_cmd(
 
     from detectors.calibration import preset_support
     from detectors.data import check_both_classes, load_items
-    from detectors.evaluate import recalibrate, recorded_delivery
+    from detectors.evaluate import check_fit_splits, recalibrate, recorded_delivery
     from detectors.modelfile import CARD, WEIGHTS, load_model
 
+    check_fit_splits(split, "calibrate")
     m = load_model(model, device=device)
     card = dict(m.card)
     if tta is not None:
@@ -369,7 +372,9 @@ def calibrate_cmd(
 )
 @click.argument("models", nargs=-1, required=True)
 @click.option("--data", "data", multiple=True, required=True, help="Held-out dataset dir(s) (never the test set).")
-@click.option("--split", multiple=True, default=("val",), show_default=True)
+@click.option("--split", multiple=True, default=("val",), show_default=True,
+              help="Rows of --data to fit on (repeatable): val or train; crossval / test (the held-out test rows) "
+              "are refused.")
 @click.option(
     "--fusion",
     type=click.Choice(["max", "stack"]),

@@ -93,6 +93,22 @@ def recorded_delivery(card: dict[str, Any]) -> Any:
     return DeliveryConfig.preset(recorded["preset"] if isinstance(recorded, dict) else recorded)
 
 
+def check_fit_splits(splits: tuple[str, ...], command: str) -> None:
+    """Refuse held-out splits (:data:`detectors.data.HELD_OUT_SPLITS`) as data to fit calibration or fusion on.
+
+    Why: ``crossval`` / ``test`` rows are the numbers a model is reported on; thresholds or a fused reference fitted
+    on them would make those numbers in-sample. ``--split`` accepts any manifest split, so the rule is enforced here
+    rather than left to the reader of the help text."""
+    from detectors.data import HELD_OUT_SPLITS
+
+    bad = [s for s in splits if s in HELD_OUT_SPLITS]
+    if bad:
+        raise UsageError(
+            f"detector {command} --split {bad[0]}: held-out test rows ({' / '.join(HELD_OUT_SPLITS)}) are never used "
+            "for calibration or fusion; fit on val (the default) or train rows"
+        )
+
+
 def recalibrate(model: Any, items: list, method: str, hold: bool = True, delivery: Any = None) -> Recalibration:
     """Fit calibration and threshold presets of ``model`` on held-out ``items``; source-store items get the
     validation histories drawn from ``delivery``, and with ``hold`` the FPR presets are held under every common

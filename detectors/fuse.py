@@ -82,9 +82,10 @@ def fuse(opts: FuseOptions) -> Path:
     """Load, fuse, fit the real reference and the calibration on ``opts.data``, write ``opts.out``."""
     from detectors.calibration import Identity, preset_support
     from detectors.data import check_both_classes, load_items
-    from detectors.evaluate import recalibrate, recorded_delivery
+    from detectors.evaluate import check_fit_splits, recalibrate, recorded_delivery
     from detectors.modelfile import Model, load_model, save_model
 
+    check_fit_splits(opts.splits, "fuse")
     if len(opts.models) < 2:
         raise UsageError("detector fuse: give at least two models")
     models = [load_model(m, device="cpu") for m in opts.models]

@@ -469,3 +469,24 @@ def test_tta_flip_averages_the_crop_and_its_mirror_at_inference_only():
     assert torch.equal(a, det.logits(x))
     with pytest.raises(UsageError, match="tta must be one of none, flip"):
         build_detector("npr", res=32, widths=(8, 16, 32), tta="rotate")
+
+
+@pytest.mark.parametrize("command", ["calibrate", "fuse"])
+@pytest.mark.parametrize("split", ["crossval", "test"])
+def test_calibrate_and_fuse_refuse_held_out_test_rows(command, split, tiny_model, tmp_path, capsys):
+    """Thresholds or a fused reference fitted on crossval / test rows would make the reported test numbers
+    in-sample: ``--split crossval`` / ``--split test`` are refused with one line and exit code 2, before any work,
+    even when the rows exist and hold both classes."""
+    from cli import main
+
+    ds = make_dataset(tmp_path / "ds", n_per_class=6)
+    rows = [dataclasses.replace(r, split=split) for r in read_manifest(ds)]
+    write_manifest(ds, rows)
+    models = [tiny_model] if command == "calibrate" else [tiny_model, tiny_model]
+    out = tmp_path / "out"
+    code = main(["detector", command, *models, "--data", str(ds), "--split", "val", "--split", split,
+                 "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"--split {split}: held-out test rows" in err[0] and "never used for calibration or fusion" in err[0]
+    assert not out.exists()

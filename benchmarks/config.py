@@ -26,7 +26,7 @@ import yaml
 
 from forensics.dataset import ManifestRow, read_manifest
 from forensics.errors import DataError, ForensicsError, UsageError
-from forensics.thresholds import THRESHOLD_POLICIES
+from forensics.thresholds import THRESHOLD_POLICIES, policy_name
 
 try:
     import tomllib
@@ -249,6 +249,18 @@ def _check_model(model: str, src: Path, i: int) -> str:
     return model
 
 
+def _presets(presets: Any, src: Path) -> list[str]:
+    """``metrics.presets`` -> canonical policy names (any case, as ``--threshold``); an unknown name is refused
+    instead of silently dropping its accuracy columns."""
+    names = []
+    for p in presets if isinstance(presets, list) else [presets]:
+        name = policy_name(str(p))
+        if name is None:
+            raise _err(src, f"metrics.presets: unknown policy {p!r} (known: {', '.join(THRESHOLD_POLICIES)}, any case)")
+        names.append(name)
+    return list(dict.fromkeys(names))
+
+
 def load_config(path: str | os.PathLike[str], check_paths: bool = True) -> BenchConfig:
     """Read and fully validate a benchmark file; raise :class:`BenchConfigError` (one line) on the first problem.
 
@@ -301,6 +313,7 @@ def load_config(path: str | os.PathLike[str], check_paths: bool = True) -> Bench
         options=options,
         raw=data,
     )
+    cfg.metrics.presets = _presets(cfg.metrics.presets, src)
     if len(cfg.auto_split) != 3 or abs(sum(cfg.auto_split) - 1) > 1e-6:
         raise _err(src, f"auto_split must be three fractions summing to 1, got {list(cfg.auto_split)}")
     return cfg

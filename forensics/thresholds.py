@@ -28,6 +28,37 @@ VERDICT_FLAGGED = "flagged"
 VERDICT_CLEAR = "not_flagged"
 
 
+def policy_name(spec: str) -> str | None:
+    """The canonical name of the policy ``spec`` names, in any case (``FPR1`` -> ``fpr1``); None if it names none.
+
+    Why case-insensitive: the names are shown upper-case in places (click's metavars, reports, tickets) and a user
+    who types what they read must not get a refusal; the canonical lower-case name is what records and cards carry.
+    """
+    key = spec.strip().lower()
+    return key if key in THRESHOLD_POLICIES else None
+
+
+def parse_threshold(spec: str | float) -> str | float:
+    """A ``--threshold`` value -> a canonical policy name or a probability in [0, 1]; anything else is a one-line
+    :class:`UsageError` that lists the valid names. Every place that reads a policy from a user (the scan and serve
+    options, ``ScanConfig``, benchmark files) goes through here, so they accept and refuse the same spellings."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        value = float(spec)
+    elif isinstance(spec, str) and (name := policy_name(spec)) is not None:
+        return name
+    else:
+        try:
+            value = float(spec)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"--threshold {spec!r}: not a policy; use one of {', '.join(THRESHOLD_POLICIES)} (any case) or a "
+                "probability in [0, 1]"
+            ) from None
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--threshold {value}: a probability threshold must lie in [0, 1]")
+    return value
+
+
 @dataclass
 class ThresholdPolicy:
     """Which threshold turned probabilities into verdicts: a named policy of the model file, or a number."""
@@ -37,23 +68,14 @@ class ThresholdPolicy:
 
     @classmethod
     def resolve(cls, spec: str | float, thresholds: dict[str, float]) -> ThresholdPolicy:
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            value, name = float(spec), "custom"
-        elif isinstance(spec, str) and spec in THRESHOLD_POLICIES:
-            if spec not in thresholds:
-                known = ", ".join(sorted(thresholds)) or "none"
-                raise ModelFileError(f"model has no '{spec}' threshold (has: {known})")
-            return cls(spec, float(thresholds[spec]))
-        else:
-            try:
-                value, name = float(spec), "custom"
-            except (TypeError, ValueError):
-                raise UsageError(
-                    f"--threshold {spec!r}: use one of {', '.join(THRESHOLD_POLICIES)} or a probability in [0, 1]"
-                ) from None
-        if not 0.0 <= value <= 1.0:
-            raise UsageError(f"--threshold {value}: a probability threshold must lie in [0, 1]")
-        return cls(name, value)
+        """``spec`` (a policy name in any case, or a probability) -> the policy and its number for this model."""
+        parsed = parse_threshold(spec)
+        if isinstance(parsed, float):
+            return cls("custom", parsed)
+        if parsed not in thresholds:
+            known = ", ".join(sorted(thresholds)) or "none"
+            raise ModelFileError(f"model has no '{parsed}' threshold (has: {known})")
+        return cls(parsed, float(thresholds[parsed]))
 
     def verdict(self, p: float | None) -> str | None:
         if p is None:

@@ -226,6 +226,7 @@ def test_leave_one_family_out_plan(world, tmp_path):
         ({"protocol": "robustnes"}, "unknown benchmark protocol 'robustnes'; did you mean robustness"),
         ({"perturbations": ["jpeg(quality=50)"]}, "unknown parameter 'quality'"),
         ({"metrics": {"bootstrapp": 10}}, "unknown key"),
+        ({"metrics": {"presets": ["balanced", "fpr5"]}}, r"unknown policy 'fpr5' \(known: balanced, fpr1, fpr01"),
     ],
 )
 def test_bad_config_one_line_error(world, tmp_path, patch, message):
@@ -245,6 +246,12 @@ def test_empty_class_fails_before_any_work(world, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has no real items" in err and "\n" not in err
     assert not out.exists()  # nothing was created: the error came before any work
+
+
+def test_metric_presets_are_case_insensitive(world, tmp_path):
+    """A benchmark file may name presets as ``--threshold`` takes them (``FPR1``); the run reports canonical names."""
+    cfg = load_config(robustness_cfg(world, tmp_path / "upper.yaml", metrics={"presets": ["FPR1", "Balanced", "fpr1"]}))
+    assert cfg.metrics.presets == ["fpr1", "balanced"]
 
 
 def test_dataset_without_manifest(world, tmp_path):

@@ -178,6 +178,9 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main([*base, "--threshold", "0"]) == 1  # flagged
     assert cli.main([*base, "--threshold", "1"]) == 0  # nothing can reach p >= 1
     assert cli.main([*base, "--threshold", "nonsense"]) == 2  # usage
+    unknown = capsys.readouterr().err.strip().splitlines()
+    assert len(unknown) == 1 and "'nonsense'" in unknown[0] and "balanced, fpr1, fpr01" in unknown[0]
+    assert cli.main([*base, "--threshold", "FPR1"]) in (0, 1)  # the help's spelling is accepted, any case
     assert cli.main([*base[:3], "--model", str(tmp_path / "missing-model")]) == 2  # fatal: no model
     (tmp_path / "bad.jpg").write_bytes(b"")
     assert cli.main(["-q", "scan", str(tmp_path / "bad.jpg"), "--model", tiny_model, "--no-table"]) == 2  # all failed
@@ -257,6 +260,15 @@ def test_threshold_policy_resolution() -> None:
     assert ThresholdPolicy.resolve(0.9, th).verdict(0.95) == "flagged"
     with pytest.raises(UsageError):
         ThresholdPolicy.resolve("1.5", th)
+    # policy names in any case: the help text and reports show FPR1; records carry the canonical name
+    assert ThresholdPolicy.resolve("FPR1", th) == ThresholdPolicy("fpr1", 0.8)
+    assert ThresholdPolicy.resolve(" Balanced ", th) == ThresholdPolicy("balanced", 0.4)
+    with pytest.raises(UsageError, match=r"'fpr5': not a policy; use one of balanced, fpr1, fpr01") as exc:
+        ThresholdPolicy.resolve("fpr5", th)
+    assert "\n" not in str(exc.value)
+    assert ScanConfig(threshold="FPR01").threshold == "fpr01" and ScanConfig(threshold="0.3").threshold == 0.3
+    with pytest.raises(UsageError, match="not a policy"):
+        ScanConfig(threshold="fpr-1")  # the Python API refuses a typo before any model is loaded
     with pytest.raises(UsageError):
         ScanConfig(evidence="ela,nope")
 

@@ -169,6 +169,11 @@ def test_bad_options_fail_before_starting(tmp_path: Path, capsys: pytest.Capture
     assert cli.main(["serve", "--model", str(tmp_path / "nope")]) == 2
     assert "no such model" in capsys.readouterr().err
     assert cli.main(["serve", "--threshold", "fpr5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'fpr5'" in err[0] and "balanced, fpr1, fpr01" in err[0]
+    # FPR1 (as --help once printed it) passes the threshold check and stops at the next bad option instead
+    assert cli.main(["serve", "--threshold", "FPR1", "--queue", "2", "--max-batch-files", "3"]) == 2
+    assert "could never be admitted" in capsys.readouterr().err
     assert cli.main(["serve", "--face-detector", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 

@@ -15,26 +15,23 @@ import click
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
 from forensics.clirun import RegistryHelpOption
 from forensics.evidence import evidence_help
-from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES
+from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
 
 
 class ThresholdType(click.ParamType):
-    """``balanced`` | ``fpr1`` | ``fpr01`` | a probability in [0, 1]."""
+    """``balanced`` | ``fpr1`` | ``fpr01`` (any case) | a probability in [0, 1], read by
+    :func:`forensics.thresholds.parse_threshold`; an unknown name is a one-line usage error listing the names."""
 
-    name = "{" + ",".join(THRESHOLD_POLICIES) + "}|FLOAT"
+    name = "threshold"
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        # click upper-cases a type's name for the metavar ("{BALANCED,FPR1,FPR01}"): show the names as typed
+        return "[" + "|".join(THRESHOLD_POLICIES) + "|FLOAT]"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str | float:
-        if isinstance(value, float) or value in THRESHOLD_POLICIES:
-            return value
-        try:
-            v = float(value)
-        except ValueError:
-            self.fail(f"{value!r} is not {', '.join(THRESHOLD_POLICIES)} or a probability", param, ctx)
-        if not 0.0 <= v <= 1.0:
-            self.fail(f"{v} is not a probability in [0, 1]", param, ctx)
-        return v
+        return parse_threshold(value)
 
 
 @click.command(
@@ -45,7 +42,8 @@ class ThresholdType(click.ParamType):
 @click.option("--model", "model", default="default", show_default=True,
               help="Model directory / model.json / .safetensors, or an installed model name.")
 @click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
-              help="Verdict policy from the model file (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR) or a probability.")
+              help="Verdict policy from the model file, any case (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR; a "
+              "policy the model card marks not estimable logs a warning), or a probability.")
 @click.option("--evidence", cls=RegistryHelpOption, default="auto", show_default=True,
               help=evidence_help)
 @click.option("--json", "json_out", metavar="FILE", help="Write all records as one JSON array ('-' = stdout).")

@@ -31,7 +31,7 @@ MiB = 1024 * 1024
               help="Scanner processes (each loads the model once; about one per CPU core or GPU).")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per scanner process.")
 @click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
-              help="Verdict policy: balanced, fpr1, fpr01, or a probability.")
+              help="Verdict policy, any case: balanced, fpr1, fpr01, or a probability.")
 @click.option("--evidence", default="none", show_default=True,
               help="Evidence analyses added to every record: none, all, or a comma list.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")

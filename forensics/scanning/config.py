@@ -9,7 +9,7 @@ from typing import Any
 from forensics.config import ASSETS_DIR
 from forensics.errors import ModelFileError, UsageError
 from forensics.evidence import resolve_evidence
-from forensics.thresholds import DEFAULT_POLICY
+from forensics.thresholds import DEFAULT_POLICY, parse_threshold
 
 
 @dataclass
@@ -45,6 +45,7 @@ class ScanConfig:
         if self.timeout_s is not None and self.timeout_s <= 0:
             self.timeout_s = None
         self.evidence = resolve_evidence(self.evidence)
+        self.threshold = parse_threshold(self.threshold)  # canonical name or a number; a typo fails before the model
 
     def limits(self):
         from forensics.media import MediaLimits

@@ -223,6 +223,9 @@ def test_probes_model_card_and_api_key(server: Server) -> None:
     assert card["name"] == shipped["name"] and card["sha256"] == shipped["weights_sha256"]
     assert set(card["thresholds"]) == {"balanced", "fpr1", "fpr01"}
     assert card["active_threshold"]["policy"] == "balanced"
+    # how many validation reals each preset rests on, and whether its FPR is estimable, exactly as the card says
+    assert card["threshold_support"] == shipped["threshold_support"] and set(card["threshold_support"]) >= {"fpr1"}
+    assert all(isinstance(v["estimable"], bool) and v["n_real"] > 0 for v in card["threshold_support"].values())
     assert body["limits"] == {"max_upload_bytes": UPLOAD_LIMIT, "max_pixels": 1_000_000, "max_batch_files": QUEUE,
                               "timeout_s": 30.0, "queue": QUEUE, "server_paths": True}  # fmt: skip
 
@@ -414,6 +417,31 @@ def test_metrics_text(server: Server, face_png: bytes) -> None:
     ):
         assert needle in text, needle
     assert server.metric("forensics_serve_images_per_second") > 0
+
+
+def _verdict_counts(server: Server) -> dict[tuple[str, str], float]:
+    _, _, body = server.request("GET", "/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("forensics_serve_verdicts_total{"):
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.index("}")].split(","))
+            out[(labels["policy"].strip('"'), labels["verdict"].strip('"'))] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_metrics_count_verdicts_by_policy(server: Server, face_png: bytes) -> None:
+    """``forensics_serve_verdicts_total{policy, verdict}``: one per scored file, under the policy that decided it,
+    so a dashboard can watch the flag rate drift; a file that could not be scored has no verdict and adds none."""
+    _, _, rec = server.json("POST", "/v1/scan", body=face_png)
+    key = (rec["threshold"]["policy"], rec["verdict"])
+    assert key[0] == "balanced" and key[1] in ("flagged", "not_flagged")
+    before = _verdict_counts(server)
+    assert before.get(key, 0) >= 1
+    server.request("POST", "/v1/scan", body=face_png)
+    status, _, _ = server.request("POST", "/v1/scan?filename=notes.jpg", body=b"not a picture at all\n" * 8)
+    assert status == 422
+    after = _verdict_counts(server)
+    assert after[key] == before[key] + 1 and sum(after.values()) == sum(before.values()) + 1
 
 
 def test_logs_are_json_lines_with_request_ids(server: Server, face_png: bytes) -> None:

@@ -182,7 +182,7 @@ class ScanService:
             WorkerOptions(model=settings.model, scan=settings.scan_config, max_file_bytes=settings.max_upload_bytes,
                           log_level=settings.log_level, json_logs=settings.json_logs),
             workers=settings.workers, capacity=settings.queue, batch=settings.batch,
-            on_answer=lambda job, out: self.metrics.file_answered(out.cause, out.record.get("error_type")),
+            on_answer=lambda job, out: self.metrics.file_answered(out.cause, out.record),
             on_restart=lambda _slot: self.metrics.restarts.inc(),
         )  # fmt: skip
         self.metrics.pool = self.pool

@@ -38,6 +38,11 @@ class ServeMetrics:
                              ["cause"], registry=r)  # fmt: skip
         self.file_errors = Counter("forensics_serve_file_errors", "Per-file error records, by error type.",
                                    ["error_type"], registry=r)  # fmt: skip
+        # why: the flag rate of live traffic is the one number that drifts when uploads stop looking like the
+        # model's validation data (a new phone pipeline, a new generator); rate(flagged) / rate(all) per policy
+        self.verdicts = Counter("forensics_serve_verdicts", "Files scored, by threshold policy and verdict (flagged / "
+                                "not_flagged): watch the flag rate for drift.", ["policy", "verdict"],
+                                registry=r)  # fmt: skip
         self.restarts = Counter("forensics_serve_worker_restarts", "Scanner processes replaced after a crash or a "
                                 "deadline kill.", registry=r)  # fmt: skip
         self.queue_depth = Gauge("forensics_serve_queue_depth", "Jobs admitted and waiting for a worker.", registry=r)
@@ -52,11 +57,14 @@ class ServeMetrics:
         self._lock = threading.Lock()
         self._started = time.monotonic()
 
-    def file_answered(self, cause: str, error_type: str | None) -> None:
-        """Called from the pool's threads for every answered job."""
+    def file_answered(self, cause: str, record: dict[str, Any]) -> None:
+        """Called from the pool's threads for every answered job with its scan record (``scan --jsonl`` schema)."""
         self.files.labels(cause).inc()
-        if error_type:
-            self.file_errors.labels(error_type).inc()
+        if record.get("error_type"):
+            self.file_errors.labels(record["error_type"]).inc()
+        if record.get("verdict"):  # error records have none: they are counted above
+            policy = (record.get("threshold") or {}).get("policy") or "unknown"
+            self.verdicts.labels(policy, record["verdict"]).inc()
         now = time.monotonic()
         with self._lock:
             self._done.append(now)

@@ -527,7 +527,9 @@ def _renamed(rec: dict[str, Any], path: str, name: str) -> dict[str, Any]:
 
 
 def model_summary(scanner: Any) -> dict[str, Any]:
-    """What ``GET /v1/model`` shows: the card's identity, preprocessing, calibration, thresholds and training."""
+    """What ``GET /v1/model`` shows: the card's identity, preprocessing, calibration, thresholds (with the number of
+    validation reals each rests on and whether its false-positive rate is estimable: a client choosing ``fpr01``
+    must be able to see that it is not) and training."""
     model = scanner.model
     card = dict(getattr(model, "card", {}) or {})
     training = card.get("training") or {}
@@ -544,6 +546,7 @@ def model_summary(scanner: Any) -> dict[str, Any]:
         "calibration": {"kind": (card.get("calibration") or {}).get("kind")},
         "thresholds": dict(model.thresholds),
         "threshold_rule": card.get("threshold_rule"),
+        "threshold_support": dict(card.get("threshold_support") or {}),
         "active_threshold": {"policy": scanner.policy.policy, "value": scanner.policy.value},
         "training": {
             "families": sorted({f for d in datasets for f in (d.get("families") or [])}),

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from forensics.sysinfo import git_describe
+
 Mutator = Callable[[np.random.Generator, bytes], bytes]
 MUTATORS: dict[str, Mutator] = {}
 SEED_SIDES = (24, 64, 112)  # small, so decodable mutants also get through faces and the model quickly
@@ -303,17 +305,6 @@ def analyse(work: Path, out_jsonl: Path, run: dict) -> dict:
     }
 
 
-def _git_commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
-    except OSError:
-        return "unknown"
-    return sha + ("+uncommitted changes" if dirty else "")
-
-
 def write_report(out: Path, summary: dict, manifest: dict, argv: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"manifest": manifest, **summary}, indent=1) + "\n")
@@ -402,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = analyse(work, out_jsonl, run)
     summary["timeout_probe"] = timeout_probe(work, args)
     summary.update(
-        commit=_git_commit(), scan_cmd=[Path(c).name if c == sys.executable else c for c in run["cmd"]],
+        commit=git_describe(), scan_cmd=[Path(c).name if c == sys.executable else c for c in run["cmd"]],
         wall_limit_s=args.wall_limit, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
     )  # fmt: skip

@@ -227,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/forensics-kill-resume")
     ap.add_argument("--out", default="benchmarks/results/fuzz")
     args = ap.parse_args(argv)
-    from benchmarks.fuzz_scan import _git_commit
+    from forensics.sysinfo import git_describe
 
     s = run(args)
-    s.update(commit=_git_commit(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    s.update(commit=git_describe(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
              machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}")
     write_report(Path(args.out), s, argv)
     print(json.dumps({k: v for k, v in s.items() if k != "kills"}, indent=1))

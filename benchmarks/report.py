@@ -268,7 +268,8 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# Benchmark `{results['benchmark']}` ({results['protocol']} protocol{_relation_title(results)})",
         "",
-        f"- command: `{run.get('command') or 'forensics bench run ' + results['config_file']}`",
+        f"- command: `{run.get('command') or 'forensics bench run ' + results['config_file']}` at commit "
+        f"`{run.get('commit', 'unknown')}`",
         f"- device: {run.get('device')}; CPU: {env.get('cpu')} x{env.get('cpu_count')}; GPU: {env.get('cuda') or '-'}; "
         f"torch {env.get('torch')}; python {env.get('python')}; deepfake-forensics {env.get('deepfake_forensics')}",
         f"- started {run.get('started')}, {run.get('seconds')} s; cache: {run.get('cache', {}).get('hits', 0)} hits, "

@@ -4,7 +4,8 @@ The run directory holds everything a report or a comparison needs, so ``bench re
 recompute scores::
 
     OUT/config.yaml       the benchmark file as given (a run is reproducible from it alone)
-    OUT/run.json          command, environment, start/end, cache hits/misses, errors
+    OUT/run.json          command, commit (``-dirty`` if the tree differed), environment, the weights sha256 of
+                          every model scored, start/end, cache hits/misses, errors
     OUT/scores.sqlite     the score cache (unless --cache points elsewhere)
     OUT/models/KEY/       models trained by leave-one-out protocols (reused by --resume)
     OUT/data/KEY/         the manifest views they were trained on (absolute paths, nothing copied)
@@ -436,12 +437,14 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a benchmark and write its run directory; returns the results dictionary."""
     from benchmarks.report import build_results, write_report
     from benchmarks.speed import environment
+    from forensics.sysinfo import git_describe
 
     cfg = load_config(config_path)
     plan = get_protocol(cfg.protocol).plan(cfg)  # every check that can fail on the data happens before any work
     device = _device_name(opts.device)
     _prepare_out(cfg, opts)
     t0 = time.time()
+    commit = git_describe()  # at the start: the code that scores is the code of this moment, not of the end
     cache = ScoreCache(opts.cache or opts.out / "scores.sqlite")
     state = RunState(cfg=cfg, plan=plan, opts=opts, cache=cache, device=device)
     try:
@@ -457,12 +460,15 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
                 scored += parts
         run_info = {
             "command": opts.command,
+            "commit": commit,
             "config": str(cfg.source),
             "device": device,
             "workers": opts.workers,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
             "seconds": round(time.time() - t0, 2),
             "environment": environment(),
+            "models": {key: {"name": info["name"], "weights_sha256": info["sha256"]}
+                       for key, info in state.model_info.items()},
             "cache": {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses, "computed": state.computed},
             "errors": sorted(set(state.errors))[:200],
             "n_errors": len(set(state.errors)),

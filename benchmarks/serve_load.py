@@ -53,6 +53,7 @@ import numpy as np
 
 from forensics.config import shared_data_dir
 from forensics.hashing import sha256_bytes
+from forensics.sysinfo import git_describe
 
 RESULTS = Path(__file__).parent / "results" / "serve"
 UPLOAD_MB = 1.0  # --max-upload-mb of the server under test: the oversize hostile file is 1.5x this
@@ -450,14 +451,6 @@ class LoadReport:
     soak: dict[str, Any] = field(default_factory=dict)
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent,
-                              check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -473,7 +466,7 @@ def run(args: argparse.Namespace) -> LoadReport:
         f.path = str(work / f"{i:05d}-{f.name}")
         Path(f.path).write_bytes(f.data)
     rep = LoadReport(
-        name=args.name, command="python -m benchmarks.serve_load " + " ".join(sys.argv[1:]), git_commit=_git_commit(),
+        name=args.name, command="python -m benchmarks.serve_load " + " ".join(sys.argv[1:]), git_commit=git_describe(),
         machine={"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                  "load_avg_at_start": list(os.getloadavg())},
         config={k: v for k, v in vars(args).items() if k not in ("out",)},

@@ -1,17 +1,22 @@
-"""Process and machine facts that several layers report: peak memory and the environment behind a number.
+"""Process and machine facts that several layers report: peak memory, the environment and the commit behind a
+number.
 
 Core, not ``benchmarks``: the generator suite and the benchmark runner both record them, and the generator layer
-must not import the benchmark layer. ``benchmarks.speed`` re-exports both names.
+must not import the benchmark layer. ``benchmarks.speed`` re-exports ``environment`` and ``peak_rss_mb``.
 """
 
 from __future__ import annotations
 
 import platform
 import resource
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["environment", "peak_rss_mb"]
+from forensics.config import REPO_ROOT
+
+__all__ = ["environment", "git_describe", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
@@ -45,3 +50,22 @@ def environment() -> dict[str, Any]:
     except Exception:
         env["deepfake_forensics"] = None
     return env
+
+
+def git_describe(repo: str | Path | None = None) -> str:
+    """``git describe --always --dirty --abbrev=7`` of the checkout the code runs from (``REPO_ROOT``; an installed
+    wheel has no ``.git`` there): the commit a result was made with, ``-dirty`` when tracked files differed from it
+    (then the result may not be reproducible from the commit alone).
+
+    ``"unknown"`` when there is no checkout (an installed package), no git, or git refuses (a repository owned by
+    another user): a run record says so rather than guessing. One helper for every benchmark and run record.
+    """
+    root = Path(repo) if repo is not None else REPO_ROOT
+    if not (root / ".git").exists():  # never describe an unrelated repository that happens to enclose the package
+        return "unknown"
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=root, capture_output=True,
+                             text=True, check=True, timeout=30).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out or "unknown"

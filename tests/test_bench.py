@@ -139,6 +139,13 @@ def test_robustness_end_to_end_report_and_cache(world, tmp_path):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "| spec |" in md and "jpeg(q=50)" in md and "[" in md  # values with intervals
+    # the run record names the code (commit, -dirty when the tree differed) and the exact weights it scored
+    from forensics.sysinfo import git_describe
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["commit"] == git_describe() and f"at commit `{record['commit']}`" in md
+    weights = json.loads((world["model"] / "model.json").read_text())["weights_sha256"]
+    assert [m["weights_sha256"] for m in record["models"].values()] == [weights]
     # re-run: every score from the cache, identical metrics
     res2 = run(cfg, opts(out, resume=True))
     assert res2["run"]["cache"]["computed"] == 0 and res2["run"]["cache"]["hits"] == 3 * 48
@@ -371,3 +378,31 @@ def test_shipped_tiny_config_dry_run(world, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "tiny: protocol robustness, 0 training jobs, 4 cells" in out
     assert out.count("24 real / 24 fake") == 4
+
+
+def test_git_describe_names_the_commit_and_a_dirty_tree(tmp_path, monkeypatch):
+    """``forensics.sysinfo.git_describe``: the one commit lookup of every run record (abbreviated hash, ``-dirty``
+    for a changed tracked file), ``unknown`` outside a checkout or without git."""
+    import subprocess
+
+    from forensics.sysinfo import git_describe
+
+    for k, v in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                 "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path)}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert git_describe(repo) == "unknown"  # not a checkout: nothing is guessed from an enclosing repository
+    (repo / "a.txt").write_text("one\n")
+    for args in (["init", "-q"], ["add", "a.txt"], ["commit", "-qm", "one"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=7", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert git_describe(repo) == head
+    (repo / "untracked.txt").write_text("not part of the commit's files\n")
+    assert git_describe(repo) == head  # untracked files do not make a tree dirty
+    (repo / "a.txt").write_text("two\n")
+    assert git_describe(repo) == f"{head}-dirty"
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # git not installed
+    assert git_describe(repo) == "unknown"
+

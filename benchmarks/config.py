@@ -18,6 +18,7 @@ Example (``benchmarks/configs/tiny.yaml`` is the smallest complete one)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,17 @@ class BenchConfigError(UsageError):
 
 @dataclass
 class DatasetRef:
-    """A dataset directory plus an optional row filter (``where: {split: crossval, source: [a, b]}``)."""
+    """A dataset directory plus an optional row filter (``where: {split: crossval, source: [a, b]}``).
+
+    ``build`` is the documented command that makes the folder; the errors for a missing folder (or an unset variable
+    in its path) quote it, so a reader of a shared benchmark file is told how to get its data, not only that it is
+    absent."""
 
     path: Path
     name: str = ""
     where: dict[str, list[str]] = field(default_factory=dict)
     rows: list[ManifestRow] = field(default_factory=list, repr=False)
+    build: str = ""
 
     def matches(self, row: ManifestRow) -> bool:
         for key, allowed in self.where.items():
@@ -152,6 +158,19 @@ def load_text(path: Path) -> dict[str, Any]:
     return data
 
 
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _unset_variables(value: str) -> list[str]:
+    """Names of the ``$VAR`` / ``${VAR}`` in ``value`` that the environment does not set (``expandvars`` would
+    leave them in the path as literal text, and the error would name a folder called ``$VAR``)."""
+    return [a or b for a, b in _VARIABLE.findall(value) if (a or b) not in os.environ]
+
+
+def _how_to_build(build: str) -> str:
+    return f"; build it with: {build}" if build else ""
+
+
 def _expand(value: str, src: Path) -> Path:
     """Environment variables and ``~`` expand; relative paths are relative to the working directory, then the file."""
     p = Path(os.path.expanduser(os.path.expandvars(value)))
@@ -167,21 +186,28 @@ def _datasets(data: Any, src: Path, check_paths: bool = True) -> list[DatasetRef
     out: list[DatasetRef] = []
     for i, d in enumerate(data if isinstance(data, list) else [data]):
         d = {"path": d} if isinstance(d, str) else dict(d)
-        unknown = set(d) - {"path", "name", "where"}
+        unknown = set(d) - {"path", "name", "where", "build"}
         if unknown or "path" not in d:
-            raise _err(src, f"datasets[{i}]: needs 'path' (optional 'name', 'where'); got {sorted(d)}")
+            raise _err(src, f"datasets[{i}]: needs 'path' (optional 'name', 'where', 'build'); got {sorted(d)}")
         path = _expand(str(d["path"]), src)
         where = {k: [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in (d.get("where") or {}).items()}
+        build = " ".join(str(d.get("build") or "").split())
+        name = str(d.get("name") or path.name)
         if not check_paths:
-            out.append(DatasetRef(path=path, name=str(d.get("name") or path.name), where=where))
+            out.append(DatasetRef(path=path, name=name, where=where, build=build))
             continue
+        unset = _unset_variables(str(d["path"]))
+        if unset and not path.is_dir():
+            then = f" and build the data there: {build}" if build else " (the folder that holds the data)"
+            raise _err(src, f"datasets[{i}]: ${unset[0]} is not set, so the path {d['path']} names no folder; set "
+                       f"{unset[0]} to your work folder{then}")
         if not path.is_dir():
-            raise _err(src, f"datasets[{i}]: dataset directory {path} does not exist")
+            raise _err(src, f"datasets[{i}]: dataset directory {path} does not exist{_how_to_build(build)}")
         try:
             rows = read_manifest(path)
         except DataError as exc:
             raise _err(src, f"datasets[{i}]: {exc}") from None
-        ref = DatasetRef(path=path, name=str(d.get("name") or path.name), where=where, rows=rows)
+        ref = DatasetRef(path=path, name=name, where=where, rows=rows, build=build)
         if not ref.selected():
             raise _err(src, f"datasets[{i}] ({path}): no rows match where={where}")
         out.append(ref)
@@ -242,6 +268,9 @@ def _check_model(model: str, src: Path, i: int) -> str:
     p = _expand(model, src)
     if p.exists():
         return str(p)
+    if unset := _unset_variables(model):
+        raise _err(src, f"detectors[{i}]: ${unset[0]} is not set, so the model path {model} names no file; set "
+                   f"{unset[0]} to the folder that holds it")
     try:
         resolve_model_dir(model)
     except ForensicsError as exc:

@@ -8,6 +8,7 @@ in a second separates them and every number below is a real computation, not a f
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -234,6 +235,10 @@ def test_leave_one_family_out_plan(world, tmp_path):
         ({"perturbations": ["jpeg(quality=50)"]}, "unknown parameter 'quality'"),
         ({"metrics": {"bootstrapp": 10}}, "unknown key"),
         ({"metrics": {"presets": ["balanced", "fpr5"]}}, r"unknown policy 'fpr5' \(known: balanced, fpr1, fpr01"),
+        ({"datasets": [{"path": "$FORENSICS_TEST_UNSET_VAR/data"}]},
+         r"\$FORENSICS_TEST_UNSET_VAR is not set, so the path \$FORENSICS_TEST_UNSET_VAR/data names no folder"),
+        ({"datasets": [{"path": "/nonexistent/ds", "build": "make-ds --out /nonexistent/ds"}]},
+         "/nonexistent/ds does not exist; build it with: make-ds --out /nonexistent/ds"),
     ],
 )
 def test_bad_config_one_line_error(world, tmp_path, patch, message):
@@ -328,25 +333,33 @@ def test_video_protocol_frame_and_clip(world, tmp_path):
 # -- bring your own detector: the example plugin package, benchmarked with the same runner ------------------------
 
 
-def test_plugin_detector_benchmarked(world, tmp_path, monkeypatch):
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin-detector"
+
+
+@pytest.fixture()
+def plugin_installed(tmp_path, monkeypatch) -> None:
     """Expose examples/plugin-detector's entry point the way ``pip install -e`` does (a dist-info with
-    entry_points.txt on the import path), then run a leave-one-family-out benchmark with it."""
+    entry_points.txt on the import path); the registry is restored after the test."""
     import tomllib
 
     from detectors.registry import DETECTORS
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "plugin-detector"
-    eps = tomllib.loads((example / "pyproject.toml").read_text())["project"]["entry-points"]["forensics.detectors"]
+    eps = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]["entry-points"]["forensics.detectors"]
     info = tmp_path / "site" / "forensics_plugin_example-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: forensics-plugin-example\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[forensics.detectors]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
-    monkeypatch.syspath_prepend(str(example / "src"))
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setattr(DETECTORS, "_entries", dict(DETECTORS._entries))  # restored after the test
     monkeypatch.setattr(DETECTORS, "_loaded", False)  # re-scan entry points
+    for mod in [m for m in sys.modules if m.startswith("forensics_plugin_example")]:
+        monkeypatch.delitem(sys.modules, mod)  # imported by an earlier test: import again, so it registers again
     assert "laplacian-energy" in DETECTORS.names()
 
+
+def test_plugin_detector_benchmarked(world, tmp_path, plugin_installed):
+    """With the plugin's entry point installed, run a leave-one-family-out benchmark with it."""
     cfg = write_cfg(
         tmp_path / "plugin.yaml", name="plugin", protocol="leave-one-family-out", datasets=[str(world["data"])],
         detectors=["laplacian-energy"], train={"epochs": 1, "batch": 16}, metrics={"bootstrap": 20},
@@ -367,6 +380,25 @@ def test_plugin_detector_benchmarked(world, tmp_path, monkeypatch):
     assert res2["run"]["cache"]["computed"] == 0
     key = "laplacian-energy/without-nn"
     assert res2["models"][key]["sha256"] == res["models"][key]["sha256"]
+
+
+def test_plugin_benchmark_says_how_to_build_its_data(tmp_path, plugin_installed, monkeypatch, capsys):
+    """The example's benchmark file reads ``$FORENSICS_WORK/data/...``: with the variable unset, or set to a folder
+    without the data, the one-line error names the variable and the documented command that builds the data."""
+    bench = EXAMPLE / "benchmark.yaml"
+    monkeypatch.delenv("FORENSICS_WORK", raising=False)
+    assert main(["bench", "run", str(bench), "--dry-run"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "datasets[0]: $FORENSICS_WORK is not set" in err
+    assert "build the data there: FORENSICS_WORK=DIR bash benchmarks/build_suite_dataset.sh" in err
+    monkeypatch.setenv("FORENSICS_WORK", str(tmp_path / "work"))
+    assert main(["bench", "run", str(bench), "--dry-run"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{tmp_path / 'work' / 'data' / 'suite-src'} does not exist; build it with: FORENSICS_WORK=DIR bash " \
+        "benchmarks/build_suite_dataset.sh 400 150" in err
+    # the README documents the same commands
+    readme = (EXAMPLE / "README.md").read_text()
+    assert "bash benchmarks/build_suite_dataset.sh" in readme and "--out $FORENSICS_WORK/data/shared-src" in readme
 
 
 def test_shipped_tiny_config_dry_run(world, monkeypatch, capsys):

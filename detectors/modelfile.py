@@ -196,6 +196,77 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+#: what a model is for and where it fails, as ``model.json`` keys (a string or a list of lines) -> the heading of
+#: the ``MODEL_CARD.md`` section that says the same in cards written before the keys existed
+CARD_STATEMENTS = {
+    "intended_use": "Intended use",
+    "out_of_scope": "Out of scope",
+    "failure_modes": "Known failure modes",
+}
+MODEL_CARD_MD = "MODEL_CARD.md"
+
+
+def card_statements(card: dict[str, Any], model_dir: str | os.PathLike[str] | None = None) -> dict[str, list[str]]:
+    """The card's statements of intended use, out-of-scope uses and measured failure modes, as lists of lines.
+
+    Why here: they are part of what a model file tells its users (torchvision's ``Weights`` carry their metadata),
+    and a report or service must not parse markdown of its own. ``model.json`` keys win; for each key it lacks,
+    the same-named section of ``MODEL_CARD.md`` beside it is read (bullets become lines, markdown emphasis is
+    dropped). A statement that is nowhere is left out, never invented."""
+    sections = _markdown_sections(Path(model_dir) / MODEL_CARD_MD) if model_dir else {}
+    out: dict[str, list[str]] = {}
+    for key, heading in CARD_STATEMENTS.items():
+        value = card.get(key)
+        if isinstance(value, str):
+            lines = [value]
+        elif isinstance(value, list):
+            lines = [str(v) for v in value]
+        else:
+            lines = next((body for title, body in sections.items() if title.startswith(heading.lower())), [])
+        lines = [x for x in (" ".join(str(v).split()) for v in lines) if x]
+        if lines:
+            out[key] = lines
+    return out
+
+
+def _markdown_sections(path: Path) -> dict[str, list[str]]:
+    """``## Heading`` (lower case) -> its paragraphs and bullets as plain lines (tables, code and ``###``
+    subsections left out); ``{}`` when the file is absent or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    sections: dict[str, list[str]] = {}
+    body: list[str] | None = None  # the current "## " section's lines; None outside one
+    open_line = False  # the last line of body continues on the next source line (a wrapped paragraph or bullet)
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            body = sections.setdefault(line.lstrip("#").strip().lower(), []) if line.startswith("## ") else None
+            open_line = False
+        elif body is None:
+            continue
+        elif not line or line.startswith(("|", "```")):
+            open_line = False
+        elif line.startswith(("- ", "* ")):
+            body.append(_plain_markdown(line[2:]))
+            open_line = True
+        elif open_line:
+            body[-1] += " " + _plain_markdown(line)
+        else:
+            body.append(_plain_markdown(line))
+            open_line = True
+    return sections
+
+
+def _plain_markdown(line: str) -> str:
+    """``**bold**``, ``` `code` ``` and ``[text](url)`` -> their text."""
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*|`([^`]*)`|\[([^\]]*)\]\([^)]*\)",
+                  lambda m: next(g for g in m.groups() if g is not None), line)  # fmt: skip
+
+
 def read_card(model_dir: Path) -> dict[str, Any]:
     cp = model_dir / CARD
     if not cp.is_file():

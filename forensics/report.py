@@ -8,6 +8,12 @@ called ``<script>alert(1)</script>.jpg`` shows exactly that name).
 The report *renders* results; it never analyses. :class:`ReportBuilder` turns each :class:`FileResult` into a
 small view (encoded images + the record) as results stream by, so the images of a large batch are not kept as
 arrays; only the encoded PNGs (a few tens of kB per file) stay until :meth:`ReportBuilder.write`.
+
+What a reader needs to trust it, beside the numbers: a note on files the model cannot vouch for (no face; video,
+scored frame by frame), a legend saying what each strength and map means (from each analysis' registration), and
+the model card as statements (training sources by name, intended use, out of scope, measured failure modes) rather
+than raw ``model.json``: a report is archived and e-mailed, so it carries no path of the machine that trained the
+model (:func:`card_view`); inputs are shown relative to the working directory when they lie inside it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import base64
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from forensics.evidence import evidence_meta
+from forensics.evidence import EVIDENCE, evidence_meta
 from forensics.outputs import display_path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -90,6 +97,35 @@ class FileView:
     faces: list[FaceView] = field(default_factory=list)
     maps: list[tuple[str, str]] = field(default_factory=list)  # (label, data uri)
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the score of this file can and cannot say
+    error: str = ""  # the record's error with its path shown as ``display``
+    duplicate_of: str = ""
+
+
+#: per-file notes (:func:`file_notes`): what the scan did with a file the model was not made for
+VIDEO_NOTE = (
+    "video: every sampled frame's faces are scored on their own and pooled per face track (see the track table; the "
+    "file takes the highest track); motion, lip-sync and other temporal manipulations are not modelled, and the "
+    "audio is not analysed"
+)
+NO_FACE_NOTE = (
+    "no face found: scored from a centre crop of the whole {what}; outside what a face model can vouch for "
+    "(read this score as weak evidence either way)"
+)
+
+
+def file_notes(rec: dict[str, Any]) -> list[str]:
+    """The caveats a scored file's record implies, in words: a video is scored frame by frame per face track, a
+    file without a face is scored from a centre crop. Errors get none (their error line says it all)."""
+    if rec.get("status") != "ok":
+        return []
+    notes = []
+    video = rec.get("media_type") == "video"
+    if rec.get("no_face"):
+        notes.append(NO_FACE_NOTE.format(what="frame, in up to 8 sampled frames" if video else "image"))
+    if video:
+        notes.append(VIDEO_NOTE)
+    return notes
 
 
 class ReportBuilder:
@@ -109,7 +145,11 @@ class ReportBuilder:
         rec = result.to_dict()
         if not self.threshold and rec.get("threshold"):
             self.threshold = rec["threshold"]
-        view = FileView(record=rec, display=display_path(result.path), anchor=f"f{len(self.files)}")
+        view = FileView(record=rec, display=display_path(result.path), anchor=f"f{len(self.files)}",
+                        notes=file_notes(rec))  # fmt: skip
+        error = rec.get("error") or ""
+        view.error = error.replace(rec["path"], view.display) if rec.get("path") else error
+        view.duplicate_of = display_path(rec["duplicate_of"]) if rec.get("duplicate_of") else ""
         if getattr(result, "thumbnail", None) is not None:
             view.thumbnail = png_data_uri(result.thumbnail, 256, fmt="jpeg")
         for ev, ev_rec in zip(result.evidence, rec["evidence"]):
@@ -152,7 +192,8 @@ class ReportBuilder:
             "model_name": getattr(self.model, "name", ""),
             "model_sha256": getattr(self.model, "sha256", ""),
             "unaligned_crop": _unaligned_crop_label(self.model),
-            "card_rows": _card_rows(card),
+            "card": card_view(card, getattr(self.model, "path", "") or None, getattr(self.model, "sha256", "")),
+            "legend": evidence_legend(self.files),
         }
 
     def render(self) -> str:
@@ -202,12 +243,92 @@ def _unaligned_crop_label(model: Any) -> str:
     return "native crop" if policy == "native" else "box crop"
 
 
-def _card_rows(card: dict[str, Any]) -> list[tuple[str, Any, bool]]:
-    """Model card as (key, value, is_structured) rows; long nested values are shown as pretty JSON."""
+#: an absolute POSIX path (``/work/scratch/data/shared-src``) inside free text; URLs (``https://x/y``) and relative
+#: paths (``data/x``) do not match
+_ABS_PATH = re.compile(r"(?<![\w.~$/:])/(?:[\w.+@-]+/)+([\w.+@-]*)")
+
+
+def no_paths(text: Any) -> str:
+    """``text`` with every absolute path cut to its last part (``/work/scratch/data/shared-src`` -> ``shared-src``):
+    card text written on the training machine must not carry that machine's layout into a report."""
+    return _ABS_PATH.sub(lambda m: m.group(1) or "...", str(text))
+
+
+@dataclass
+class CardView:
+    """The model card as a report shows it: which model (name, weights hash), what trained it (sources by name,
+    families), how its verdicts are set (policies and how many reals each rests on), what it is for and where it
+    fails. Fields the card lacks stay empty and are not shown."""
+
+    name: str = ""
+    weights_sha256: str = ""
+    detector: str = ""
+    description: str = ""
+    created: str = ""
+    input: str = ""
+    calibration: str = ""
+    licence: str = ""
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    fused_from: list[str] = field(default_factory=list)
+    fine_tuned_from: str = ""
+    statements: dict[str, list[str]] = field(default_factory=dict)
+
+
+def card_view(card: dict[str, Any], model_dir: str | None = None, sha256: str = "") -> CardView:
+    """``model.json`` (+ ``MODEL_CARD.md`` beside it, :func:`detectors.modelfile.card_statements`) -> a
+    :class:`CardView` without a single absolute path; every key is optional."""
+    from detectors.modelfile import card_statements
+
+    training = card.get("training") or {}
+    pre = card.get("preprocess") or {}
+    support = card.get("threshold_support") or {}
+    view = CardView(
+        name=no_paths(card.get("name") or card.get("detector") or ""),
+        weights_sha256=str(sha256 or card.get("weights_sha256") or ""),
+        detector=no_paths(card.get("detector") or ""),
+        description=no_paths(card.get("description") or ""),
+        created=str(card.get("created") or ""),
+        input=", ".join(x for x in (f"{pre['size']} px" if pre.get("size") else "",
+                                     f"{pre['crop']} crop" if pre.get("crop") else "",
+                                     f"margin {pre['margin']}" if pre.get("margin") is not None else "") if x),
+        calibration=str((card.get("calibration") or {}).get("kind") or ""),
+        licence=no_paths(card.get("licence") or ""),
+        families=[no_paths(f) for f in training.get("families") or []],
+        fused_from=[f"{no_paths(m.get('name', '?'))} ({str(m.get('sha256', ''))[:12]})"
+                    for m in training.get("fused_from") or []],
+        statements={k: [no_paths(x) for x in v] for k, v in card_statements(card, model_dir).items()},
+    )  # fmt: skip
+    init = training.get("init_from") or {}
+    if init.get("name"):
+        view.fine_tuned_from = f"{no_paths(init['name'])} ({str(init.get('sha256', ''))[:12]})"
+    for name, value in (card.get("thresholds") or {}).items():
+        sup = support.get(name) or {}
+        view.policies.append({"name": name, "value": value, "fpr": sup.get("fpr"), "n_real": sup.get("n_real"),
+                              "reals_above": sup.get("reals_above"), "estimable": sup.get("estimable")})  # fmt: skip
+    for d in training.get("datasets") or []:
+        if not isinstance(d, dict):
+            continue
+        view.sources.append({
+            "name": os.path.basename(str(d.get("path") or "").rstrip("/\\")) or "?",
+            "rows": d.get("n"),
+            "labels": ", ".join(f"{k} {v}" for k, v in (d.get("by_label") or {}).items()),
+            "families": ", ".join(no_paths(f) for f in d.get("families") or []),
+            "manifest": str(d.get("manifest_sha256") or "")[:12],
+        })  # fmt: skip
+    return view
+
+
+def evidence_legend(files: list[FileView]) -> list[dict[str, str]]:
+    """One row per analysis shown in the report, in registry order: its name, caption, what it looks at and what
+    its strength measures (``strength`` in its registration; a plug-in analysis that declares none says so)."""
+    shown = {e["name"] for f in files for e in f.evidence}
+    shown |= {fv.evidence for f in files for fv in f.faces if fv.evidence}
+    order = [n for n in EVIDENCE.names(sort=False) if n in shown] + sorted(shown - set(EVIDENCE.names()))
     rows = []
-    for k in ("name", "detector", "description", "licence", "parameters", "dtype", "created", "toolkit_version",
-              "preprocess", "calibration", "thresholds", "threshold_rule", "training", "metrics"):  # fmt: skip
-        if k in card and card[k] not in (None, "", {}, []):
-            v = card[k]
-            rows.append((k, v, isinstance(v, (dict, list))))
+    for name in order:
+        meta = evidence_meta(name)
+        rows.append({"name": name, "label": meta.get("label") or "", "description": meta.get("description") or "",
+                     "strength": meta.get("strength") or "scale not declared by this analysis"})  # fmt: skip
     return rows

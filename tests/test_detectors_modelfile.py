@@ -193,3 +193,27 @@ def test_scan_warns_when_a_preset_cannot_be_estimated(caplog):
         assert warn_unsupported_preset("balanced", card) is False
         assert warn_unsupported_preset("fpr01", {}) is False  # older model files: nothing to say
     assert len(caplog.records) == 1 and "fpr01" in caplog.text and "1200 validation reals" in caplog.text
+
+
+def test_card_statements_from_model_json_keys_or_the_model_card_markdown(tmp_path):
+    """Intended use, out-of-scope uses and measured failure modes: ``model.json`` keys win; the same-named
+    ``MODEL_CARD.md`` sections fill in the rest (bullets become lines, markdown dropped); absent ones stay absent."""
+    from detectors.modelfile import card_statements
+
+    (tmp_path / "MODEL_CARD.md").write_text(
+        "# Model card: m\n\n## Intended use\n\nTriage of **face** images:\nan analyst's first look.\n\n"
+        "## Out of scope\n\n- from the markdown (overridden by model.json)\n\n"
+        "## Known failure modes (measured)\n\n- `halved` images are the weakest\n- see [transfer](results.md)\n"
+        "  continued on the next line\n\n| table | row |\n|---|---|\n\n### Subsection\n\nnot part of it\n\n"
+        "## Licence\n\nApache-2.0\n",
+        encoding="utf-8",
+    )
+    card = {"out_of_scope": ["Sole grounds for a decision about a person.", "  "], "intended_use": None}
+    got = card_statements(card, tmp_path)
+    assert got == {
+        "intended_use": ["Triage of face images: an analyst's first look."],
+        "out_of_scope": ["Sole grounds for a decision about a person."],
+        "failure_modes": ["halved images are the weakest", "see transfer continued on the next line"],
+    }
+    assert card_statements({"failure_modes": "one line"}) == {"failure_modes": ["one line"]}
+    assert card_statements({}, tmp_path / "absent") == {}

@@ -322,3 +322,78 @@ def test_report_names_the_models_crop_for_unaligned_faces() -> None:
     assert _unaligned_crop_label(SimpleNamespace(preprocess=SimpleNamespace(crop="native"))) == "native crop"
     assert _unaligned_crop_label(SimpleNamespace(preprocess=SimpleNamespace(crop="align"))) == "box crop"
     assert _unaligned_crop_label(object()) == "box crop"
+
+
+def test_html_report_model_card_notes_and_legend_carry_no_build_paths(
+    tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report shows the card as statements (name, weights hash, training sources by name, intended use, out of
+    scope, failure modes) and never a path of the machine that trained the model; a no-face file and a video get a
+    note on what their score can say; the legend gives each shown analysis' strength scale."""
+    import re
+
+    from markupsafe import escape
+
+    from forensics.evidence import evidence_meta
+    from forensics.media import write_video
+    from forensics.report import NO_FACE_NOTE, VIDEO_NOTE
+
+    model = tmp_path / "build-machine" / "model"
+    shutil.copytree(tiny_model, model)
+    card = json.loads((model / "model.json").read_text())
+    card["training"] = {
+        "datasets": [{"path": "/work/scratch/data/shared-src", "manifest_sha256": "b83bd3773483df79" * 4, "n": 12,
+                      "by_label": {"real": 8, "fake": 4}, "families": ["stylegan2"]}],
+        "families": ["stylegan2"], "options": {"out": "/work/scratch/detectors/runs-N23", "data": ["/srv/x/y"]},
+        "command": "forensics detector train --data /work/scratch/data/shared-src --out /home/builder/runs",
+        "recalibrated_on": ["/work/scratch/data/shared-src"], "init_from": {"name": "v13", "sha256": "c892" * 16},
+    }  # fmt: skip
+    card["threshold_support"] = {"fpr01": {"fpr": 0.001, "n_real": 400, "reals_above": 0.4, "estimable": False}}
+    card["description"] = "Tiny test detector trained in /home/builder/tiny."
+    card["out_of_scope"] = ["Sole grounds for a decision about a person."]
+    (model / "model.json").write_text(json.dumps(card))
+    (model / "MODEL_CARD.md").write_text("## Intended use\n\nTriage of faces, see /work/scratch/notes.md.\n\n"
+                                         "## Known failure modes (measured)\n\n- halved images\n")  # fmt: skip
+    work = tmp_path / "case"
+    work.mkdir()
+    Image.fromarray(_face_image()).save(work / "face.jpg", quality=92)
+    Image.fromarray(_no_face_image()).save(work / "plain.png")
+    write_video(work / "clip.mp4", [np.roll(_face_image(192), 3 * i, axis=1) for i in range(4)], fps=4)
+    monkeypatch.chdir(work)  # inputs inside the working directory are shown relative to it
+    rc = cli.main(["-q", "scan", ".", "--model", str(model), "--device", "cpu", "--threads", "1", "--no-table",
+                   "--fps", "4", "--report", "r.html"])  # fmt: skip
+    assert rc in (0, 1)
+    html = (work / "r.html").read_text(encoding="utf-8")
+    text = re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "", html)
+    assert str(tmp_path) not in text and "/work/scratch" not in text and "/home/builder" not in text
+    assert not re.search(r"(?<![\w.~$/:<])/(?:[\w.+@-]+/)+[\w.+@-]*", text), "an absolute path reached the report"
+    # the card as statements: identity, sources by name, policies with their support, use and limits
+    for needle in ("tiny-npr", card["weights_sha256"], "shared-src", "b83bd3773483", "fake families seen in training",
+                   "stylegan2", "v13 (c892c892c892)", "too few to estimate that rate", "rests on 400 validation reals",
+                   "Triage of faces, see notes.md.", "Sole grounds for a decision about a person.", "halved images",
+                   "Tiny test detector trained in tiny."):  # fmt: skip
+        assert str(escape(needle)) in html, needle
+    # per-file notes: the no-face image and the video say what their scores can and cannot vouch for
+    assert html.count(str(escape(NO_FACE_NOTE.format(what="image")))) == 1
+    assert html.count(str(escape(VIDEO_NOTE))) == 1
+    # the legend: every analysis shown, with its strength scale from its registration
+    assert "How to read the numbers and maps" in html and "not comparable" in html
+    for name in ("gradcam", "ela", "noise", "spectrum", "jpeg", "metadata"):
+        assert str(escape(evidence_meta(name)["strength"])) in html, name
+
+
+def test_html_report_renders_a_card_without_optional_keys() -> None:
+    """A minimal card (no training, no support, no statements, no MODEL_CARD.md) still renders, and says what the
+    card does not state instead of inventing it."""
+    from types import SimpleNamespace
+
+    from forensics.report import ReportBuilder, card_view, no_paths
+
+    assert card_view({}).sources == [] and card_view({}).statements == {}
+    kept = "https://x.org/y/z and data/rel/p"  # URLs and relative paths are not a machine's layout
+    assert no_paths(f"see /a/b/c.md and {kept}") == f"see c.md and {kept}"
+    model = SimpleNamespace(card={"name": "bare"}, name="bare", sha256="ab" * 32, thresholds={"balanced": 0.5},
+                            path="")  # fmt: skip
+    html = ReportBuilder(model=model, threshold={"policy": "balanced", "value": 0.5}).render()
+    assert "bare" in html and "ab" * 32 in html
+    assert "The model card states no intended use, out-of-scope uses or failure modes." in html

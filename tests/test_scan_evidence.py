@@ -87,6 +87,8 @@ def test_registration_carries_report_label_and_help() -> None:
     )
     for name in list_evidence():
         assert name in evidence_help() and EVIDENCE.get(name).description, name
+        # the report's legend prints what each strength measures: every built-in analysis declares its scale
+        assert len(evidence_meta(name).get("strength") or "") > 20, name
 
 
 def test_scan_help_lists_every_registered_analysis(capsys: pytest.CaptureFixture[str]) -> None:

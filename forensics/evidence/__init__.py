@@ -105,7 +105,9 @@ def register_evidence(
     The registration is all the scan command and the report need to know about an analysis:
     ``description`` is its help line; ``label`` captions its heatmap in the HTML report (a file-scope analysis
     without a label has its heatmap left out of the report; a face-scope heatmap is overlaid on the face crop);
-    ``colour=False`` shows the heatmap as grey levels (a log spectrum) instead of through the colour map.
+    ``colour=False`` shows the heatmap as grey levels (a log spectrum) instead of through the colour map;
+    ``strength`` says what its ``score`` measures and when it reaches 1 (each analysis has its own scale: the
+    report's legend prints this line, so a reader never compares an ELA 0.4 with a spectrum 0.4 as if alike).
     """
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")

@@ -23,6 +23,8 @@ ELA_QUALITY = 90
     scope="file",
     label="error level",
     description="Error-level analysis: JPEG re-save difference, face vs. rest.",
+    strength="face vs. background contrast of the re-save error: 0 = alike, 1 = one is 3x the other or more "
+    "(|log ratio| / log 3)",
 )
 def ela(subject: EvidenceSubject) -> EvidenceResult:
     pixels, boxes, scale = limit_size(subject.pixels, subject.face_boxes)

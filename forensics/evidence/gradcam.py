@@ -20,6 +20,8 @@ REGIONS = ("eyes and forehead", "nose and cheeks", "mouth and chin")
     scope="face",
     label="detector heatmap (Grad-CAM)",
     description="Detector heatmap (Grad-CAM) over each scored face.",
+    strength="no number: the map shows where on the face the detector's score came from (bright = more), scaled "
+    "per face; it explains the model, it does not locate a manipulation",
 )
 def gradcam(face: np.ndarray, model: Any) -> EvidenceResult:
     heat = np.asarray(model.explain(face), dtype=np.float32)

@@ -75,7 +75,14 @@ def double_compression_score(gray: np.ndarray, table: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-@register_evidence("jpeg", scope="file", media=("image",), description="Quantisation tables, quality, re-saving.")
+@register_evidence(
+    "jpeg",
+    scope="file",
+    media=("image",),
+    description="Quantisation tables, quality, re-saving.",
+    strength="double-compression hint from the DCT histograms: 0 = like a single save, 1 = strong periodic "
+    "artefacts of an earlier compression (0.5 and above is reported as a re-save); none for other formats",
+)
 def jpeg(subject: EvidenceSubject) -> EvidenceResult:
     with open_for_read(subject.path) as fh, Image.open(fh) as im:
         if im.format != "JPEG":

@@ -93,7 +93,13 @@ def _exif(path: str) -> tuple[dict[str, str], dict[str, str]]:
     return tags, text
 
 
-@register_evidence("metadata", scope="file", description="EXIF / XMP / C2PA presence and software tags.")
+@register_evidence(
+    "metadata",
+    scope="file",
+    description="EXIF / XMP / C2PA presence and software tags.",
+    strength="1 when the metadata names generative tooling, else none (metadata is easily stripped or forged: its "
+    "absence says nothing)",
+)
 def metadata(subject: EvidenceSubject) -> EvidenceResult:
     with open_for_read(subject.path) as f:  # the path may have been swapped for a FIFO since it was decoded
         data = f.read(READ_LIMIT)

@@ -20,6 +20,8 @@ WINDOW = 15  # local statistics window, px: big enough for a stable estimate, sm
     scope="file",
     label="noise residual",
     description="Noise residual energy map, face vs. background.",
+    strength="face vs. background contrast of the noise residual: 0 = alike, 1 = one is 3x the other or more "
+    "(|log ratio| / log 3)",
 )
 def noise(subject: EvidenceSubject) -> EvidenceResult:
     import cv2  # here, not at import: registering the analysis (for --help) must stay light

@@ -85,6 +85,8 @@ def find_peaks(logspec: np.ndarray) -> list[dict]:
     label="spectrum (log power)",
     colour=False,
     description="Radial spectrum and upsampling-peak detection.",
+    strength="prominence of the strongest period-2 or period-4 spectral peak (what 2x / 4x upsampling leaves) / 4, "
+    "capped at 1; the JPEG block grid's period-8 peaks do not count",
 )
 def spectrum(subject: EvidenceSubject) -> EvidenceResult:
     window, where = _window(subject.pixels, subject.face_boxes)

@@ -51,7 +51,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     if jsonl_out:
         specs.append(("jsonl", jsonl_out))
     stdout_taken = any(t == "-" for _, t in specs)
-    if not o.get("no_table") and not stdout_taken:
+    if not o.get("no_table") and not quiet and not stdout_taken:  # -q: "no progress bar or table" (--help)
         specs.append(("table", "-"))
     config = ScanConfig(
         threshold=o.get("threshold", DEFAULT_POLICY),

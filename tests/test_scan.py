@@ -181,6 +181,11 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     unknown = capsys.readouterr().err.strip().splitlines()
     assert len(unknown) == 1 and "'nonsense'" in unknown[0] and "balanced, fpr1, fpr01" in unknown[0]
     assert cli.main([*base, "--threshold", "FPR1"]) in (0, 1)  # the help's spelling is accepted, any case
+    capsys.readouterr()
+    # -q as the pipeline example in docs/scan.md uses it: records go to the file, stdout stays empty (no table)
+    assert cli.main(["scan", str(tmp_path / "a.png"), "--model", tiny_model, "--device", "cpu", "--threads", "1",
+                     "--threshold", "1", "--jsonl", str(tmp_path / "q.jsonl"), "-q"]) == 0  # fmt: skip
+    assert capsys.readouterr().out == "" and len((tmp_path / "q.jsonl").read_text().splitlines()) == 1
     assert cli.main([*base[:3], "--model", str(tmp_path / "missing-model")]) == 2  # fatal: no model
     (tmp_path / "bad.jpg").write_bytes(b"")
     assert cli.main(["-q", "scan", str(tmp_path / "bad.jpg"), "--model", tiny_model, "--no-table"]) == 2  # all failed

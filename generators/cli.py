@@ -141,6 +141,9 @@ def train_cmd(
 @click.option("--truncation", type=float, default=None, help="Truncation psi (latent families).")
 @click.option("--condition", default=None, help="Attributes, e.g. gender=female,age=20-29 (conditional families).")
 @click.option("--input", "inputs", type=click.Path(), default=None, help="Real faces to edit (image2image / superres).")
+@click.option("--input-res", type=int, default=None,
+              help="Edit the inputs at this size instead of the model's training resolution (fully convolutional "
+              "editors such as the autoencoders: e.g. 512 for reconstructions of full-size photos).")
 @click.option("--jpeg-quality", type=int, default=None, help="Write JPEG at this quality instead of PNG.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch", type=int, default=32, show_default=True)
@@ -150,7 +153,8 @@ def train_cmd(
 @click.pass_context
 def sample_cmd(
     ctx: click.Context, model: str, n: int, out: str, truncation: float | None, condition: str | None,
-    inputs: str | None, jpeg_quality: int | None, seed: int, batch: int, device: str, split: str, as_json: bool,
+    inputs: str | None, input_res: int | None, jpeg_quality: int | None, seed: int, batch: int, device: str,
+    split: str, as_json: bool,
 ) -> None:
     """Sample MODEL (a run dir or a shipped reference name) into a labelled dataset dir.
 
@@ -163,8 +167,9 @@ def sample_cmd(
     extra = _extra_kwargs(list(ctx.args))
     quiet = bool(getattr(ctx.find_root().obj, "quiet", False))
     rep = sample_to_dataset(
-        model, n, out, truncation=truncation, condition=condition, inputs=inputs, jpeg_quality=jpeg_quality,
-        seed=seed, batch=batch, device=device, split=split, progress=not quiet and not as_json, **extra,
+        model, n, out, truncation=truncation, condition=condition, inputs=inputs, input_res=input_res,
+        jpeg_quality=jpeg_quality, seed=seed, batch=batch, device=device, split=split,
+        progress=not quiet and not as_json, **extra,
     )
     if as_json:
         click.echo(json.dumps(asdict(rep)))

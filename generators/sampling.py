@@ -73,6 +73,7 @@ def sample_to_dataset(
     truncation: float | None = None,
     condition: str | None = None,
     inputs: str | Path | None = None,
+    input_res: int | None = None,
     jpeg_quality: int | None = None,
     seed: int = 0,
     batch: int = 32,
@@ -81,7 +82,11 @@ def sample_to_dataset(
     progress: bool = True,
     **family_kwargs: Any,
 ) -> SampleReport:
-    """Write ``n`` generated (or edited) images with manifest rows to ``out``; returns counts and speed."""
+    """Write ``n`` generated (or edited) images with manifest rows to ``out``; returns counts and speed.
+
+    ``input_res``: edit the inputs at that size instead of the model's training resolution (fully convolutional
+    editors: an autoencoder trained on 128 px faces reconstructs a 512 px photo with the same decoder, so its trace
+    can be learned at the scale full-size photos reach a detector)."""
     from generators.checkpoints import load_run
     from generators.data import FaceImages, discover, to_uint8
 
@@ -104,9 +109,11 @@ def sample_to_dataset(
             log.warning("%s: only %d input images; writing %d edits instead of %d", inputs, len(src_items),
                         len(src_items), n)
             n = len(src_items)
-        src = FaceImages(src_items, fam.cfg.res, cache_bytes=0)
-    elif inputs is not None:
-        raise UsageError(f"{name} ({fam.kind}) generates from noise; --input does not apply")
+        if input_res is not None and not 16 <= input_res <= 4096:
+            raise UsageError(f"--input-res {input_res}: must be between 16 and 4096")
+        src = FaceImages(src_items, input_res or fam.cfg.res, cache_bytes=0)
+    elif inputs is not None or input_res is not None:
+        raise UsageError(f"{name} ({fam.kind}) generates from noise; --input / --input-res do not apply")
     ext = ".png" if jpeg_quality is None else ".jpg"
     out = Path(out)
     t0, written, skipped = time.time(), 0, 0

@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ import numpy as np
 
 from benchmarks.metrics import bootstrap_ci, roc_auc
 from forensics.errors import DataError, ForensicsError
+from forensics.sysinfo import git_describe
 
 N_BOOT = 1000
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer"
@@ -167,6 +167,12 @@ class Pair:
     reals_flagged_fpr1: float
     tpr_fpr1: float
     precision_fpr1: dict[str, float | None] = field(default_factory=dict)
+    #: exact (Clopper-Pearson) 95 % bounds of the two rates: 0 flagged reals of 400 is not a 0 % false-positive
+    #: rate but one below 0.92 %, and precision at a low prevalence rests on that upper bound
+    reals_flagged_fpr1_ci: tuple[float, float] = (0.0, 1.0)
+    tpr_fpr1_ci: tuple[float, float] = (0.0, 1.0)
+    #: precision at each prevalence from the bounds (worst: lowest TPR with highest FPR; best: the reverse)
+    precision_fpr1_range: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
 def pair_metrics(name: str, p_real: np.ndarray, p_fake: np.ndarray, t_fpr1: float) -> Pair:
@@ -176,15 +182,24 @@ def pair_metrics(name: str, p_real: np.ndarray, p_fake: np.ndarray, t_fpr1: floa
         raise DataError(f"{name}: no scored reals or fakes")
     y = np.r_[np.zeros(p_real.size), np.ones(p_fake.size)]
     s = np.r_[p_real, p_fake]
-    fpr, tpr = float(np.mean(p_real >= t_fpr1)), float(np.mean(p_fake >= t_fpr1))
-    prec: dict[str, float | None] = {}
-    for pi in PREVALENCES:
-        denom = pi * tpr + (1 - pi) * fpr
-        prec[f"{pi:g}"] = None if denom == 0 else round(pi * tpr / denom, 4)
+    from detectors.metrics import clopper_pearson
+
+    k_fp, k_tp = int(np.sum(p_real >= t_fpr1)), int(np.sum(p_fake >= t_fpr1))
+    fpr, tpr = k_fp / p_real.size, k_tp / p_fake.size
+    fpr_ci, tpr_ci = clopper_pearson(k_fp, p_real.size), clopper_pearson(k_tp, p_fake.size)
+    prec = {f"{pi:g}": _precision(pi, tpr, fpr) for pi in PREVALENCES}
+    prec_range = {f"{pi:g}": (_precision(pi, tpr_ci[0], fpr_ci[1]), _precision(pi, tpr_ci[1], fpr_ci[0]))
+                  for pi in PREVALENCES}
     return Pair(
         name, int(p_real.size), int(p_fake.size), roc_auc(y, s), bootstrap_ci(roc_auc, y, s, n_boot=N_BOOT),
-        N_BOOT, fpr, tpr, prec,
+        N_BOOT, fpr, tpr, prec, fpr_ci, tpr_ci, prec_range,
     )
+
+
+def _precision(prevalence: float, tpr: float, fpr: float) -> float | None:
+    """Share of flagged files that are fake when ``prevalence`` of the stream is fake (None: nothing flagged)."""
+    denom = prevalence * tpr + (1 - prevalence) * fpr
+    return None if denom == 0 else round(prevalence * tpr / denom, 4)
 
 
 def real_variants(scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[RealVariant]:
@@ -461,16 +476,6 @@ VAL_PROTOCOLS = ("shortcuts", "real-sources")
 # ----------------------------------------------------------------------------------------------------------------
 # reports
 # ----------------------------------------------------------------------------------------------------------------
-def _commit() -> str:
-    try:
-        return subprocess.run(  # "-dirty": the working tree differed from the commit when the result was made
-            ["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def render(res: dict[str, Any]) -> str:
     """Markdown of one model's results (written next to ``results.json``)."""
     m = res["model"]
@@ -540,15 +545,23 @@ def _flags(row: dict[str, Any]) -> str:
 
 def _pair_table(pairs: list[dict[str, Any]]) -> str:
     rows = [
-        "| pair | n real / fake | AUC [95 % CI] | reals flagged fpr1 | TPR fpr1 "
-        "| precision fpr1 at 1 / 10 / 50 % fakes |",
+        "| pair | n real / fake | AUC [95 % CI] | reals flagged fpr1 [95 % CI] | TPR fpr1 "
+        "| precision fpr1 at 1 / 10 / 50 % fakes [range from the rate bounds] |",
         "|---|---|---|---|---|---|",
     ]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for p in pairs:
-        prec = " / ".join("-" if v is None else f"{v:.2f}" for v in p["precision_fpr1"].values())
+        ranges = p.get("precision_fpr1_range") or {}
+        prec = " / ".join(
+            fmt(v) + (f" [{fmt(ranges[k][0])}, {fmt(ranges[k][1])}]" if k in ranges else "")
+            for k, v in p["precision_fpr1"].items()
+        )
+        ci = p.get("reals_flagged_fpr1_ci")
+        flag = f"{100 * p['reals_flagged_fpr1']:.1f} %" + (
+            f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")  # older results carry no bounds
         rows.append(
             f"| {p['name']} | {p['n_real']} / {p['n_fake']} | {p['auc']:.3f} [{p['auc_ci'][0]:.3f}, "
-            f"{p['auc_ci'][1]:.3f}] | {100 * p['reals_flagged_fpr1']:.1f} % | {p['tpr_fpr1']:.2f} | {prec} |"
+            f"{p['auc_ci'][1]:.3f}] | {flag} | {p['tpr_fpr1']:.2f} | {prec} |"
         )
     return "\n".join(rows)
 
@@ -903,7 +916,7 @@ def run(
             "members": [m["sha256"] for m in model.card.get("training", {}).get("fused_from", [])],
         },
         "command": "python -m benchmarks.transfer " + " ".join(sys.argv[1:]),
-        "commit": _commit(),
+        "commit": git_describe(),
         "n_per_set": n,
         "split": split,
         "protocols": {},

@@ -8,6 +8,7 @@ prevalence, which candidate the rule picks, and that the README shows exactly wh
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -269,3 +270,21 @@ def test_transfer_val_files_need_the_labels(tmp_path):
     (tmp_path / "transfer_val" / "labels.csv").write_text("path,binary,group\nr/1.jpg,real,ffhq512-real\n")
     with pytest.raises(DataError, match="pggan"):
         T.transfer_val_files(tmp_path)
+
+
+def test_zero_false_positives_give_a_bound_not_a_perfect_precision():
+    """0 of 400 reals flagged is a false-positive rate below 0.92 % (exact bound), so precision at 1 % prevalence is
+    a range reaching far below the point estimate of 1.00."""
+    p = T.pair_metrics("x", np.full(400, 0.1), np.r_[np.full(300, 0.99), np.full(100, 0.2)], t_fpr1=0.9)
+    assert p.reals_flagged_fpr1 == 0 and p.precision_fpr1["0.01"] == 1.0
+    assert p.reals_flagged_fpr1_ci[0] == 0 and p.reals_flagged_fpr1_ci[1] == pytest.approx(0.00918, abs=1e-4)
+    lo, hi = p.precision_fpr1_range["0.01"]
+    assert hi == 1.0 and lo < 0.5  # what a reader may actually count on at 1 % fakes
+    assert p.tpr_fpr1_ci[0] < 0.75 < p.tpr_fpr1_ci[1]
+    assert "[0.0, 0.9]" in T._pair_table([asdict(p)])  # the table shows the bound
+
+
+def test_old_results_without_bounds_still_render():
+    old = {"name": "x", "n_real": 1, "n_fake": 1, "auc": 0.5, "auc_ci": [0.5, 0.5], "reals_flagged_fpr1": 0.0,
+           "tpr_fpr1": 0.0, "precision_fpr1": {"0.01": None}}
+    assert "| x | 1 / 1 | 0.500 [0.500, 0.500] | 0.0 % | 0.00 | - |" in T._pair_table([old])

@@ -51,6 +51,12 @@ def _framing_names() -> list[str]:
     return list(FRAMING_PRESETS)
 
 
+def _lr_schedule_names() -> list[str]:
+    from detectors.train import LR_SCHEDULES
+
+    return list(LR_SCHEDULES)
+
+
 @detector.command("list", epilog="Example: forensics detector list --json")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json: bool) -> None:
@@ -147,6 +153,12 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="Write the epoch with the best validation AUC (default) or the last one (a fine-tune whose validation "
     "AUC is already saturated).",
+)
+@click.option(
+    "--lr-schedule",
+    type=RegistryChoice(_lr_schedule_names),
+    default=None,
+    help="constant (default) or cosine: decay to 0 over the budget (--max-minutes, else --max-steps, else epochs).",
 )
 @click.option("--workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int)

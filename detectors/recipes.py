@@ -64,6 +64,65 @@ RECIPES.add(
     ),
 )
 
+#: what the issue-#30 candidates share: native crops that reflect at the photo's edge, random framings, delivery
+#: histories down to 0.25x, both classes alike, trained from scratch with a cosine learning rate over the time
+#: budget, keeping the last epoch (validation AUC is in-distribution: transfer_val decides between candidates)
+_TRANSFER = {
+    "epochs": 400,
+    "batch": 32,
+    "weight_decay": 1e-4,
+    "steps_per_epoch": 150,
+    "patience": 25,
+    "keep": "last",
+    "lr_schedule": "cosine",
+    "augment": "flip",
+    "delivery": "quarter",
+    "framing": "photos",
+    "match_res": True,
+    "calibration": "temperature",
+    "max_val": 4000,
+    "post_fit_items": 0,
+    "fp16": True,
+    "threads": 1,
+}
+
+RECIPES.add(
+    "transfer-npr",
+    Recipe(
+        name="transfer-npr",
+        description="Candidate (a) of issue #30: the default NPR + RGB architecture at 128 px, from scratch, with "
+        "reflect-edge native crops, random framings and the 'quarter' delivery (down to 0.25x).",
+        options={
+            **_TRANSFER,
+            "detector": "npr",
+            "res": 128,
+            "detector_cfg": {"widths": (24, 48, 96, 128), "unshuffle": 2, "with_rgb": True, "dropout": 0.2,
+                             "residual": "luma", "chroma": "half", "crop": "native", "edge": "reflect"},
+            "lr": 2e-3,
+            "model_name": "transfer-npr128",
+        },
+        licence=DEFAULT_LICENCE,
+    ),
+)
+
+RECIPES.add(
+    "transfer-rgb",
+    Recipe(
+        name="transfer-rgb",
+        description="Candidate (b) of issue #30: a semantic branch, timm resnet10t (4.9 M parameters, random init) "
+        "on the plain RGB face at 128 px, same crops, framings and deliveries as transfer-npr.",
+        options={
+            **_TRANSFER,
+            "detector": "timm",
+            "res": 128,
+            "detector_cfg": {"backbone": "resnet10t", "drop_rate": 0.2, "crop": "native", "edge": "reflect"},
+            "lr": 1e-3,
+            "model_name": "transfer-rgb128",
+        },
+        licence=DEFAULT_LICENCE,
+    ),
+)
+
 RECIPES.add(
     "fast",
     Recipe(

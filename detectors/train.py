@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,17 @@ log = logging.getLogger(__name__)
 
 #: the weights a run can write (``TrainOptions.keep``)
 KEEP = ("best", "last")
+#: learning-rate schedules (``TrainOptions.lr_schedule``)
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The multiplier of the base learning rate at ``progress`` (0 = start, 1 = the run's budget spent): ``constant``
+    1; ``cosine`` decays to 0 over the budget. Why: a from-scratch run with a time budget otherwise ends at its
+    peak learning rate, and whichever weights it stops on carry that last step's noise."""
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 @dataclass
@@ -65,6 +77,9 @@ class TrainOptions:
     #: ``last``: that AUC is saturated (the v14 fine-tune moved between 0.9959 and 0.9970 over 36 epochs), so
     #: "best" is whichever epoch won on noise; candidates are then compared on the validation transfer protocols
     keep: str = "best"
+    #: ``constant`` or ``cosine`` (decays over the budget: ``max_minutes`` when set, else ``max_steps``, else
+    #: ``epochs x steps_per_epoch``); the elapsed budget is kept in the checkpoint, so a resumed run continues it
+    lr_schedule: str = "constant"
     augment: str = "default"
     calibration: str = "temperature"
     families: list[str] = field(default_factory=list)
@@ -256,6 +271,8 @@ def train(opts: TrainOptions) -> Path:
 
     if opts.keep not in KEEP:
         raise UsageError(f"keep={opts.keep!r}: choose one of {', '.join(KEEP)}")
+    if opts.lr_schedule not in LR_SCHEDULES:
+        raise UsageError(f"lr_schedule={opts.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     ddp = init_distributed(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     distributed, rank, main_proc = ddp.enabled, ddp.rank, ddp.main
     if distributed:  # each rank on its own GPU (or the CPU); --device is for single-process runs
@@ -265,7 +282,6 @@ def train(opts: TrainOptions) -> Path:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     t_start = time.time()
-    deadline = t_start + 60 * opts.max_minutes if opts.max_minutes else None
 
     det_cls = DETECTORS.get(opts.detector).obj
     init_cfg, init_state, init_from = _init_model(opts) if opts.init_model and not opts.resume else ({}, None, {})
@@ -346,12 +362,13 @@ def train(opts: TrainOptions) -> Path:
     det.to(device)
     params = [p for p in det.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay) if params else None
-    start_epoch, best_auc, bad_epochs, step = 0, -1.0, 0, 0
+    start_epoch, best_auc, bad_epochs, step, spent_s = 0, -1.0, 0, 0, 0.0
     # Early stopping compares val AUCs, which only mean the same thing on the same validation items.
     val_key = sha256_text("\n".join(sorted(str(it.path) for it in val_items)))[:16]
     if opts.resume and opt is not None:
         meta = load_checkpoint(run, det, opt)
         start_epoch, best_auc, bad_epochs, step = meta["epoch"] + 1, meta["best_auc"], meta["bad_epochs"], meta["step"]
+        spent_s = float(meta.get("elapsed_s", 0.0))  # the budget the earlier sessions of this run used
         if meta.get("val_key") != val_key:  # resumed on other data: the old best is not comparable
             best_auc, bad_epochs = -1.0, 0
         mlog.write(event="resume", epoch=start_epoch, val_changed=meta.get("val_key") != val_key)
@@ -364,6 +381,14 @@ def train(opts: TrainOptions) -> Path:
         model = _LossModule(det)
 
     steps_per_epoch = opts.steps_per_epoch or max(1, len(train_items) // opts.batch)
+    # the time budget counts what earlier sessions of a resumed run spent
+    deadline = t_start + 60 * opts.max_minutes - spent_s if opts.max_minutes else None
+
+    def progress() -> float:
+        if opts.max_minutes:
+            return (spent_s + time.time() - t_start) / (60 * opts.max_minutes)
+        return step / (opts.max_steps or opts.epochs * steps_per_epoch)
+
     use_amp = opts.amp and device.type in ("cuda", "cpu")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda") if use_amp and device.type == "cuda" else None
@@ -397,6 +422,8 @@ def train(opts: TrainOptions) -> Path:
             )
             losses = []
             for xb, yb in bar:
+                for g in opt.param_groups:
+                    g["lr"] = opts.lr * lr_factor(opts.lr_schedule, progress())
                 x = det.preprocess.normalise(xb.to(device, non_blocking=True))
                 y = yb.to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -413,7 +440,8 @@ def train(opts: TrainOptions) -> Path:
                 losses.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
                 if step % 50 == 0:
-                    mlog.write(event="step", epoch=epoch, step=step, loss=float(np.mean(losses[-50:])), **logs)
+                    mlog.write(event="step", epoch=epoch, step=step, loss=float(np.mean(losses[-50:])),
+                               lr=opt.param_groups[0]["lr"], **logs)
                 if (deadline and time.time() > deadline) or (opts.max_steps and step >= opts.max_steps):
                     break
             val_s = _scores(det, val_x, device)
@@ -444,7 +472,8 @@ def train(opts: TrainOptions) -> Path:
             if main_proc:
                 save_checkpoint(
                     run, det, opt,
-                    {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step, "val_key": val_key},
+                    {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step, "val_key": val_key,
+                     "elapsed_s": spent_s + time.time() - t_start},
                 )
             if bad_epochs >= opts.patience:
                 stopped = "early-stop"

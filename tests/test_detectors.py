@@ -490,3 +490,22 @@ def test_calibrate_and_fuse_refuse_held_out_test_rows(command, split, tiny_model
     assert code == 2 and len(err) == 1, err
     assert f"--split {split}: held-out test rows" in err[0] and "never used for calibration or fusion" in err[0]
     assert not out.exists()
+
+
+def test_cosine_schedule_decays_over_the_budget_and_resume_continues_it(tiny_ds, tmp_path):
+    """``lr_schedule="cosine"`` multiplies the base rate by 0.5 (1 + cos(pi * progress)): full at the start, half at
+    the middle of the budget, near 0 at its end; ``constant`` leaves it alone; unknown names are refused."""
+    from detectors.train import TrainOptions, lr_factor, train
+
+    assert lr_factor("cosine", 0) == 1 and lr_factor("cosine", 0.5) == pytest.approx(0.5)
+    assert lr_factor("cosine", 1.0) == pytest.approx(0) == lr_factor("cosine", 3.0)
+    assert lr_factor("constant", 0.9) == 1
+    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=4, steps_per_epoch=50,
+              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, lr=1e-3, patience=10)
+    run = train(TrainOptions(epochs=2, max_steps=100, lr_schedule="cosine", out=str(tmp_path / "c"), **kw))
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+           if r["event"] == "step"}
+    assert lrs[50] == pytest.approx(1e-3 * lr_factor("cosine", 49 / 100))  # set before the 50th step
+    assert lrs[100] == pytest.approx(1e-3 * lr_factor("cosine", 99 / 100)) and lrs[100] < 1e-5
+    with pytest.raises(UsageError, match="lr_schedule='linear'"):
+        train(TrainOptions(epochs=1, lr_schedule="linear", out=str(tmp_path / "x"), **kw))

@@ -160,6 +160,8 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="constant (default) or cosine: decay to 0 over the budget (--max-minutes, else --max-steps, else epochs).",
 )
+@click.option("--sbi", type=float, default=None,
+              help="Share of each batch's reals also self-blended (SBI) and added as positives (0-1; any detector).")
 @click.option("--workers", type=int, help="DataLoader worker processes.")
 @click.option("--seed", type=int)
 @click.option("--threads", type=int, help="torch CPU threads.")

@@ -121,6 +121,10 @@ class TrainOptions:
     #: so a verdict does not depend on how tightly a photo is framed. Needs ``--set crop=native`` and
     #: ``source``-store datasets; pair it with ``--set edge=reflect``
     framing: str = "none"
+    #: share of each batch's reals that are also self-blended (SBI: a jittered copy of the face blended into itself
+    #: through a soft face mask, ``detectors.models.blend.self_blend``) and added as positives: blending traces
+    #: without any generator's fingerprint, for any detector (``blend`` always does this)
+    sbi: float = 0.0
 
 
 # -- checkpoints (the layout is forensics.runs's; the reader is the model-file one, which checks the file) --------
@@ -204,6 +208,20 @@ def training_view(
     return augment(img, size, rng, aug_cfg)
 
 
+def add_self_blends(x: Any, y: Any, share: float, margin: float, rng: np.random.Generator) -> tuple[Any, Any]:
+    """The batch plus self-blends of ``share`` of its reals as extra positives (labels 1)."""
+    import torch
+
+    from detectors.models.blend import self_blend
+
+    reals = x[y == 0]
+    k = int(round(share * reals.shape[0]))
+    if k == 0:
+        return x, y
+    blends = self_blend(reals[:k], margin, rng)
+    return torch.cat([x, blends]), torch.cat([y, torch.ones(k, dtype=y.dtype, device=y.device)])
+
+
 def _collate(batch: list[tuple[np.ndarray, int]]):
     import torch
 
@@ -271,6 +289,8 @@ def train(opts: TrainOptions) -> Path:
 
     if opts.keep not in KEEP:
         raise UsageError(f"keep={opts.keep!r}: choose one of {', '.join(KEEP)}")
+    if not 0 <= opts.sbi <= 1:
+        raise UsageError(f"sbi={opts.sbi}: the share of reals to self-blend must be in [0, 1]")
     if opts.lr_schedule not in LR_SCHEDULES:
         raise UsageError(f"lr_schedule={opts.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
     ddp = init_distributed(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
@@ -395,6 +415,7 @@ def train(opts: TrainOptions) -> Path:
     best_state = {k: v.detach().clone() for k, v in det.state_dict().items()}
     stopped = "epochs"
     rng = np.random.default_rng((opts.seed, rank))
+    sbi_rng = np.random.default_rng((opts.seed, rank, 11))
 
     if det.gradient_trained and opt is not None:
         from tqdm.auto import tqdm
@@ -426,6 +447,8 @@ def train(opts: TrainOptions) -> Path:
                     g["lr"] = opts.lr * lr_factor(opts.lr_schedule, progress())
                 x = det.preprocess.normalise(xb.to(device, non_blocking=True))
                 y = yb.to(device)
+                if opts.sbi > 0:
+                    x, y = add_self_blends(x, y, opts.sbi, margin, sbi_rng)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     loss, logs = model(x, y)
                 opt.zero_grad(set_to_none=True)

@@ -509,3 +509,20 @@ def test_cosine_schedule_decays_over_the_budget_and_resume_continues_it(tiny_ds,
     assert lrs[100] == pytest.approx(1e-3 * lr_factor("cosine", 99 / 100)) and lrs[100] < 1e-5
     with pytest.raises(UsageError, match="lr_schedule='linear'"):
         train(TrainOptions(epochs=1, lr_schedule="linear", out=str(tmp_path / "x"), **kw))
+
+
+def test_sbi_adds_self_blends_of_reals_as_positives(tiny_ds, tmp_path):
+    from detectors.train import TrainOptions, add_self_blends, train
+
+    x, y = torch.rand(6, 3, 32, 32) * 2 - 1, torch.tensor([0, 0, 0, 0, 1, 1])
+    x2, y2 = add_self_blends(x, y, 0.5, 0.3, np.random.default_rng(0))
+    assert x2.shape[0] == 8 and y2.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert torch.equal(x2[:6], x) and not torch.equal(x2[6], x[0])  # a blend of the first real, not a copy
+    assert torch.equal(x2[6][:, :2, :2], x[0][:, :2, :2])  # outside the face mask: the real's own pixels
+    assert add_self_blends(x, y, 0.0, 0.3, np.random.default_rng(0))[0] is x
+    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=8, steps_per_epoch=2,
+              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, epochs=1)
+    run = train(TrainOptions(sbi=0.5, out=str(tmp_path / "s"), **kw))
+    assert json.loads((run / "model" / "model.json").read_text())["training"]["options"]["sbi"] == 0.5
+    with pytest.raises(UsageError, match="sbi=1.5"):
+        train(TrainOptions(sbi=1.5, out=str(tmp_path / "x"), **kw))

@@ -77,8 +77,9 @@ class TrainOptions:
     #: ``last``: that AUC is saturated (the v14 fine-tune moved between 0.9959 and 0.9970 over 36 epochs), so
     #: "best" is whichever epoch won on noise; candidates are then compared on the validation transfer protocols
     keep: str = "best"
-    #: ``constant`` or ``cosine`` (decays over the budget: ``max_minutes`` when set, else ``max_steps``, else
-    #: ``epochs x steps_per_epoch``); the elapsed budget is kept in the checkpoint, so a resumed run continues it
+    #: ``constant`` or ``cosine`` (decays over the budget: the larger of the time share of ``max_minutes`` and the
+    #: step share of ``max_steps`` (else ``epochs x steps_per_epoch``); the elapsed time is kept in the checkpoint,
+    #: so a resumed run continues it
     lr_schedule: str = "constant"
     augment: str = "default"
     calibration: str = "temperature"
@@ -405,9 +406,11 @@ def train(opts: TrainOptions) -> Path:
     deadline = t_start + 60 * opts.max_minutes - spent_s if opts.max_minutes else None
 
     def progress() -> float:
+        """The share of the budget spent: the larger of the time and step shares (the run stops at either)."""
+        by_steps = step / (opts.max_steps or opts.epochs * steps_per_epoch)
         if opts.max_minutes:
-            return (spent_s + time.time() - t_start) / (60 * opts.max_minutes)
-        return step / (opts.max_steps or opts.epochs * steps_per_epoch)
+            return max(by_steps, (spent_s + time.time() - t_start) / (60 * opts.max_minutes))
+        return by_steps
 
     use_amp = opts.amp and device.type in ("cuda", "cpu")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16

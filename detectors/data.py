@@ -56,6 +56,25 @@ class DataSource:
     n: int
     by_label: dict[str, int] = field(default_factory=dict)
     families: list[str] = field(default_factory=list)
+    #: every source the rows came from, with the repository and commit it was pinned to (the model card's
+    #: "trained on" list: :func:`source_summary`)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+
+def source_summary(rows: list, dataset: str) -> list[dict[str, Any]]:
+    """One entry per source of ``rows`` (a real set, a fake set or one of the project's generators): label, family,
+    row count, and the public repository + commit the files were pinned to (``data import`` of a labels file keeps
+    them; the project's own samples name the generator and its checkpoint instead)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        name = r.source if r.source and r.source != "generators.sampling" else (r.generator or dataset)
+        e = out.setdefault((r.label, name), {
+            "source": name, "label": r.label, "family": "" if r.label == "real" else (r.family or r.generator),
+            "n": 0, "repo": r.extra.get("source_repo", ""), "commit": r.extra.get("source_commit", ""),
+            "licence": r.licence,
+        })
+        e["n"] += 1
+    return sorted(out.values(), key=lambda e: (e["label"], e["source"]))
 
 
 def _group(row, dataset: str) -> str:
@@ -135,6 +154,7 @@ def load_items(
                 n=len(keep),
                 by_label=dict(Counter(r.label for r in keep)),
                 families=sorted({_group(r, name) for r in keep if r.label == "fake"}),
+                sources=source_summary(keep, name),
             )
         )
     return items, sources

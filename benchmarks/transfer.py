@@ -378,11 +378,13 @@ def transfer_val(model: Any, data: Path, n: int, threads: int, work: Path, split
             pr.update(group=g, variant=v, matched=g in TV_MATCHED,
                       median_fake_p=float(np.nanmedian(scores[(g, v)])))
             pairs.append(pr)
-    return {
+    out = {
         "root": "shared transfer_val (model choice only: never trained, calibrated or thresholded on)",
         "variants": list(TV_VARIANTS), "matched": list(TV_MATCHED), "cross_source": list(TV_CROSS),
         "reals": reals, "pairs": pairs,
     }
+    out["summary"] = transfer_val_summary(out)
+    return out
 
 
 def _matched_parents(parents: list[Path], side: int, work: Path) -> list[Path]:

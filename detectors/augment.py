@@ -286,9 +286,12 @@ class FramingConfig:
     the photo and the crop's ``edge`` policy fills it as ``scan`` will. A *zoom* draw scales the window by
     ``zoom_range`` (more or less context) and moves it by up to ``shift_max`` of its side."""
 
-    p_tight: float = 0.35
-    tight_range: tuple[float, float] = (0.55, 0.95)
+    p_tight: float = 0.2
+    tight_range: tuple[float, float] = (0.45, 0.9)
     tight_shift: float = 0.1
+    #: a window with at least this share outside the photo counts as tightly framed when the classes are balanced
+    #: (:func:`balanced_tight_rates`); a tight draw leaves 1 - tight_range**2 outside: 0.19-0.80
+    tight_at: float = 0.3
     p_zoom: float = 0.6
     zoom_range: tuple[float, float] = (0.8, 1.3)
     shift_max: float = 0.06
@@ -313,9 +316,10 @@ class Framing:
     shift: tuple[float, float] = (0.0, 0.0)
 
 
-def random_framing(rng: np.random.Generator, cfg: FramingConfig) -> Framing:
+def random_framing(rng: np.random.Generator, cfg: FramingConfig, p_tight: float | None = None) -> Framing:
+    """One framing draw; ``p_tight`` overrides ``cfg.p_tight`` (a per-item rate from :func:`balanced_tight_rates`)."""
     tight, offset, zoom, shift = 0.0, (0.0, 0.0), 1.0, (0.0, 0.0)
-    if rng.random() < cfg.p_tight:
+    if rng.random() < (cfg.p_tight if p_tight is None else p_tight):
         tight = float(rng.uniform(*cfg.tight_range))
         offset = (float(rng.uniform(-cfg.tight_shift, cfg.tight_shift)),
                   float(rng.uniform(-cfg.tight_shift, cfg.tight_shift)))
@@ -324,6 +328,29 @@ def random_framing(rng: np.random.Generator, cfg: FramingConfig) -> Framing:
         zoom = float(np.exp(rng.uniform(lo, hi)))
         shift = (float(rng.uniform(-cfg.shift_max, cfg.shift_max)), float(rng.uniform(-cfg.shift_max, cfg.shift_max)))
     return Framing(tight, offset, zoom, shift)
+
+
+def balanced_tight_rates(
+    outside: np.ndarray, y: np.ndarray, weights: np.ndarray, cfg: FramingConfig
+) -> np.ndarray:
+    """Per-item tight-cut rates that give both classes the same share of tightly framed windows.
+
+    Why: how much of the window lies outside the photo (``outside``: :func:`detectors.data.window_outside`) is a
+    trait of each *source*, not of the class, yet it becomes a label: UTKFace's 200 px faces are cut so tightly
+    that 70 % of their window lies outside them, the FFHQ-framed fakes' 2 % (v14, trained with the window clamped,
+    learned "the face fills the input = real" and scored every tightly framed photo as real). Items already
+    tightly framed (``outside >= cfg.tight_at``) get no extra cut; the others of class ``c`` are cut with the rate
+    that lifts the class's sampling-weighted tight share to the target: the tightest class's natural share plus
+    ``cfg.p_tight`` of the rest (so the tightest class's other sources are cut too, at rate ``cfg.p_tight``)."""
+    pads = outside >= cfg.tight_at
+    rates = np.zeros(len(pads))
+    share = {c: float(weights[(y == c) & pads].sum() / max(weights[y == c].sum(), 1e-12)) for c in (0, 1)}
+    top = max(share.values())
+    target = top + (1.0 - top) * cfg.p_tight
+    for c in (0, 1):
+        rest = (y == c) & ~pads
+        rates[rest] = 0.0 if share[c] >= 1 else (target - share[c]) / (1 - share[c])
+    return np.clip(rates, 0.0, 1.0)
 
 
 def cut_tight(

@@ -163,8 +163,10 @@ class _AugDataset:
         crop: str = "align",
         edge: str = "clamp",
         framing: Any = None,
+        p_tight: np.ndarray | None = None,
     ) -> None:
         self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
+        self.p_tight = p_tight  # per-item tight-cut rates (class-balanced framings) or None
         self.seed, self.epoch = seed, epoch
         self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
         self.margin, self.delivery, self.crop, self.edge, self.framing = margin, delivery, crop, edge, framing
@@ -178,7 +180,7 @@ class _AugDataset:
         item = self.cache.items[j]
         view = training_view(
             self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery,
-            self.crop, self.edge, self.framing,
+            self.crop, self.edge, self.framing, None if self.p_tight is None else float(self.p_tight[j]),
         )
         return view, item.y
 
@@ -195,6 +197,7 @@ def training_view(
     crop: str = "align",
     edge: str = "clamp",
     framing: Any = None,
+    p_tight: float | None = None,
 ) -> np.ndarray:
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
     ``fake_sizes`` is given), a framing, a delivery history and the face crop (``source`` items, see
@@ -205,7 +208,7 @@ def training_view(
     if fake_sizes is not None and item.y == 0:
         img, item = match_real_resolution(img, item, int(rng.choice(fake_sizes[0], p=fake_sizes[1])), crop)
     if item.store == "source":
-        img = face_view(img, item, size, margin, rng, delivery, crop=crop, edge=edge, framing=framing)
+        img = face_view(img, item, size, margin, rng, delivery, crop=crop, edge=edge, framing=framing, p_tight=p_tight)
     return augment(img, size, rng, aug_cfg)
 
 
@@ -367,6 +370,18 @@ def train(opts: TrainOptions) -> Path:
     val_x = eval_array(val_cache, res, margin, delivery=delivery, seed=opts.seed, crop=crop, edge=edge)
     val_x, val_y = det.validation_views(val_x, np.array([it.y for it in val_items]), opts.seed)
     weights = balanced_weights(train_items, opts.group_weights)
+    p_tight = None
+    if framing is not None:  # both classes get the same share of windows that reach past the photo
+        from detectors.augment import balanced_tight_rates
+        from detectors.data import window_outside
+
+        outside = np.array([window_outside(it, res, margin) for it in train_items])
+        ys = np.array([it.y for it in train_items])
+        p_tight = balanced_tight_rates(outside, ys, weights, framing)
+        tight = outside >= framing.tight_at
+        mlog.write(event="framing",
+                   natural_tight_share={c: float(2 * weights[(ys == c) & tight].sum()) for c in (0, 1)},
+                   extra_tight_rate={c: float(p_tight[(ys == c) & ~tight].max(initial=0.0)) for c in (0, 1)})
     aug_cfg = AugmentConfig.preset(opts.augment)
     fake_sizes = fake_resolutions(train_items, weights) if opts.match_res else None
     if opts.match_res and fake_sizes is None:
@@ -428,7 +443,7 @@ def train(opts: TrainOptions) -> Path:
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
             ds = _AugDataset(
                 cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery, crop, edge,
-                framing,
+                framing, p_tight,
             )
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
@@ -531,7 +546,7 @@ def train(opts: TrainOptions) -> Path:
         pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
         pf_x[k] = training_view(
             cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery, crop, edge,
-            framing,
+            framing, None if p_tight is None else float(p_tight[int(i)]),
         )
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)

@@ -1,0 +1,343 @@
+"""The fast face stage: MTCNN's three networks (facenet-pytorch's shipped weights) run for throughput on a CPU.
+
+Why a second MTCNN next to :class:`forensics.faces.MTCNNDetector`: profiling ``forensics scan`` on 512 px photos
+(issue #34) put ~94 % of the scan in face detection, and most of *that* was not the networks but facenet-pytorch's
+plumbing around them: every pyramid level and every R-Net / O-Net crop is resized by ``torch`` ``area``
+interpolation on float tensors (one call per crop), and images of different sizes cannot share a forward. This
+module keeps the networks, their weights and MTCNN's cascade (P-Net on an image pyramid, NMS, R-Net on 24 px crops,
+O-Net on 48 px crops with the 5 landmarks, the same box regression and NMS rules) and changes how they are fed:
+
+* the pyramid is built with OpenCV's area filter on ``uint8`` pixels, each level from the one above it;
+* P-Net runs once per pyramid level *shape*, so same-size images of a chunk share one forward;
+* R-Net and O-Net crops of *all* images of a call are cut with ``cv2.resize`` and scored in one forward each,
+  whatever the images' sizes (crops are 24 / 48 px whatever the source);
+* the smallest face sought can be given relative to the image (``min_face_rel``): the cost of P-Net grows with
+  ``(side / smallest face)^2``, so a bound relative to the image bounds the cost per image whatever its resolution.
+
+:func:`detect_mtcnn` is the cascade; :class:`forensics.faces.FastMTCNNDetector` is the registered detector that calls
+it. Differences from facenet-pytorch's numbers are those of the resampling filters (OpenCV vs torch ``area``); the
+benchmark (``python -m benchmarks.faces_speed``) measures box IoU and recall against the reference at full resolution.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: per image: its pyramid levels as (scale, pixels), level 0 first
+Pyramids = list[list[tuple[float, np.ndarray]]]
+
+#: MTCNN's input normalisation (facenet-pytorch ``detect_face``): (x - 127.5) / 128
+_MEAN, _SCALE = 127.5, 0.0078125
+
+
+@dataclass(frozen=True)
+class CascadeParams:
+    """The knobs of the cascade. ``min_face`` is in pixels of the image given; ``min_face_rel`` (fraction of its
+    shorter side) raises it on large images; ``factor`` is the pyramid step; ``thresholds`` are P-Net, R-Net and
+    O-Net score thresholds (MTCNN's published defaults: 0.6, 0.7, 0.7)."""
+
+    min_face: float = 20.0
+    min_face_rel: float = 0.0
+    factor: float = 0.709
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    max_batch_pixels: int = 8_000_000
+
+    def smallest_face(self, h: int, w: int) -> float:
+        """The smallest face side (px) sought in an ``h`` x ``w`` image."""
+        return max(float(self.min_face), self.min_face_rel * min(h, w), 12.0)
+
+
+def pyramid_scales(h: int, w: int, smallest_face: float, factor: float) -> list[float]:
+    """MTCNN's pyramid: level 0 maps ``smallest_face`` onto P-Net's 12 px window, then shrinks by ``factor`` while the
+    shorter side stays >= 12 px (the same rule as facenet-pytorch's ``detect_face``)."""
+    scale = 12.0 / smallest_face
+    side = min(h, w) * scale
+    out = []
+    while side >= 12:
+        out.append(scale)
+        scale *= factor
+        side *= factor
+    return out
+
+
+def _level_shape(h: int, w: int, scale: float) -> tuple[int, int]:
+    return int(h * scale + 1), int(w * scale + 1)  # facenet-pytorch's rounding, so the box maths below matches
+
+
+def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if img.shape[0] == hw[0] and img.shape[1] == hw[1]:
+        return img
+    shrink = hw[0] < img.shape[0]
+    return cv2.resize(img, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the networks: facenet-pytorch's modules and weights
+# --------------------------------------------------------------------------------------------------------------
+class TorchNet:
+    """One of MTCNN's networks (a facenet-pytorch module on its device): uint8 NHWC batches in, numpy out."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        device = next(self.module.parameters()).device
+        with torch.inference_mode():
+            return [o.detach().cpu().numpy() for o in self.module(_to_tensor(batch, device))]
+
+
+def load_nets(device: str = "cpu") -> tuple[TorchNet, TorchNet, TorchNet]:
+    """MTCNN's (P-Net, R-Net, O-Net) from the weights inside the facenet-pytorch wheel (nothing is downloaded).
+
+    (OpenCV's DNN module was tried as the CPU engine: P-Net ran 1.3x faster on 257 px pyramid levels, no faster on
+    the smaller levels a scan runs, and R-Net / O-Net ran slower; torch stays.)"""
+    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    return TorchNet(PNet().eval().to(device)), TorchNet(RNet().eval().to(device)), TorchNet(ONet().eval().to(device))
+
+
+def _to_tensor(batch: np.ndarray, device: Any = "cpu") -> Any:
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float()
+    return (x - _MEAN) * _SCALE
+
+
+def _run(net: Any, batch: np.ndarray) -> list[np.ndarray]:
+    """One forward of a network from :func:`load_nets` -> its outputs as numpy arrays."""
+    return net.run(batch)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by per-group NMS (torchvision's), highest score first."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(), torch.from_numpy(scores).float(),
+                       torch.from_numpy(groups).long(), iou)  # fmt: skip
+    return keep.numpy()
+
+
+def _nms_min(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """MTCNN's last NMS: overlap measured over the *smaller* box ("Min"), so a box inside another is dropped."""
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)[::-1]
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        order = rest[(w * h) / np.minimum(area[i], area[rest]) <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """``rerec``: square boxes around the same centre, side = the longer side."""
+    out = boxes.copy()
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """``bbreg``: move box edges by the network's offsets (fractions of the box's width / height + 1)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out[:, 0] += reg[:, 0] * w
+    out[:, 1] += reg[:, 1] * h
+    out[:, 2] += reg[:, 2] * w
+    out[:, 3] += reg[:, 3] * h
+    return out
+
+
+def _crops(
+    images: Sequence[np.ndarray], owner: np.ndarray, boxes: np.ndarray, size: int, pyramids: Pyramids | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` px crops of ``boxes`` (clipped to their image, as facenet-pytorch's ``pad`` does) and the indices of
+    the boxes that had any pixel inside their image.
+
+    A box is cut from the smallest pyramid level in which it still spans ``size`` px (scaled to that level), not
+    from the full image: the area filter costs in proportion to the pixels it reads, and a 400 px candidate cut
+    from the photo cost ~0.3 ms to shrink, more than R-Net spends on it. No level that large: the image itself.
+    """
+    import cv2
+
+    out, valid = [], []
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    for k in range(len(b)):
+        img = images[owner[k]]
+        h, w = img.shape[:2]
+        x, y = max(int(b[k, 0]), 1), max(int(b[k, 1]), 1)
+        ex, ey = min(int(b[k, 2]), w), min(int(b[k, 3]), h)
+        if not (ey > y - 1 and ex > x - 1):
+            continue
+        src, s = img, 1.0
+        side = max(ex - x + 1, ey - y + 1)
+        for scale, level in pyramids[owner[k]] if pyramids is not None else ():
+            if side * scale >= size and scale < s:
+                src, s = level, scale
+        if s < 1.0:  # the box's exact (fractional) place in the level, sampled bilinearly at a stride <= 1 / factor
+            a, c = (ex - x + 1) * s / size, (ey - y + 1) * s / size
+            m = np.array([[a, 0, (x - 1) * s + 0.5 * a - 0.5], [0, c, (y - 1) * s + 0.5 * c - 0.5]])
+            out.append(cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                      borderMode=cv2.BORDER_REPLICATE))  # fmt: skip
+        else:
+            out.append(_resize(img[y - 1 : ey, x - 1 : ex], (size, size)))
+        valid.append(k)
+    if not out:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, dtype=np.int64)
+    return np.stack(out), np.asarray(valid, dtype=np.int64)
+
+
+def _forward(net: Any, crops: np.ndarray, chunk: int = 512) -> list[np.ndarray]:
+    outs = [_run(net, crops[i : i + chunk]) for i in range(0, len(crops), chunk)]
+    return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+
+
+def _proposals(images: Sequence[np.ndarray], pnet: Any, p: CascadeParams) -> tuple[np.ndarray, np.ndarray, Pyramids]:
+    """Stage 1: P-Net over every image's pyramid. Returns candidate boxes (x1, y1, x2, y2, score, 4 offsets) and
+    the image index of each, after per-level and per-image NMS, and the pyramids (the later stages crop from them)."""
+    levels: dict[tuple[int, int], list[tuple[int, float, np.ndarray]]] = defaultdict(list)
+    pyramids: Pyramids = [[] for _ in images]
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        top = None
+        for scale in pyramid_scales(h, w, p.smallest_face(h, w), p.factor):
+            # level 0 from the image, the others from level 0: one pass over the full image, and measured closer to
+            # facenet-pytorch's boxes (mean IoU 0.96) than chaining each level from the one above (0.93)
+            level = _resize(img if top is None else top, _level_shape(h, w, scale))
+            top = level if top is None else top
+            levels[level.shape[:2]].append((i, scale, level))
+            pyramids[i].append((scale, level))
+    found: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    t0 = p.thresholds[0]
+    for (lh, lw), items in levels.items():
+        per = max(1, p.max_batch_pixels // max(1, lh * lw))
+        for start in range(0, len(items), per):
+            part = items[start : start + per]
+            reg, prob = _run(pnet, np.stack([it[2] for it in part]))
+            n_i, yy, xx = np.nonzero(prob[:, 1] >= t0)
+            if not len(n_i):
+                continue
+            scales = np.array([part[k][1] for k in n_i])
+            q1x, q1y = np.floor((2 * xx + 1) / scales), np.floor((2 * yy + 1) / scales)
+            q2x, q2y = np.floor((2 * xx + 12) / scales), np.floor((2 * yy + 12) / scales)
+            boxes = np.column_stack([q1x, q1y, q2x, q2y, prob[n_i, 1, yy, xx], reg[n_i, :, yy, xx]]).astype(np.float32)
+            img_idx = np.array([part[k][0] for k in n_i], dtype=np.int64)
+            keep = _nms(boxes, boxes[:, 4], img_idx, 0.5)  # within each level of each image
+            found.append(boxes[keep])
+            owners.append(img_idx[keep])
+    if not found:
+        return np.zeros((0, 9), np.float32), np.zeros(0, dtype=np.int64), pyramids
+    boxes, owner = np.concatenate(found), np.concatenate(owners)
+    keep = _nms(boxes, boxes[:, 4], owner, 0.7)  # across levels, within each image
+    boxes, owner = boxes[keep], owner[keep]
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cal = np.column_stack([boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
+                           boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]])  # fmt: skip
+    return _square(cal), owner, pyramids
+
+
+def detect_mtcnn(
+    images: Sequence[np.ndarray], nets: tuple[Any, Any, Any], params: CascadeParams | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Run the MTCNN cascade on RGB ``uint8`` images of any sizes at once.
+
+    ``nets`` come from :func:`load_nets`. Returns, per image, ``boxes`` (K, 5: x1, y1, x2, y2, O-Net probability)
+    and ``landmarks`` (K, 5, 2) in that image's pixels, in no particular order.
+    """
+    p = params or CascadeParams()
+    pnet, rnet, onet = nets
+    empty = [(np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)) for _ in images]
+    boxes, owner, pyramids = _proposals(images, pnet, p)
+    if not len(boxes):
+        return empty
+    # stage 2: R-Net on 24 px crops of every image's candidates, in one forward
+    crops, valid = _crops(images, owner, boxes, 24, pyramids)
+    boxes, owner = boxes[valid], owner[valid]
+    if not len(boxes):
+        return empty
+    reg, prob = _forward(rnet, crops)
+    ok = prob[:, 1] > p.thresholds[1]
+    boxes, owner, reg = boxes[ok], owner[ok], reg[ok]
+    boxes[:, 4] = prob[ok, 1]
+    keep = _nms(boxes, boxes[:, 4], owner, 0.7)
+    boxes = _square(_regress(boxes[keep], reg[keep]))
+    owner = owner[keep]
+    if not len(boxes):
+        return empty
+    return _last_stage(images, onet, boxes, owner, p, pyramids)
+
+
+def _last_stage(
+    images: Sequence[np.ndarray],
+    onet: Any,
+    boxes: np.ndarray,
+    owner: np.ndarray,
+    p: CascadeParams,
+    pyramids: Pyramids | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stage 3: O-Net on 48 px crops of square ``boxes``: final score, box offsets and the 5 landmarks, then MTCNN's
+    "Min" NMS per image."""
+    crops, valid = _crops(images, owner, boxes, 48, pyramids)
+    boxes, owner = boxes[valid], owner[valid]
+    out = [(np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)) for _ in images]
+    if not len(boxes):
+        return out
+    reg, pts, prob = _forward(onet, crops)
+    ok = prob[:, 1] > p.thresholds[2]
+    boxes, owner, reg, pts = boxes[ok], owner[ok], reg[ok], pts[ok]
+    boxes[:, 4] = prob[ok, 1]
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    lm = np.stack([w[:, None] * pts[:, :5] + boxes[:, :1] - 1, h[:, None] * pts[:, 5:] + boxes[:, 1:2] - 1], -1)
+    boxes = _regress(boxes, reg)
+    for i in range(len(images)):
+        mine = np.nonzero(owner == i)[0]
+        if len(mine):
+            keep = mine[_nms_min(boxes[mine], boxes[mine, 4], 0.7)]
+            out[i] = (boxes[keep].astype(np.float32), lm[keep].astype(np.float32))
+    return out
+
+
+def refine_mtcnn(
+    images: Sequence[np.ndarray],
+    boxes: Sequence[Sequence[Sequence[float]]],
+    nets: tuple[Any, Any, Any],
+    params: CascadeParams | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Faces known from an earlier frame, found again in ``images`` by O-Net alone.
+
+    ``boxes[i]`` are the boxes (x1, y1, x2, y2) of image ``i``'s faces in the previous detected frame. Each is made
+    square and scored by O-Net, whose box regression follows a face that moved by a fraction of its size; a face
+    that is gone scores under the O-Net threshold and is dropped. One O-Net forward for all boxes of all images
+    costs ~1 ms a face on a CPU core, against a P-Net pyramid over the whole frame for :func:`detect_mtcnn`: the
+    video scan's step between two full detections (``ScanConfig.detect_every``).
+    """
+    p = params or CascadeParams()
+    rows = [(i, b) for i, bs in enumerate(boxes) for b in bs]
+    if not rows:
+        return [(np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32)) for _ in images]
+    owner = np.array([i for i, _ in rows], dtype=np.int64)
+    sq = np.zeros((len(rows), 5), np.float32)
+    sq[:, :4] = np.array([b[:4] for _, b in rows], dtype=np.float32)
+    return _last_stage(images, nets[2], _square(sq), owner, p)

@@ -59,6 +59,7 @@ TINY_CFG: dict[str, dict] = {
     "blend": {"widths": (8, 16, 32)},
     "video": {"frame_cfg": {"widths": (8, 16, 32)}, "clip_len": 2},
     "ensemble": {"members": ("npr", "spectrum")},
+    "surround": {"n_trees": 10, "views": 1},
 }
 
 

@@ -6,6 +6,7 @@ from detectors.models import (  # noqa: F401
     gan_disc,
     npr,
     spectrum,
+    surround,
     timm_backbone,
     video,
 )

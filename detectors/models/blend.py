@@ -69,13 +69,49 @@ def random_blend_mask(size: int, margin: float, rng: np.random.Generator, ellips
     return m * rng.uniform(0.5, 1.0) if rng.random() < 0.25 else m
 
 
-def self_blend(x: torch.Tensor, margin: float, rng: np.random.Generator, ellipse_p: float = 0.3) -> torch.Tensor:
-    """Self-blended images from a batch of normalised real faces ``(N, 3, S, S)``."""
+def random_part_mask(size: int, margin: float, rng: np.random.Generator, parts: tuple[bool, ...] | None = None):
+    """A soft mask over a random non-empty subset of the eyes, the nose and the mouth (``parts``: which of left
+    eye, right eye, nose, mouth; drawn when None): what a feature splice replaces (CIPLAB-style eye / nose / mouth
+    edits), where :func:`random_blend_mask` covers what a face swap replaces. Returns ``(mask, parts)``."""
+    import cv2
+
+    if parts is None:
+        parts = tuple(bool(b) for b in rng.random(4) < 0.5)
+        if not any(parts):
+            parts = tuple(i == int(rng.integers(4)) for i in range(4))
+    p = (template_points(margin) + rng.normal(0, 0.008, (5, 2))) * size
+    eye_d = float(np.hypot(*(p[1] - p[0])))
+    m = np.zeros((size, size), np.float32)
+    centres = [p[0], p[1], (p[2] + (p[0] + p[1]) / 2) / 2 + [0, 0.1 * eye_d], (p[3] + p[4]) / 2]
+    axes = [(0.38, 0.24), (0.38, 0.24), (0.26, 0.42), (0.55, 0.3)]
+    for on, c, (ax, ay) in zip(parts, centres, axes):
+        if on:
+            grow = rng.uniform(0.85, 1.3)
+            axes_px = (max(1, int(ax * eye_d * grow)), max(1, int(ay * eye_d * grow)))
+            cv2.ellipse(m, (int(round(c[0])), int(round(c[1]))), axes_px, 0.0, 0.0, 360.0, 1.0, -1)
+    k = int(eye_d * rng.uniform(0.15, 0.45)) | 1
+    m = cv2.GaussianBlur(m, (k, k), 0)
+    return (m / m.max() if m.max() > 0 else m), parts
+
+
+def self_blend(
+    x: torch.Tensor,
+    margin: float,
+    rng: np.random.Generator,
+    ellipse_p: float = 0.3,
+    masks: np.ndarray | None = None,
+    source: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Self-blended images from a batch of normalised real faces ``(N, 3, S, S)``.
+
+    ``masks`` ``(N, S, S)`` in [0, 1] replace the drawn face masks (e.g. :func:`random_part_mask`); ``source`` (same
+    shape as ``x``) is the donor blended in instead of each face itself: another photo's face, with its own
+    history (a swap rather than a self-blend). Without either, the random stream is the one ``blend`` trained on."""
     n, _, s, _ = x.shape
     # source: colour / contrast jitter plus a small affine warp of the same face
     gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 3, 1, 1)).astype(np.float32)).to(x)
     bias = torch.from_numpy(rng.uniform(-0.08, 0.08, (n, 3, 1, 1)).astype(np.float32)).to(x)
-    src = x * gain + bias
+    src = (x if source is None else source) * gain + bias
     theta = torch.zeros(n, 2, 3)
     scale = torch.from_numpy(rng.uniform(0.95, 1.05, n).astype(np.float32))
     rot = torch.from_numpy(rng.uniform(-0.05, 0.05, n).astype(np.float32))
@@ -88,8 +124,9 @@ def self_blend(x: torch.Tensor, margin: float, rng: np.random.Generator, ellipse
     src = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if rng.random() < 0.5:  # sharpness mismatch: blur the source a little
         src = F.avg_pool2d(src, 3, stride=1, padding=1, count_include_pad=False)
-    masks = np.stack([random_blend_mask(s, margin, rng, ellipse_p) for _ in range(n)])[:, None]
-    m = torch.from_numpy(masks).to(x)
+    if masks is None:
+        masks = np.stack([random_blend_mask(s, margin, rng, ellipse_p) for _ in range(n)])
+    m = torch.from_numpy(np.asarray(masks, np.float32)[:, None]).to(x)
     return m * src + (1 - m) * x
 
 

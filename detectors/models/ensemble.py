@@ -101,6 +101,21 @@ class EnsembleDetector(Detector):
             return ((z - self.real_mean) / self.real_std).max(dim=1).values
         return z @ self.stack_coef + self.stack_intercept
 
+    def explain(self, x: torch.Tensor) -> np.ndarray:
+        """Each face's map from the member that carried its fused logit: the loudest standardised member under
+        ``max``, the largest weighted contribution under ``stack``. Why not gradients through the fusion: a
+        member without gradients (``surround``'s trees) would then explain nothing even when its alarm decided."""
+        with torch.no_grad():
+            z = self.member_logits(x)
+            lead = ((z - self.real_mean) / self.real_std) if self.cfg.fusion == "max" else z * self.stack_coef
+            winner = lead.argmax(dim=1).cpu().numpy()
+        out = np.zeros((x.shape[0], *x.shape[-2:]), np.float32)
+        for k, member in enumerate(self.members):
+            idx = np.flatnonzero(winner == k)
+            if idx.size:
+                out[idx] = member.explain(x[torch.from_numpy(idx)])
+        return out
+
     def fit_real_reference(self, z_real: np.ndarray) -> None:
         """``max`` fusion: each member's logits on validation reals ``(N, k)`` set its mean / std."""
         z = np.asarray(z_real, dtype=np.float64)

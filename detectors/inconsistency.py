@@ -390,7 +390,7 @@ def crop_features(rgb: np.ndarray, margin: float) -> np.ndarray:
     f.append((st["core"]["e1"] - st["core"]["e2"]) - (st["surround"]["e1"] - st["surround"]["e2"]))
     f.append((st["core"]["e2"] - st["core"]["e3"]) - (st["surround"]["e2"] - st["surround"]["e3"]))
     ring = _crop_rings(size, margin)
-    skin = skin_like(mp.cb, mp.cr, regions.masks["skin"])
+    skin = skin_like(mp.cb, mp.cr)
     for vals, wts in (
         (np.log(mp.res_abs + 0.5), None), (np.log(mp.bands[0] + 0.01), None), (np.log(mp.grad + 0.01), None),
         (mp.cb, skin), (mp.cr, skin), (mp.gray, skin),
@@ -410,13 +410,16 @@ def crop_features(rgb: np.ndarray, margin: float) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def skin_like(cb: np.ndarray, cr: np.ndarray, skin: np.ndarray, tol: float = 10.0) -> np.ndarray:
-    """Pixels whose chroma is within ``tol`` of the face skin's median: colour is compared skin to skin across
-    the boundary, so hair and background at the sides do not read as a colour seam."""
-    if skin.sum() < 8:
-        return np.ones(cb.shape, bool)
-    mb, mr = float(np.median(cb[skin])), float(np.median(cr[skin]))
-    return (np.abs(cb - mb) < tol) & (np.abs(cr - mr) < tol)
+#: the skin gamut in JPEG's Cb / Cr (Chai & Ngan 1999, widened for dark and pale skin under coloured light)
+SKIN_CB, SKIN_CR = (70.0, 135.0), (133.0, 180.0)
+
+
+def skin_like(cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """Skin-coloured pixels (a fixed gamut, not the face's own colour: a pasted face whose tone is off must still
+    count as skin on both sides of its seam), so colour and texture are compared skin to skin across the boundary
+    and hair or background at the sides do not read as a seam. Grey photos have none: their colour features are
+    0 and their texture features fall back to all pixels of a ring."""
+    return (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1]) & (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -452,16 +455,21 @@ def spectrum_map(mp: Maps, win: int) -> np.ndarray:
 
 
 def colour_dev_map(mp: Maps, regions: Regions, win: int) -> np.ndarray:
-    """Local chroma minus the skin's median chroma (Euclidean, Cb/Cr units), on skin-like pixels only (others: 0):
-    a pasted face whose colour correction missed shows as a patch of shifted skin tone against the rest."""
-    skin = regions.masks["skin"]
-    if skin.sum() < 8:
+    """Local skin tone minus the surround's (Euclidean in Cb / Cr units), on skin-like pixels only (others: 0). The
+    surround's skin (forehead, neck, ears: what a swap leaves in place) is the reference; with too little of it,
+    the face's own skin is. A pasted face whose colour correction missed shows as a patch of shifted tone."""
+    like = skin_like(mp.cb, mp.cr)
+    ref = like & (regions.masks["surround"] | regions.masks["band"])
+    if ref.sum() < 32:
+        ref = like & regions.masks["skin"]
+    if ref.sum() < 8:
         return np.zeros(mp.gray.shape, np.float32)
-    like = skin_like(mp.cb, mp.cr, skin, tol=20.0).astype(np.float32)
-    mb, mr = float(np.median(mp.cb[skin])), float(np.median(mp.cr[skin])) if skin.any() else 128.0
-    cb = _box(mp.cb * like, win) / (_box(like, win) + EPS)
-    cr = _box(mp.cr * like, win) / (_box(like, win) + EPS)
-    return np.where(_box(like, win) > 0.3, np.hypot(cb - mb, cr - mr), 0.0).astype(np.float32)
+    mb, mr = float(np.median(mp.cb[ref])), float(np.median(mp.cr[ref]))
+    w = like.astype(np.float32)
+    cover = _box(w, win)
+    cb = _box(mp.cb * w, win) / (cover + EPS)
+    cr = _box(mp.cr * w, win) / (cover + EPS)
+    return np.where(cover > 0.3, np.hypot(cb - mb, cr - mr), 0.0).astype(np.float32)
 
 
 def block_histograms(codes: np.ndarray, stride: int) -> np.ndarray:

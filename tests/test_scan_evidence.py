@@ -23,7 +23,10 @@ from forensics.evidence import (
     run_file_evidence,
 )
 
-FILE_ANALYSES = ("ela", "jpeg", "metadata", "noise", "spectrum")
+FILE_ANALYSES = (
+    "ela", "jpeg", "metadata", "noise", "spectrum", "surround-noise", "blend-boundary", "cooccurrence", "jpeg-grid",
+)  # fmt: skip
+ALL_NAMES = "gradcam, ela, noise, spectrum, jpeg, metadata, surround-noise, blend-boundary, cooccurrence, jpeg-grid"
 
 
 def _photo(seed: int = 0, side: int = 192) -> np.ndarray:
@@ -82,9 +85,9 @@ def test_registration_carries_report_label_and_help() -> None:
     assert evidence_meta("gradcam")["label"] == "detector heatmap (Grad-CAM)"
     assert evidence_meta("jpeg")["label"] is None and evidence_meta("no-such-analysis") == {}
     assert evidence_help() == (
-        "Evidence analyses: all, none, or a comma list (gradcam,ela,noise,spectrum,jpeg,metadata). "
-        "auto = all with --report, none otherwise."
+        f"Evidence analyses: all, none, or a comma list ({ALL_NAMES}). auto = all with --report, none otherwise."
     )
+    assert evidence_meta("cooccurrence")["label"] == "residual co-occurrence vs surround"
     for name in list_evidence():
         assert name in evidence_help() and EVIDENCE.get(name).description, name
         # the report's legend prints what each strength measures: every built-in analysis declares its scale
@@ -96,7 +99,7 @@ def test_scan_help_lists_every_registered_analysis(capsys: pytest.CaptureFixture
 
     assert cli.main(["scan", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "comma list (gradcam,ela,noise,spectrum,jpeg,metadata)" in out
+    assert f"comma list ({ALL_NAMES})" in out
     for name in list_evidence():
         assert name in out, name
     # listing the analyses registers them, which must not import the heavy libraries they use when they run
@@ -105,7 +108,7 @@ def test_scan_help_lists_every_registered_analysis(capsys: pytest.CaptureFixture
         "print('HEAVY', [m for m in ('torch', 'cv2') if m in sys.modules])"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert "gradcam,ela,noise" in r.stdout and "HEAVY []" in r.stdout, r.stderr
+    assert "gradcam, ela, noise" in " ".join(r.stdout.split()) and "HEAVY []" in r.stdout, r.stderr
 
 
 def test_jpeg_quality_and_double_compression_hint(tmp_path: Path) -> None:
@@ -221,3 +224,92 @@ def test_analyses_survive_tiny_and_grey_images(tmp_path: Path, name: str) -> Non
     Image.fromarray(px).save(path)
     (r,) = run_file_evidence([name], _subject(path, px, boxes=((2, 2, 10, 10),)))
     assert r.error is None, r.error
+
+
+def _face_photo(seed: int = 5, side: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A 'photo' with a skin-toned face and its 5 landmarks where the alignment template puts them (margin 1.0)."""
+    from detectors.inconsistency import face_regions
+    from forensics.faces import canonical_landmarks
+
+    lm = canonical_landmarks(side, 1.0)
+    img = _photo(seed, side).astype(np.float32)
+    head = face_regions((side, side), lm).rho <= 1.6
+    skin = np.array([205.0, 150.0, 125.0]) + 0.25 * (img - img.mean((0, 1)))
+    img[head] = skin[head]
+    return np.clip(img, 0, 255).astype(np.uint8), lm
+
+
+def _pasted(base: np.ndarray, lm: np.ndarray, fn) -> np.ndarray:
+    """``base`` with its inner face (rho <= 1 of the face frame) replaced by ``fn(base)``."""
+    from detectors.inconsistency import face_regions
+
+    inner = face_regions(base.shape[:2], lm).rho <= 1.0
+    out = base.copy()
+    out[inner] = fn(base)[inner]
+    return out
+
+
+def _face_subject(path: Path, pixels: np.ndarray, lm: np.ndarray, landmarks: bool = True) -> EvidenceSubject:
+    box = (*(lm.min(0) - 30), *(lm.max(0) + 30))
+    return EvidenceSubject(path=str(path), media_type="image", pixels=pixels, face_boxes=[box],
+                           face_landmarks=[lm] if landmarks else [])  # fmt: skip
+
+
+def test_surround_analyses_see_a_smoothed_face_and_map_it(tmp_path: Path) -> None:
+    """A face resampled before it was pasted: noise and co-occurrences against the surround, and the map's
+    mass inside the face, not around it."""
+    import cv2
+
+    from detectors.inconsistency import face_regions
+
+    base, lm = _face_photo()
+    fake = _pasted(base, lm, lambda im: cv2.resize(cv2.resize(im, None, fx=0.4, fy=0.4), im.shape[1::-1]))
+    path = tmp_path / "f.png"
+    inner = face_regions(base.shape[:2], lm).rho <= 0.8
+    for name in ("surround-noise", "cooccurrence"):
+        (r_real,) = run_file_evidence([name], _face_subject(path, base, lm))
+        (r_fake,) = run_file_evidence([name], _face_subject(path, fake, lm))
+        assert r_real.error is None and r_fake.error is None, (r_real.error, r_fake.error)
+        assert r_fake.score > r_real.score + 0.2, (name, r_real.score, r_fake.score)
+        assert r_fake.heatmap.shape == base.shape[:2] and r_fake.heatmap[inner].mean() > r_real.heatmap[inner].mean()
+    (r,) = run_file_evidence(["surround-noise"], _face_subject(path, fake, lm))
+    assert r.details["faces"][0]["noise_ratio"] < 0.8 and "smoother" in r.summary
+    # without landmarks the face's shape comes from its box: still a finding, from the same analysis
+    (r_box,) = run_file_evidence(["surround-noise"], _face_subject(path, fake, lm, landmarks=False))
+    assert r_box.error is None and r_box.score is not None
+
+
+def test_blend_boundary_finds_a_colour_seam(tmp_path: Path) -> None:
+    base, lm = _face_photo(6)
+    shifted = _pasted(base, lm, lambda im: np.clip(im.astype(int) + [25, -5, -20], 0, 255).astype(np.uint8))
+    path = tmp_path / "b.png"
+    (r_real,) = run_file_evidence(["blend-boundary"], _face_subject(path, base, lm))
+    (r_fake,) = run_file_evidence(["blend-boundary"], _face_subject(path, shifted, lm))
+    assert r_fake.error is None and r_fake.score > r_real.score
+    steps = r_fake.details["faces"][0]["steps"]
+    assert max(steps["cb"]["step_vs_typical"], steps["cr"]["step_vs_typical"]) > 3
+    assert 0.8 <= max(steps.items(), key=lambda kv: kv[1]["step_vs_typical"])[1]["at_rho"] <= 1.3  # at the seam
+
+
+def test_jpeg_grid_sees_a_face_from_a_shifted_jpeg(tmp_path: Path) -> None:
+    """A face cut from a JPEG whose grid is shifted by (3, 5) px against the host's, both then saved once more."""
+    import io
+
+    base, lm = _face_photo(7)
+    shifted = np.roll(base, (3, 5), axis=(0, 1))
+    buf = io.BytesIO()
+    Image.fromarray(shifted).save(buf, "JPEG", quality=40)
+    donor = np.roll(np.asarray(Image.open(buf).convert("RGB")), (-3, -5), axis=(0, 1))
+    fake = _pasted(base, lm, lambda _: donor)
+    path_real, path_fake = tmp_path / "r.jpg", tmp_path / "f.jpg"
+    real_px, fake_px = _save_jpeg(base, path_real, 90), _save_jpeg(fake, path_fake, 90)
+    (r_real,) = run_file_evidence(["jpeg-grid"], _face_subject(path_real, real_px, lm))
+    (r_fake,) = run_file_evidence(["jpeg-grid"], _face_subject(path_fake, fake_px, lm))
+    f_real, f_fake = r_real.details["faces"][0], r_fake.details["faces"][0]
+    assert f_fake["face_windows_off_grid"] > f_real["face_windows_off_grid"] + 0.2
+    assert r_fake.score > r_real.score
+    # pixels the scan downscaled have lost the file's grid: not checked rather than guessed
+    sub = _face_subject(path_fake, fake_px, lm)
+    sub.pixel_scale = 0.5
+    (r_small,) = run_file_evidence(["jpeg-grid"], sub)
+    assert r_small.score is None and r_small.details["checked"] is False

@@ -40,6 +40,9 @@ class EvidenceSubject:
     container: str = ""
     exif: dict[str, Any] = field(default_factory=dict)
     pixel_scale: float = 1.0  # < 1 when ``pixels`` were downscaled from the file's own resolution
+    #: each face's 5 landmarks (``(5, 2)``, ``pixels`` coordinates, in ``face_boxes`` order) when the caller has
+    #: them: analyses that compare a face with its surround need its shape, and estimate it from the box without
+    face_landmarks: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +90,10 @@ EVIDENCE: Registry[Callable[..., EvidenceResult]] = Registry(
         "forensics.evidence.spectrum",
         "forensics.evidence.jpeg",
         "forensics.evidence.metadata",
+        "forensics.evidence.surround_noise",
+        "forensics.evidence.boundary",
+        "forensics.evidence.cooccurrence",
+        "forensics.evidence.jpeg_grid",
     ),
 )
 
@@ -126,7 +133,7 @@ def evidence_meta(name: str) -> dict[str, Any]:
 
 def evidence_help() -> str:
     """The ``--evidence`` option's help, listing every registered analysis in registration order."""
-    names = ",".join(EVIDENCE.names(sort=False))
+    names = ", ".join(EVIDENCE.names(sort=False))  # spaced, so the help wraps between names, not inside them
     return f"Evidence analyses: all, none, or a comma list ({names}). auto = all with --report, none otherwise."
 
 

@@ -75,3 +75,69 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma as float32 (the same weights JPEG uses for Y)."""
     p = pixels.astype(np.float32)
     return 0.299 * p[..., 0] + 0.587 * p[..., 1] + 0.114 * p[..., 2]
+
+
+# The MTCNN box fractions of the 5 landmarks (left eye, right eye, nose, mouth left, mouth right): medians over the
+# shared training reals' detections. Face-vs-surround analyses need a face's shape; without landmarks they place
+# the points here (upright, frontal: as good as the box).
+BOX_LANDMARKS = np.array([[0.281, 0.39], [0.745, 0.388], [0.51, 0.595], [0.304, 0.746], [0.724, 0.748]])
+#: faces a face-vs-surround analysis looks at (the largest first): each costs a neighbourhood's worth of maps
+MAX_SURROUND_FACES = 4
+
+
+def landmarks_from_box(box: tuple[float, float, float, float]) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
+
+
+def subject_faces(subject, pixels_shape: tuple[int, ...], scale: float) -> list[np.ndarray]:
+    """The 5 landmarks of the subject's largest faces (at most :data:`MAX_SURROUND_FACES`) in the coordinates of
+    its pixels downscaled by ``scale`` (:func:`limit_size`): the detected points when the caller gave them, else
+    :func:`landmarks_from_box`."""
+    lms = list(getattr(subject, "face_landmarks", []) or [])
+    faces = []
+    for i, box in enumerate(subject.face_boxes):
+        lm = np.asarray(lms[i], np.float64).reshape(5, 2) if i < len(lms) else landmarks_from_box(box)
+        faces.append((-(box[2] - box[0]) * (box[3] - box[1]), i, lm * scale))
+    h, w = pixels_shape[:2]
+    out = [lm for _, _, lm in sorted(faces, key=lambda t: t[:2])]
+    return [lm for lm in out if (lm[:, 0].max() > 0 and lm[:, 0].min() < w and lm[:, 1].max() > 0
+                                 and lm[:, 1].min() < h)][:MAX_SURROUND_FACES]  # fmt: skip
+
+
+def face_window(shape: tuple[int, ...], landmarks: np.ndarray, reach: float = 3.0, grid: int = 1) -> tuple[int, ...]:
+    """``(x0, y0, x1, y1)``: the image part within ``reach`` times the face ellipse's larger semi-axis of its centre
+    (the face and the surround an analysis compares it with), its origin snapped down to a multiple of ``grid``
+    (8 keeps JPEG's block grid where the file has it)."""
+    from detectors.inconsistency import face_geometry
+
+    g = face_geometry(landmarks)
+    r = reach * g.eye_dist * max(g.axis_u, g.axis_v)
+    cx = g.origin[0] - np.sin(g.angle) * g.centre_v * g.eye_dist
+    cy = g.origin[1] + np.cos(g.angle) * g.centre_v * g.eye_dist
+    h, w = shape[:2]
+    x0, y0 = max(0, int(cx - r)) // grid * grid, max(0, int(cy - r)) // grid * grid
+    return x0, y0, min(w, int(cx + r) + 1), min(h, int(cy + r) + 1)
+
+
+def paste_max(full: np.ndarray, part: np.ndarray, x0: int, y0: int) -> None:
+    """``full[y0:, x0:] = max(full, part)`` over ``part``'s extent: each face's map onto the image's."""
+    h, w = part.shape[:2]
+    full[y0 : y0 + h, x0 : x0 + w] = np.maximum(full[y0 : y0 + h, x0 : x0 + w], part)
+
+
+def per_face(subject, fn, reach: float = 3.0, grid: int = 1) -> tuple[list, np.ndarray, float]:
+    """Run ``fn(window_pixels, window_landmarks) -> (finding, heat)`` on each face's neighbourhood (at most
+    :data:`MAX_SURROUND_FACES`, after :func:`limit_size`); returns the findings, the image-size heatmap (max over
+    faces, 0 elsewhere) and the analysis scale."""
+    pixels, boxes, scale = limit_size(subject.pixels, subject.face_boxes)
+    heat = np.zeros(pixels.shape[:2], np.float32)
+    findings = []
+    for lm in subject_faces(subject, pixels.shape, scale):
+        x0, y0, x1, y1 = face_window(pixels.shape, lm, reach, grid)
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            continue
+        finding, part = fn(pixels[y0:y1, x0:x1], lm - [x0, y0])
+        findings.append(finding)
+        paste_max(heat, part, x0, y0)
+    return findings, heat, scale

@@ -1,0 +1,154 @@
+"""JPEG block-grid alignment and JPEG ghosts of the face against its surround (double-compression maps).
+
+Every JPEG save quantises 8x8 blocks on a grid anchored at the image's corner. A face cut from another JPEG and
+pasted in keeps traces of *its* grid, usually shifted against the host's (a non-aligned double compression), and
+of *its* quality: re-saving the image at a range of qualities (Farid's JPEG ghosts, 2009), each neighbourhood's
+difference falls lowest near the quality it was last quantised at, so a face compressed at another quality before
+it was pasted has another difference curve than its surround. This analysis maps both, around each face:
+
+- **grid**: in 32 px windows (anchored on the file's grid), the 8x8 phase with the strongest block steps and how
+  strong they are; windows whose grid is strong and off the image's dominant phase are marked;
+- **ghosts**: each 16 px neighbourhood's re-save difference curve over qualities 40-100 (normalised to its own
+  range), and its distance from the surround's median curve.
+
+Both need the file's own pixel grid: on pixels the scan downscaled (very large images) they are not computed.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
+from forensics.evidence._common import per_face
+
+GHOST_QUALITIES = tuple(range(40, 101, 5))
+GRID_WINDOW, GRID_STRIDE = 32, 16
+#: a window's block-step excess (log units) above which its grid counts as present
+GRID_MIN = 0.08
+GHOST_WINDOW = 16
+#: mean absolute difference between normalised ghost curves that scores 1
+GHOST_FULL = 0.3
+
+
+def grid_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """Per window: block-step strength and phase ``(gy, gx)`` arrays, plus the whole image's phase and strength."""
+    from detectors.inconsistency import blockiness
+
+    g_strength, g_phase = blockiness(gray)
+    h, w = gray.shape
+    ys = list(range(0, max(1, h - GRID_WINDOW + 1), GRID_STRIDE))
+    xs = list(range(0, max(1, w - GRID_WINDOW + 1), GRID_STRIDE))
+    strength = np.zeros((len(ys), len(xs)), np.float32)
+    phase = np.full((len(ys), len(xs)), -1, np.int64)
+    for i, y in enumerate(ys):
+        for j, x in enumerate(xs):
+            strength[i, j], phase[i, j] = blockiness(gray[y : y + GRID_WINDOW, x : x + GRID_WINDOW])
+    return strength, phase, g_phase, g_strength
+
+
+def ghost_curves(gray: np.ndarray) -> np.ndarray:
+    """``(len(GHOST_QUALITIES), H // 16, W // 16)``: each neighbourhood's mean squared luma change when the image
+    is re-saved at each quality, normalised to [0, 1] per neighbourhood (Farid 2009)."""
+    g8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    h, w = (g8.shape[0] // GHOST_WINDOW) * GHOST_WINDOW, (g8.shape[1] // GHOST_WINDOW) * GHOST_WINDOW
+    curves = []
+    for q in GHOST_QUALITIES:
+        buf = io.BytesIO()
+        Image.fromarray(g8).save(buf, "JPEG", quality=q)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            re = np.asarray(im, dtype=np.float32)
+        d = (re - g8.astype(np.float32))[:h, :w] ** 2
+        curves.append(d.reshape(h // GHOST_WINDOW, GHOST_WINDOW, w // GHOST_WINDOW, GHOST_WINDOW).mean((1, 3)))
+    c = np.stack(curves)
+    lo, hi = c.min(0, keepdims=True), c.max(0, keepdims=True)
+    return (c - lo) / np.maximum(hi - lo, 1e-6)
+
+
+def _upsample(a: np.ndarray, step: int, shape: tuple[int, int], offset: int) -> np.ndarray:
+    out = np.zeros(shape, np.float32)
+    big = np.repeat(np.repeat(a, step, 0), step, 1)
+    hh, ww = min(shape[0] - offset, big.shape[0]), min(shape[1] - offset, big.shape[1])
+    out[offset : offset + hh, offset : offset + ww] = big[:hh, :ww]
+    return out
+
+
+def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
+    from detectors import inconsistency as inc
+
+    gray = inc.luma(pixels)
+    regions = inc.face_regions(gray.shape, lm)
+    strength, phase, g_phase, g_strength = grid_map(gray)
+    off = (strength > GRID_MIN) & (phase != g_phase) & (g_strength > GRID_MIN / 2)
+    grid_heat = _upsample(np.where(off, strength, 0.0), GRID_STRIDE, gray.shape, GRID_STRIDE // 2)
+    curves = ghost_curves(gray)
+    centres = (np.arange(curves.shape[1]) * GHOST_WINDOW + GHOST_WINDOW // 2,
+               np.arange(curves.shape[2]) * GHOST_WINDOW + GHOST_WINDOW // 2)  # fmt: skip
+    rho_c = regions.rho[np.ix_(np.minimum(centres[0], gray.shape[0] - 1), np.minimum(centres[1], gray.shape[1] - 1))]
+    sur = (rho_c > inc.BAND_RHO) & (rho_c <= inc.SURROUND_RHO)
+    core = rho_c <= inc.CORE_RHO
+    if sur.sum() >= 4 and core.sum() >= 1:
+        ref = np.median(curves[:, sur], axis=1)
+        dist = np.abs(curves - ref[:, None, None]).mean(0)
+        core_curve = np.median(curves[:, core], axis=1)
+        ghost = float(np.median(dist[core]))
+        q_core = int(GHOST_QUALITIES[int(core_curve[:-1].argmin())])
+        q_sur = int(GHOST_QUALITIES[int(ref[:-1].argmin())])
+    else:
+        dist, ghost, q_core, q_sur = np.zeros(curves.shape[1:]), 0.0, 0, 0
+    ghost_heat = _upsample(dist / GHOST_FULL, GHOST_WINDOW, gray.shape, 0)
+    cy = np.minimum(np.arange(strength.shape[0]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[0] - 1)
+    cx = np.minimum(np.arange(strength.shape[1]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[1] - 1)
+    face_windows = regions.rho[np.ix_(cy, cx)] <= inc.BAND_RHO
+    finding = {
+        "image_grid_phase": {"x": g_phase % 8, "y": g_phase // 8} if g_phase >= 0 else None,
+        "image_grid_strength": g_strength,
+        "face_windows_off_grid": float(off[face_windows].mean()) if face_windows.any() else 0.0,
+        "ghost_distance_core": ghost,
+        "ghost_quality_core": q_core,
+        "ghost_quality_surround": q_sur,
+    }
+    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(grid_heat / 0.5, ghost_heat), 0.0)
+    return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
+
+
+@register_evidence(
+    "jpeg-grid",
+    scope="file",
+    label="JPEG grid / ghosts",
+    description="JPEG block-grid phase and JPEG-ghost maps of the face vs. its surround (double compression).",
+    strength="the largest of: the share of the largest face's windows whose 8x8 grid is strong and off the image's "
+    f"phase, and its inner face's JPEG-ghost curve distance from the surround's / {GHOST_FULL:g}; none on "
+    "downscaled pixels",
+)
+def jpeg_grid(subject: EvidenceSubject) -> EvidenceResult:
+    if subject.pixel_scale != 1.0:
+        return EvidenceResult("jpeg-grid", "file", None, "Not checked: the pixels were downscaled, so the file's "
+                              "8x8 grid is gone.", {"checked": False})  # fmt: skip
+    findings, heat, scale = per_face(subject, _face, grid=8)
+    if scale != 1.0:  # limit_size downscaled a very large image: the grid is gone there too
+        return EvidenceResult("jpeg-grid", "file", None, "Not checked: the image was downscaled for analysis.",
+                              {"checked": False, "analysis_scale": scale})  # fmt: skip
+    if not findings:
+        return EvidenceResult("jpeg-grid", "file", None, "No face to compare with its surround.", {"checked": True})
+    f = findings[0]
+    score = float(np.clip(max(f["face_windows_off_grid"], f["ghost_distance_core"] / GHOST_FULL), 0.0, 1.0))
+    details = {"faces": findings, "checked": True}
+    if score < 0.5:
+        summary = "The face shares the image's JPEG grid and compression history (no misaligned grid, similar ghosts)."
+    elif f["face_windows_off_grid"] >= f["ghost_distance_core"] / GHOST_FULL:
+        summary = (
+            f"{100 * f['face_windows_off_grid']:.0f} % of the face's windows carry an 8x8 grid off the image's: "
+            "consistent with a region cut from another JPEG and pasted (non-aligned double compression); crops and "
+            "resizes after an edit move the grid too."
+        )
+    else:
+        summary = (
+            f"The inner face re-compresses differently from its surround (ghost minimum near q{f['ghost_quality_core']}"
+            f" vs q{f['ghost_quality_surround']}): consistent with a face compressed at another quality before it "
+            "was pasted; very smooth or saturated regions also shift ghosts."
+        )
+    return EvidenceResult("jpeg-grid", "file", score, summary, details, heat)

@@ -121,6 +121,17 @@ class Protocol:
         Rows are keyed by :func:`row_label`, so a number always names the exact model it came from."""
         return []
 
+    def score_cell(self, state: Any, cell: Cell, pool: Any) -> list[Any] | None:
+        """The runner's scores of ``cell`` (``benchmarks.runner.CellScores``) for protocols that measure something
+        other than P(fake) per item (``localisation``: maps against masks); None: the runner's image / video
+        scoring."""
+        return None
+
+    def cell_metrics(self, scores: dict[str, Any], thresholds: dict[str, float], m: Any) -> dict[str, Any] | None:
+        """The metrics of one cell from its saved scores (``y``, ``p``, ``extra`` as ``cells/*.json`` holds them),
+        for protocols with their own scoring; None: the classification metrics (``benchmarks.report``)."""
+        return None
+
 
 def row_label(results: dict[str, Any], cell: dict[str, Any]) -> str:
     """A leaderboard row name: the detector label plus the exact model (weights sha256, first 12 hex) for model
@@ -165,7 +176,7 @@ def clean_cell(c: dict[str, Any]) -> bool:
 #: Modules holding more built-in protocols, imported on the registry's first lookup: a new protocol is one module
 #: (its class, its ``@register_protocol`` line, its ``leaderboard`` columns) plus its name here. The protocols below
 #: live in this module because they share its helpers.
-BUILTIN_MODULES: tuple[str, ...] = ("benchmarks.video_protocol",)
+BUILTIN_MODULES: tuple[str, ...] = ("benchmarks.video_protocol", "benchmarks.localisation_protocol")
 
 PROTOCOLS: Registry[type[Protocol]] = Registry(
     "benchmark protocol", entry_point_group="forensics.protocols", builtin_modules=BUILTIN_MODULES

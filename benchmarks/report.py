@@ -100,8 +100,10 @@ def build_results(
     speed: dict[str, dict[str, Any]],
     run_info: dict[str, Any],
 ) -> dict[str, Any]:
+    from benchmarks.protocols import get_protocol
     from benchmarks.runner import RESULTS_VERSION, model_key
 
+    protocol = get_protocol(cfg.protocol)
     cells: list[dict[str, Any]] = []
     for cs in scored:
         pert = parse_perturbation(cs.cell.perturbation)
@@ -120,6 +122,11 @@ def build_results(
             "n_fake": int((cs.y == 1).sum()),
             "n_errors": len(cs.errors),
         }
+        own = protocol.cell_metrics({"y": cs.y, "p": cs.p, "extra": cs.extra}, models[key]["thresholds"], cfg.metrics)
+        if own is not None:  # a protocol with its own measure (localisation): no ROC of P(fake) to draw
+            entry["metrics"] = own
+            cells.append(entry)
+            continue
         try:
             entry["metrics"] = cell_metrics(cs.y, cs.p, models[key]["thresholds"], cfg.metrics)
             fpr, tpr, _ = roc_curve(cs.y, cs.p)
@@ -148,9 +155,11 @@ def recompute_metrics(run_dir: str | Path, bootstrap: int, command: str = "") ->
     no model, no data, no scoring. Why: a run made with too few resamples is brought up to the reporting rule
     without re-scoring thousands of images; ``results.json`` records that (and how) its intervals were recomputed."""
     from benchmarks.config import MetricsConfig
+    from benchmarks.protocols import get_protocol
 
     run_dir = Path(run_dir)
     results = load_results(run_dir)
+    protocol = get_protocol(results["protocol"])
     scores: dict[tuple[str, str], dict[str, Any]] = {}
     for f in sorted((run_dir / "cells").glob("*.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
@@ -164,7 +173,9 @@ def recompute_metrics(run_dir: str | Path, bootstrap: int, command: str = "") ->
         if d is None:
             raise DataError(f"{run_dir}: no cells/ scores for cell {entry['id']} ({entry['level']})")
         thresholds = results["models"][entry["model"]]["thresholds"]
-        entry["metrics"] = cell_metrics(np.asarray(d["y"]), np.asarray(d["p"], dtype=np.float64), thresholds, m)
+        y, p = np.asarray(d["y"]), np.asarray(d["p"], dtype=np.float64)
+        own = protocol.cell_metrics({"y": y, "p": p, "extra": d.get("extra") or {}}, thresholds, m)
+        entry["metrics"] = own if own is not None else cell_metrics(y, p, thresholds, m)
     results["metrics_config"]["bootstrap"] = m.bootstrap
     results["recomputed"] = {"bootstrap": m.bootstrap, "from": "cells/", "command": command}
     return results
@@ -286,12 +297,17 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         "",
     ]
     lines += _summary(results)
+    lines += _localisation(results)
+    if not any(c["level"] != "pixel" for c in results["cells"]):
+        return "\n".join(lines) + "\n"
     lines += ["## All cells", ""]
     head = ["detector", "test set", "perturbation", "level", "real/fake", "AUC", "AP", "EER", "TPR@1%FPR",
             "TPR@0.1%FPR", "ECE", "Brier"]
     head += [f"acc@{p}" for p in presets] + [f"bal-acc@{p}" for p in presets]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in results["cells"]:
+        if c["level"] == "pixel":
+            continue
         m = c.get("metrics")
         row = [c["detector"], _group_text(c), c["perturbation"], c["level"], f"{c['n_real']}/{c['n_fake']}"]
         row += [fmt_ci(m, k) for k in ("auc", "ap", "eer", "tpr_at_fpr1")]
@@ -308,6 +324,23 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _localisation(results: dict[str, Any]) -> list[str]:
+    """Pixel-level cells (``localisation`` protocol): each map's mean per-image pixel AUC and IoU against the
+    masks, beside what the face-shape prior alone scores on the same images."""
+    cells = [c for c in results["cells"] if c["level"] == "pixel" and c.get("metrics")]
+    if not cells:
+        return []
+    out = ["## Localisation (per image, in each model's crop; n = edited images with ground truth)", "",
+           "| detector | test set | perturbation | n | pixel AUC | IoU | face-prior pixel AUC | face-prior IoU |",
+           "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        m = c["metrics"]
+        out.append(f"| {c['detector']} | {_group_text(c)} | {c['perturbation']} | {m['n']} | "
+                   f"{fmt_ci(m, 'pixel_auc')} | {fmt_ci(m, 'iou')} | {fmt_ci(m, 'prior_pixel_auc')} | "
+                   f"{fmt_ci(m, 'prior_iou')} |")
+    return out + [""]
 
 
 def _models(results: dict[str, Any]) -> list[str]:

@@ -67,6 +67,8 @@ class CellScores:
     p: np.ndarray
     errors: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)  # per-score clip key for frame-level scores
+    #: more per-item values of protocols with their own scoring (``localisation``: IoU, the prior's AUC), by name
+    extra: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -400,7 +402,7 @@ def measure(state: RunState) -> dict[str, dict[str, Any]]:
             try:
                 pp = model.preprocess
                 img = None
-                if cell.level == "image":
+                if cell.level in ("image", "pixel"):
                     img = detector_input(it, load_face(it.path), pp.size, pp.margin, crop=pp.crop, edge=pp.edge)
                 if img is None:
                     crop = _face_cropper(model, getattr(state.cfg.options, "faces", ""), state.device)
@@ -440,7 +442,8 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
     from forensics.sysinfo import git_describe
 
     cfg = load_config(config_path)
-    plan = get_protocol(cfg.protocol).plan(cfg)  # every check that can fail on the data happens before any work
+    protocol = get_protocol(cfg.protocol)
+    plan = protocol.plan(cfg)  # every check that can fail on the data happens before any work
     device = _device_name(opts.device)
     _prepare_out(cfg, opts)
     t0 = time.time()
@@ -453,7 +456,11 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
         scored: list[CellScores] = []
         with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
             for cell in _progress(plan.cells, len(plan.cells), "cells", opts.progress):
-                parts = score_video(state, cell, pool) if cell.level == "video" else [score_images(state, cell, pool)]
+                parts = protocol.score_cell(state, cell, pool)
+                if parts is None and cell.level == "video":
+                    parts = score_video(state, cell, pool)
+                elif parts is None:
+                    parts = [score_images(state, cell, pool)]
                 for cs in parts:
                     _write_cell(opts.out, cs)
                     state.errors += cs.errors
@@ -495,5 +502,6 @@ def _write_cell(out: Path, cs: CellScores) -> None:
         "keys": cs.keys,
         "y": cs.y.astype(int).tolist(),
         "p": cs.p.tolist(),
+        **({"extra": cs.extra} if cs.extra else {}),
     }
     (out / "cells" / name).write_text(json.dumps(data) + "\n", encoding="utf-8")

@@ -81,7 +81,8 @@ def paste_back(
         ys, xs = np.nonzero(hard)
         centre = (int((xs.min() + xs.max()) / 2), int((ys.min() + ys.max()) / 2))
         try:
-            out = cv2.seamlessClone(face_f, frame, hard, centre, cv2.NORMAL_CLONE)
+            # a copy: OpenCV's seamlessClone erodes the mask it is given in place, and ``hard`` is the ground truth
+            out = cv2.seamlessClone(face_f, frame, hard.copy(), centre, cv2.NORMAL_CLONE)
             return out, hard
         except cv2.error:  # mask touching the border: fall back to feathering
             pass

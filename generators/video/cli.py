@@ -169,6 +169,28 @@ def swap_apply(run, target, out, identity, blend, crf, max_frames) -> None:
     click.echo(str(write_video(out, fake.frames, clip.fps, crf, audio_from=target if clip.has_audio else None)))
 
 
+@swap.command("stills")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A dataset imported with --store source (its real rows and their landmarks are used).")
+@click.option("--split", default="val", show_default=True, help="Split of the reals to edit (never train on it).")
+@click.option("--n", default=200, show_default=True, help="Reals taken; each gets one edit.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New dataset dir.")
+@click.option("--p-splice", default=0.4, show_default=True, help="Share of eye / nose / mouth splices (else swaps).")
+@click.option("--seed", default=0, show_default=True)
+def swap_stills(data, split, n, out, p_splice, seed) -> None:
+    """Still-photo face swaps and eye / nose / mouth splices between real photos, with masks (a held-out test set).
+
+    Each real of SPLIT gets the face (or parts) of another real pasted in through the video pipeline's compositing
+    (alignment, LAB colour transfer, Poisson cloning or feathering); reals and edits are saved as JPEG q70-95, each
+    edit with its mask under masks/ (see generators/stillswap.py).
+
+    Example: forensics swap stills --data data/shared-src --split val --n 600 --out data/stillswap-val
+    """
+    from generators.stillswap import StillSwapConfig, make_swap_dataset
+
+    click.echo(str(make_swap_dataset(data, out, split, n, StillSwapConfig(p_splice=p_splice, seed=seed))))
+
+
 # ------------------------------------------------------------------------------------------------------------ video
 @click.group()
 def video() -> None:

@@ -128,8 +128,9 @@ class Protocol:
         return None
 
     def cell_metrics(self, scores: dict[str, Any], thresholds: dict[str, float], m: Any) -> dict[str, Any] | None:
-        """The metrics of one cell from its saved scores (``y``, ``p``, ``extra`` as ``cells/*.json`` holds them),
-        for protocols with their own scoring; None: the classification metrics (``benchmarks.report``)."""
+        """The metrics of one cell from its saved scores (``y``, ``p``, ``extra``, ``level`` as ``cells/*.json``
+        holds them), for protocols with their own scoring; None: the classification metrics
+        (``benchmarks.report``)."""
         return None
 
 

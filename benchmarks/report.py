@@ -122,7 +122,8 @@ def build_results(
             "n_fake": int((cs.y == 1).sum()),
             "n_errors": len(cs.errors),
         }
-        own = protocol.cell_metrics({"y": cs.y, "p": cs.p, "extra": cs.extra}, models[key]["thresholds"], cfg.metrics)
+        own = protocol.cell_metrics({"y": cs.y, "p": cs.p, "extra": cs.extra, "level": cs.level},
+                                    models[key]["thresholds"], cfg.metrics)  # fmt: skip
         if own is not None:  # a protocol with its own measure (localisation): no ROC of P(fake) to draw
             entry["metrics"] = own
             cells.append(entry)
@@ -174,7 +175,7 @@ def recompute_metrics(run_dir: str | Path, bootstrap: int, command: str = "") ->
             raise DataError(f"{run_dir}: no cells/ scores for cell {entry['id']} ({entry['level']})")
         thresholds = results["models"][entry["model"]]["thresholds"]
         y, p = np.asarray(d["y"]), np.asarray(d["p"], dtype=np.float64)
-        own = protocol.cell_metrics({"y": y, "p": p, "extra": d.get("extra") or {}}, thresholds, m)
+        own = protocol.cell_metrics({"y": y, "p": p, "extra": d.get("extra") or {}, "level": d["level"]}, thresholds, m)
         entry["metrics"] = own if own is not None else cell_metrics(y, p, thresholds, m)
     results["metrics_config"]["bootstrap"] = m.bootstrap
     results["recomputed"] = {"bootstrap": m.bootstrap, "from": "cells/", "command": command}

@@ -853,8 +853,9 @@ def transfer_val_summary(tv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def transfer_val_table(root: Path, link: str = "") -> str:
-    """One row per model under ``root`` with a transfer-val result: the goal cells side by side."""
+def transfer_val_table(root: Path, link: str = "", prefix: str = "") -> str:
+    """One row per model under ``root`` with a transfer-val result (whose label starts with ``prefix``): the goal
+    cells side by side."""
     lines = [
         "| model | weights | PGGAN raw / c75 / 0.25x | StyleGAN1 raw / c75 / 0.25x | StyleGAN2 raw / c75 / 0.25x "
         "| SD 1.x raw / c75 / 0.25x (cross-source) | worst cell | mean | FFHQ-512 reals flagged fpr1 (worst) |",
@@ -863,7 +864,7 @@ def transfer_val_table(root: Path, link: str = "") -> str:
     for f in sorted(root.glob("*/results.json")):
         r = json.loads(f.read_text(encoding="utf-8"))
         tv = r["protocols"].get("transfer-val")
-        if not tv:
+        if not tv or not r["label"].startswith(prefix):
             continue
         cells = {(p["group"], p["variant"]): p["auc"] for p in tv["pairs"]}
         quarter = [v for v in tv["variants"] if v.startswith("down0.25")]

@@ -183,7 +183,7 @@ class MTCNNDetector(FaceDetector):
 
 
 @FACE_DETECTORS.register(
-    "mtcnn-fast", description="MTCNN's shipped networks fed for speed (scan default): boxes + 5 landmarks"
+    "mtcnn-fast", description="MTCNN's shipped networks fed for speed: boxes + 5 landmarks, several times faster"
 )
 class FastMTCNNDetector(FaceDetector):
     """MTCNN with facenet-pytorch's weights, run by :func:`forensics.facedetect.detect_mtcnn`: the default face stage of
@@ -212,7 +212,7 @@ class FastMTCNNDetector(FaceDetector):
         self,
         device: str = "auto",
         min_prob: float = 0.9,
-        min_face_size: int = 24,
+        min_face_size: int = 32,
         min_face_rel: float = 0.0,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.6,
@@ -322,6 +322,12 @@ def get_face_detector(name: str = "mtcnn", device: str = "auto", **cfg: Any) -> 
     """Build a registered face detector: ``get_face_detector("mtcnn", device="cpu", min_prob=0.95)``."""
     cls = FACE_DETECTORS.get(name).obj
     return cls(device=device, **cfg)
+
+
+def face_detector_help(default: str | None = None) -> str:
+    """``--face-detector`` help read from the registry (a plug-in detector is listed without an edit)."""
+    names = [f"{e.name}{' (default)' if e.name == default else ''}: {e.description}" for e in FACE_DETECTORS.entries()]
+    return "Face detector; " + "; ".join(names) + "."
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from typing import Any
 import click
 
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
-from forensics.clirun import RegistryHelpOption
+from forensics.clirun import RegistryChoice, RegistryHelpOption
 from forensics.evidence import evidence_help
+from forensics.faces import FACE_DETECTORS, face_detector_help
+from forensics.scanning.config import ScanConfig
 from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
@@ -66,7 +68,12 @@ class ThresholdType(click.ParamType):
 @click.option("--engine", default="local", show_default=True, help="local, or ray (Ray Data; needs the [ray] extra).")
 @click.option("--address", default=None, help="Ray cluster address (ray://host:10001 or auto); default: local Ray.")
 @click.option("--actors", type=int, default=1, show_default=True, help="Ray: parallel scanner actors.")
-@click.option("--face-detector", default="mtcnn", show_default=True, help="Face detector: mtcnn or opencv.")
+@click.option("--face-detector", cls=RegistryHelpOption, default=ScanConfig.face_detector, show_default=True,
+              type=RegistryChoice(lambda: FACE_DETECTORS.names()),
+              help=lambda: face_detector_help(ScanConfig.face_detector) + " Example: --face-detector mtcnn")
+@click.option("--detect-every", type=int, default=ScanConfig.detect_every, show_default=True,
+              help="Videos: full face detection every N sampled frames, faces followed by the detector in between "
+              "(mtcnn-fast: O-Net on the previous boxes). Example: --detect-every 4")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that point outside the scanned folders.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse images / frames larger than this (pixels).")
 @click.option("--no-table", is_flag=True, help="Do not print the results table.")

@@ -12,7 +12,10 @@ from typing import Any
 
 import click
 
+from forensics.clirun import RegistryHelpOption
 from forensics.commands.scan import ThresholdType
+from forensics.faces import face_detector_help
+from forensics.scanning.config import ScanConfig
 from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
@@ -35,7 +38,8 @@ MiB = 1024 * 1024
 @click.option("--evidence", default="none", show_default=True,
               help="Evidence analyses added to every record: none, all, or a comma list.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--face-detector", default="mtcnn", show_default=True, help="Face detector: mtcnn or opencv.")
+@click.option("--face-detector", cls=RegistryHelpOption, default=ScanConfig.face_detector, show_default=True,
+              help=lambda: face_detector_help(ScanConfig.face_detector) + " Example: --face-detector mtcnn")
 @click.option("--queue", type=int, default=128, show_default=True,
               help="Most files admitted and not yet answered; beyond it requests get 429 + Retry-After.")
 @click.option("--batch", type=int, default=16, show_default=True, help="Most queued files one worker scans at once.")

@@ -25,8 +25,12 @@ class ScanConfig:
     fps: float = 1.0  # sampled frames per second of video
     max_frames: int = 32  # sampled frames per video (sampling rate lowered to cover the whole clip)
     max_faces: int = 8  # most confident faces per image / frame
-    face_detector: str = "mtcnn"
-    detect_max_side: int = 1024  # images are downscaled to this for detection (faces stay full-res for the model)
+    # the face stage (issue #34; why these defaults: forensics.faces.FastMTCNNDetector and docs/faces.md)
+    face_detector: str = "mtcnn-fast"
+    # images / frames are downscaled to this for detection, faces are cut at full resolution: 1920 keeps a 1080p
+    # frame whole (its 25 px faces were lost at 1024) and bounds the pyramid of larger photos
+    detect_max_side: int = 1920
+    detect_every: int = 1  # videos: full detection every N sampled frames, faces followed in between
     work_max_side: int = 4096  # decoded images larger than this are downscaled once (bounds memory per chunk)
     min_track_faces: int = 2
     explain_faces: int = 4  # faces per file that get Grad-CAM (the most suspicious ones)
@@ -37,7 +41,8 @@ class ScanConfig:
     threads: int | None = None  # torch intra-op threads (None = torch's default: all cores)
 
     def __post_init__(self) -> None:
-        for name in ("batch", "workers", "max_frames", "max_faces", "min_track_faces"):
+        positive = ("batch", "workers", "max_frames", "max_faces", "min_track_faces", "detect_every", "detect_max_side")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
         if self.fps <= 0:

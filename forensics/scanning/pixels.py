@@ -43,3 +43,13 @@ def rescaled(face: Any, s: float) -> Any:
         prob=face.prob,
         approx_landmarks=getattr(face, "approx_landmarks", False),
     )
+
+
+def detect_full_res(detector: Any, images: list[np.ndarray], max_side: int) -> list[list[Any]]:
+    """The scan's face stage on full-resolution images: each is downscaled to ``max_side`` (:func:`downscale`), all
+    are detected in one call, and the faces are mapped back to the full image (:func:`rescaled`), where the crops
+    are cut. The image scan does the downscale in its loader threads instead; video frames and the face benchmark
+    (``benchmarks.faces_speed``) come through here."""
+    small = [downscale(im, max_side) for im in images]
+    found = detector.detect([s for s, _ in small])
+    return [[rescaled(f, s) for f in faces] for (_, s), faces in zip(small, found)]

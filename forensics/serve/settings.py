@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forensics.errors import UsageError
+from forensics.scanning.config import ScanConfig
 from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
@@ -37,7 +38,7 @@ class ServeSettings:
     threshold: str | float = DEFAULT_POLICY
     evidence: str = "none"
     device: str = "auto"
-    face_detector: str = "mtcnn"
+    face_detector: str = ScanConfig.face_detector
     log_level: str = "info"
     json_logs: bool = True
 

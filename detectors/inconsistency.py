@@ -153,6 +153,91 @@ def template_landmarks(size: int, margin: float) -> np.ndarray:
     return canonical_landmarks(size, margin)
 
 
+# The MTCNN box fractions of the 5 landmarks (left eye, right eye, nose, mouth left, mouth right): medians over the
+# shared training reals' detections. A face known only by its box gets its points here (upright, frontal).
+BOX_LANDMARKS = np.array([[0.281, 0.39], [0.745, 0.388], [0.51, 0.595], [0.304, 0.746], [0.724, 0.748]])
+#: O-Net confidence below which a crop keeps the template's landmarks
+LOCATE_MIN_PROB = 0.8
+#: sizes of the candidate face boxes O-Net is shown, relative to the template's: a crop cut from a photo framed
+#: tighter than the crop window (a head shot, a UTKFace crop: ``native`` clamps the window to the photo) holds a
+#: face larger than the template's
+LOCATE_SCALES = (1.0, 1.35, 1.8, 2.4)
+#: refinement passes after the best candidate (each moves the box by O-Net's regression)
+LOCATE_PASSES = 1
+
+
+def landmarks_from_box(box: tuple[float, float, float, float]) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
+
+
+def box_from_landmarks(lm: np.ndarray) -> np.ndarray:
+    """The MTCNN-style box whose :data:`BOX_LANDMARKS` are closest to ``lm`` (inverse of :func:`landmarks_from_box`
+    in the least-squares sense, per axis)."""
+    lm = np.asarray(lm, np.float64).reshape(5, 2)
+    out = []
+    for k in (0, 1):
+        a = np.stack([1.0 - BOX_LANDMARKS[:, k], BOX_LANDMARKS[:, k]], axis=1)  # lm = (1-f) x1 + f x2
+        out.append(np.linalg.lstsq(a, lm[:, k], rcond=None)[0])
+    return np.array([out[0][0], out[1][0], out[0][1], out[1][1]])
+
+
+@lru_cache(maxsize=1)
+def _onet():
+    """MTCNN's O-Net with facenet-pytorch's shipped weights (the scan's face detector's last stage)."""
+    from facenet_pytorch.models.mtcnn import ONet
+
+    return ONet(pretrained=True).eval()
+
+
+def _onet_pass(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """O-Net on square ``boxes`` (N, 4): probabilities (N,), regressed boxes (N, 4), landmarks (N, 5, 2)."""
+    import cv2
+    import torch
+
+    crops = []
+    for x1, y1, x2, y2 in boxes:
+        side = max(x2 - x1, y2 - y1)
+        m = np.array([[48.0 / side, 0, -x1 * 48.0 / side], [0, 48.0 / side, -y1 * 48.0 / side]], np.float32)
+        crops.append(cv2.warpAffine(np.asarray(rgb, np.float32), m, (48, 48), flags=cv2.INTER_AREA))
+    x = (torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2) - 127.5) * 0.0078125
+    with torch.no_grad():
+        reg, pts, prob = (t.double().numpy() for t in _onet()(x))
+    w = (boxes[:, 2] - boxes[:, 0])[:, None]
+    h = (boxes[:, 3] - boxes[:, 1])[:, None]
+    lm = np.stack([boxes[:, :1] + w * pts[:, :5], boxes[:, 1:2] + h * pts[:, 5:]], axis=2)
+    out = boxes + reg * np.concatenate([w, h, w, h], axis=1)
+    return prob[:, 1], out, lm
+
+
+def _square(b: np.ndarray) -> np.ndarray:
+    c = (b[:, :2] + b[:, 2:]) / 2
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])[:, None]
+    return np.concatenate([c - side / 2, c + side / 2], axis=1)
+
+
+def locate_landmarks(rgb: np.ndarray, margin: float) -> tuple[np.ndarray, float]:
+    """The face's 5 landmarks in a model crop and O-Net's confidence, or the crop template's and 0.
+
+    Why: the ``native`` window is clamped to the photo, so in a tightly framed photo (a UTKFace crop, a studio head
+    shot) the face fills more of the crop than the template says, and regions cut at the template would compare
+    cheek with nose instead of face with surround. O-Net (MTCNN's last stage, ~1 ms) is shown boxes of
+    :data:`LOCATE_SCALES` around the template's face and refines the best once more."""
+    size = rgb.shape[0]
+    tpl = template_landmarks(size, margin)
+    box = box_from_landmarks(tpl)
+    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    cands = _square(np.array([np.r_[c - s * half, c + s * half] for s in LOCATE_SCALES]))
+    prob, reg, _ = _onet_pass(rgb, cands)
+    best = _square(reg[[int(prob.argmax())]])
+    for _ in range(LOCATE_PASSES):  # O-Net's box regression moves a box part of the way: follow it
+        p2, reg2, lm = _onet_pass(rgb, best)
+        best = _square(reg2)
+    if p2[0] < LOCATE_MIN_PROB:
+        return tpl, 0.0
+    return lm[0], float(p2[0])
+
+
 @lru_cache(maxsize=8)
 def crop_regions(size: int, margin: float) -> Regions:
     """:func:`face_regions` of the template face of a ``size`` px crop (cached: every crop of a model shares it)."""
@@ -344,11 +429,6 @@ def ring_index(rho: np.ndarray) -> np.ndarray:
     return ring.astype(np.int64)
 
 
-@lru_cache(maxsize=8)
-def _crop_rings(size: int, margin: float) -> np.ndarray:
-    return ring_index(crop_regions(size, margin).rho)
-
-
 
 
 def feature_names() -> list[str]:
@@ -366,13 +446,22 @@ def feature_names() -> list[str]:
     return names
 
 
-def crop_features(rgb: np.ndarray, margin: float) -> np.ndarray:
-    """The feature vector of one square model crop (uint8 or float RGB in 0..255) whose face lies at the crop
-    template for ``margin``: face-region statistics minus surround statistics, part-minus-skin contrasts,
-    co-occurrence distances, residual-spectrum slopes, boundary ring profiles and JPEG grid agreement."""
+def crop_face_regions(rgb: np.ndarray, margin: float, locate: bool = True) -> Regions:
+    """The regions of the face in a model crop: at its located landmarks (:func:`locate_landmarks`) when
+    ``locate``, else (or when O-Net finds no face) at the crop template for ``margin``."""
+    if not locate:
+        return crop_regions(rgb.shape[0], margin)
+    lm, prob = locate_landmarks(rgb, margin)
+    return face_regions(rgb.shape[:2], lm) if prob > 0 else crop_regions(rgb.shape[0], margin)
+
+
+def crop_features(rgb: np.ndarray, margin: float, locate: bool = True) -> np.ndarray:
+    """The feature vector of one square model crop (uint8 or float RGB in 0..255) cut for ``margin``: face-region
+    statistics minus surround statistics, part-minus-skin contrasts, co-occurrence distances, residual-spectrum
+    slopes, boundary ring profiles and JPEG grid agreement, with the regions where the face is
+    (:func:`crop_face_regions`)."""
     rgb = np.asarray(rgb, dtype=np.float32)
-    size = rgb.shape[0]
-    regions = crop_regions(size, margin)
+    regions = crop_face_regions(rgb, margin, locate)
     mp = compute_maps(rgb)
     st = region_stats(mp, regions)
     whole = np.ones(mp.gray.shape, bool)
@@ -389,7 +478,7 @@ def crop_features(rgb: np.ndarray, margin: float) -> np.ndarray:
         f.append(st[r]["cooc"])
     f.append((st["core"]["e1"] - st["core"]["e2"]) - (st["surround"]["e1"] - st["surround"]["e2"]))
     f.append((st["core"]["e2"] - st["core"]["e3"]) - (st["surround"]["e2"] - st["surround"]["e3"]))
-    ring = _crop_rings(size, margin)
+    ring = ring_index(regions.rho)
     skin = skin_like(mp.cb, mp.cr)
     for vals, wts in (
         (np.log(mp.res_abs + 0.5), None), (np.log(mp.bands[0] + 0.01), None), (np.log(mp.grad + 0.01), None),
@@ -518,14 +607,21 @@ def cooc_map(mp: Maps, regions: Regions, win: int) -> np.ndarray:
     return np.pad(full[:hh, :ww], ((y0, h - y0 - hh), (x0, w - x0 - ww)), mode="edge")
 
 
+#: the fewest reference pixels a z-map rests on, and the smallest spread it divides by (log units for the noise and
+#: spectrum maps): a reference of a few similar pixels would make every other neighbourhood an outlier
+MIN_REFERENCE_PX, MAD_FLOOR = 256, 0.05
+
+
 def surround_z(values: np.ndarray, regions: Regions, signed: bool = False) -> np.ndarray:
     """``values`` as robust z-scores against the surround (median / 1.4826 MAD of the surround's pixels):
     how unusual each neighbourhood would be *for this photo*. Absolute unless ``signed``."""
     ref = values[regions.masks["surround"]]
-    if ref.size < 16:
+    if ref.size < MIN_REFERENCE_PX:  # a face that fills its crop: the band joins the reference
+        ref = values[regions.masks["surround"] | regions.masks["band"]]
+    if ref.size < MIN_REFERENCE_PX:
         ref = values.ravel()
     med = float(np.median(ref))
-    mad = 1.4826 * float(np.median(np.abs(ref - med))) + 1e-3
+    mad = max(1.4826 * float(np.median(np.abs(ref - med))), MAD_FLOOR)
     z = (values - med) / mad
     return z.astype(np.float32) if signed else np.abs(z).astype(np.float32)
 

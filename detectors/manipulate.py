@@ -41,6 +41,9 @@ class ManipulationConfig:
     #: the delivery preset (:data:`detectors.augment.DELIVERY_PRESETS`) of the donor's own history and of the
     #: history every crop gets after the edit (``none``: no history after the edit)
     delivery: str = "mixed"
+    #: place the masks on each crop's located face (:func:`detectors.inconsistency.locate_landmarks`), not on the
+    #: crop template: a tightly framed photo's face fills more of the crop
+    locate: bool = True
 
 
 def _rng_ops(rng: np.random.Generator, preset: str, side: int):
@@ -95,11 +98,13 @@ def _colour_match(donor: np.ndarray, target: np.ndarray, mask: np.ndarray, stren
 
 
 def manipulate(
-    reals: np.ndarray, margin: float, rng: np.random.Generator, cfg: ManipulationConfig | None = None
+    reals: np.ndarray, margin: float, rng: np.random.Generator, cfg: ManipulationConfig | None = None,
+    landmarks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Edited copies of real crops ``(N, S, S, 3)`` uint8 (faces at the crop template for ``margin``): returns
-    the edits (uint8, no delivery after the edit yet), their blend masks ``(N, S, S)`` in [0, 1] and each edit's
-    kind (``self-face``, ``cross-face``, ``self-parts``, ``cross-parts``)."""
+    """Edited copies of real crops ``(N, S, S, 3)`` uint8 cut for ``margin``: returns the edits (uint8, no
+    delivery after the edit yet), their blend masks ``(N, S, S)`` in [0, 1] and each edit's kind (``self-face``,
+    ``cross-face``, ``self-parts``, ``cross-parts``). ``landmarks`` ``(N, 5, 2)`` in crop pixels place each mask on
+    its face (:func:`detectors.inconsistency.locate_landmarks`); None: at the crop template."""
     import torch
 
     from detectors.models.blend import random_blend_mask, random_part_mask, self_blend
@@ -113,9 +118,11 @@ def manipulate(
         cross[:] = False
     perm = (np.arange(n) + rng.integers(1, max(n, 2))) % n  # a derangement: nobody is their own donor
     parts = rng.random(n) < cfg.p_parts
-    masks = np.stack(
-        [random_part_mask(s, margin, rng)[0] if p else random_blend_mask(s, margin, rng, cfg.ellipse_p) for p in parts]
-    )
+    pts = [None] * n if landmarks is None else [np.asarray(lm, np.float64) / s for lm in landmarks]
+    masks = np.stack([
+        random_part_mask(s, margin, rng, points=q)[0] if p else random_blend_mask(s, margin, rng, cfg.ellipse_p, q)
+        for p, q in zip(parts, pts)
+    ])  # fmt: skip
     donors = np.empty_like(reals)
     for i in range(n):
         d = reals[perm[i]] if cross[i] else reals[i]
@@ -136,10 +143,13 @@ def labelled_views(
     """``views`` rounds of (every real, one edit of every real), each crop then given its own delivery after the
     edit (:func:`deliver_crop`, one distribution for both classes): images ``(2 * views * N, S, S, 3)`` and labels
     (0 real, 1 edited)."""
+    from detectors.inconsistency import locate_landmarks
+
     cfg = cfg or ManipulationConfig()
+    landmarks = np.stack([locate_landmarks(im, margin)[0] for im in reals]) if cfg.locate and len(reals) else None
     xs, ys = [], []
     for _ in range(views):
-        fakes, _, _ = manipulate(reals, margin, rng, cfg)
+        fakes, _, _ = manipulate(reals, margin, rng, cfg, landmarks)
         for batch, label in ((reals, 0), (fakes, 1)):
             xs.append(np.stack([deliver_crop(im, rng, cfg.delivery) for im in batch]))
             ys.append(np.full(len(batch), label, np.int64))

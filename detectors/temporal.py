@@ -74,10 +74,10 @@ class TrackAccumulator:
         self._surround_look: list[np.ndarray] = []
 
     def add(self, crop: np.ndarray) -> None:
-        from detectors.inconsistency import compute_maps, crop_regions, region_stats
+        from detectors.inconsistency import compute_maps, crop_face_regions, region_stats
 
         rgb = np.asarray(crop, dtype=np.float32)
-        regions = crop_regions(rgb.shape[0], self.margin)
+        regions = crop_face_regions(rgb, self.margin)
         mp = compute_maps(rgb)
         st = region_stats(mp, regions)
         self._contrast.append(np.array([st[r][k] - st["surround"][k] for r, k in CONTRASTS]))

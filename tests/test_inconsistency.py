@@ -162,3 +162,16 @@ def test_surround_detector_trains_on_reals_only_saves_and_explains(tmp_path):
     m.detector.cfg.n_features += 1
     with pytest.raises(Exception, match="features"):
         m.logits(list(vx[:1]))
+
+
+def test_fused_model_explains_each_face_with_the_member_that_decided_it():
+    from detectors.registry import build_detector
+
+    ens = build_detector("ensemble", members=("surround", "spectrum"), member_cfgs=({"n_trees": 4}, {}),
+                         fusion="max", res=64, crop="native", margin=0.3)  # fmt: skip
+    x = ens.preprocess.to_tensor([_scene(s, 64) for s in range(2)])
+    ens.real_mean.copy_(torch.tensor([0.0, 100.0]))  # the spectrum member can never be the loudest
+    heat = ens.explain(x)
+    np.testing.assert_allclose(heat, ens.members[0].explain(x))
+    ens.real_mean.copy_(torch.tensor([100.0, 0.0]))
+    assert heat.shape == ens.explain(x).shape == (2, 64, 64)

@@ -51,16 +51,25 @@ def _ellipse_mask(size: int, cx: float, cy: float, ax: float, ay: float) -> np.n
     return (((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0).astype(np.float32)
 
 
-def random_blend_mask(size: int, margin: float, rng: np.random.Generator, ellipse_p: float = 0.3) -> np.ndarray:
-    """A soft face mask in [0, 1] (size, size)."""
+def random_blend_mask(
+    size: int, margin: float, rng: np.random.Generator, ellipse_p: float = 0.3, points: np.ndarray | None = None
+) -> np.ndarray:
+    """A soft face mask in [0, 1] (size, size). ``points``: the face's 5 landmarks in [0, 1] crop coordinates when
+    known (a face larger or off the template); the template's for ``margin`` otherwise."""
     import cv2
 
     if rng.random() < ellipse_p:
-        m = _ellipse_mask(
-            size, 0.5 + rng.normal(0, 0.02), 0.55 + rng.normal(0, 0.02), rng.uniform(0.22, 0.34), rng.uniform(0.28, 0.4)
-        )
+        if points is None:
+            cx, cy, ax, ay = 0.5, 0.55, rng.uniform(0.22, 0.34), rng.uniform(0.28, 0.4)
+        else:  # the same ellipse in units of the face's size relative to the template's
+            tpl = template_points(margin)
+            k = float(np.hypot(*(points[1] - points[0])) / np.hypot(*(tpl[1] - tpl[0])))
+            cx, cy = points.mean(0) + (np.array([0.5, 0.55]) - tpl.mean(0)) * k
+            ax, ay = rng.uniform(0.22, 0.34) * k, rng.uniform(0.28, 0.4) * k
+        m = _ellipse_mask(size, cx + rng.normal(0, 0.02), cy + rng.normal(0, 0.02), ax, ay)
     else:
-        pts = template_points(margin) + rng.normal(0, 0.01, (5, 2)).astype(np.float32)
+        base = template_points(margin) if points is None else np.asarray(points, np.float32)
+        pts = base + rng.normal(0, 0.01, (5, 2)).astype(np.float32)
         m = _hull_mask(pts, size, grow=rng.uniform(1.1, 1.6))
     k = int(size * rng.uniform(0.05, 0.2)) | 1
     m = cv2.GaussianBlur(m, (k, k), 0)
@@ -69,17 +78,22 @@ def random_blend_mask(size: int, margin: float, rng: np.random.Generator, ellips
     return m * rng.uniform(0.5, 1.0) if rng.random() < 0.25 else m
 
 
-def random_part_mask(size: int, margin: float, rng: np.random.Generator, parts: tuple[bool, ...] | None = None):
+def random_part_mask(
+    size: int, margin: float, rng: np.random.Generator, parts: tuple[bool, ...] | None = None,
+    points: np.ndarray | None = None,
+):  # fmt: skip
     """A soft mask over a random non-empty subset of the eyes, the nose and the mouth (``parts``: which of left
     eye, right eye, nose, mouth; drawn when None): what a feature splice replaces (CIPLAB-style eye / nose / mouth
-    edits), where :func:`random_blend_mask` covers what a face swap replaces. Returns ``(mask, parts)``."""
+    edits), where :func:`random_blend_mask` covers what a face swap replaces. ``points``: the face's landmarks in
+    [0, 1] crop coordinates (the template's for ``margin`` when None). Returns ``(mask, parts)``."""
     import cv2
 
     if parts is None:
         parts = tuple(bool(b) for b in rng.random(4) < 0.5)
         if not any(parts):
             parts = tuple(i == int(rng.integers(4)) for i in range(4))
-    p = (template_points(margin) + rng.normal(0, 0.008, (5, 2))) * size
+    base = template_points(margin) if points is None else np.asarray(points, np.float64)
+    p = (base + rng.normal(0, 0.008, (5, 2))) * size
     eye_d = float(np.hypot(*(p[1] - p[0])))
     m = np.zeros((size, size), np.float32)
     centres = [p[0], p[1], (p[2] + (p[0] + p[1]) / 2) / 2 + [0, 0.1 * eye_d], (p[3] + p[4]) / 2]

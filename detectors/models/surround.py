@@ -138,6 +138,9 @@ class SurroundConfig(DetectorConfig):
     #: the length of :func:`detectors.inconsistency.crop_features` the trees were fitted on (set by ``post_fit``): a
     #: model file whose count differs from the code's is refused instead of reading the wrong columns
     n_features: int = 0
+    #: find the face in the crop (O-Net, ~10 ms) instead of assuming it at the template: ``native`` windows are
+    #: clamped to tightly framed photos, whose faces then fill more of the crop than the template says
+    locate: bool = True
     #: rounds of (every post-fit real, one edit of it), each crop with its own delivery after the edit
     views: int = 2
     #: share of edits whose donor is another real (a swap) rather than the face itself (a self-blend)
@@ -184,8 +187,8 @@ class SurroundDetector(Detector):
         """``(N, F)`` inconsistency features of normalised crops (:func:`detectors.inconsistency.crop_features`)."""
         from detectors.inconsistency import crop_features
 
-        px = self._pixels(x)
-        feats = np.stack([crop_features(p, self.cfg.margin) for p in px]) if len(px) else np.zeros((0, 1))
+        px, c = self._pixels(x), self.cfg
+        feats = np.stack([crop_features(p, c.margin, c.locate) for p in px]) if len(px) else np.zeros((0, 1))
         return torch.from_numpy(feats.reshape(len(px), -1)).to(x.device)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -206,18 +209,19 @@ class SurroundDetector(Detector):
     def explain(self, x: torch.Tensor) -> np.ndarray:
         """Where the crop disagrees with its surround (:func:`detectors.inconsistency.anomaly_maps` on the crop
         template's face, combined), instead of gradients that trees do not have."""
-        from detectors.inconsistency import combined_map, template_landmarks
+        from detectors.inconsistency import combined_map, locate_landmarks
 
         px = self._pixels(x)
-        lm = template_landmarks(px.shape[1], self.cfg.margin)
-        return np.stack([combined_map(p, lm) for p in px]) if len(px) else np.zeros((0, 1, 1), np.float32)
+        if not len(px):
+            return np.zeros((0, *x.shape[-2:]), np.float32)
+        return np.stack([combined_map(p, locate_landmarks(p, self.cfg.margin)[0]) for p in px])
 
     # -- training -----------------------------------------------------------------------------------------------
     def _manipulation(self):
         from detectors.manipulate import ManipulationConfig
 
         c = self.cfg
-        return ManipulationConfig(p_cross=c.p_cross, p_parts=c.p_parts, delivery=c.post_delivery)
+        return ManipulationConfig(p_cross=c.p_cross, p_parts=c.p_parts, delivery=c.post_delivery, locate=c.locate)
 
     def validation_views(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Val reals and one fixed edit of each, every crop with one fixed delivery after the edit (seeded); the
@@ -244,7 +248,7 @@ class SurroundDetector(Detector):
             xs, ys = np.concatenate([xs, fakes]), np.concatenate([ys, np.ones(len(fakes), ys.dtype)])
         from detectors.inconsistency import crop_features
 
-        feats = np.stack([crop_features(im, self.cfg.margin) for im in xs])
+        feats = np.stack([crop_features(im, self.cfg.margin, self.cfg.locate) for im in xs])
         c = self.cfg
         trees = BoostedTrees(c.n_trees, c.depth, c.learning_rate, c.subsample, c.max_features, c.seed).fit(feats, ys)
         self.cfg.n_features = int(feats.shape[1])

@@ -77,23 +77,16 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     return 0.299 * p[..., 0] + 0.587 * p[..., 1] + 0.114 * p[..., 2]
 
 
-# The MTCNN box fractions of the 5 landmarks (left eye, right eye, nose, mouth left, mouth right): medians over the
-# shared training reals' detections. Face-vs-surround analyses need a face's shape; without landmarks they place
-# the points here (upright, frontal: as good as the box).
-BOX_LANDMARKS = np.array([[0.281, 0.39], [0.745, 0.388], [0.51, 0.595], [0.304, 0.746], [0.724, 0.748]])
 #: faces a face-vs-surround analysis looks at (the largest first): each costs a neighbourhood's worth of maps
 MAX_SURROUND_FACES = 4
-
-
-def landmarks_from_box(box: tuple[float, float, float, float]) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    return np.array([x1, y1]) + BOX_LANDMARKS * np.array([x2 - x1, y2 - y1])
 
 
 def subject_faces(subject, pixels_shape: tuple[int, ...], scale: float) -> list[np.ndarray]:
     """The 5 landmarks of the subject's largest faces (at most :data:`MAX_SURROUND_FACES`) in the coordinates of
     its pixels downscaled by ``scale`` (:func:`limit_size`): the detected points when the caller gave them, else
     :func:`landmarks_from_box`."""
+    from detectors.inconsistency import landmarks_from_box  # face-vs-surround analyses need a face's shape
+
     lms = list(getattr(subject, "face_landmarks", []) or [])
     faces = []
     for i, box in enumerate(subject.face_boxes):

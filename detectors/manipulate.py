@@ -8,8 +8,9 @@ reals alone, through the blending of :mod:`detectors.models.blend` (SBI, Shiohar
 - the **donor** is the face itself (a self-blend, ``1 - p_cross``) or another real of the batch (a cross-blend:
   another person, another photo), given a history of its own (:func:`detectors.augment.random_delivery`: JPEG,
   resampling, blur, noise), a resolution loss (face generators and 3D swap pipelines render the face smaller and
-  enlarge it), a blur or a sharpening, and optionally its colour pulled towards the target's (what swap tools'
-  colour correction does);
+  enlarge it), a blur or a sharpening, and either its low frequencies replaced by the target's (harmonised:
+  colour and shading continuous, only texture, noise and compression differ, as after gradient-domain blending)
+  or its colour pulled towards the target's (what swap tools' colour correction does);
 - the **mask** is a face mask (:func:`detectors.models.blend.random_blend_mask`: what swaps replace) or eyes /
   nose / mouth (:func:`detectors.models.blend.random_part_mask`: what splices replace);
 - after the edit the **whole crop** gets one more delivery history, and so does every real it is compared with
@@ -38,6 +39,11 @@ class ManipulationConfig:
     donor_blur: tuple[float, float] = (0.3, 1.5)
     p_donor_sharpen: float = 0.15
     p_colour_match: float = 0.5
+    #: share of edits whose donor's low frequencies (colour, shading: a Gaussian low-pass of ``harmonise_sigma``
+    #: of the crop size) are replaced by the target's inside the mask, so only texture, noise and compression
+    #: differ: what the gradient-domain blending and colour transfer of swap tools leave (their colour jitter off)
+    p_harmonise: float = 0.4
+    harmonise_sigma: tuple[float, float] = (0.03, 0.08)
     #: the delivery preset (:data:`detectors.augment.DELIVERY_PRESETS`) of the donor's own history and of the
     #: history every crop gets after the edit (``none``: no history after the edit)
     delivery: str = "mixed"
@@ -97,6 +103,15 @@ def _colour_match(donor: np.ndarray, target: np.ndarray, mask: np.ndarray, stren
     return np.clip(d + strength * shift, 0, 255).astype(np.uint8)
 
 
+def _harmonise(donor: np.ndarray, target: np.ndarray, sigma: float) -> np.ndarray:
+    """The donor's detail on the target's low frequencies: ``donor - G(donor) + G(target)``."""
+    import cv2
+
+    d, t = donor.astype(np.float32), target.astype(np.float32)
+    low = lambda a: cv2.GaussianBlur(a, (0, 0), sigma)  # noqa: E731
+    return np.clip(d - low(d) + low(t), 0, 255).astype(np.uint8)
+
+
 def manipulate(
     reals: np.ndarray, margin: float, rng: np.random.Generator, cfg: ManipulationConfig | None = None,
     landmarks: np.ndarray | None = None,
@@ -124,14 +139,18 @@ def manipulate(
         for p, q in zip(parts, pts)
     ])  # fmt: skip
     donors = np.empty_like(reals)
+    jitter = np.ones(n, np.float32)
     for i in range(n):
         d = reals[perm[i]] if cross[i] else reals[i]
         d = _donor(d, rng, cfg)
-        if rng.random() < cfg.p_colour_match:
+        if rng.random() < cfg.p_harmonise:
+            d = _harmonise(d, reals[i], float(rng.uniform(*cfg.harmonise_sigma)) * s)
+            jitter[i] = 0.0
+        elif rng.random() < cfg.p_colour_match:
             d = _colour_match(d, reals[i], masks[i], float(rng.uniform(0.5, 1.0)))
         donors[i] = d
     to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # noqa: E731
-    out = self_blend(to_t(reals), margin, rng, cfg.ellipse_p, masks=masks, source=to_t(donors))
+    out = self_blend(to_t(reals), margin, rng, cfg.ellipse_p, masks=masks, source=to_t(donors), jitter=jitter)
     out_u8 = ((out + 1.0) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     kinds = [f"{'cross' if c else 'self'}-{'parts' if p else 'face'}" for c, p in zip(cross, parts)]
     return out_u8, masks.astype(np.float32), kinds

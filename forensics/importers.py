@@ -144,6 +144,8 @@ class FoldersLayout(Layout):
                         source=source,
                         generator=generator,
                         family=(generator or "unknown") if label == "fake" else "real",
+                        # the source file's own name: data some sets carry only there (CIPLAB's region codes)
+                        extra={"source_path": str(f.relative_to(src))},
                     ),
                     opts,
                 )

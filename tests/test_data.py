@@ -104,6 +104,8 @@ def test_folders_import_normalises_every_class_the_same_way_and_resumes(folders_
     fake = rows["webp"]
     assert (fake.label, fake.generator, fake.source, fake.split) == ("fake", "gen1", "fake/gen1", "val")
     assert all(" " not in r.path for r in rows.values())  # output names are sanitised
+    # ... while the source file's own name is kept (CIPLAB-style sets carry their region codes only there)
+    assert fake.extra["source_path"].startswith("fake/gen1/") and (folders_src / fake.extra["source_path"]).is_file()
     assert json.loads((out / "import.json").read_text())["normalise"]["size"] == 32
 
     again = import_dataset(folders_src, out, layout="folders", norm=norm)

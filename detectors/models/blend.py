@@ -115,16 +115,20 @@ def self_blend(
     ellipse_p: float = 0.3,
     masks: np.ndarray | None = None,
     source: torch.Tensor | None = None,
+    jitter: float | np.ndarray = 1.0,
 ) -> torch.Tensor:
     """Self-blended images from a batch of normalised real faces ``(N, 3, S, S)``.
 
     ``masks`` ``(N, S, S)`` in [0, 1] replace the drawn face masks (e.g. :func:`random_part_mask`); ``source`` (same
     shape as ``x``) is the donor blended in instead of each face itself: another photo's face, with its own
-    history (a swap rather than a self-blend). Without either, the random stream is the one ``blend`` trained on."""
+    history (a swap rather than a self-blend); ``jitter`` (a number, or one per face) scales the colour / contrast
+    jitter (0: a donor already colour-matched to its target keeps its colour). Without them, the random stream is
+    the one ``blend`` trained on."""
     n, _, s, _ = x.shape
     # source: colour / contrast jitter plus a small affine warp of the same face
-    gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 3, 1, 1)).astype(np.float32)).to(x)
-    bias = torch.from_numpy(rng.uniform(-0.08, 0.08, (n, 3, 1, 1)).astype(np.float32)).to(x)
+    j = np.broadcast_to(np.asarray(jitter, np.float32), (n,)).reshape(n, 1, 1, 1)
+    gain = torch.from_numpy((1.0 + (rng.uniform(0.9, 1.1, (n, 3, 1, 1)) - 1.0) * j).astype(np.float32)).to(x)
+    bias = torch.from_numpy((rng.uniform(-0.08, 0.08, (n, 3, 1, 1)) * j).astype(np.float32)).to(x)
     src = (x if source is None else source) * gain + bias
     theta = torch.zeros(n, 2, 3)
     scale = torch.from_numpy(rng.uniform(0.95, 1.05, n).astype(np.float32))

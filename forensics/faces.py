@@ -189,16 +189,17 @@ class FastMTCNNDetector(FaceDetector):
     """MTCNN with facenet-pytorch's weights, run by :func:`forensics.facedetect.detect_mtcnn`: the default face stage of
     ``forensics scan`` (``ScanConfig.face_detector``).
 
-    Why it is the default (issue #34; ``python -m benchmarks.faces_speed``, ``benchmarks/results/faces.md``): it
-    keeps MTCNN's networks, so its boxes and 5 landmarks are those the shipped models were trained and calibrated on
-    (their ``native`` / ``align`` crops are cut from the landmarks), and it found 62 of the 63 labelled faces that
-    facenet-pytorch's MTCNN finds at full resolution (the scan's previous face stage, MTCNN on a 1024 px copy, found
-    61), while spending ~4x less CPU on a 512 px photo and ~3x less on a 1024 px one. The speed comes from the
-    plumbing (OpenCV pyramid, one R-Net / O-Net forward for every crop of a chunk: ~2.2x alone) and from two
-    parameters, measured against recall on the labelled set: ``factor`` 0.6 instead of 0.709 (fewer pyramid levels)
-    and ``min_face_size`` 24 instead of 20 (P-Net's cost grows with ``(side / smallest face)^2``; 32 was 1.6x faster
-    again but lost the two 25 px faces of the street video). The OpenCV cascade was slower still on these photos
-    (scale step 1.1), found 53 of the 69 labelled faces and gives no landmarks.
+    Why it is the default (issue #34; ``python -m benchmarks.faces_speed``, ``benchmarks/results/faces.md``, measured
+    on a loaded 2-core machine): it keeps MTCNN's networks, so its boxes and 5 landmarks are those the shipped models
+    were trained and calibrated on (their ``native`` / ``align`` crops are cut from the landmarks); on the labelled
+    set it found the same 98 of 107 faces as facenet-pytorch's MTCNN at full resolution (the scan's previous face
+    stage, that MTCNN on a 1024 px copy, found 95), while spending 4.9x less CPU on a 512 px photo and 4.4x less on
+    a 1024 px one. About half of that is plumbing (OpenCV pyramid, one R-Net / O-Net forward for every crop of a
+    chunk: 2.2x at MTCNN's own parameters); the rest is two parameters chosen against recall on the labelled set:
+    ``factor`` 0.6 instead of 0.709 (fewer pyramid levels) and ``min_face_size`` 32 instead of 20 (P-Net's cost
+    grows with ``(side / smallest face)^2``; 24 found 99 faces for 1.5x the CPU of 32, 28 found 96). The OpenCV
+    cascade was slower on these photos (scale step 1.1), found 78 of the 107 faces and gives no landmarks;
+    MediaPipe's BlazeFace cannot share the project's environment (see ``docs/faces.md``).
 
     ``min_face_size`` (px of the image given) and ``min_face_rel`` (fraction of its shorter side; the larger wins)
     bound the smallest face sought. ``thresholds`` are the P-, R- and O-Net thresholds; ``min_prob`` filters the

@@ -193,3 +193,17 @@ def test_labelled_set_is_well_formed_and_on_the_shared_data(shared_data: Path) -
         b = lab.boxes
         assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
         assert (b[:, [0, 2]] <= w).all() and (b[:, [1, 3]] <= h).all() and (b >= 0).all()
+
+
+def test_scan_entry_points_take_the_face_stage_from_the_scan_config(tiny_model, capsys) -> None:
+    """``forensics scan`` / ``serve``, ``forensics.scan`` and ``benchmarks.transfer`` (through ``forensics.scan``) build
+    their detector from ``ScanConfig``: changing its default changes all of them."""
+    from cli import main
+    from forensics.engines import LocalEngine
+
+    engine = LocalEngine(model=tiny_model, config=ScanConfig(device="cpu", evidence="none"))
+    assert engine.scanner.detector.name == ScanConfig.face_detector == "mtcnn-fast"
+    engine = LocalEngine(model=tiny_model, config=ScanConfig(device="cpu", evidence="none", face_detector="opencv"))
+    assert engine.scanner.detector.name == "opencv"
+    assert main(["scan", "--face-detector", "nope", "x.jpg"]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -207,3 +207,14 @@ def test_scan_entry_points_take_the_face_stage_from_the_scan_config(tiny_model, 
     assert engine.scanner.detector.name == "opencv"
     assert main(["scan", "--face-detector", "nope", "x.jpg"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_benchmark_runs_without_the_shared_data(monkeypatch) -> None:
+    """Without ``../shared/data`` the labelled set is empty and the speed photos are scikit-image's astronaut."""
+    import forensics.config
+    from benchmarks.faces_speed import load_images, load_labelled
+
+    monkeypatch.setattr(forensics.config, "shared_data_dir", lambda: None)
+    assert load_labelled() == []
+    imgs, source = load_images(3, 64)
+    assert len(imgs) == 3 and imgs[0].shape == (64, 64, 3) and "astronaut" in source

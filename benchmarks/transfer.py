@@ -126,6 +126,11 @@ def _variant_step(img: np.ndarray, step: str, variant: str) -> np.ndarray:
     raise DataError(f"unknown variant step '{step}' in '{variant}' (raw, jpegQ, downS[:kernel], centreP)")
 
 
+#: scan settings every protocol scores with besides the model (``--face-detector``, ``--detect-max-side``; empty:
+#: the scan defaults), recorded in each result: the face stage decides where the window lands
+SCAN_OVERRIDES: dict[str, Any] = {}
+
+
 def _score(model: Any, files: list[Path], threads: int) -> np.ndarray:
     """Calibrated P(fake) of each file through the scan pipeline (NaN where scan could not score it)."""
     from forensics import scan
@@ -133,7 +138,9 @@ def _score(model: Any, files: list[Path], threads: int) -> np.ndarray:
     out = np.full(len(files), np.nan)
     files = [f.resolve() for f in files]  # scan reports absolute paths
     index = {str(f): i for i, f in enumerate(files)}
-    for r in scan([str(f) for f in files], model=model, evidence="none", threads=threads, timeout_s=120):
+    results = scan([str(f) for f in files], model=model, evidence="none", threads=threads, timeout_s=120,
+                   **SCAN_OVERRIDES)
+    for r in results:
         if r.fake_probability is not None and r.path in index:
             out[index[r.path]] = float(r.fake_probability)
     return out
@@ -947,6 +954,14 @@ def select_transfer(root: Path) -> dict[str, Any]:
     }
 
 
+def _scan_settings() -> dict[str, Any]:
+    """The face-stage settings the scores were made with (the overrides over ``ScanConfig``'s defaults)."""
+    from forensics.scanning.config import ScanConfig
+
+    cfg = ScanConfig(**SCAN_OVERRIDES)
+    return {"face_detector": cfg.face_detector, "detect_max_side": cfg.detect_max_side}
+
+
 def run(
     model_ref: str, label: str, out: Path, data: Path, n: int, threads: int, protocols: list[str], split: str,
     recon: Path | None = None,
@@ -971,6 +986,7 @@ def run(
             "members": [m["sha256"] for m in model.card.get("training", {}).get("fused_from", [])],
         },
         "command": "python -m benchmarks.transfer " + " ".join(sys.argv[1:]),
+        "scan": _scan_settings(),
         "commit": git_describe(),
         "n_per_set": n,
         "split": split,
@@ -1000,6 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=400, help="files per set (0 = all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--protocol", action="append", choices=sorted(PROTOCOLS), default=None)
+    ap.add_argument("--face-detector", default=None, help="scan's face detector (default: the scan default)")
+    ap.add_argument("--detect-max-side", type=int, default=None, help="scan's detection side (default: scan's)")
     ap.add_argument("--split", choices=["crossval", "val"], default="crossval",
                     help="crossval: the test numbers; val: the selection numbers (shortcuts and real-sources only)")
     ap.add_argument("--recon", type=Path, default=None,
@@ -1041,6 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.out:
             ap.error("--out is required (or --table)")
+        SCAN_OVERRIDES.update({k: v for k, v in (("face_detector", args.face_detector),
+                                                 ("detect_max_side", args.detect_max_side)) if v is not None})
         default = VAL_PROTOCOLS if args.split == "val" else tuple(
             p for p in PROTOCOLS if p not in NEEDS_RECON or args.recon
         )

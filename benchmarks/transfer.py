@@ -492,7 +492,9 @@ def render(res: dict[str, Any]) -> str:
         f"# Transfer protocols: {res['label']} ({res.get('split', 'crossval')} split)",
         "",
         f"Model `{m['name']}` (weights sha256 `{m['sha256'][:16]}`), thresholds {json.dumps(m['thresholds'])}.",
-        f"Command: `{res['command']}` (commit {res['commit']}, {res['minutes']:.1f} min).",
+        f"Command: `{res['command']}` (commit {res['commit']}, {res['minutes']:.1f} min)."
+        + (f" Face stage: `{res['scan']['face_detector']}` at {res['scan']['detect_max_side']} px." if "scan" in res
+           else ""),
         "",
     ]
     sc = res["protocols"].get("shortcuts")

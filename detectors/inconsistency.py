@@ -307,10 +307,9 @@ def cooc_codes(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes(gray), codes(gray.T).T
 
 
-def blockiness(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, int]:
-    """JPEG 8x8 grid strength and phase: the mean absolute luma step between neighbouring columns and rows at
-    each offset mod 8 (inside ``mask``). A JPEG-compressed region has larger steps at its block boundaries;
-    returns (strongest phase's excess over the median phase, in log units; phase ``8 * py + px``)."""
+def block_profile(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Log mean absolute luma step between neighbouring columns (``ax``) and rows (``ay``) at each offset mod 8
+    (inside ``mask``), or None with too few samples: a JPEG-compressed region steps more at its block boundaries."""
     dx = np.abs(np.diff(gray, axis=1))
     dy = np.abs(np.diff(gray, axis=0))
     if mask is not None:
@@ -324,8 +323,17 @@ def blockiness(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[float,
     sy = np.bincount(np.broadcast_to(rows[:, None], dy.shape)[my], dy[my], minlength=8)
     ny = np.bincount(np.broadcast_to(rows[:, None], dy.shape)[my], minlength=8)
     if nx.min() < 4 or ny.min() < 4:
+        return None
+    return np.log(sx / nx + EPS), np.log(sy / ny + EPS)
+
+
+def blockiness(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, int]:
+    """JPEG 8x8 grid strength and phase (:func:`block_profile`): the strongest column and row offsets' excess over
+    the median offset (log units, mean of the two axes) and the phase ``8 * py + px`` (-1: too few samples)."""
+    prof = block_profile(gray, mask)
+    if prof is None:
         return 0.0, -1
-    ax, ay = np.log(sx / nx + EPS), np.log(sy / ny + EPS)
+    ax, ay = prof
     px, py = int(ax.argmax()), int(ay.argmax())
     strength = 0.5 * (ax[px] - np.median(ax) + ay[py] - np.median(ay))
     return float(strength), 8 * py + px
@@ -610,18 +618,22 @@ def cooc_map(mp: Maps, regions: Regions, win: int) -> np.ndarray:
 #: the fewest reference pixels a z-map rests on, and the smallest spread it divides by (log units for the noise and
 #: spectrum maps): a reference of a few similar pixels would make every other neighbourhood an outlier
 MIN_REFERENCE_PX, MAD_FLOOR = 256, 0.05
+#: the co-occurrence map's spread floor (its distances are ~1 where a neighbourhood is typical): a uniform
+#: surround (a plain wall) would otherwise make any face texture an extreme outlier
+COOC_Z_FLOOR = 0.25
 
 
-def surround_z(values: np.ndarray, regions: Regions, signed: bool = False) -> np.ndarray:
+def surround_z(values: np.ndarray, regions: Regions, signed: bool = False, floor: float = 0.0) -> np.ndarray:
     """``values`` as robust z-scores against the surround (median / 1.4826 MAD of the surround's pixels):
-    how unusual each neighbourhood would be *for this photo*. Absolute unless ``signed``."""
+    how unusual each neighbourhood would be *for this photo*. Absolute unless ``signed``; the spread is at least
+    ``floor`` (in ``values``' units; :data:`MAD_FLOOR` at the least)."""
     ref = values[regions.masks["surround"]]
     if ref.size < MIN_REFERENCE_PX:  # a face that fills its crop: the band joins the reference
         ref = values[regions.masks["surround"] | regions.masks["band"]]
     if ref.size < MIN_REFERENCE_PX:
         ref = values.ravel()
     med = float(np.median(ref))
-    mad = max(1.4826 * float(np.median(np.abs(ref - med))), MAD_FLOOR)
+    mad = max(1.4826 * float(np.median(np.abs(ref - med))), MAD_FLOOR, floor)
     z = (values - med) / mad
     return z.astype(np.float32) if signed else np.abs(z).astype(np.float32)
 
@@ -642,7 +654,7 @@ def anomaly_maps(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[dict[str, np.n
     maps = {
         "noise": surround_z(noise_level_map(mp, win), regions),
         "spectrum": surround_z(spectrum_map(mp, win), regions),
-        "cooc": surround_z(cooc_map(mp, regions, win), regions),
+        "cooc": surround_z(cooc_map(mp, regions, win), regions, floor=COOC_Z_FLOOR),
         "colour": (colour / scale).astype(np.float32),
     }
     return maps, regions

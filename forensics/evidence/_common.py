@@ -134,3 +134,18 @@ def per_face(subject, fn, reach: float = 3.0, grid: int = 1) -> tuple[list, np.n
         findings.append(finding)
         paste_max(heat, part, x0, y0)
     return findings, heat, scale
+
+
+#: how the face-vs-surround analyses word their strength scale (each analysis names its statistics)
+REAL_SCALE_TEXT = (
+    "0 = as typical real photos (the median of 300 shared training reals saved as JPEG q85), 1 = beyond 99 % of "
+    "them (python -m benchmarks.evidence_scales)"
+)
+
+
+def real_scale(value: float | None, median: float, p99: float) -> float:
+    """A statistic on the scale of real photos: 0 at their median, 1 at their 99th percentile (clipped): a strength
+    an analyst may read as "strong" is rare on real photos by construction."""
+    if value is None or not np.isfinite(value):
+        return 0.0
+    return float(np.clip((value - median) / max(p99 - median, 1e-9), 0.0, 1.0))

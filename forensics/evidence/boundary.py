@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import per_face
+from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
 
-#: a seam step this many times the typical ring-to-ring step reads 0 / 1
-STEP_ZERO, STEP_FULL = 2.0, 6.0
+#: the seam step (times the typical ring-to-ring step) of real photos: median and 99th percentile
+#: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
+STEP_SCALE = (3.93, 18.26)
 #: where a swap's seam lies (rho of the ring boundaries examined)
 SEAM_RHO = (0.8, 1.3)
 #: the smallest typical step per statistic (its units), so a flat synthetic region cannot make any step "huge"
@@ -88,8 +89,8 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     label="blend boundary (radial change)",
     description="Skin tone and sharpness steps along the face's boundary (swap / splice seams).",
     strength="the largest face's biggest step (skin tone, sharpness) between neighbouring rings of its ellipse where "
-    f"a swap's seam lies (rho {SEAM_RHO[0]:g}-{SEAM_RHO[1]:g}) against the typical step at the other rings: 0 at "
-    f"{STEP_ZERO:g}x or less, 1 at {STEP_FULL:g}x",
+    f"a swap's seam lies (rho {SEAM_RHO[0]:g}-{SEAM_RHO[1]:g}), over the typical step at the other rings, on the "
+    f"scale of real photos: {REAL_SCALE_TEXT}",
 )
 def blend_boundary(subject: EvidenceSubject) -> EvidenceResult:
     findings, heat, scale = per_face(subject, _face)
@@ -99,7 +100,7 @@ def blend_boundary(subject: EvidenceSubject) -> EvidenceResult:
     steps = findings[0]["steps"]
     name, worst = max(steps.items(), key=lambda kv: kv[1]["step_vs_typical"])
     ratio = worst["step_vs_typical"]
-    score = float(np.clip((ratio - STEP_ZERO) / (STEP_FULL - STEP_ZERO), 0.0, 1.0))
+    score = real_scale(ratio, *STEP_SCALE)
     details = {"faces": findings, "analysis_scale": scale}
     what = {"cb": "skin tone (blue-yellow)", "cr": "skin tone (red-green)", "luma": "skin brightness",
             "sharpness": "sharpness", "fine_band": "fine detail"}[name]  # fmt: skip

@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import per_face
+from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
 
-#: median robust z of the inner face's neighbourhoods that scores 1
-Z_CORE_FULL = 4.0
+#: the inner face's median robust z of real photos: median and 99th percentile
+#: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
+Z_SCALE = (0.577, 13.22)
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -26,7 +27,7 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     regions = inc.face_regions(pixels.shape[:2], lm)
     st = inc.region_stats(mp, regions)
     win = inc.window_px(inc.face_geometry(lm).eye_dist)
-    z = inc.surround_z(inc.cooc_map(mp, regions, win), regions, signed=True)
+    z = inc.surround_z(inc.cooc_map(mp, regions, win), regions, signed=True, floor=inc.COOC_Z_FLOOR)
     zc = float(np.median(z[regions.masks["core"]])) if regions.masks["core"].any() else 0.0
     finding = {
         "core_median_z": zc,
@@ -42,8 +43,8 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     scope="file",
     label="residual co-occurrence vs surround",
     description="Splicebuster-style residual co-occurrence statistics of the face vs. its surround.",
-    strength=f"how far the largest face's inner neighbourhoods lie from the surround's co-occurrence statistics: "
-    f"their median robust z-score / {Z_CORE_FULL:g} (1: a typical inner window is {Z_CORE_FULL:g} spreads out)",
+    strength="how far the largest face's inner neighbourhoods lie from the surround's co-occurrence statistics (their "
+    f"median robust z-score), on the scale of real photos: {REAL_SCALE_TEXT}",
 )
 def cooccurrence(subject: EvidenceSubject) -> EvidenceResult:
     findings, heat, scale = per_face(subject, _face)
@@ -51,7 +52,7 @@ def cooccurrence(subject: EvidenceSubject) -> EvidenceResult:
         return EvidenceResult("cooccurrence", "file", None, "No face to compare with its surround.",
                               {"analysis_scale": scale})  # fmt: skip
     zc = findings[0]["core_median_z"]
-    score = float(np.clip(zc / Z_CORE_FULL, 0.0, 1.0))
+    score = real_scale(zc, *Z_SCALE)
     details = {"faces": findings, "analysis_scale": scale}
     if score < 0.5:
         summary = (

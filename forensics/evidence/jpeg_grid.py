@@ -6,8 +6,8 @@ of *its* quality: re-saving the image at a range of qualities (Farid's JPEG ghos
 difference falls lowest near the quality it was last quantised at, so a face compressed at another quality before
 it was pasted has another difference curve than its surround. This analysis maps both, around each face:
 
-- **grid**: in 32 px windows (anchored on the file's grid), the 8x8 phase with the strongest block steps and how
-  strong they are; windows whose grid is strong and off the image's dominant phase are marked;
+- **grid**: in 32 px windows (anchored on the file's grid), how much more the window's own strongest 8x8 phase
+  steps than the image's dominant phase does there; windows where another grid clearly wins are off-grid;
 - **ghosts**: each 16 px neighbourhood's re-save difference curve over qualities 40-100 (normalised to its own
   range), and its distance from the surround's median curve.
 
@@ -22,31 +22,40 @@ import numpy as np
 from PIL import Image
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import per_face
+from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
 
 GHOST_QUALITIES = tuple(range(40, 101, 5))
 GRID_WINDOW, GRID_STRIDE = 32, 16
-#: a window's block-step excess (log units) above which its grid counts as present
-GRID_MIN = 0.08
+#: a window whose own best grid steps this much more (log units) than the image's grid does there is off-grid
+OFF_GRID_MIN = 0.2
 GHOST_WINDOW = 16
-#: mean absolute difference between normalised ghost curves that scores 1
+#: the face's off-grid window share and ghost-curve distance of real photos: median and 99th percentile
+#: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
+OFF_GRID_SCALE, GHOST_SCALE = (0.174, 0.769), (0.024, 0.1315)
+#: the ghost distance at which the map reads 1
 GHOST_FULL = 0.3
 
 
-def grid_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """Per window: block-step strength and phase ``(gy, gx)`` arrays, plus the whole image's phase and strength."""
-    from detectors.inconsistency import blockiness
+def grid_map(gray: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """Per window: how much stronger its own best 8x8 grid is than the image's grid at that window (log units,
+    mean of the two axes; 0 where the image's grid is the window's best), plus the image's phase and strength."""
+    from detectors.inconsistency import block_profile, blockiness
 
     g_strength, g_phase = blockiness(gray)
     h, w = gray.shape
     ys = list(range(0, max(1, h - GRID_WINDOW + 1), GRID_STRIDE))
     xs = list(range(0, max(1, w - GRID_WINDOW + 1), GRID_STRIDE))
-    strength = np.zeros((len(ys), len(xs)), np.float32)
-    phase = np.full((len(ys), len(xs)), -1, np.int64)
+    off = np.zeros((len(ys), len(xs)), np.float32)
+    if g_phase < 0:
+        return off, g_phase, g_strength
+    gx, gy = g_phase % 8, g_phase // 8
     for i, y in enumerate(ys):
         for j, x in enumerate(xs):
-            strength[i, j], phase[i, j] = blockiness(gray[y : y + GRID_WINDOW, x : x + GRID_WINDOW])
-    return strength, phase, g_phase, g_strength
+            prof = block_profile(gray[y : y + GRID_WINDOW, x : x + GRID_WINDOW])
+            if prof is not None:
+                ax, ay = prof
+                off[i, j] = 0.5 * (ax.max() - ax[gx] + ay.max() - ay[gy])
+    return off, g_phase, g_strength
 
 
 def ghost_curves(gray: np.ndarray) -> np.ndarray:
@@ -81,9 +90,9 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
 
     gray = inc.luma(pixels)
     regions = inc.face_regions(gray.shape, lm)
-    strength, phase, g_phase, g_strength = grid_map(gray)
-    off = (strength > GRID_MIN) & (phase != g_phase) & (g_strength > GRID_MIN / 2)
-    grid_heat = _upsample(np.where(off, strength, 0.0), GRID_STRIDE, gray.shape, GRID_STRIDE // 2)
+    off_by, g_phase, g_strength = grid_map(gray)
+    off = off_by > OFF_GRID_MIN
+    grid_heat = _upsample(off_by / (2 * OFF_GRID_MIN), GRID_STRIDE, gray.shape, GRID_STRIDE // 2)
     curves = ghost_curves(gray)
     centres = (np.arange(curves.shape[1]) * GHOST_WINDOW + GHOST_WINDOW // 2,
                np.arange(curves.shape[2]) * GHOST_WINDOW + GHOST_WINDOW // 2)  # fmt: skip
@@ -100,9 +109,9 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     else:
         dist, ghost, q_core, q_sur = np.zeros(curves.shape[1:]), 0.0, 0, 0
     ghost_heat = _upsample(dist / GHOST_FULL, GHOST_WINDOW, gray.shape, 0)
-    cy = np.minimum(np.arange(strength.shape[0]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[0] - 1)
-    cx = np.minimum(np.arange(strength.shape[1]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[1] - 1)
-    face_windows = regions.rho[np.ix_(cy, cx)] <= inc.BAND_RHO
+    cy = np.minimum(np.arange(off.shape[0]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[0] - 1)
+    cx = np.minimum(np.arange(off.shape[1]) * GRID_STRIDE + GRID_WINDOW // 2, gray.shape[1] - 1)
+    face_windows = regions.rho[np.ix_(cy, cx)] <= 1.0  # windows centred on the face a swap replaces
     finding = {
         "image_grid_phase": {"x": g_phase % 8, "y": g_phase // 8} if g_phase >= 0 else None,
         "image_grid_strength": g_strength,
@@ -111,7 +120,7 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
         "ghost_quality_core": q_core,
         "ghost_quality_surround": q_sur,
     }
-    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(grid_heat / 0.5, ghost_heat), 0.0)
+    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(grid_heat, ghost_heat), 0.0)
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 
@@ -120,9 +129,8 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     scope="file",
     label="JPEG grid / ghosts",
     description="JPEG block-grid phase and JPEG-ghost maps of the face vs. its surround (double compression).",
-    strength="the largest of: the share of the largest face's windows whose 8x8 grid is strong and off the image's "
-    f"phase, and its inner face's JPEG-ghost curve distance from the surround's / {GHOST_FULL:g}; none on "
-    "downscaled pixels",
+    strength="the larger of the largest face's share of off-grid windows and its inner face's JPEG-ghost curve "
+    f"distance from the surround's, each on the scale of real photos: {REAL_SCALE_TEXT}; none on downscaled pixels",
 )
 def jpeg_grid(subject: EvidenceSubject) -> EvidenceResult:
     if subject.pixel_scale != 1.0:
@@ -135,11 +143,13 @@ def jpeg_grid(subject: EvidenceSubject) -> EvidenceResult:
     if not findings:
         return EvidenceResult("jpeg-grid", "file", None, "No face to compare with its surround.", {"checked": True})
     f = findings[0]
-    score = float(np.clip(max(f["face_windows_off_grid"], f["ghost_distance_core"] / GHOST_FULL), 0.0, 1.0))
+    grid = real_scale(f["face_windows_off_grid"], *OFF_GRID_SCALE)
+    ghost = real_scale(f["ghost_distance_core"], *GHOST_SCALE)
+    score = max(grid, ghost)
     details = {"faces": findings, "checked": True}
     if score < 0.5:
         summary = "The face shares the image's JPEG grid and compression history (no misaligned grid, similar ghosts)."
-    elif f["face_windows_off_grid"] >= f["ghost_distance_core"] / GHOST_FULL:
+    elif grid >= ghost:
         summary = (
             f"{100 * f['face_windows_off_grid']:.0f} % of the face's windows carry an 8x8 grid off the image's: "
             "consistent with a region cut from another JPEG and pasted (non-aligned double compression); crops and "

@@ -15,10 +15,11 @@ import math
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import per_face
+from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
 
-#: |log ratio| of the noise levels and spectrum-slope difference that score 1
-NOISE_FULL, SLOPE_FULL = math.log(2.0), 1.0
+#: |log noise ratio| and |spectrum-slope difference| of real photos: median and 99th percentile
+#: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
+NOISE_SCALE, SLOPE_SCALE = (0.303, 2.209), (0.137, 0.963)
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -28,11 +29,13 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     regions = inc.face_regions(pixels.shape[:2], lm)
     st = inc.region_stats(mp, regions)
     win = inc.window_px(inc.face_geometry(lm).eye_dist)
-    zn = inc.surround_z(inc.noise_level_map(mp, win), regions)
+    zn = inc.surround_z(inc.noise_level_map(mp, win), regions)  # (z-maps fall back to band + surround alike)
     zs = inc.surround_z(inc.spectrum_map(mp, win), regions)
     heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(zn, zs) / inc.Z_FULL, 0.0)
-    core, sur = st["core"], st["surround"]
+    ref = "surround" if st["surround"]["n"] >= inc.MIN_REFERENCE_PX else "band"  # a face filling the photo
+    core, sur = st["core"], st[ref]
     finding = {
+        "reference": ref,
         "noise_ratio": math.exp(core["noise"] - sur["noise"]),
         "slope_difference": (core["e1"] - core["e2"]) - (sur["e1"] - sur["e2"]),
         "part_noise_ratio": {p: math.exp(st[p]["noise"] - st["skin"]["noise"]) for p in inc.PARTS},
@@ -46,8 +49,8 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     scope="file",
     label="noise level vs surround",
     description="Noise level and residual spectrum of the inner face vs. its surround.",
-    strength="the largest face's contrast with its surround: 1 = its noise level half or double the surround's "
-    "(|log ratio| >= log 2) or its finest-band spectrum slope 1 (an e-fold) off",
+    strength="the larger of the largest face's |log noise ratio| and |spectrum-slope difference| against its "
+    f"surround, each on the scale of real photos: {REAL_SCALE_TEXT}",
 )
 def surround_noise(subject: EvidenceSubject) -> EvidenceResult:
     findings, heat, scale = per_face(subject, _face)
@@ -56,7 +59,9 @@ def surround_noise(subject: EvidenceSubject) -> EvidenceResult:
             "surround-noise", "file", None, "No face to compare with its surround.", {"analysis_scale": scale}
         )
     f = findings[0]
-    score = min(1.0, max(abs(math.log(f["noise_ratio"])) / NOISE_FULL, abs(f["slope_difference"]) / SLOPE_FULL))
+    ratio = f["noise_ratio"]
+    noise = abs(math.log(ratio)) if ratio and math.isfinite(ratio) else None
+    score = max(real_scale(noise, *NOISE_SCALE), real_scale(abs(f["slope_difference"]), *SLOPE_SCALE))
     details = {"faces": findings, "analysis_scale": scale}
     r, s = f["noise_ratio"], f["slope_difference"]
     if score < 0.5:

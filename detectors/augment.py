@@ -188,6 +188,12 @@ class DeliveryConfig:
     #: to 0.25 a 512 px photo becomes the 128 px thumbnail platforms serve, while a 128 px thumbnail would become
     #: a 32 px face no upload has (the floor is applied only when the caller gives the image's side)
     min_side: int = 0
+    #: a source whose face window (the part inside the photo, its shorter side) is larger than this many pixels is
+    #: first resized (random kernel) so that window lies in [max_face / 2, max_face], before anything else (0: off).
+    #: Why: the only 512 px sources are one fake set (SD 1.4 blonde women) and one real set (Unsplash men), so "a
+    #: big face, shrunk by the crop" and its content become labels; normalising the scale of big sources leaves
+    #: the content only (applied only when the caller gives the window's side)
+    max_face: int = 0
 
     @classmethod
     def preset(cls, name: str) -> DeliveryConfig | None:
@@ -220,18 +226,24 @@ DELIVERY_PRESETS: dict[str, dict | None] = {
     "halving": {**_RESCALED, "p_halve": 0.4},
     "thumbnails": {**_RESCALED, "p_halve": 0.8},
     "quarter": {**_RESCALED, "p_halve": 0.3, "resample_range": (0.2, 1.0), "min_side": 96},
+    "quarter-faces": {**_RESCALED, "p_halve": 0.3, "resample_range": (0.2, 1.0), "min_side": 96, "max_face": 192},
 }
 
 RESAMPLE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")
 
 
 def random_delivery(
-    rng: np.random.Generator, cfg: DeliveryConfig, lossless: bool = False, side: int = 0
+    rng: np.random.Generator, cfg: DeliveryConfig, lossless: bool = False, side: int = 0, face: int = 0
 ) -> list[D.Op]:
     """Draw one delivery history as a list of deterministic ops (``resize`` changes the image size); ``lossless``:
     the source was stored without compression (see ``DeliveryConfig.p_lossless_jpeg``); ``side``: the image's
-    shorter side, for ``DeliveryConfig.min_side``."""
+    shorter side, for ``DeliveryConfig.min_side``; ``face``: the face window's side inside the photo, for
+    ``DeliveryConfig.max_face``."""
     ops: list[D.Op] = []
+    if cfg.max_face and face > cfg.max_face:  # drawn only then: other presets keep their random streams
+        target = float(rng.uniform(cfg.max_face / 2, cfg.max_face))
+        ops.append(D.op("resize", scale=target / face, interp=str(rng.choice(RESAMPLE_KERNELS))))
+        side = int(side * target / face)
     if lossless and rng.random() < cfg.p_lossless_jpeg:
         lo, hi = cfg.lossless_jpeg_range
         ops.append(D.op("jpeg", q=int(rng.integers(lo, hi + 1))))

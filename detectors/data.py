@@ -300,11 +300,23 @@ def face_view(
     if history is not None:
         img, lm = deliver(img, lm, list(history.ops))
     elif delivery is not None and rng is not None:
-        img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless, min(img.shape[:2])))
+        face = _face_side(img.shape, lm, size, margin) if delivery.max_face else 0
+        img, lm = deliver(img, lm, random_delivery(rng, delivery, item.lossless, min(img.shape[:2]), face))
     if lm is not None and crop == "native" and fr != Framing():
         return native_crop(img, lm, size, margin, edge, fr.zoom, fr.shift)
     faces = [] if lm is None else [Face.from_landmarks(lm)]
     return crop_faces(img, faces, CropSpec(size, crop, margin, edge))[0].pixels
+
+
+def _face_side(shape: tuple[int, ...], lm: np.ndarray | None, size: int, margin: float) -> int:
+    """The shorter side of the native window's part inside the photo (0 without landmarks)."""
+    if lm is None:
+        return 0
+    from forensics.faces import native_window
+
+    x0, y0, side = native_window(shape, lm, size, margin, "reflect")
+    h, w = shape[:2]
+    return max(0, min(min(x0 + side, w) - max(x0, 0), min(y0 + side, h) - max(y0, 0)))
 
 
 def crop_policy_gap(items: list, crop: str) -> str | None:

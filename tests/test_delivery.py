@@ -515,3 +515,14 @@ def test_tight_framings_are_balanced_between_the_classes():
     item = Item(Path("x.png"), 0, "g", "", "d", store="source", landmarks=LM - [100, 50], shape=(100, 100))
     assert 0.5 < window_outside(item, 128, 0.3) < 1  # a 100 px photo around a face whose window is ~200 px
     assert window_outside(Item(Path("x.png"), 0, "g", "", "d"), 128, 0.3) == 0.0  # an aligned crop: unknown
+
+
+def test_max_face_brings_big_sources_to_one_scale():
+    """``max_face``: a face window over the cap is first resized into [cap / 2, cap]; smaller ones are untouched
+    and draw nothing (the stream of the rest of the history is unchanged)."""
+    cfg = DeliveryConfig.preset("quarter-faces")
+    first = [random_delivery(np.random.default_rng(s), cfg, side=512, face=400)[0] for s in range(50)]
+    assert all(o.name == "resize" and 96 / 400 - 1e-9 <= dict(o.params)["scale"] <= 192 / 400 for o in first)
+    small = [str(o) for o in random_delivery(np.random.default_rng(3), cfg, side=128, face=120)]
+    assert small == [str(o) for o in random_delivery(np.random.default_rng(3), DeliveryConfig.preset("quarter"),
+                                                      side=128)]

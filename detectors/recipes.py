@@ -27,10 +27,11 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 DEFAULT_LICENCE = (
-    "Weights: Apache-2.0 like the code, trained by this project. Training data (UTKFace, FFHQ thumbnails, "
-    "thispersondoesnotexist StyleGAN2 faces, and the project's own generator outputs made from them) are "
-    "research / non-commercial sets; check their terms before commercial use. No training image is "
-    "redistributed in the weights file."
+    "Weights: research and non-commercial use only, following the terms of the data they were trained on "
+    "(UTKFace: non-commercial research; FFHQ thumbnails: CC BY-NC-SA 4.0; thispersondoesnotexist StyleGAN2 faces "
+    "and the project's own generator outputs made from these sets: research / non-commercial; Stable Diffusion 1.4 "
+    "and Unsplash images from repositories that state no licence of their own: research use). The code is "
+    "Apache-2.0; the weights are not. No training image is redistributed in the weights file."
 )
 
 RECIPES.add(

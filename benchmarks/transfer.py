@@ -115,6 +115,13 @@ def _variant_step(img: np.ndarray, step: str, variant: str) -> np.ndarray:
             s = float(factor)
             h, w = img.shape[:2]
             return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+        if step == "wipecorner":  # the StyleGAN2 scrape's faint watermark sits in the bottom-right corner
+            h, w = img.shape[:2]
+            y0, x0 = int(h * 0.88), int(w * 0.7)
+            band = img[max(0, 2 * y0 - h) : y0, x0:][::-1]  # the rows just above, mirrored: same texture, no mark
+            out = img.copy()
+            out[y0 : y0 + band.shape[0], x0:] = band
+            return out
         if step.startswith("centre"):
             f = float(step[6:]) / 100
             h, w = img.shape[:2]
@@ -123,7 +130,7 @@ def _variant_step(img: np.ndarray, step: str, variant: str) -> np.ndarray:
             return img[y0 : y0 + ch, x0 : x0 + cw]
     except (ValueError, KeyError):
         pass
-    raise DataError(f"unknown variant step '{step}' in '{variant}' (raw, jpegQ, downS[:kernel], centreP)")
+    raise DataError(f"unknown variant step '{step}' in '{variant}' (raw, jpegQ, downS[:kernel], centreP, wipecorner)")
 
 
 #: scan settings every protocol scores with besides the model (``--face-detector``, ``--detect-max-side``; empty:
@@ -274,6 +281,21 @@ def shortcuts(model: Any, data: Path, n: int, threads: int, work: Path, split: s
         "pairs": [asdict(p) for p in pairs],
         "note": "'raw' pairs PNG reals with JPEG fakes: the formats differ, so it is not a generator measurement",
     }
+
+
+def watermark(model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval") -> dict[str, Any]:
+    """Is the StyleGAN2 scrape's faint bottom-right watermark a cue? The shared pair (StyleGAN2 scrape vs FFHQ
+    thumbnails) as stored, and with the bottom-right corner of *both* classes replaced by the mirrored rows above
+    it (``wipecorner``); a model that reads the watermark loses AUC when it is gone."""
+    reals, fakes = split_files(data, FFHQ, split, n), split_files(data, SG2, split, n)
+    th = dict(model.thresholds)
+    pairs = []
+    for v in ("raw", "wipecorner", "jpeg75", "wipecorner+jpeg75"):
+        pr = _score(model, [_write_variant(f, work / "real" / v, v) for f in reals], threads)
+        pf = _score(model, [_write_variant(f, work / "fake" / v, v) for f in fakes], threads)
+        pairs.append(asdict(pair_metrics(f"stylegan2 vs ffhq, both {v}", pr, pf, th["fpr1"])))
+    return {"split": split, "pairs": pairs,
+            "note": "in-distribution pair; only the corner differs between the raw and wipecorner rows"}
 
 
 EXTERNAL_PAIRS = (
@@ -474,7 +496,7 @@ def _image_side(path: Path) -> int:
 
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "shortcuts": shortcuts, "real-sources": real_sources, "external-dev": external_dev,
-    "unseen-decoders": unseen_decoders, "transfer-val": transfer_val,
+    "unseen-decoders": unseen_decoders, "transfer-val": transfer_val, "watermark": watermark,
 }
 #: protocols that read the project's generated data (``--recon``), not only ``../shared/data``
 NEEDS_RECON = ("unseen-decoders",)
@@ -526,6 +548,9 @@ def render(res: dict[str, Any]) -> str:
                   "| variant | n | median P(fake) | flagged fpr1 | flagged fpr01 |", "|---|---|---|---|---|"]
         lines += [f"| {r['variant']} | {r['n']} | {r['median_p']:.3f} | {_flags(r)} |" for r in tv["reals"]]
         lines += ["", _pair_table(tv["pairs"]), ""]
+    wm = res["protocols"].get("watermark")
+    if wm:
+        lines += ["## watermark", "", f"{wm['note']} ({wm['split']} split).", "", _pair_table(wm["pairs"]), ""]
     ud = res["protocols"].get("unseen-decoders")
     if ud:
         seen = ", ".join(

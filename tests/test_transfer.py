@@ -288,3 +288,14 @@ def test_old_results_without_bounds_still_render():
     old = {"name": "x", "n_real": 1, "n_fake": 1, "auc": 0.5, "auc_ci": [0.5, 0.5], "reals_flagged_fpr1": 0.0,
            "tpr_fpr1": 0.0, "precision_fpr1": {"0.01": None}}
     assert "| x | 1 / 1 | 0.500 [0.500, 0.500] | 0.0 % | 0.00 | - |" in T._pair_table([old])
+
+
+def test_wipecorner_replaces_only_the_bottom_right_corner(tmp_path):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    src = tmp_path / "w.png"
+    cv2.imwrite(str(src), img)
+    out = cv2.imread(str(T._write_variant(src, tmp_path / "w", "wipecorner")))
+    changed = np.argwhere((out != img).any(-1))
+    assert changed[:, 0].min() >= 112 and changed[:, 1].min() >= 89  # rows >= 88 %, columns >= 70 %
+    assert np.array_equal(out[112:, 89:], img[96:112, 89:][::-1])  # the mirrored rows above it

@@ -28,7 +28,6 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -773,29 +772,3 @@ MEDIA_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif"}
     | {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 )
-
-
-def iter_media_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Expand files and directories (recursively, sorted, hidden entries skipped) into candidate media files.
-
-    Inside directories only files with a media extension are returned, so ``index.csv`` or ``README.md`` next to
-    the photos are not reported as bad media; files named explicitly are always returned (and fail loudly if they
-    are not media). A missing input is yielded as is so the caller reports it like any unreadable file.
-    """
-    seen: set[Path] = set()
-    for inp in inputs:
-        p = Path(inp)
-        if p.is_dir():
-            cands = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file()
-                and q.suffix.lower() in MEDIA_EXTENSIONS
-                and not any(part.startswith(".") for part in q.relative_to(p).parts)
-            )
-        else:
-            cands = [p]
-        for q in cands:
-            if q not in seen:
-                seen.add(q)
-                yield q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,6 @@ from forensics.faces import (
     crop_faces,
     extract_faces,
     get_face_detector,
-    iter_media_files,
     native_crop,
     native_window,
     similarity_transform,
@@ -290,13 +290,21 @@ def test_extract_config_validates():
         ExtractConfig(fps=-1)
 
 
-def test_iter_media_files_skips_non_media_in_directories(tmp_path):
-    (tmp_path / "sub").mkdir()
+def test_faces_extract_walks_folders_like_scan(tmp_path):
+    """``faces extract`` takes its files from the scan's expander: non-media and hidden entries in folders are
+    skipped, explicit files kept, and a symlink out of the folder is never followed (it read any file before)."""
+    from forensics.inputs import expand_paths
+
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
     for name in ("b.jpg", "sub/a.PNG", "index.csv", ".hidden.jpg"):
-        (tmp_path / name).write_bytes(b"x")
-    found = [p.relative_to(tmp_path).as_posix() for p in iter_media_files([tmp_path])]
+        (d / name).write_bytes(b"x")
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(b"x")
+    (d / "link.jpg").symlink_to(secret)
+    found = [os.path.relpath(p, d) for p in expand_paths([str(d)])]
     assert found == ["b.jpg", "sub/a.PNG"]
-    assert list(iter_media_files([tmp_path / "index.csv"])) == [tmp_path / "index.csv"]  # explicit files kept
+    assert expand_paths([str(d / "index.csv")]) == [str(d / "index.csv")]  # explicit files kept
 
 
 def test_faces_extract_cli_reports_bad_files_and_goes_on(tmp_path, astronaut, capsys):

@@ -84,13 +84,15 @@ def extract(
     """
     from forensics.dataset import ManifestRow, ManifestWriter
     from forensics.errors import ForensicsError
-    from forensics.faces import ExtractConfig, extract_faces, get_face_detector, iter_media_files
+    from forensics.faces import ExtractConfig, extract_faces, get_face_detector
     from forensics.hashing import sha256_bytes
+    from forensics.inputs import expand_paths
 
     if every is not None and fps is not None:
         raise UsageError("--every and --fps are mutually exclusive")
     cfg = ExtractConfig(size=size, margin=margin, every=every or 1, fps=fps, max_faces=max_faces)
-    files = list(iter_media_files(inputs))
+    # the scan's input rules (folders sorted, hidden entries and non-media skipped, symlinks out of a folder refused)
+    files = [Path(p) for p in expand_paths([str(i) for i in inputs])]
     if not files:
         raise UsageError(f"no media files found in {', '.join(map(str, inputs))}")
     det = get_face_detector(detector, device=device, **({"min_prob": min_prob} if min_prob is not None else {}))

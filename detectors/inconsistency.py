@@ -42,6 +42,9 @@ COOC_BINS = (2 * COOC_T + 1) ** 4
 PARTS = ("left_eye", "right_eye", "nose", "mouth")
 REGIONS = ("core", "band", "surround", "skin", *PARTS)
 EPS = 1e-6
+#: the version of :func:`crop_features` (bump it with any change of what a column means): a ``surround`` model file
+#: records the version it was fitted on and is refused by code that computes another
+FEATURES_VERSION = 1
 TEXTURE = ("noise", "e1", "e2", "e3")
 COLOUR = ("y", "cb", "cr")
 #: the contrasts the detector reads: (a, b) region pairs compared by difference of their statistics

@@ -162,6 +162,10 @@ def test_surround_detector_trains_on_reals_only_saves_and_explains(tmp_path):
     m.detector.cfg.n_features += 1
     with pytest.raises(Exception, match="features"):
         m.logits(list(vx[:1]))
+    m.detector.cfg.n_features -= 1
+    m.detector.cfg.features = inc.FEATURES_VERSION + 1  # same count, other meaning: refused too
+    with pytest.raises(Exception, match="version"):
+        m.logits(list(vx[:1]))
 
 
 def test_fused_model_explains_each_face_with_the_member_that_decided_it():

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from detectors.base import ArrayData, Detector, DetectorConfig
+from detectors.inconsistency import FEATURES_VERSION
 from detectors.registry import register_detector
 
 
@@ -138,6 +139,8 @@ class SurroundConfig(DetectorConfig):
     #: the length of :func:`detectors.inconsistency.crop_features` the trees were fitted on (set by ``post_fit``): a
     #: model file whose count differs from the code's is refused instead of reading the wrong columns
     n_features: int = 0
+    #: :data:`detectors.inconsistency.FEATURES_VERSION` when fitted (files before the key: 1)
+    features: int = 1
     #: find the face in the crop (O-Net, ~10 ms) instead of assuming it at the template: ``native`` windows are
     #: clamped to tightly framed photos, whose faces then fill more of the crop than the template says
     locate: bool = True
@@ -196,12 +199,15 @@ class SurroundDetector(Detector):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
-        if self.cfg.n_features and f.shape[0] and f.shape[1] != self.cfg.n_features:
+        if (self.cfg.n_features and f.shape[0] and f.shape[1] != self.cfg.n_features) or (
+            self.cfg.features != FEATURES_VERSION
+        ):
             from forensics.errors import ModelFileError
 
             raise ModelFileError(
-                f"surround: this model was fitted on {self.cfg.n_features} features, the code computes "
-                f"{f.shape[1]}: retrain it (detectors.inconsistency.crop_features changed)"
+                f"surround: this model was fitted on {self.cfg.n_features} features of version {self.cfg.features}, "
+                f"the code computes {f.shape[1]} of version {FEATURES_VERSION}: retrain it "
+                "(detectors.inconsistency.crop_features changed)"
             )
         z = tree_logits(f, self.feature, self.threshold, self.left, self.right, self.value, self.init, self.cfg.depth)
         return z.float()
@@ -252,5 +258,6 @@ class SurroundDetector(Detector):
         c = self.cfg
         trees = BoostedTrees(c.n_trees, c.depth, c.learning_rate, c.subsample, c.max_features, c.seed).fit(feats, ys)
         self.cfg.n_features = int(feats.shape[1])
+        self.cfg.features = FEATURES_VERSION
         for name, arr in zip(("feature", "threshold", "left", "right", "value", "init"), trees.arrays()):
             getattr(self, name).copy_(torch.from_numpy(np.asarray(arr)))

@@ -319,3 +319,29 @@ def test_jpeg_grid_sees_a_face_from_a_shifted_jpeg(tmp_path: Path) -> None:
     sub.pixel_scale = 0.5
     (r_small,) = run_file_evidence(["jpeg-grid"], sub)
     assert r_small.score is None and r_small.details["checked"] is False
+
+
+def test_scan_hands_the_detected_landmarks_to_file_analyses(tmp_path: Path, tiny_model: str, monkeypatch) -> None:
+    """The surround analyses place the inner face, band and surround from the detector's 5 landmarks; a scan must
+    pass them (in the analysed pixels' coordinates) instead of leaving the analyses to guess from the box."""
+    from PIL import Image
+    from skimage import data
+
+    import forensics.scanning.scanner as S
+    from forensics import scan
+
+    seen: list[EvidenceSubject] = []
+
+    def capture(names, subject):
+        seen.append(subject)
+        return []
+
+    monkeypatch.setattr(S, "run_file_evidence", capture)
+    path = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    (res,) = list(scan([str(path)], model=tiny_model, evidence="surround-noise"))
+    assert res.faces and not res.no_face and len(seen) == 1
+    (lm,) = seen[0].face_landmarks
+    (box,) = seen[0].face_boxes
+    assert lm.shape == (5, 2)
+    assert all(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in lm)  # the landmarks of that face

@@ -64,10 +64,16 @@ class ImageScanning:
             per_image[i].append(fr)
             crop_share[i] += 1
         # file-scope evidence for each image runs in the pool while Grad-CAM runs here
+        # the detector's landmarks (in ld.pixels coordinates) let the surround analyses place the face regions
+        marks: list[list[Any]] = [[] for _ in images]
+        for i, f, _, no_face in owners:
+            if not no_face:
+                marks[i].append(f.landmarks)
         ev_futs = [
             pool.submit(self._file_evidence, ld.item.path, "image", ld.pixels,
-                        [[v * ld.work_scale for v in fr.box] for fr in fs if not fr.no_face], ld.info, ld.work_scale)
-            for ld, fs in zip(images, per_image)
+                        [[v * ld.work_scale for v in fr.box] for fr in fs if not fr.no_face], ld.info, ld.work_scale,
+                        marks[i])
+            for i, (ld, fs) in enumerate(zip(images, per_image))
         ]  # fmt: skip
         out = []
         n_imgs, n_crops = len(images), max(1, len(crops))

@@ -226,7 +226,8 @@ class Scanner(ImageScanning, VideoScanning):
 
     # -- evidence -----------------------------------------------------------------------------------------------
     def _file_evidence(
-        self, path: str, kind: str, pixels: np.ndarray, boxes: list, info: Any, scale: float = 1.0
+        self, path: str, kind: str, pixels: np.ndarray, boxes: list, info: Any, scale: float = 1.0,
+        landmarks: list | None = None,
     ) -> tuple[list[EvidenceResult], float]:
         t0 = time.perf_counter()
         names = self.config.evidence
@@ -235,7 +236,7 @@ class Scanner(ImageScanning, VideoScanning):
         subject = EvidenceSubject(
             path=path, media_type=kind, pixels=pixels, face_boxes=[tuple(b) for b in boxes],
             container=str(getattr(info, "container", "") or ""), exif=dict(getattr(info, "exif", {}) or {}),
-            pixel_scale=scale,
+            pixel_scale=scale, face_landmarks=[np.asarray(lm, dtype=np.float64) for lm in landmarks or []],
         )  # fmt: skip
         res = run_file_evidence(names, subject)
         if not self.config.keep_images:

@@ -103,7 +103,8 @@ class VideoScanning:
         follow = _Follow()
         faces: list[FaceResult] = []
         fallback: list[tuple[int, float, np.ndarray]] = []
-        best: tuple[float, np.ndarray | None, list] = (-1.0, None, [])  # (max p, frame pixels, boxes)
+        # (max p, frame pixels, boxes, landmarks) of the frame whose face scored highest
+        best: tuple[float, np.ndarray | None, list, list] = (-1.0, None, [], [])
         first_frame: np.ndarray | None = None
         det_ms = model_ms = align_ms = 0.0
         sampled = 0
@@ -133,6 +134,7 @@ class VideoScanning:
                 probs, ms = self._predict(crops)
                 model_ms += ms
                 frame_best: dict[int, tuple[float, Any]] = {}
+                frame_marks: dict[int, list] = {}
                 for (fr, f, tid, aligned), crop, p in zip(meta, crops, probs):
                     faces.append(
                         FaceResult(
@@ -143,10 +145,11 @@ class VideoScanning:
                     )  # fmt: skip
                     if p > frame_best.get(fr.index, (-1.0, None))[0]:
                         frame_best[fr.index] = (float(p), fr)
+                    frame_marks.setdefault(fr.index, []).append(f.landmarks)
                 for p, fr in frame_best.values():
                     if p > best[0]:
                         boxes = [fc.box for fc in faces if fc.frame == fr.index]
-                        best = (p, fr.pixels.copy(), boxes)
+                        best = (p, fr.pixels.copy(), boxes, frame_marks.get(fr.index, []))
                 drop_crops_beyond_top(faces, cfg.explain_faces)  # memory: keep only the crops Grad-CAM may use
         except ScanTimeoutError:
             stuck = True
@@ -198,7 +201,7 @@ class VideoScanning:
         ev_ms = (time.perf_counter() - t_ev) * 1000
         if rep is not None and cfg.evidence:
             deadline.check("before evidence")
-            fut = pool.submit(self._file_evidence, ld.item.path, "video", rep, best[2], info)
+            fut = pool.submit(self._file_evidence, ld.item.path, "video", rep, best[2], info, 1.0, best[3])
             file_ev, ms = deadline.wait(pool, fut, "during evidence analyses")
             res.evidence, ev_ms = file_ev, ev_ms + ms
         if cfg.keep_images and rep is not None:

@@ -40,7 +40,9 @@ def test_real_variants_shift_against_raw():
     scores = {"raw": np.full(10, 0.1), "jpeg75": np.r_[np.full(9, 0.3), 0.99]}
     rows = {r.variant: r for r in T.real_variants(scores, {"fpr1": 0.9, "fpr01": 0.995, "balanced": 0.5})}
     assert rows["raw"].median_shift == 0 and rows["jpeg75"].median_shift == pytest.approx(0.2)
-    assert rows["jpeg75"].flagged == {"fpr01": 0.0, "fpr1": pytest.approx(0.1)}  # balanced is not an FPR preset
+    # balanced counts too: the default policy's rate on unseen reals is what a moderation user needs documented
+    assert rows["jpeg75"].flagged == {"balanced": pytest.approx(0.1), "fpr01": 0.0, "fpr1": pytest.approx(0.1)}
+    assert rows["raw"].flagged == {"balanced": 0.0, "fpr01": 0.0, "fpr1": 0.0}
 
 
 def test_variants_are_what_their_names_say(tmp_path):

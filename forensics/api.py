@@ -14,7 +14,6 @@ import sys
 from typing import Any
 
 from forensics.errors import UsageError
-from forensics.thresholds import DEFAULT_POLICY
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -54,7 +53,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     if not o.get("no_table") and not quiet and not stdout_taken:  # -q: "no progress bar or table" (--help)
         specs.append(("table", "-"))
     config = ScanConfig(
-        threshold=o.get("threshold", DEFAULT_POLICY),
+        threshold=o.get("threshold"),
         evidence=evidence,
         device=o.get("device", "auto"),
         batch=o.get("batch", 16),

@@ -32,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not any(DEMO_DIR.iterdir()):
             raise ForensicsError(f"{DEMO_DIR}: no demo media bundled")
-        run_scan(
-            [str(DEMO_DIR)], report_out=args.out, model=args.model, device=args.device, evidence="all",
-            threshold="balanced",
-        )  # fmt: skip
+        run_scan([str(DEMO_DIR)], report_out=args.out, model=args.model, device=args.device, evidence="all")
     except ForensicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

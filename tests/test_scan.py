@@ -278,6 +278,20 @@ def test_threshold_policy_resolution() -> None:
         ScanConfig(evidence="ela,nope")
 
 
+def test_default_policy_is_fpr1_and_named_policies_never_fall_back() -> None:
+    """No ``--threshold``: ``fpr1`` where the model stores it, ``balanced`` for a file without one (plugins, old
+    files); a policy asked for by name is never swapped for another."""
+    from forensics.errors import ModelFileError
+
+    assert ScanConfig().threshold is None  # resolved against the model, not before it is loaded
+    assert ThresholdPolicy.resolve(None, {"balanced": 0.4, "fpr1": 0.8}) == ThresholdPolicy("fpr1", 0.8)
+    assert ThresholdPolicy.resolve(None, {"balanced": 0.4}) == ThresholdPolicy("balanced", 0.4)
+    with pytest.raises(ModelFileError, match=r"model has no 'fpr1' threshold \(has: balanced\)"):
+        ThresholdPolicy.resolve("fpr1", {"balanced": 0.4})
+    with pytest.raises(ModelFileError, match="no default threshold .*pass --threshold"):
+        ThresholdPolicy.resolve(None, {"fpr01": 0.9})
+
+
 def test_inputs_globs_and_stdin(tmp_path: Path) -> None:
     import io
 

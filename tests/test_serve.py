@@ -222,7 +222,8 @@ def test_probes_model_card_and_api_key(server: Server) -> None:
     shipped = json.loads((REPO_ROOT / "forensics/assets/models/default/model.json").read_text())
     assert card["name"] == shipped["name"] and card["sha256"] == shipped["weights_sha256"]
     assert set(card["thresholds"]) == {"balanced", "fpr1", "fpr01"}
-    assert card["active_threshold"]["policy"] == "balanced"
+    # no --threshold: the default policy, fpr1 (balanced flags a fifth of unseen real photos: forensics.thresholds)
+    assert card["active_threshold"] == {"policy": "fpr1", "value": shipped["thresholds"]["fpr1"]}
     # how many validation reals each preset rests on, and whether its FPR is estimable, exactly as the card says
     assert card["threshold_support"] == shipped["threshold_support"] and set(card["threshold_support"]) >= {"fpr1"}
     assert all(isinstance(v["estimable"], bool) and v["n_real"] > 0 for v in card["threshold_support"].values())
@@ -434,7 +435,7 @@ def test_metrics_count_verdicts_by_policy(server: Server, face_png: bytes) -> No
     so a dashboard can watch the flag rate drift; a file that could not be scored has no verdict and adds none."""
     _, _, rec = server.json("POST", "/v1/scan", body=face_png)
     key = (rec["threshold"]["policy"], rec["verdict"])
-    assert key[0] == "balanced" and key[1] in ("flagged", "not_flagged")
+    assert key[0] == "fpr1" and key[1] in ("flagged", "not_flagged")  # the default policy
     before = _verdict_counts(server)
     assert before.get(key, 0) >= 1
     server.request("POST", "/v1/scan", body=face_png)

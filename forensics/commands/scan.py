@@ -43,9 +43,11 @@ class ThresholdType(click.ParamType):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model", default="default", show_default=True,
               help="Model directory / model.json / .safetensors, or an installed model name.")
-@click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
-              help="Verdict policy from the model file, any case (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR; a "
-              "policy the model card marks not estimable logs a warning), or a probability.")
+@click.option("--threshold", type=ThresholdType(), default=None,
+              help=f"Verdict policy from the model file, any case (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR; a "
+              "policy the model card marks not estimable logs a warning), or a probability. Default: "
+              f"{DEFAULT_POLICY} (balanced for a model file without one): balanced flags about a fifth of real "
+              "photos from sources the shipped model never saw (docs/scan.md).")
 @click.option("--evidence", cls=RegistryHelpOption, default="auto", show_default=True,
               help=evidence_help)
 @click.option("--json", "json_out", metavar="FILE", help="Write all records as one JSON array ('-' = stdout).")

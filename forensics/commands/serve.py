@@ -33,8 +33,9 @@ MiB = 1024 * 1024
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Scanner processes (each loads the model once; about one per CPU core or GPU).")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per scanner process.")
-@click.option("--threshold", type=ThresholdType(), default=DEFAULT_POLICY, show_default=True,
-              help="Verdict policy, any case: balanced, fpr1, fpr01, or a probability.")
+@click.option("--threshold", type=ThresholdType(), default=None,
+              help=f"Verdict policy, any case: balanced, fpr1, fpr01, or a probability. Default: {DEFAULT_POLICY} "
+              "(balanced for a model file without one).")
 @click.option("--evidence", default="none", show_default=True,
               help="Evidence analyses added to every record: none, all, or a comma list.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")

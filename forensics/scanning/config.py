@@ -9,14 +9,14 @@ from typing import Any
 from forensics.config import ASSETS_DIR
 from forensics.errors import ModelFileError, UsageError
 from forensics.evidence import resolve_evidence
-from forensics.thresholds import DEFAULT_POLICY, parse_threshold
+from forensics.thresholds import parse_threshold
 
 
 @dataclass
 class ScanConfig:
     """Every knob of a scan; the CLI options map 1:1 onto these fields."""
 
-    threshold: str | float = DEFAULT_POLICY
+    threshold: str | float | None = None  # None: the model's default policy (forensics.thresholds.DEFAULT_POLICIES)
     evidence: str | list[str] = "all"
     device: str = "auto"
     batch: int = 16  # files per chunk (images) / frames per detector call (videos) / crops per forward

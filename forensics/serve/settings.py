@@ -9,7 +9,6 @@ from typing import Any
 
 from forensics.errors import UsageError
 from forensics.scanning.config import ScanConfig
-from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
 
@@ -35,7 +34,7 @@ class ServeSettings:
     max_batch_files: int = 64
     root: str | None = None  # server-side paths allowed under this folder; None = uploads only
     api_keys: tuple[str, ...] = field(default=(), repr=False)
-    threshold: str | float = DEFAULT_POLICY
+    threshold: str | float | None = None  # None: the model's default policy
     evidence: str = "none"
     device: str = "auto"
     face_detector: str = ScanConfig.face_detector

@@ -240,7 +240,11 @@ def real_variants(scores: dict[str, np.ndarray], thresholds: dict[str, float]) -
 # protocols
 # ----------------------------------------------------------------------------------------------------------------
 def _sample(folder: Path, n: int, pattern: str = "*") -> list[Path]:
-    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    """The first ``n`` media files of ``folder`` (all with ``n`` 0) in name order; a set's ``index.csv`` and other
+    non-media files are not samples (with ``--n 0`` the shared crossval folders' index was scored as an image)."""
+    from forensics.faces import MEDIA_EXTENSIONS
+
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
     if not files:
         raise DataError(f"{folder}: no files")
     return files[:n] if n else files

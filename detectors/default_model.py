@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from detectors.recipes import DEFAULT_LICENCE
 from forensics.config import ASSETS_DIR, REPO_ROOT
 from forensics.errors import DataError, ForensicsError
 
@@ -526,6 +527,9 @@ def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
     if args.selection_transfer:
         card["selection_transfer"] = json.loads(args.selection_transfer.read_text(encoding="utf-8"))
     card["intended_use"], card["out_of_scope"] = INTENDED_USE, OUT_OF_SCOPE
+    # every default model is trained on the shared and pinned sources only (no other face set may be used), so its
+    # weights carry their research / non-commercial terms, whatever an older card said (v14 was written Apache-2.0)
+    card["licence"] = DEFAULT_LICENCE
     card["failure_modes"] = failure_modes(card, res)
     if args.grouped_loo:
         run = json.loads((args.grouped_loo / "results.json").read_text(encoding="utf-8"))["run"]

@@ -301,3 +301,15 @@ def test_wipecorner_replaces_only_the_bottom_right_corner(tmp_path):
     changed = np.argwhere((out != img).any(-1))
     assert changed[:, 0].min() >= 112 and changed[:, 1].min() >= 89  # rows >= 88 %, columns >= 70 %
     assert np.array_equal(out[112:, 89:], img[96:112, 89:][::-1])  # the mirrored rows above it
+
+
+def test_sample_takes_media_files_only(tmp_path):
+    """``--n 0`` scores every file of a folder: a set's ``index.csv`` is not a sample (it was scored as an image)."""
+    for name in ("b.png", "a.JPG", "index.csv", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in T._sample(tmp_path, 0)] == ["a.JPG", "b.png"]
+    assert [p.name for p in T._sample(tmp_path, 1)] == ["a.JPG"]
+    for name in ("a.JPG", "b.png"):
+        (tmp_path / name).unlink()
+    with pytest.raises(T.DataError, match="no files"):
+        T._sample(tmp_path, 0)

@@ -342,6 +342,16 @@ def real_sources(model: Any, data: Path, n: int, threads: int, work: Path, split
     return {"split": split, "groups": rows}
 
 
+#: what the real-sources rows are and are not: printed under their table, since the rows look like test rates
+REAL_SOURCES_NOTE = (
+    "**In-sample rows.** Every row here comes from a source the model trained on, and the validation reals (the "
+    "UTKFace rows, and FFHQ on the val split) are the ones its threshold presets were fitted on: they show how the "
+    "flag rate differs between sources and between UTKFace's race and gender groups, not the false-positive rate "
+    "on new photos. That is measured on reals from sources absent from training: the external-dev and "
+    "transfer-val real tables."
+)
+
+
 def external_dev(model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval") -> dict[str, Any]:
     """The evaluation-only external pairs, files as they are (both sides JPEG in every pair)."""
     root = data / "external_dev"
@@ -551,7 +561,7 @@ def render(res: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         lines += [f"| {g['group']} | {g['n']} | {g['median_p']:.3f} | {_flags(g)} |" for g in rs["groups"]]
-        lines.append("")
+        lines += ["", REAL_SOURCES_NOTE, ""]
     ex = res["protocols"].get("external-dev")
     if ex:
         lines += ["## external-dev", "", f"{ex['root']}.", "", _pair_table(ex["pairs"]), ""]

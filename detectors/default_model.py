@@ -115,6 +115,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     lines += _support_lines(card.get("threshold_support") or {})
     lines += _hold_lines(t.get("threshold_hold") or {})
     lines += _selection_transfer_lines(card.get("selection_transfer") or {})
+    lines += _ablation_lines(card.get("selection_transfer") or {})
     lines += _selection_lines(card.get("selection") or {})
     lines += _transfer_lines(card.get("transfer") or {})
     lines += _grouped_loo_lines(card.get("grouped_loo") or {})
@@ -154,13 +155,17 @@ DATASET_COMMANDS = {
 
 #: what the model is for, written into ``model.json`` (``intended_use``) so the report and the service show it
 INTENDED_USE = (
-    "Triage of face photos for fully generated faces (GAN and diffusion portraits): an analyst's first look, with "
-    "the report's evidence beside the score, and a moderation queue's ordering under a stated false-positive "
-    "policy. Scores are evidence, not proof; the measured transfer to generators absent from training is in the "
-    "transfer_val table of this card."
+    "Triage of face photos for fully generated faces of the kind it measurably finds on generators absent from "
+    "training: StyleGAN-family portraits at ordinary portrait framing (see the transfer_val table). An analyst's "
+    "first look, with the report's evidence beside the score, and a moderation queue's ordering under the default "
+    "fpr1 policy. Scores are evidence, not proof."
 )
 OUT_OF_SCOPE = [
     "Sole grounds for any decision about a person (identity, legal, employment, account removal without review).",
+    "Diffusion-generated faces and PGGAN-era GAN faces: measured at or below chance on transfer_val (Stable "
+    "Diffusion portraits score as more real than photos).",
+    "Faces cropped tightly (the face filling most of the frame): the verdict sinks toward 'real' for fakes and "
+    "reals alike (transfer_val centre 75 % rows).",
     "Face swaps, reenactments and hand-made splices: this model looks for generation traces, not blending (see "
     "the failure modes for the measured numbers).",
     "Images without a detectable face (the score then comes from a centre crop and is flagged `no_face`).",
@@ -256,6 +261,33 @@ def _selection_transfer_lines(sel: dict) -> list[str]:
     return lines
 
 
+#: the ablation rows of issue #30 (labels in the transfer_val selection), each adding one ingredient to the last
+ABLATIONS = {
+    "abl-R": "real-world sources only (shared scrapes + SD 1.4 / Unsplash)",
+    "abl-RG": "+ the internal GAN suite",
+    "abl-RGA": "+ autoencoder reconstructions of the reals",
+    "abl-RGAS": "+ self-blended images",
+}
+
+
+def _ablation_lines(sel: dict) -> list[str]:
+    """The design-premise ablations from the transfer_val selection record: same recipe (``transfer-npr``, 2000
+    steps from scratch), one training ingredient added per row, scored like every candidate."""
+    rows = {c["label"]: c for c in sel.get("candidates", []) if c["label"] in ABLATIONS}
+    if not rows:
+        return []
+    lines = ["", "## Ablations (transfer_val: does each training ingredient help on generators never seen?)", "",
+             "| row | training data | worst GAN pair raw / centre 75 % / 0.25x | SD 1.x raw (cross-source) | "
+             "worst cell | mean | FFHQ-512 reals flagged fpr1 |", "|---|---|---|---|---|---|---|"]
+    for label, what in ABLATIONS.items():
+        c = rows.get(label)
+        if c:
+            lines.append(f"| {label} | {what} | {c['worst_matched_raw']:.3f} / {c['worst_matched_centre75']:.3f} / "
+                         f"{c['worst_matched_quarter']:.3f} | {c['sd_raw']:.3f} | {c['worst_cell']:.3f} | "
+                         f"{c['mean_auc']:.3f} | {100 * c['worst_real_flag_fpr1']:.1f} % |")
+    return lines
+
+
 def _delivery_lines(d: dict) -> list[str]:
     if not d or d.get("preset", "none") == "none":
         return ["", "## Delivery histories", "", "None: images were used as stored."]
@@ -338,7 +370,8 @@ def md_sections(markdown: str, heading: str | None = None) -> list[str]:
 def _transfer_lines(report: dict) -> list[str]:
     if not report:
         return []
-    return ["", "## Transfer results (crossval and external_dev: tests, never selection inputs)", "",
+    return ["", "## Results through `forensics scan` (transfer_val: what selection reads; external_dev and the "
+            "in-distribution crossval pair: tests, never selection inputs)", "",
             f"From `{portable(report['command'])}`:", "", *md_sections(report["markdown"])]
 
 

@@ -333,6 +333,22 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     assert "| ours |" in text and "**crossval**" in text
 
 
+def test_card_ablation_table_reads_the_transfer_selection():
+    """The card's ablation table (#30) comes from the transfer_val selection record, one row per ingredient in the
+    order they were added, rows never run left out, other candidates ignored."""
+    from detectors.default_model import _ablation_lines
+
+    def cand(label, worst):
+        return {"label": label, "worst_matched_raw": 0.5, "worst_matched_centre75": 0.45, "worst_matched_quarter": 0.4,
+                "sd_raw": 0.3, "worst_cell": worst, "mean_auc": 0.55, "worst_real_flag_fpr1": 0.013}
+
+    lines = _ablation_lines({"candidates": [cand("abl-RG", 0.301), cand("v14", 0.234), cand("abl-R", 0.14)]})
+    rows = [line for line in lines if line.startswith("| abl-")]
+    assert [r.split(" | ")[0] for r in rows] == ["| abl-R", "| abl-RG"]
+    assert "| 0.500 / 0.450 / 0.400 | 0.300 | 0.301 | 0.550 | 1.3 % |" in rows[1]
+    assert _ablation_lines({"candidates": [cand("v14", 0.2)]}) == []
+
+
 def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     """--match-res: reals take the size distribution of the fakes (sampling-weighted); a real already at or below
     the drawn size, or a drawn size at or above the stored image, is left alone; training runs with it."""

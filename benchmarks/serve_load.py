@@ -433,6 +433,7 @@ class LoadReport:
     machine: dict[str, Any]
     config: dict[str, Any]
     files: dict[str, int]
+    model: dict[str, str] = field(default_factory=dict)  # what both the scan baseline and the service ran
     requests: int = 0
     answered: int = 0
     wall_s: float = 0.0
@@ -457,6 +458,15 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
+def _default_model() -> dict[str, str]:
+    """Name and weights hash of the model the server and the scan baseline load (the shipped default): a load
+    number means little without the model it was measured with (the face stage and test-time views change it)."""
+    from detectors.modelfile import read_card, resolve_model_dir
+
+    card = read_card(resolve_model_dir("default"))
+    return {"name": card.get("name", ""), "sha256": card.get("weights_sha256", "")}
+
+
 def run(args: argparse.Namespace) -> LoadReport:
     good = good_files(args.good)
     hostile = hostile_files(round(args.good * args.hostile / (1 - args.hostile)), good)
@@ -471,6 +481,7 @@ def run(args: argparse.Namespace) -> LoadReport:
                  "load_avg_at_start": list(os.getloadavg())},
         config={k: v for k, v in vars(args).items() if k not in ("out",)},
         files={"unique": len(files), "good": len(good), **Counter(f.kind for f in hostile)},
+        model=_default_model(),
     )  # fmt: skip
     scan_threads = args.workers * args.threads
     if not args.skip_scan:
@@ -556,6 +567,18 @@ def run(args: argparse.Namespace) -> LoadReport:
     return rep
 
 
+def header_lines(rep: LoadReport) -> list[str]:
+    """What was run, at which commit, with which model, on what machine: the lines that make a number traceable."""
+    return [
+        f"# forensics serve load: {rep.name}",
+        "",
+        f"`{rep.command}` at commit `{rep.git_commit[:12]}`; server: `{rep.config.get('server_command')}`; model "
+        f"`{rep.model.get('name', '?')}` (weights sha256 `{rep.model.get('sha256', '')[:16]}`).",
+        f"Machine: {rep.machine['cpus']} CPUs ({rep.machine['platform']}), load average at start "
+        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (shared with other jobs).",
+    ]
+
+
 def write_report(rep: LoadReport, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{rep.name}.json").write_text(json.dumps(asdict(rep), indent=2) + "\n")
@@ -568,11 +591,7 @@ def write_report(rep: LoadReport, out: Path) -> None:
         cpu = (f"{cpu_base} / {rep.cpu_ms_per_request:.1f} ms ({rep.cpu_ratio_vs_scan:.2f}x); front alone "
                f"{rep.front_cpu_ms_per_request:.1f} ms")  # fmt: skip
     lines = [
-        f"# forensics serve load: {rep.name}",
-        "",
-        f"`{rep.command}` at commit `{rep.git_commit[:12]}`; server: `{rep.config.get('server_command')}`.",
-        f"Machine: {rep.machine['cpus']} CPUs ({rep.machine['platform']}), load average at start "
-        f"{', '.join(f'{x:.1f}' for x in rep.machine['load_avg_at_start'])} (shared with other jobs).",
+        *header_lines(rep),
         "",
         "| metric | value |",
         "| --- | --- |",

@@ -471,3 +471,20 @@ def test_load_benchmark_hostile_files_are_refused_as_the_report_says(server: Ser
         assert status == 422 and rec["error_type"] == expected[h.kind] and rec["sha256"] == h.sha256, (h.kind, rec)
     mixed = interleave(good * 20, hostile)
     assert len(mixed) == 25 and [s.kind for s in mixed[:4]] == ["good", "good", "good", "good"]
+
+
+def test_load_report_names_the_model_it_measured() -> None:
+    """A serve load number is only comparable with the model it was measured with: the record and its markdown
+    header carry the shipped model's name and weights hash."""
+    from dataclasses import asdict
+
+    from benchmarks.serve_load import LoadReport, _default_model, header_lines
+
+    shipped = json.loads((REPO_ROOT / "forensics/assets/models/default/model.json").read_text())
+    model = _default_model()
+    assert model == {"name": shipped["name"], "sha256": shipped["weights_sha256"]}
+    rep = LoadReport(name="t", command="python -m benchmarks.serve_load", git_commit="abc", config={},
+                     machine={"cpus": 2, "platform": "x", "python": "3", "load_avg_at_start": [0.0, 0.0, 0.0]},
+                     files={"unique": 0, "good": 0}, model=model)
+    assert f"model `{shipped['name']}` (weights sha256 `{shipped['weights_sha256'][:16]}`)" in header_lines(rep)[2]
+    assert asdict(rep)["model"] == model

@@ -246,6 +246,21 @@ def _source_lines(datasets: list[dict]) -> list[str]:
     return lines
 
 
+#: how the selection rule changed, with the date of each clause and what was already on disk when it was added
+#: (issue #31: a rule changed after test numbers existed must say so wherever the rule is shown)
+RULE_HISTORY = [
+    "v2 to v14: candidates ranked on the in-distribution validation split of the two training scrapes.",
+    "2026-12-04, commit 971dd95: tie rule (flag rates within one standard error of the quietest are tied), added "
+    "before candidates F / G were scored.",
+    "2026-12-04, commit 7582045: fusion rule (a fused model replaces its member only at no measurable cost on val), "
+    "added before the fused candidates were scored.",
+    "2026-12-04, commit e6595c8: median-shift clause, added **after** the crossval results of E-held, F-chroma and "
+    "G-camera were on disk; it changed the winner from C-held to G-camera.",
+    "2026-12-07, commit cd76ad8: selection on transfer_val (eligibility by FFHQ-512 flag rate and in-distribution "
+    "steadiness, then the worst cell), declared before any candidate was scored on it.",
+]
+
+
 def _selection_transfer_lines(sel: dict) -> list[str]:
     if not sel:
         return []
@@ -258,7 +273,7 @@ def _selection_transfer_lines(sel: dict) -> list[str]:
             f"{100 * c['val_worst_flag_fpr1']:.1f} % / {c['val_max_shift']:.3f}")
         lines.append(f"| {c['label']} | `{c['sha256'][:12]}` | {c['worst_cell_name']} ({c['worst_cell']:.3f}) | "
                      f"{c['mean_auc']:.3f} | {100 * c['worst_real_flag_fpr1']:.1f} % | {vf} | {c['eligible']} |")
-    return lines
+    return [*lines, "", "How the rule changed:", "", *(f"- {h}" for h in RULE_HISTORY)]
 
 
 #: the ablation rows of issue #30 (labels in the transfer_val selection), each adding one ingredient to the last

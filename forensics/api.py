@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -30,8 +30,8 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
 
     The body of ``forensics scan``, callable from Python (tests, ``forensics.demo``) without click. Options are the
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
-    command's defaults. Raises :class:`~forensics.errors.UsageError` on bad combinations or when nothing was found."""
-    from forensics.outputs import open_sinks, read_done, trim_partial_line
+    command's defaults. Raises :class:`~core.errors.UsageError` on bad combinations or when nothing was found."""
+    from core.outputs import open_sinks, read_done, trim_partial_line
     from forensics.scanning.config import ScanConfig
 
     resume = o.get("resume")
@@ -69,8 +69,8 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         max_pixels=o.get("max_pixels"),
         threads=o.get("threads"),
     )
+    from core.inputs import InputExpander
     from forensics.engines import get_engine
-    from forensics.inputs import InputExpander
     from forensics.pipeline import skip_done
 
     engine_cls = get_engine(o.get("engine", "local"))

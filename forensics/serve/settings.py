@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from forensics.scanning.config import ScanConfig
 
 MiB = 1024 * 1024

@@ -222,9 +222,8 @@ def threshold_presets(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 #: the deliveries every FPR preset must hold under: the ways a face photo commonly reaches a scanner (as stored,
 #: re-saved as a JPEG at high / medium / low quality, halved by a platform, halved and re-saved). Why: a preset
 #: fitted on reals with *mixed* histories promises 1 % on average over histories, while a moderation pipeline
-#: meets one history at a time (all uploads re-encoded at q75, say); measured on the v4 default, JPEG q50 FFHQ
-#: reals were flagged 6.5 % under ``fpr1``. Held presets take, per preset, the highest threshold any of these
-#: re-deliveries of the validation reals needs.
+#: meets one history at a time (all uploads re-encoded at q75, say). Held presets take, per preset, the highest
+#: threshold any of these re-deliveries of the validation reals needs.
 HOLD_UNDER: dict[str, str] = {
     "raw": "none",
     "jpeg90": "jpeg:q=90",
@@ -236,9 +235,8 @@ HOLD_UNDER: dict[str, str] = {
 
 
 #: a real source (UTKFace, FFHQ, ...) with at least this many validation reals must keep each FPR preset on its
-#: own, not only pooled with the others. Why: pooled, an easy large source hides a hard small one (measured on a
-#: native-crop candidate: pooled fpr1 held, yet 4 % of the JPEG'd FFHQ val reals flagged, UTKFace at median
-#: P(fake) 0.001 taking the 1 % budget); a user scanning one population needs the promise for that population.
+#: own, not only pooled with the others. Why: pooled, an easy large source hides a hard small one (the easy one
+#: takes the whole false-positive budget); a user scanning one population needs the promise for that population.
 HOLD_MIN_SOURCE = 100
 
 

@@ -74,8 +74,8 @@ class TrainOptions:
     patience: int = 3
     #: which weights the run writes: ``best`` (the epoch with the highest validation AUC: early stopping) or
     #: ``last`` (the final epoch). A fine-tune of a model whose validation AUC is already ~0.997 may want
-    #: ``last``: that AUC is saturated (the v14 fine-tune moved between 0.9959 and 0.9970 over 36 epochs), so
-    #: "best" is whichever epoch won on noise; candidates are then compared on the validation transfer protocols
+    #: ``last``: that AUC is saturated, so "best" is whichever epoch won on noise; candidates are then compared on
+    #: the validation transfer protocols
     keep: str = "best"
     #: ``constant`` or ``cosine`` (decays over the budget: the larger of the time share of ``max_minutes`` and the
     #: step share of ``max_steps`` (else ``epochs x steps_per_epoch``); the elapsed time is kept in the checkpoint,

@@ -28,7 +28,7 @@ def scan(
     model: Any = "default",
     *,
     engine: str = "local",
-    follow_symlinks: bool = False,
+    follow_symlinks: bool = ScanConfig.follow_symlinks,
     skip: set[tuple[str, str]] | None = None,
     **config: Any,
 ) -> Iterator[FileResult]:

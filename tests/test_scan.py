@@ -416,3 +416,44 @@ def test_html_report_renders_a_card_without_optional_keys() -> None:
     html = ReportBuilder(model=model, threshold={"policy": "balanced", "value": 0.5}).render()
     assert "bare" in html and "ab" * 32 in html
     assert "The model card states no intended use, out-of-scope uses or failure modes." in html
+
+
+def test_scan_settings_are_defined_once_in_scan_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``forensics scan``'s option defaults, ``run_scan``'s fallbacks for missing options and the service's shared
+    knobs all read :class:`ScanConfig`'s field defaults; ``--threshold`` stays None (the model's default policy)."""
+    from dataclasses import fields
+
+    import forensics.engines
+    from forensics.api import run_scan
+    from forensics.commands.scan import scan
+    from forensics.serve.settings import ServeSettings
+
+    defaults = {f.name: f.default for f in fields(ScanConfig)}
+    options = {p.name: p.default for p in scan.params}
+    shared = {"timeout_s", "fps", "max_frames", "max_faces", "device", "batch", "workers", "threads", "max_pixels",
+              "face_detector", "detect_every", "threshold"}  # fmt: skip
+    assert {name: options[name] for name in shared} == {name: defaults[name] for name in shared}
+    assert options["threshold"] is None
+
+    class Stop(Exception):
+        pass
+
+    seen: dict[str, ScanConfig] = {}
+
+    class Engine:
+        def __init__(self, model: str, config: ScanConfig, **kw: object) -> None:
+            seen["config"] = config
+            raise Stop
+
+    monkeypatch.setattr(forensics.engines, "get_engine", lambda name: Engine)
+    with pytest.raises(Stop):
+        run_scan(["photo.jpg"], quiet=True)
+    built, plain = seen["config"], ScanConfig(evidence="none")
+    assert {f.name: getattr(built, f.name) for f in fields(ScanConfig)} == {
+        f.name: getattr(plain, f.name) for f in fields(ScanConfig)
+    }
+
+    serve = ServeSettings()
+    assert (serve.batch, serve.device, serve.threshold, serve.face_detector) == (
+        defaults["batch"], defaults["device"], defaults["threshold"], defaults["face_detector"]
+    )  # fmt: skip

@@ -62,7 +62,7 @@ class Stage:
 
     @classmethod
     def parse(cls, spec: str) -> Stage:
-        from forensics.config import parse_sets
+        from core.config import parse_sets
 
         head, _, opts = spec.partition(":")
         name, _, side = head.partition("@")
@@ -72,7 +72,7 @@ class Stage:
         return cls(spec, name, max_side, options)
 
     def load(self, device: str) -> Stage:
-        from forensics.faces import get_face_detector
+        from core.faces import get_face_detector
 
         self.detector = get_face_detector(self.name, device=device, **self.options)
         return self
@@ -114,8 +114,8 @@ def load_labelled(path: Path = LABELS, data: Path | None = None) -> list[Labelle
     """The labelled images of ``path`` read from the shared data (``[]`` when it is absent)."""
     import cv2
 
-    from forensics import media
-    from forensics.config import shared_data_dir
+    from core import media
+    from core.config import shared_data_dir
 
     data = data or shared_data_dir()
     if data is None:
@@ -162,7 +162,7 @@ def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def match(truth: np.ndarray, found: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching, best IoU first: ``(truth index, found index, IoU)`` for pairs >= ``min_iou``."""
-    from forensics.faces import box_iou
+    from core.faces import box_iou
 
     if not len(truth) or not len(found):
         return []
@@ -196,7 +196,7 @@ class LabelScore:
 
 
 def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: float) -> LabelScore:
-    from forensics.faces import box_iou
+    from core.faces import box_iou
 
     s = LabelScore()
     for faces, lab in zip(found, labelled):
@@ -280,8 +280,8 @@ def load_images(n: int, size: int = 512) -> tuple[list[np.ndarray], str]:
     (512 px, resized), else scikit-image's public-domain astronaut with shifts and flips."""
     import cv2
 
-    from forensics import media
-    from forensics.config import shared_data_dir
+    from core import media
+    from core.config import shared_data_dir
 
     d = shared_data_dir()
     paths = sorted((d / "transfer_val" / "lago2022" / "ffhq-real").glob("*.jpg"))[:n] if d else []
@@ -424,7 +424,7 @@ def render(
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> str:
-    from forensics.sysinfo import environment, git_describe
+    from core.sysinfo import environment, git_describe
 
     stages = [Stage.parse(s).load(args.device) for s in (args.stages.split(";") if args.stages else default_stages())]
     labelled = load_labelled(Path(args.labels)) if args.labels else []

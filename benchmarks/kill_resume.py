@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_corpus(work: Path, n: int, seed: int) -> list[str]:
     """``n`` files under ``work/in``; returns their paths (what must each get exactly one record)."""
-    from forensics.media import write_video
+    from core.media import write_video
 
     rng = np.random.default_rng(seed)
     d = work / "in"
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/forensics-kill-resume")
     ap.add_argument("--out", default="benchmarks/results/fuzz")
     args = ap.parse_args(argv)
-    from forensics.sysinfo import git_describe
+    from core.sysinfo import git_describe
 
     s = run(args)
     s.update(commit=git_describe(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from forensics.config import shared_data_dir
-from forensics.errors import ForensicsError
+from core.config import shared_data_dir
+from core.errors import ForensicsError
 
 
 def make_photos(out: Path, n: int, seed: int = 0) -> list[str]:
@@ -74,8 +74,8 @@ def make_photos(out: Path, n: int, seed: int = 0) -> list[str]:
 
 def run_once(paths: list[str], model: Any, evidence: str, **cfg: Any) -> dict:
     """Scan ``paths`` once (after a warm-up on a few of them) and return the timing breakdown."""
+    from core.inputs import InputExpander
     from forensics.engines import LocalEngine
-    from forensics.inputs import InputExpander
     from forensics.scanning.config import ScanConfig
 
     engine = LocalEngine(model=model, config=ScanConfig(evidence=evidence, **cfg))
@@ -127,8 +127,8 @@ def video_sets() -> dict[str, list[str]]:
 def run_videos(model: Any, faces: list[str], **cfg: Any) -> list[dict]:
     """Sampled frames per second of each video set under each of :data:`VIDEO_RUNS` (and each extra face stage at
     the default sampling)."""
+    from core.inputs import InputExpander
     from forensics.engines import LocalEngine
-    from forensics.inputs import InputExpander
     from forensics.scanning.config import ScanConfig
 
     runs = dict(VIDEO_RUNS)

@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from forensics.config import shared_data_dir
-from forensics.hashing import sha256_bytes
-from forensics.sysinfo import git_describe
+from core.config import shared_data_dir
+from core.hashing import sha256_bytes
+from core.sysinfo import git_describe
 
 RESULTS = Path(__file__).parent / "results" / "serve"
 UPLOAD_MB = 1.0  # --max-upload-mb of the server under test: the oversize hostile file is 1.5x this

@@ -3,7 +3,7 @@
 Why both classes: if only fakes were JPEG'd or resized, "was re-encoded" would become the label. Applying the same
 random chains to reals and fakes removes those shortcuts and models what platforms do (Wang et al. 2020,
 CNNDetection: blur + JPEG augmentation is what makes detectors transfer). The primitives are the deterministic
-ones in :mod:`forensics.degrade`; randomness lives only here, driven by a seeded ``numpy`` generator.
+ones in :mod:`core.degrade`; randomness lives only here, driven by a seeded ``numpy`` generator.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from forensics import degrade as D
+from core import degrade as D
 
 
 @dataclass
@@ -46,7 +46,7 @@ class AugmentConfig:
 def _preset(cls: type, presets: dict[str, dict | None], name: str, what: str):
     """``cls(**presets[name])`` (``None`` for a preset that turns the step off); one-line error for other names."""
     if name not in presets:
-        from forensics.errors import UsageError
+        from core.errors import UsageError
 
         raise UsageError(f"unknown {what} preset '{name}' ({', '.join(presets)})")
     kw = presets[name]
@@ -64,7 +64,7 @@ AUGMENT_PRESETS: dict[str, dict | None] = {
 
 
 def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
-    """Draw one degradation chain; the result is a deterministic :class:`forensics.degrade.Chain`."""
+    """Draw one degradation chain; the result is a deterministic :class:`core.degrade.Chain`."""
     ops: list[D.Op] = []
     if rng.random() < cfg.p_crop:
         ops.append(
@@ -134,8 +134,8 @@ def shrink_to_fake_size(
     that size exactly as they happen to a 64 px generator sample.
 
     Why: bringing it back first (bilinear, before delivery) while the fakes are enlarged by the crop (after
-    delivery) made the enlargement path itself a label: a native-crop model trained that way scored crossval FFHQ
-    reals halved to 64 px at median P(fake) 0.36 (0.03 at full size)."""
+    delivery) made the enlargement path itself a label: a native-crop model trained that way read halved reals as
+    fakes."""
     if _at_or_below(img, native, side):
         return img, landmarks
     return deliver(img, landmarks, [D.op("resize", scale=side / min(img.shape[:2]), interp="area")])
@@ -205,16 +205,16 @@ class DeliveryConfig:
 #: ``rescaled`` and the presets that only add exact halvings to it
 _RESCALED = {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3, 1.0)}
 
-#: named delivery distributions: overrides of :class:`DeliveryConfig`'s defaults (``None``: no history)
+#: named delivery distributions: overrides of :class:`DeliveryConfig`'s defaults (``None``: no history); each
+#: step adds the delivery its predecessor's models still read worst (the measurements: CHANGELOG.md, "Experiment
+#: notes moved from code comments")
 #: ``platform``: ``camera`` where most files were also resized on the way (p 0.6, factor 0.4-1.0), as uploads
-#: re-served by a platform are: a detector that met halved faces rarely in training reads them poorly (v6: matched
-#: StyleGAN2 vs FFHQ, both halved, 0.83 against 0.97 at JPEG q75)
+#: re-served by a platform are: a detector that met halved faces rarely in training reads them poorly
 #: ``rescaled``: ``platform`` where nearly every file was resized and a third to under half size (p 0.8, factor
-#: 0.3-1.0): halved faces stayed the weakest delivery after ``platform`` (v9: matched 0.5x 0.86 against 0.98 at q75)
+#: 0.3-1.0): halved faces stayed the weakest delivery after ``platform``
 #: ``halving``: ``rescaled`` where 40 % of the resized files were halved exactly (``p_halve``): after ``rescaled``
-#: the 2x downscale was still the one delivery short of the goal (v11: matched 0.5x 0.90 against 0.98 at q75)
+#: the 2x downscale was still the one delivery short of the goal
 #: ``thumbnails``: ``halving`` with 80 % of the resized files halved, a platform that serves mostly thumbnails
-#: (v12, trained on ``halving``: matched 0.5x 0.94, still the one delivery under 0.95)
 #: ``quarter``: ``halving`` with factors down to 0.2 (floored at 96 px): 512 px photos served as 128 px
 #: thumbnails, the 0.25x rows of the transfer_val protocol
 DELIVERY_PRESETS: dict[str, dict | None] = {
@@ -290,9 +290,8 @@ class FramingConfig:
     """Random framings of training crops: how tightly the photo was cut around the face and how much context the
     model's window holds, drawn alike for both classes.
 
-    Why: the shipped v14 was trained on one framing (the FFHQ / thumbnail one) and read the face's share of its
-    input as evidence: on the transfer_val StyleGAN2 / FFHQ photos cut to their centre 75 % (lossless, no
-    resampling) its AUC fell from 0.966 to 0.559, every score sinking toward "real". A *tight* draw cuts the
+    Why: a model trained on one framing (the FFHQ / thumbnail one) reads the face's share of its input as
+    evidence, and scores photos cut tighter than that toward "real" whatever their class. A *tight* draw cuts the
     source to a square of ``tight_range`` times the model's window around the face (shifted by up to
     ``tight_shift`` of it), as a profile picture is cut, before the delivery history; the window then reaches past
     the photo and the crop's ``edge`` policy fills it as ``scan`` will. A *zoom* draw scales the window by
@@ -349,8 +348,8 @@ def balanced_tight_rates(
 
     Why: how much of the window lies outside the photo (``outside``: :func:`detectors.data.window_outside`) is a
     trait of each *source*, not of the class, yet it becomes a label: UTKFace's 200 px faces are cut so tightly
-    that 70 % of their window lies outside them, the FFHQ-framed fakes' 2 % (v14, trained with the window clamped,
-    learned "the face fills the input = real" and scored every tightly framed photo as real). Items already
+    that 70 % of their window lies outside them, the FFHQ-framed fakes' 2 % (a model trained with the window clamped
+    learned "the face fills the input = real"). Items already
     tightly framed (``outside >= cfg.tight_at``) get no extra cut; the others of class ``c`` are cut with the rate
     that lifts the class's sampling-weighted tight share to the target: the tightest class's natural share plus
     ``cfg.p_tight`` of the rest (so the tightest class's other sources are cut too, at rate ``cfg.p_tight``)."""
@@ -372,7 +371,7 @@ def cut_tight(
     the image), landmarks moved with it; unchanged when the draw was not tight."""
     if not framing.tight:
         return img, landmarks
-    from forensics.faces import native_window
+    from core.faces import native_window
 
     x0, y0, side = native_window(img.shape, landmarks, size, margin, "reflect")
     cx = x0 + side / 2 + framing.tight_offset[0] * side

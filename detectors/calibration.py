@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.errors import ModelFileError
+from core.registry import Registry
+from core.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 from detectors.metrics import eer, threshold_at_fpr
-from forensics.errors import ModelFileError
-from forensics.registry import Registry
-from forensics.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 
 CALIBRATORS: Registry[type[Calibrator]] = Registry("calibrator")
 
@@ -222,9 +222,8 @@ def threshold_presets(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 #: the deliveries every FPR preset must hold under: the ways a face photo commonly reaches a scanner (as stored,
 #: re-saved as a JPEG at high / medium / low quality, halved by a platform, halved and re-saved). Why: a preset
 #: fitted on reals with *mixed* histories promises 1 % on average over histories, while a moderation pipeline
-#: meets one history at a time (all uploads re-encoded at q75, say); measured on the v4 default, JPEG q50 FFHQ
-#: reals were flagged 6.5 % under ``fpr1``. Held presets take, per preset, the highest threshold any of these
-#: re-deliveries of the validation reals needs.
+#: meets one history at a time (all uploads re-encoded at q75, say). Held presets take, per preset, the highest
+#: threshold any of these re-deliveries of the validation reals needs.
 HOLD_UNDER: dict[str, str] = {
     "raw": "none",
     "jpeg90": "jpeg:q=90",
@@ -236,9 +235,8 @@ HOLD_UNDER: dict[str, str] = {
 
 
 #: a real source (UTKFace, FFHQ, ...) with at least this many validation reals must keep each FPR preset on its
-#: own, not only pooled with the others. Why: pooled, an easy large source hides a hard small one (measured on a
-#: native-crop candidate: pooled fpr1 held, yet 4 % of the JPEG'd FFHQ val reals flagged, UTKFace at median
-#: P(fake) 0.001 taking the 1 % budget); a user scanning one population needs the promise for that population.
+#: own, not only pooled with the others. Why: pooled, an easy large source hides a hard small one (the easy one
+#: takes the whole false-positive budget); a user scanning one population needs the promise for that population.
 HOLD_MIN_SOURCE = 100
 
 
@@ -249,7 +247,7 @@ def held_real_logits(items: list, score: Any) -> tuple[dict[str, np.ndarray], di
     file ``detector calibrate``'s scorer skipped as undecodable; training's views raise instead) is dropped with
     its source. Empty when no real is stored as a source: an aligned crop cannot be re-delivered the way a scanned
     file is. Why one function: training and ``detector calibrate`` must hold the same presets the same way."""
-    from forensics.degrade import parse_chain
+    from core.degrade import parse_chain
 
     reals = [it for it in items if it.y == 0 and it.store == "source"]
     if not reals:

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from forensics.clirun import RegistryChoice
-from forensics.config import parse_sets
-from forensics.errors import UsageError
+from core.clirun import RegistryChoice
+from core.config import parse_sets
+from core.errors import UsageError
 
 
 def _calibrator_names() -> list[str]:
@@ -287,9 +287,9 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from core.errors import DataError
     from detectors.explain import overlay
     from detectors.modelfile import load_model
-    from forensics.errors import DataError
 
     m = load_model(model, device=device)
     try:

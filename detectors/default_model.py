@@ -20,9 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from core.config import ASSETS_DIR, REPO_ROOT
+from core.errors import DataError, ForensicsError
 from detectors.recipes import DEFAULT_LICENCE
-from forensics.config import ASSETS_DIR, REPO_ROOT
-from forensics.errors import DataError, ForensicsError
 
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -46,7 +46,7 @@ def discover(root: Path, max_depth: int = 3) -> list[Path]:
 
 def plan_splits(dirs: list[Path]) -> tuple[list[str], list[str]]:
     """Use the datasets' own ``val`` rows when they hold both classes; otherwise a hash hold-out of train."""
-    from forensics.dataset import read_manifest
+    from core.dataset import read_manifest
 
     labels: set[str] = set()
     usable: list[str] = []
@@ -148,8 +148,7 @@ DATASET_COMMANDS = {
     "shared-src": "forensics data import ../shared/data --layout labels-csv --out $W/data/shared-src --align "
     "--size 128 --store source --workers 2",
     "suite-src": "FORENSICS_WORK=$W bash benchmarks/build_suite_dataset.sh 800 150",
-    # every family the script knows, the two newer autoencoders included (v10's and v11's data were rebuilt this
-    # way; v9's added them to an existing suite-src sample folder with FAMILIES="ae-convT ae-shuffle": the same rows)
+    # every family the script knows, the two newer autoencoders included
     "suite-ae-src": "FORENSICS_WORK=$W OUT=$W/data/suite-ae-src bash benchmarks/build_suite_dataset.sh 800 150",
 }
 
@@ -576,7 +575,7 @@ def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
         card["selection_transfer"] = json.loads(args.selection_transfer.read_text(encoding="utf-8"))
     card["intended_use"], card["out_of_scope"] = INTENDED_USE, OUT_OF_SCOPE
     # every default model is trained on the shared and pinned sources only (no other face set may be used), so its
-    # weights carry their research / non-commercial terms, whatever an older card said (v14 was written Apache-2.0)
+    # weights carry their research / non-commercial terms, whatever an older card said
     card["licence"] = DEFAULT_LICENCE
     card["failure_modes"] = failure_modes(card, res)
     if args.grouped_loo:
@@ -618,7 +617,7 @@ def _crossval_metrics(model, dirs: list[Path]) -> dict:
 
 
 def _rows(d: Path):
-    from forensics.dataset import read_manifest
+    from core.dataset import read_manifest
 
     return read_manifest(d)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensics.registry import Registry
+from core.registry import Registry
 
 
 @dataclass

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from forensics.errors import DataError, UsageError
-from forensics.hashing import sha256_text
-from forensics.runs import (
+from core.errors import DataError, UsageError
+from core.hashing import sha256_text
+from core.runs import (
     MetricsLog,
     init_distributed,
     next_run_dir,
@@ -74,8 +74,8 @@ class TrainOptions:
     patience: int = 3
     #: which weights the run writes: ``best`` (the epoch with the highest validation AUC: early stopping) or
     #: ``last`` (the final epoch). A fine-tune of a model whose validation AUC is already ~0.997 may want
-    #: ``last``: that AUC is saturated (the v14 fine-tune moved between 0.9959 and 0.9970 over 36 epochs), so
-    #: "best" is whichever epoch won on noise; candidates are then compared on the validation transfer protocols
+    #: ``last``: that AUC is saturated, so "best" is whichever epoch won on noise; candidates are then compared on
+    #: the validation transfer protocols
     keep: str = "best"
     #: ``constant`` or ``cosine`` (decays over the budget: the larger of the time share of ``max_minutes`` and the
     #: step share of ``max_steps`` (else ``epochs x steps_per_epoch``); the elapsed time is kept in the checkpoint,
@@ -128,15 +128,15 @@ class TrainOptions:
     sbi: float = 0.0
 
 
-# -- checkpoints (the layout is forensics.runs's; the reader is the model-file one, which checks the file) --------
+# -- checkpoints (the layout is core.runs's; the reader is the model-file one, which checks the file) --------
 def save_checkpoint(run: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
     """Weights and optimiser tensors in safetensors, the rest (epoch, best, param groups) in JSON."""
     save_run_checkpoint(run, model, opt, state, opt_prefix="opt", default=float)
 
 
 def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
+    from core.errors import ModelFileError
     from detectors.modelfile import read_state_dict
-    from forensics.errors import ModelFileError
 
     if not (run / "checkpoint.json").is_file():
         raise ModelFileError(f"{run}: no checkpoint.json to resume from")
@@ -276,6 +276,7 @@ def train(opts: TrainOptions) -> Path:
     """Train, calibrate and write ``RUN/model``; returns the run dir."""
     import torch
 
+    from core.config import resolve_device
     from detectors.augment import AugmentConfig, DeliveryConfig, FramingConfig
     from detectors.data import (
         ByteCache,
@@ -289,7 +290,6 @@ def train(opts: TrainOptions) -> Path:
     )
     from detectors.metrics import roc_auc
     from detectors.registry import DETECTORS, build_detector
-    from forensics.config import resolve_device
 
     if opts.keep not in KEEP:
         raise UsageError(f"keep={opts.keep!r}: choose one of {', '.join(KEEP)}")

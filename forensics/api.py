@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -30,8 +30,9 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
 
     The body of ``forensics scan``, callable from Python (tests, ``forensics.demo``) without click. Options are the
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
-    command's defaults. Raises :class:`~forensics.errors.UsageError` on bad combinations or when nothing was found."""
-    from forensics.outputs import open_sinks, read_done, trim_partial_line
+    command's defaults, which are :class:`~forensics.scanning.config.ScanConfig`'s field defaults (defined there
+    once). Raises :class:`~core.errors.UsageError` on bad combinations or when nothing was found."""
+    from core.outputs import open_sinks, read_done, trim_partial_line
     from forensics.scanning.config import ScanConfig
 
     resume = o.get("resume")
@@ -55,22 +56,22 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     config = ScanConfig(
         threshold=o.get("threshold"),
         evidence=evidence,
-        device=o.get("device", "auto"),
-        batch=o.get("batch", 16),
-        workers=o.get("workers", 2),
-        timeout_s=o.get("timeout_s", 300.0) or None,
-        fps=o.get("fps", 1.0),
-        max_frames=o.get("max_frames", 32),
-        max_faces=o.get("max_faces", 8),
+        device=o.get("device", ScanConfig.device),
+        batch=o.get("batch", ScanConfig.batch),
+        workers=o.get("workers", ScanConfig.workers),
+        timeout_s=o.get("timeout_s", ScanConfig.timeout_s) or None,
+        fps=o.get("fps", ScanConfig.fps),
+        max_frames=o.get("max_frames", ScanConfig.max_frames),
+        max_faces=o.get("max_faces", ScanConfig.max_faces),
         face_detector=o.get("face_detector") or ScanConfig.face_detector,
         detect_every=o.get("detect_every") or ScanConfig.detect_every,
         keep_images=bool(o.get("report_out")) and o.get("engine", "local") == "local",
         follow_symlinks=bool(o.get("follow_symlinks")),
-        max_pixels=o.get("max_pixels"),
-        threads=o.get("threads"),
+        max_pixels=o.get("max_pixels", ScanConfig.max_pixels),
+        threads=o.get("threads", ScanConfig.threads),
     )
+    from core.inputs import InputExpander
     from forensics.engines import get_engine
-    from forensics.inputs import InputExpander
     from forensics.pipeline import skip_done
 
     engine_cls = get_engine(o.get("engine", "local"))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from forensics.config import ASSETS_DIR
-from forensics.errors import ForensicsError
+from core.config import ASSETS_DIR
+from core.errors import ForensicsError
 
 DEMO_DIR = ASSETS_DIR / "demo"
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from forensics.inputs import InputExpander, InputItem
+from core.inputs import InputExpander, InputItem
 from forensics.scanning.config import DEFAULT_MODEL_DIR, ScanConfig, resolve_model
 from forensics.scanning.results import SCHEMA_VERSION, FaceResult, FileResult, TrackResult
 from forensics.scanning.scanner import Scanner
@@ -28,7 +28,7 @@ def scan(
     model: Any = "default",
     *,
     engine: str = "local",
-    follow_symlinks: bool = False,
+    follow_symlinks: bool = ScanConfig.follow_symlinks,
     skip: set[tuple[str, str]] | None = None,
     **config: Any,
 ) -> Iterator[FileResult]:

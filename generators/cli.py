@@ -23,7 +23,7 @@ def _number(v: str) -> Any:
 
 def _extra_kwargs(args: list[str]) -> dict[str, Any]:
     """``--steps 50 --guidance 3 --region eyes`` (family options not known to the CLI) -> kwargs."""
-    from forensics.errors import UsageError
+    from core.errors import UsageError
 
     out: dict[str, Any] = {}
     i = 0
@@ -110,7 +110,7 @@ def train_cmd(
     max_minutes: float | None,
 ) -> None:
     """Train FAMILY on real faces; writes runs/NNNNN-FAMILY-RES/ (options, metrics, grids, checkpoints)."""
-    from forensics.config import parse_sets
+    from core.config import parse_sets
     from generators import train as T
 
     trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress,

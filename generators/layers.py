@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensics.errors import UsageError
-from forensics.registry import Registry
+from core.errors import UsageError
+from core.registry import Registry
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 
 T = TypeVar("T")

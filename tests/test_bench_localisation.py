@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from forensics.dataset import ManifestRow, read_manifest, write_manifest
-from forensics.hashing import sha256_file
+from core.dataset import ManifestRow, read_manifest, write_manifest
+from core.hashing import sha256_file
 
 S = 96
 
@@ -23,7 +23,7 @@ def _photo(rng: np.random.Generator) -> np.ndarray:
 
 
 def _landmarks() -> np.ndarray:
-    from forensics.faces import canonical_landmarks
+    from core.faces import canonical_landmarks
 
     return canonical_landmarks(S, 0.6)
 

@@ -61,7 +61,7 @@ def test_every_command_has_help_with_example(name: str, capsys: pytest.CaptureFi
 @click.argument("path")
 def _load_cmd(path: str) -> None:
     """Test-only command: load one image."""
-    from forensics.media import load_image
+    from core.media import load_image
 
     load_image(path)
 
@@ -91,9 +91,9 @@ def test_doctor_json_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_one_set_parser_for_every_command() -> None:
-    """``--set KEY=VALUE`` is parsed in one place (``forensics.config.parse_sets``) for gan and detector commands."""
-    from forensics.config import parse_sets
-    from forensics.errors import UsageError
+    """``--set KEY=VALUE`` is parsed in one place (``core.config.parse_sets``) for gan and detector commands."""
+    from core.config import parse_sets
+    from core.errors import UsageError
 
     assert parse_sets(["lr = 1e-3", "ch=16", "name=a=b"]) == {"lr": "1e-3", "ch": "16", "name": "a=b"}
     assert parse_sets(("widths=[16,32]", "dropout=0.1", "with_rgb=true", "act=gelu"), json_values=True) == {
@@ -106,4 +106,4 @@ def test_one_set_parser_for_every_command() -> None:
     import generators.train
 
     assert detectors.cli.parse_sets is parse_sets and not hasattr(detectors.cli, "_parse_set")
-    assert not hasattr(generators.train, "parse_sets")  # gan train calls forensics.config.parse_sets too
+    assert not hasattr(generators.train, "parse_sets")  # gan train calls core.config.parse_sets too

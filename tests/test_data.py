@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from cli import main
-from forensics.dataset import ManifestRow, ManifestWriter, read_manifest, sort_manifest, write_manifest
-from forensics.errors import DataError, UsageError
-from forensics.hashing import hash_split
-from forensics.importers import (
+from core.dataset import ManifestRow, ManifestWriter, read_manifest, sort_manifest, write_manifest
+from core.errors import DataError, UsageError
+from core.hashing import hash_split
+from core.importers import (
     LAYOUTS,
     LayoutOptions,
     NormaliseConfig,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import ModelFileError
 from detectors.calibration import (
     IsotonicCalibrator,
     PlattScaling,
@@ -19,7 +20,6 @@ from detectors.calibration import (
 )
 from detectors.modelfile import load_model, read_state_dict, save_model
 from detectors.registry import build_detector
-from forensics.errors import ModelFileError
 
 
 def _write_marker(path: str) -> None:

@@ -1,4 +1,4 @@
-"""forensics.facedetect and the scan's face stage: the fast MTCNN cascade against facenet-pytorch's, batching of
+"""core.facedetect and the scan's face stage: the fast MTCNN cascade against facenet-pytorch's, batching of
 images of any sizes, O-Net refinement of known boxes, the detection downscale, video face following, the default
 detector's registration and the face benchmark's matching and labelled set (issue #34)."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forensics.errors import UsageError
-from forensics.facedetect import CascadeParams, detect_mtcnn, pyramid_scales
-from forensics.faces import FACE_DETECTORS, Face, box_iou, face_detector_help, get_face_detector
+from core.errors import UsageError
+from core.facedetect import CascadeParams, detect_mtcnn, pyramid_scales
+from core.faces import FACE_DETECTORS, Face, box_iou, face_detector_help, get_face_detector
 from forensics.scanning.config import ScanConfig
 from forensics.scanning.pixels import detect_full_res
 
@@ -132,8 +132,8 @@ def test_scan_default_face_stage_is_registered_and_listed() -> None:
 
 
 def test_video_faces_followed_between_full_detections(tiny_model, tmp_path, face_frames) -> None:
-    from forensics.inputs import InputExpander
-    from forensics.media import write_video
+    from core.inputs import InputExpander
+    from core.media import write_video
     from forensics.scanning.scanner import Scanner
 
     class Counting:
@@ -211,10 +211,10 @@ def test_scan_entry_points_take_the_face_stage_from_the_scan_config(tiny_model, 
 
 def test_benchmark_runs_without_the_shared_data(monkeypatch) -> None:
     """Without ``../shared/data`` the labelled set is empty and the speed photos are scikit-image's astronaut."""
-    import forensics.config
+    import core.config
     from benchmarks.faces_speed import load_images, load_labelled
 
-    monkeypatch.setattr(forensics.config, "shared_data_dir", lambda: None)
+    monkeypatch.setattr(core.config, "shared_data_dir", lambda: None)
     assert load_labelled() == []
     imgs, source = load_images(3, 64)
     assert len(imgs) == 3 and imgs[0].shape == (64, 64, 3) and "astronaut" in source

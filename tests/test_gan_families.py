@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from generators.base import ATTRIBUTES, INPUT_KINDS, Batch, GeneratorFamily
 from generators.registry import GENERATORS
 from generators.train import build_family, load_checkpoint, resolve_config, save_checkpoint

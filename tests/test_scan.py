@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 import cli
+from core.thresholds import ThresholdPolicy
 from forensics.scanning.config import ScanConfig
 from forensics.scanning.results import SCHEMA_VERSION, FileResult
 from forensics.scanning.video import top_half_mean
-from forensics.thresholds import ThresholdPolicy
 
 SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
 
@@ -195,7 +195,7 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_missing_default_model_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import forensics.scanning.config as scan_mod
-    from forensics.errors import ModelFileError
+    from core.errors import ModelFileError
 
     monkeypatch.setattr(scan_mod, "DEFAULT_MODEL_DIR", tmp_path / "nothing")
     with pytest.raises(ModelFileError, match="no default model shipped; pass --model FILE"):
@@ -238,8 +238,8 @@ def test_symlink_outside_root_is_refused(tiny_model: str, tmp_path: Path) -> Non
 
 
 def test_python_api_video_tracks_and_timeout(tiny_model: str, tmp_path: Path) -> None:
+    from core.media import write_video
     from forensics import scan
-    from forensics.media import write_video
 
     face = _face_image(192)
     frames = [np.roll(face, 3 * i, axis=1) for i in range(6)]
@@ -257,7 +257,7 @@ def test_python_api_video_tracks_and_timeout(tiny_model: str, tmp_path: Path) ->
 
 
 def test_threshold_policy_resolution() -> None:
-    from forensics.errors import UsageError
+    from core.errors import UsageError
 
     th = {"balanced": 0.4, "fpr1": 0.8, "fpr01": 0.9}
     assert ThresholdPolicy.resolve("fpr1", th) == ThresholdPolicy("fpr1", 0.8)
@@ -281,7 +281,7 @@ def test_threshold_policy_resolution() -> None:
 def test_default_policy_is_fpr1_and_named_policies_never_fall_back() -> None:
     """No ``--threshold``: ``fpr1`` where the model stores it, ``balanced`` for a file without one (plugins, old
     files); a policy asked for by name is never swapped for another."""
-    from forensics.errors import ModelFileError
+    from core.errors import ModelFileError
 
     assert ScanConfig().threshold is None  # resolved against the model, not before it is loaded
     assert ThresholdPolicy.resolve(None, {"balanced": 0.4, "fpr1": 0.8}) == ThresholdPolicy("fpr1", 0.8)
@@ -295,8 +295,8 @@ def test_default_policy_is_fpr1_and_named_policies_never_fall_back() -> None:
 def test_inputs_globs_and_stdin(tmp_path: Path) -> None:
     import io
 
-    from forensics.inputs import InputExpander
-    from forensics.outputs import safe_cell, safe_text
+    from core.inputs import InputExpander
+    from core.outputs import safe_cell, safe_text
 
     for n in ("a.png", "b.png"):
         Image.fromarray(_no_face_image()).save(tmp_path / n)
@@ -353,8 +353,8 @@ def test_html_report_model_card_notes_and_legend_carry_no_build_paths(
 
     from markupsafe import escape
 
+    from core.media import write_video
     from forensics.evidence import evidence_meta
-    from forensics.media import write_video
     from forensics.report import NO_FACE_NOTE, VIDEO_NOTE
 
     model = tmp_path / "build-machine" / "model"
@@ -416,3 +416,44 @@ def test_html_report_renders_a_card_without_optional_keys() -> None:
     html = ReportBuilder(model=model, threshold={"policy": "balanced", "value": 0.5}).render()
     assert "bare" in html and "ab" * 32 in html
     assert "The model card states no intended use, out-of-scope uses or failure modes." in html
+
+
+def test_scan_settings_are_defined_once_in_scan_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``forensics scan``'s option defaults, ``run_scan``'s fallbacks for missing options and the service's shared
+    knobs all read :class:`ScanConfig`'s field defaults; ``--threshold`` stays None (the model's default policy)."""
+    from dataclasses import fields
+
+    import forensics.engines
+    from forensics.api import run_scan
+    from forensics.commands.scan import scan
+    from forensics.serve.settings import ServeSettings
+
+    defaults = {f.name: f.default for f in fields(ScanConfig)}
+    options = {p.name: p.default for p in scan.params}
+    shared = {"timeout_s", "fps", "max_frames", "max_faces", "device", "batch", "workers", "threads", "max_pixels",
+              "face_detector", "detect_every", "threshold"}  # fmt: skip
+    assert {name: options[name] for name in shared} == {name: defaults[name] for name in shared}
+    assert options["threshold"] is None
+
+    class Stop(Exception):
+        pass
+
+    seen: dict[str, ScanConfig] = {}
+
+    class Engine:
+        def __init__(self, model: str, config: ScanConfig, **kw: object) -> None:
+            seen["config"] = config
+            raise Stop
+
+    monkeypatch.setattr(forensics.engines, "get_engine", lambda name: Engine)
+    with pytest.raises(Stop):
+        run_scan(["photo.jpg"], quiet=True)
+    built, plain = seen["config"], ScanConfig(evidence="none")
+    assert {f.name: getattr(built, f.name) for f in fields(ScanConfig)} == {
+        f.name: getattr(plain, f.name) for f in fields(ScanConfig)
+    }
+
+    serve = ServeSettings()
+    assert (serve.batch, serve.device, serve.threshold, serve.face_detector) == (
+        defaults["batch"], defaults["device"], defaults["threshold"], defaults["face_detector"]
+    )  # fmt: skip

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.dataset import read_manifest, summarize
-from forensics.errors import UsageError
+from core.dataset import read_manifest, summarize
+from core.errors import UsageError
 from generators.video.clips import read_clip
 from generators.video.dataset import VideoDatasetConfig, load_masks, make_video_dataset
 from generators.video.landmark2face import (

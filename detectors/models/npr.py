@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UsageError
 from detectors.base import CompactCNN, Detector, DetectorConfig
 from detectors.registry import register_detector
-from forensics.errors import UsageError
 
 
 @dataclass
@@ -34,8 +34,7 @@ class NPRConfig(DetectorConfig):
     with_rgb: bool = False
     #: ``rgb``: the residual of each colour channel; ``luma``: the residual of the luma (Y) alone, repeated over
     #: the three channels (so ``rgb`` weights still load). Why: JPEG's 4:2:0 chroma subsampling *is* a 2x
-    #: upsampling of the colour planes, and an NPR on colour channels reads it as a generator trace (measured on
-    #: the v3 default: FFHQ reals saved as JPEG q75 4:2:0 score median P(fake) 0.28, as q75 4:4:4 0.06)
+    #: upsampling of the colour planes, and an NPR on colour channels reads it as a generator trace
     residual: str = "rgb"
     #: ``full``: colour as delivered; ``half``: every input's chroma (B - Y, R - Y) is box-averaged to half
     #: resolution and bilinearly upsampled back before both streams, as a 4:2:0 JPEG stores it. Why: most

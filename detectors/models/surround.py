@@ -19,9 +19,9 @@ The defaults (128 px ``native`` crop, margin 0.3, clamped edges) are the shipped
 ``forensics detector fuse default RUN/model`` can join the two: the artifact model for generated faces, this one
 for pasted ones.
 
-Why trees and not a CNN: the ``blend`` CNN learnt the self-blends (val 0.96) and nothing that transferred to real
-swaps (0.53 / 0.49); contrasts measured against the face's own surround keep their meaning on a camera no training
-set held, and trees on ~90 such numbers train in minutes on a CPU. The trees are stored as plain tensors
+Why trees and not a CNN: the ``blend`` CNN learnt the self-blends and nothing that transferred to real swaps;
+contrasts measured against the face's own surround keep their meaning on a camera no training set held, and trees
+on ~90 such numbers train in minutes on a CPU. The trees are stored as plain tensors
 (:class:`BoostedTrees`), so the model file stays safetensors and loads without unpickling.
 """
 
@@ -202,7 +202,7 @@ class SurroundDetector(Detector):
         if (self.cfg.n_features and f.shape[0] and f.shape[1] != self.cfg.n_features) or (
             self.cfg.features != FEATURES_VERSION
         ):
-            from forensics.errors import ModelFileError
+            from core.errors import ModelFileError
 
             raise ModelFileError(
                 f"surround: this model was fitted on {self.cfg.n_features} features of version {self.cfg.features}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 
 IMPORT_EPILOG = (
     "Example: forensics data import ../shared/data --layout labels-csv --out /tmp/ds --align --size 128 "
@@ -43,7 +43,7 @@ def data() -> None:
 @data.command("layouts", epilog="Example: forensics data layouts")
 def layouts() -> None:
     """List the import layouts."""
-    from forensics.importers import LAYOUTS
+    from core.importers import LAYOUTS
 
     for e in LAYOUTS.entries():
         click.echo(f"{e.name:12s} {e.description}")
@@ -104,7 +104,7 @@ def import_(
         TimeRemainingColumn,
     )
 
-    from forensics.importers import LayoutOptions, NormaliseConfig, import_dataset
+    from core.importers import LayoutOptions, NormaliseConfig, import_dataset
 
     if workers < 1:
         raise UsageError(f"--workers {workers}: must be >= 1")
@@ -171,7 +171,7 @@ def stage_(ctx: click.Context, source_list: str, roots: tuple[str, ...], out_dir
     """
     from rich.console import Console
 
-    from forensics.sources import read_source_list, stage
+    from core.sources import read_source_list, stage
 
     console = Console(stderr=True)
     rows = read_source_list(source_list)
@@ -200,7 +200,7 @@ def pin_(checkout: str, repo: str, commit: str, folder: str, set_name: str, bina
     import csv
     import sys
 
-    from forensics.sources import COLUMNS, pin
+    from core.sources import COLUMNS, pin
 
     rows = pin(checkout, repo, commit, folder, set_name, binary, label)
     w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
@@ -217,7 +217,7 @@ def info(root: Path, as_json: bool) -> None:
     """Count the items of a dataset by label, family, source, split and method."""
     from collections import Counter
 
-    from forensics.dataset import read_manifest, summarize
+    from core.dataset import read_manifest, summarize
 
     rows = read_manifest(root)
     s = summarize(rows)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 
 EXTRACT_EPILOG = (
     "Example: forensics faces extract photos/ clip.mp4 --out faces/ --size 224 --fps 2\n\n"
@@ -38,7 +38,7 @@ def faces() -> None:
 @faces.command("detectors", epilog="Example: forensics faces detectors")
 def list_detectors() -> None:
     """List the registered face detectors."""
-    from forensics.faces import FACE_DETECTORS
+    from core.faces import FACE_DETECTORS
 
     for e in FACE_DETECTORS.entries():
         click.echo(f"{e.name:10s} {e.description}")
@@ -82,11 +82,11 @@ def extract(
     row carries the crop path, source path and sha256, frame index, track id, box, landmarks and detection
     probability. Re-running into the same --out does not duplicate rows.
     """
-    from forensics.dataset import ManifestRow, ManifestWriter
-    from forensics.errors import ForensicsError
-    from forensics.faces import ExtractConfig, extract_faces, get_face_detector
-    from forensics.hashing import sha256_bytes
-    from forensics.inputs import expand_paths
+    from core.dataset import ManifestRow, ManifestWriter
+    from core.errors import ForensicsError
+    from core.faces import ExtractConfig, extract_faces, get_face_detector
+    from core.hashing import sha256_bytes
+    from core.inputs import expand_paths
 
     if every is not None and fps is not None:
         raise UsageError("--every and --fps are mutually exclusive")

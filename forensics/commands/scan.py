@@ -12,19 +12,19 @@ from typing import Any
 
 import click
 
+from core.clirun import RegistryChoice, RegistryHelpOption
+from core.faces import FACE_DETECTORS, face_detector_help
+from core.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
-from forensics.clirun import RegistryChoice, RegistryHelpOption
 from forensics.evidence import evidence_help
-from forensics.faces import FACE_DETECTORS, face_detector_help
 from forensics.scanning.config import ScanConfig
-from forensics.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
 
 
 class ThresholdType(click.ParamType):
     """``balanced`` | ``fpr1`` | ``fpr01`` (any case) | a probability in [0, 1], read by
-    :func:`forensics.thresholds.parse_threshold`; an unknown name is a one-line usage error listing the names."""
+    :func:`core.thresholds.parse_threshold`; an unknown name is a one-line usage error listing the names."""
 
     name = "threshold"
 
@@ -43,7 +43,7 @@ class ThresholdType(click.ParamType):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--model", "model", default="default", show_default=True,
               help="Model directory / model.json / .safetensors, or an installed model name.")
-@click.option("--threshold", type=ThresholdType(), default=None,
+@click.option("--threshold", type=ThresholdType(), default=ScanConfig.threshold,
               help=f"Verdict policy from the model file, any case (balanced, fpr1 = 1% FPR, fpr01 = 0.1% FPR; a "
               "policy the model card marks not estimable logs a warning), or a probability. Default: "
               f"{DEFAULT_POLICY} (balanced for a model file without one): balanced flags about a fifth of real "
@@ -56,16 +56,19 @@ class ThresholdType(click.ParamType):
 @click.option("--report", "report_out", metavar="FILE", help="Write a self-contained HTML report.")
 @click.option("--resume", metavar="OUT.jsonl",
               help="Skip inputs already in this JSONL (same path and sha256) and append new records to it.")
-@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=float, default=ScanConfig.timeout_s, show_default=True,
               help="Per-file time limit in seconds, every stage from hashing to evidence (0 = none).")
-@click.option("--fps", type=float, default=1.0, show_default=True, help="Video frames sampled per second.")
-@click.option("--max-frames", type=int, default=32, show_default=True,
+@click.option("--fps", type=float, default=ScanConfig.fps, show_default=True, help="Video frames sampled per second.")
+@click.option("--max-frames", type=int, default=ScanConfig.max_frames, show_default=True,
               help="Sampled frames per video; the rate is lowered so they span the whole clip.")
-@click.option("--max-faces", type=int, default=8, show_default=True, help="Most confident faces per image / frame.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Files (or video frames) per batched step.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Threads for decoding and evidence.")
-@click.option("--threads", type=int, default=None,
+@click.option("--max-faces", type=int, default=ScanConfig.max_faces, show_default=True,
+              help="Most confident faces per image / frame.")
+@click.option("--device", default=ScanConfig.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--batch", type=int, default=ScanConfig.batch, show_default=True,
+              help="Files (or video frames) per batched step.")
+@click.option("--workers", type=int, default=ScanConfig.workers, show_default=True,
+              help="Threads for decoding and evidence.")
+@click.option("--threads", type=int, default=ScanConfig.threads,
               help="torch CPU threads (default: all cores; use 1 per process on shared machines).")
 @click.option("--engine", default="local", show_default=True, help="local, or ray (Ray Data; needs the [ray] extra).")
 @click.option("--address", default=None, help="Ray cluster address (ray://host:10001 or auto); default: local Ray.")
@@ -77,7 +80,8 @@ class ThresholdType(click.ParamType):
               help="Videos: full face detection every N sampled frames, faces followed by the detector in between "
               "(mtcnn-fast: O-Net on the previous boxes). Example: --detect-every 4")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks that point outside the scanned folders.")
-@click.option("--max-pixels", type=int, default=None, help="Refuse images / frames larger than this (pixels).")
+@click.option("--max-pixels", type=int, default=ScanConfig.max_pixels,
+              help="Refuse images / frames larger than this (pixels).")
 @click.option("--no-table", is_flag=True, help="Do not print the results table.")
 @click.option("-q", "--quiet", "quiet_flag", is_flag=True, help="No progress bar or table (as 'forensics -q scan').")
 @click.pass_obj

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from forensics.clirun import RegistryHelpOption
+from core.clirun import RegistryHelpOption
+from core.faces import face_detector_help
+from core.thresholds import DEFAULT_POLICY
 from forensics.commands.scan import ThresholdType
-from forensics.faces import face_detector_help
 from forensics.scanning.config import ScanConfig
-from forensics.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
 
@@ -33,17 +33,18 @@ MiB = 1024 * 1024
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Scanner processes (each loads the model once; about one per CPU core or GPU).")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads per scanner process.")
-@click.option("--threshold", type=ThresholdType(), default=None,
+@click.option("--threshold", type=ThresholdType(), default=ScanConfig.threshold,
               help=f"Verdict policy, any case: balanced, fpr1, fpr01, or a probability. Default: {DEFAULT_POLICY} "
               "(balanced for a model file without one).")
 @click.option("--evidence", default="none", show_default=True,
               help="Evidence analyses added to every record: none, all, or a comma list.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--device", default=ScanConfig.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--face-detector", cls=RegistryHelpOption, default=ScanConfig.face_detector, show_default=True,
               help=lambda: face_detector_help(ScanConfig.face_detector) + " Example: --face-detector mtcnn")
 @click.option("--queue", type=int, default=128, show_default=True,
               help="Most files admitted and not yet answered; beyond it requests get 429 + Retry-After.")
-@click.option("--batch", type=int, default=16, show_default=True, help="Most queued files one worker scans at once.")
+@click.option("--batch", type=int, default=ScanConfig.batch, show_default=True,
+              help="Most queued files one worker scans at once.")
 @click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True,
               help="Per-request budget in seconds (queue wait + scan); past it: 504 and the worker is replaced.")
 @click.option("--max-upload-mb", type=float, default=32.0, show_default=True,
@@ -69,12 +70,12 @@ def serve(**o: Any) -> int:
 
 def settings_from_options(o: dict[str, Any]) -> Any:
     """Options -> :class:`ServeSettings`, with the model card and key file checked before anything starts."""
+    from core.errors import ModelFileError
+    from core.faces import FACE_DETECTORS
+    from core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
     from detectors.modelfile import read_card, resolve_model_dir
-    from forensics.errors import ModelFileError
-    from forensics.faces import FACE_DETECTORS
     from forensics.scanning.config import DEFAULT_MODEL_DIR
     from forensics.serve.settings import ServeSettings, read_api_keys
-    from forensics.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     model = o["model"]
     if model == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():

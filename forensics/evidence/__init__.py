@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from forensics.registry import Registry
+from core.registry import Registry
 
 SCOPES = ("file", "face")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from forensics.errors import ForensicsError
-from forensics.inputs import InputItem
+from core.errors import ForensicsError
+from core.inputs import InputItem
 
 
 class ScanTimeoutError(ForensicsError):

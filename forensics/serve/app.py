@@ -40,7 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from forensics.outputs import safe_text
+from core.outputs import safe_text
 from forensics.serve.logs import new_request_id, request_id_var
 from forensics.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from forensics.serve.pool import (
@@ -393,7 +393,7 @@ class ScanService:
 
     def _server_entries(self, paths: list[str], limit: int) -> list[tuple[str, str, str] | Outcome]:
         """``(real path, record name, sha256)`` per file under ``--root`` (folders expanded like ``scan``)."""
-        from forensics.inputs import InputExpander
+        from core.inputs import InputExpander
 
         root = self.settings.root
         if root is None:

@@ -500,8 +500,8 @@ def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_
 
 
 def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
-    from forensics.hashing import hash_file
-    from forensics.inputs import InputItem
+    from core.hashing import hash_file
+    from core.inputs import InputItem
 
     path = job["path"]
     try:

@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from forensics.scanning.config import ScanConfig
 
 MiB = 1024 * 1024
@@ -15,7 +15,8 @@ MiB = 1024 * 1024
 
 @dataclass
 class ServeSettings:
-    """Every knob of the service. Limits default to what a moderation upload path needs, not what scan allows.
+    """Every knob of the service. Limits default to what a moderation upload path needs, not what scan allows;
+    the knobs it shares with a scan (batch, threshold, device, face detector) default to :class:`ScanConfig`'s.
 
     ``max_pixels`` is lower than ``scan``'s 80 MP because a service decodes many files at once; ``timeout_s`` is a
     request's whole budget (queue wait + scan); ``queue`` bounds the jobs admitted and not yet answered.
@@ -27,16 +28,16 @@ class ServeSettings:
     workers: int = 1  # scanner processes (one model copy each)
     threads: int = 1  # torch threads per scanner process
     queue: int = 128
-    batch: int = 16  # most jobs one worker scans as one chunk
+    batch: int = ScanConfig.batch  # most jobs one worker scans as one chunk
     timeout_s: float = 30.0
     max_upload_bytes: int = 32 * MiB  # a request body (one upload, or all files of a batch upload)
     max_pixels: int = 40_000_000
     max_batch_files: int = 64
     root: str | None = None  # server-side paths allowed under this folder; None = uploads only
     api_keys: tuple[str, ...] = field(default=(), repr=False)
-    threshold: str | float | None = None  # None: the model's default policy
+    threshold: str | float | None = ScanConfig.threshold  # None: the model's default policy
     evidence: str = "none"
-    device: str = "auto"
+    device: str = ScanConfig.device
     face_detector: str = ScanConfig.face_detector
     log_level: str = "info"
     json_logs: bool = True

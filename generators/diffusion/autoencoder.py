@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from generators.layers import UPSAMPLERS, make_upsampler
 
 FACTORS: tuple[int, ...] = (4, 8)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 
 BetaFn = Callable[[int], torch.Tensor]
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import LabelStarvation, check_resolution, need_labels
 from generators.layers import GanState, ema_decay_at, ema_update, flag_on_any_rank, requires_grad

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forensics.errors import UsageError
+from core.errors import UsageError
 from generators.video.tracks import FaceTrack
 
 N_LANDMARKS = 5
@@ -92,7 +92,7 @@ def track_landmarks(frames: list[np.ndarray], size: int, margin: float, detector
 
     Raises a one-line :class:`UsageError` naming ``source`` when no frame has a face.
     """
-    from forensics.faces import canonical_landmarks, get_face_detector, similarity_transform
+    from core.faces import canonical_landmarks, get_face_detector, similarity_transform
 
     det = detector or get_face_detector("mtcnn")
     template = canonical_landmarks(size, margin)

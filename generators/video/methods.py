@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from forensics.errors import UsageError
-from forensics.registry import Registry
+from core.errors import UsageError
+from core.registry import Registry
 from generators.video.blend import BlendConfig, face_mask, paste_back
 from generators.video.clips import Clip
 
@@ -53,7 +53,7 @@ def make_swap(target: Clip, driving: Clip | None = None, model: str | None = Non
     """Render ``identity``'s face in the target's pose (the target should show the other identity)."""
     import torch
 
-    from forensics.faces import canonical_landmarks
+    from core.faces import canonical_landmarks
     from generators.video.runs import load_swap
     from generators.video.swap import to_tensor, to_uint8
     from generators.video.tracks import track_main_face, warp_to_crop
@@ -78,7 +78,7 @@ def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: s
     """Animate the target's first-frame face with the driver's motion and paste it into every target frame."""
     import torch
 
-    from forensics.faces import canonical_landmarks
+    from core.faces import canonical_landmarks
     from generators.video.reenact import relative_kp
     from generators.video.runs import load_reenact
     from generators.video.swap import to_tensor, to_uint8
@@ -111,7 +111,7 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
     """Re-render the target's face (identity from K of its frames) from maps carrying the driver's motion."""
     import torch
 
-    from forensics.faces import canonical_landmarks
+    from core.faces import canonical_landmarks
     from generators.video.landmark2face import clip_maps, driving_maps, pick_shots
     from generators.video.runs import load_landmark2face
     from generators.video.swap import to_tensor, to_uint8

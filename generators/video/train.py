@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from forensics.runs import next_run_dir
+from core.runs import next_run_dir
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
 from generators.video.landmark2face import train_step as l2f_step

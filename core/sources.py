@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
-from forensics.errors import DataError, UsageError
+from core.config import ASSETS_DIR
+from core.errors import DataError, UsageError
 
 #: where the project's own pinned lists live (shipped with the package: a list of hashes, never the files)
-SOURCES_DIR = Path(__file__).resolve().parent / "assets" / "sources"
+SOURCES_DIR = ASSETS_DIR / "sources"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ def hash_file(path: str | os.PathLike[str], *, untrusted: bool = False, timeout_
     """sha256 and size of a file, read in 1 MiB blocks.
 
     ``untrusted`` (user files: scan inputs, probed media) opens through
-    :func:`forensics.media.sniff.open_for_read`: a FIFO, socket or device is refused (never opened blocking) and a
-    missing or unreadable file raises :class:`~forensics.media.UnreadableMediaError`. Files the toolkit wrote itself
+    :func:`core.media.sniff.open_for_read`: a FIFO, socket or device is refused (never opened blocking) and a
+    missing or unreadable file raises :class:`~core.media.UnreadableMediaError`. Files the toolkit wrote itself
     (datasets, checkpoints, model files) are opened plainly and keep their ``OSError``.
 
     ``timeout_s`` bounds the hashing (checked per block read): a huge or very slow file becomes an
@@ -34,7 +34,7 @@ def hash_file(path: str | os.PathLike[str], *, untrusted: bool = False, timeout_
     reading stays an ``OSError``; callers word it for their records.
     """
     if untrusted:
-        from forensics.media.sniff import open_for_read
+        from core.media.sniff import open_for_read
 
         fh = open_for_read(path)
     else:
@@ -47,7 +47,7 @@ def hash_file(path: str | os.PathLike[str], *, untrusted: bool = False, timeout_
             h.update(block)
             n += len(block)
             if end is not None and time.monotonic() > end:
-                from forensics.media import UnreadableMediaError
+                from core.media import UnreadableMediaError
 
                 raise UnreadableMediaError(path, f"timed out after {timeout_s:g} s while hashing ({n} bytes read)")
     return FileHash(h.hexdigest(), n)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from forensics.errors import DataError
+from core.errors import DataError
 
 MANIFEST = "manifest.jsonl"
 SCHEMA_VERSION = 1

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-ASSETS_DIR = PACKAGE_DIR / "assets"
 REPO_ROOT = PACKAGE_DIR.parent
+#: The shipped assets (demo photos, the default model file, source lists) stay in the ``forensics`` package that
+#: ships them (pyproject package-data): the top-level packages sit side by side in a checkout and in site-packages,
+#: so a path (not an import, which would point up the layers) finds them from here.
+ASSETS_DIR = REPO_ROOT / "forensics" / "assets"
 
 
 def shared_data_dir() -> Path | None:
@@ -37,7 +40,7 @@ def resolve_device(spec: str = "auto"):
     """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is a usage error."""
     import torch
 
-    from forensics.errors import UsageError
+    from core.errors import UsageError
 
     if spec == "auto":
         if torch.cuda.is_available():
@@ -61,7 +64,7 @@ def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, 
     lists become tuples, as config fields hold them) and kept as written otherwise (``detector train``). A pair
     without ``=`` or without a key is a one-line usage error.
     """
-    from forensics.errors import UsageError
+    from core.errors import UsageError
 
     out: dict[str, Any] = {}
     for kv in pairs:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from forensics.config import REPO_ROOT
+from core.config import REPO_ROOT
 
 __all__ = ["environment", "git_describe", "peak_rss_mb"]
 

@@ -26,7 +26,7 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 def run_click(command: click.Command, argv: list[str] | None, prog_name: str, **context: Any) -> int:
     """Invoke ``command``; toolkit errors become one line on stderr and exit code 2 (or the error's own code).
     ``context`` goes to click's context (e.g. ``**CONTEXT_SETTINGS`` for a subcommand run without the root)."""
-    from forensics.errors import ForensicsError
+    from core.errors import ForensicsError
 
     try:
         rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False, **context)

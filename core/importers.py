@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from forensics.dataset import LABELS, ManifestRow, ManifestWriter, sort_manifest
-from forensics.errors import DataError, ForensicsError, UsageError
-from forensics.hashing import hash_split, sha256_bytes, sha256_text
-from forensics.registry import Registry
+from core.dataset import LABELS, ManifestRow, ManifestWriter, sort_manifest
+from core.errors import DataError, ForensicsError, UsageError
+from core.hashing import hash_split, sha256_bytes, sha256_text
+from core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class FoldersLayout(Layout):
     folder anywhere gives the split."""
 
     def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
-        from forensics.faces import MEDIA_EXTENSIONS
+        from core.faces import MEDIA_EXTENSIONS
 
         found = False
         for cls_dir in sorted(p for p in src.iterdir() if p.is_dir() and p.name in opts.label_map):
@@ -263,7 +263,7 @@ class ManifestLayout(Layout):
     ``parent`` is the sampled file."""
 
     def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
-        from forensics.dataset import MANIFEST, read_manifest
+        from core.dataset import MANIFEST, read_manifest
 
         roots = [src] if (src / MANIFEST).is_file() else sorted(p.parent for p in src.glob(f"*/{MANIFEST}"))
         if not roots:
@@ -300,7 +300,7 @@ REGION_PAD = 16
 def face_region(shape: tuple[int, ...], landmarks: np.ndarray, size: int, margin: float) -> tuple[int, int, int, int]:
     """``x0, y0, x1, y1`` of the source pixels the aligned ``size`` crop is sampled from (its footprint under the
     inverse alignment transform), padded by :data:`REGION_PAD`, clipped to the image, origin snapped to the grid."""
-    from forensics.faces import canonical_landmarks, similarity_transform
+    from core.faces import canonical_landmarks, similarity_transform
 
     m = similarity_transform(np.asarray(landmarks, float).reshape(5, 2), canonical_landmarks(size, margin))
     inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
@@ -356,14 +356,14 @@ class Normaliser:
         self.cfg = cfg
         self._detector = None
         if cfg.align:
-            from forensics.faces import get_face_detector
+            from core.faces import get_face_detector
 
             self._detector = get_face_detector(cfg.detector, device=cfg.device, min_prob=cfg.min_prob)
 
     def __call__(self, pixels: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         from PIL import Image
 
-        from forensics.faces import CropSpec, crop_faces
+        from core.faces import CropSpec, crop_faces
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
         face = None
@@ -426,8 +426,8 @@ def _init_worker(cfg_dict: dict[str, Any]) -> None:
 
 def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None = None) -> ItemResult:
     """Normalise one item into ``out_dir``; never raises for bad media (the batch must go on)."""
-    from forensics import media
-    from forensics.media.sniff import open_for_read
+    from core import media
+    from core.media.sniff import open_for_read
 
     norm = normaliser or _NORMALISER
     assert norm is not None, "process_item needs a Normaliser (or a worker initialised with _init_worker)"
@@ -550,7 +550,7 @@ def import_dataset(
 
 
 def _is_video(path: str) -> bool:
-    from forensics import media
+    from core import media
 
     try:
         return media.sniff(path) == "video"

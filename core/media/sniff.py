@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from forensics.media.types import MediaLimits, MediaTooLargeError, UnreadableMediaError, UnsupportedMediaError
-from forensics.registry import Registry
+from core.media.types import MediaLimits, MediaTooLargeError, UnreadableMediaError, UnsupportedMediaError
+from core.registry import Registry
 
 HEAD_BYTES = 4096  # enough for ftyp compatible brands, EBML doctype, VP8X flags and an APNG acTL chunk
 
@@ -326,7 +326,7 @@ def sniff(path: str | Path) -> str:
     """
     spec = sniff_format(path)
     if spec.kind == "image":
-        from forensics.media.image import is_animated
+        from core.media.image import is_animated
 
         return "video" if is_animated(path, spec) else "image"
     return spec.kind

@@ -1,0 +1,12 @@
+"""The foundation layer: everything about media, faces and datasets that needs no model.
+
+Media I/O (:mod:`core.media`), face detection, alignment and the shared crop step (:mod:`core.faces`), hashing and
+the hash split (:mod:`core.hashing`), dataset manifests and importers, delivery degradations, threshold policies,
+input expansion, result sinks, the generic :class:`~core.registry.Registry`, the training-run toolkit
+(:mod:`core.runs`) and the one version number (:mod:`core._version`).
+
+Why a package of its own: the top-level packages are the layers (``core`` <- ``generators`` <- ``detectors`` <-
+``forensics`` <- ``benchmarks``), so which way an import points is visible from its first word and
+``tests/test_layers.py`` needs no hand-kept list. Nothing here imports a package above it; the package root
+imports nothing, so ``import core.errors`` stays cheap.
+"""

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -424,8 +423,9 @@ def render(
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> str:
-    from core.sysinfo import environment, git_describe
+    from benchmarks.record import command_line, start_record
 
+    rec = start_record(command_line("benchmarks.faces_speed", argv))
     stages = [Stage.parse(s).load(args.device) for s in (args.stages.split(";") if args.stages else default_stages())]
     labelled = load_labelled(Path(args.labels)) if args.labels else []
     labels: dict[str, LabelScore] = {}
@@ -441,14 +441,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> str:
             draw(Path(args.draw), labelled, results)
     sizes = [int(s) for s in args.sizes.split(",") if s] if args.sizes else []
     speed = time_stages(stages, sizes, args.n, args.batch, args.repeat) if sizes else {}
-    env = environment()
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    env = rec.environment
     meta = {
-        "command": "python -m benchmarks.faces_speed " + " ".join(argv),
-        "commit": git_describe(),
+        "command": rec.command,
+        "commit": rec.commit,
         "env": f"{env['cpu_count']} logical CPUs, torch {env.get('torch')} with {env.get('torch_threads')} threads, "
         f"Python {env['python']}",
-        "load": load,
+        "load": rec.load(),
         "iou": args.iou,
         "labelled_images": len(labelled),
         "batch": args.batch,

@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import shutil
 import socket
@@ -40,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.sysinfo import git_describe
+from benchmarks.record import command_line, start_record
 
 Mutator = Callable[[np.random.Generator, bytes], bytes]
 MUTATORS: dict[str, Mutator] = {}
@@ -386,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--evidence", default="none", help="The scan's --evidence.")
     ap.add_argument("--probe-timeout", type=float, default=0.5, help="--timeout of the slow-decode probe scan.")
     args = ap.parse_args(argv)
+    rec = start_record(command_line("benchmarks.fuzz_scan", argv))
     work = Path(args.work)
     manifest = make_corpus(args.n, args.seed, work)
     out_jsonl = work / "scan.jsonl"
@@ -393,12 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = analyse(work, out_jsonl, run)
     summary["timeout_probe"] = timeout_probe(work, args)
     summary.update(
-        commit=git_describe(), scan_cmd=[Path(c).name if c == sys.executable else c for c in run["cmd"]],
-        wall_limit_s=args.wall_limit, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}",
+        commit=rec.commit, scan_cmd=[Path(c).name if c == sys.executable else c for c in run["cmd"]],
+        wall_limit_s=args.wall_limit, date=rec.date(), machine=rec.machine(), command=rec.command,
+        started=rec.started, environment=rec.environment,
     )  # fmt: skip
     write_report(Path(args.out), summary, manifest, argv)
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("top_causes", "special", "scan_cmd")}, indent=1))
+    quiet = ("top_causes", "special", "scan_cmd", "environment")
+    print(json.dumps({k: v for k, v in summary.items() if k not in quiet}, indent=1))
     probe = summary["timeout_probe"]
     probe_ok = probe["records"] == probe["files"] and probe["timeouts"] >= 2 and not probe["tracebacks"]
     return 0 if not summary["hung"] and summary["tracebacks"] == 0 and not summary["missing"] and probe_ok else 1

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -227,13 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/forensics-kill-resume")
     ap.add_argument("--out", default="benchmarks/results/fuzz")
     args = ap.parse_args(argv)
-    from core.sysinfo import git_describe
+    from benchmarks.record import command_line, start_record
 
+    rec = start_record(command_line("benchmarks.kill_resume", argv))
     s = run(args)
-    s.update(commit=git_describe(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-             machine=f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}")
+    s.update(commit=rec.commit, date=rec.date(), machine=rec.machine(), command=rec.command, started=rec.started,
+             environment=rec.environment)
     write_report(Path(args.out), s, argv)
-    print(json.dumps({k: v for k, v in s.items() if k != "kills"}, indent=1))
+    print(json.dumps({k: v for k, v in s.items() if k not in ("kills", "environment")}, indent=1))
     return 0 if s["lost"] == 0 and s["duplicated"] == 0 else 1
 
 

@@ -437,9 +437,8 @@ def _device_name(spec: str) -> str:
 
 def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) a benchmark and write its run directory; returns the results dictionary."""
+    from benchmarks.record import start_record
     from benchmarks.report import build_results, write_report
-    from benchmarks.speed import environment
-    from core.sysinfo import git_describe
 
     cfg = load_config(config_path)
     protocol = get_protocol(cfg.protocol)
@@ -447,7 +446,7 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
     device = _device_name(opts.device)
     _prepare_out(cfg, opts)
     t0 = time.time()
-    commit = git_describe()  # at the start: the code that scores is the code of this moment, not of the end
+    rec = start_record(opts.command)  # at the start: the code that scores is the code of this moment
     cache = ScoreCache(opts.cache or opts.out / "scores.sqlite")
     state = RunState(cfg=cfg, plan=plan, opts=opts, cache=cache, device=device)
     try:
@@ -467,13 +466,13 @@ def run(config_path: str | Path, opts: RunOptions) -> dict[str, Any]:
                 scored += parts
         run_info = {
             "command": opts.command,
-            "commit": commit,
+            "commit": rec.commit,
             "config": str(cfg.source),
             "device": device,
             "workers": opts.workers,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+            "started": rec.started,
             "seconds": round(time.time() - t0, 2),
-            "environment": environment(),
+            "environment": rec.environment,
             "models": {key: {"name": info["name"], "weights_sha256": info["sha256"]}
                        for key, info in state.model_info.items()},
             "cache": {"path": str(cache.path), "hits": cache.hits, "misses": cache.misses, "computed": state.computed},

@@ -25,8 +25,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from benchmarks.record import RunRecord, command_line, start_record
 from core.config import shared_data_dir
 from core.errors import ForensicsError
 
@@ -176,17 +175,16 @@ def video_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(rows: list[dict], cmd: str, model_name: str) -> str:
-    import torch
-
+def markdown(rows: list[dict], rec: RunRecord, model_name: str) -> str:
+    env = rec.environment
     lines = [
         "# forensics scan throughput",
         "",
-        f"Command: `{cmd}`",
+        f"Command: `{rec.command}` at commit `{rec.commit}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs ({platform.processor() or 'cpu'}), "
-        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, Python {platform.python_version()}; "
-        f"model `{model_name}`; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {env['machine']}, {env['cpu_count']} logical CPUs, "
+        f"torch {env.get('torch')}, torch threads {env.get('torch_threads')}, Python {env['python']}; "
+        f"model `{model_name}`; {rec.date()}.",
         "",
         "Photos: 512x512 JPEG q90 with one real face each (see `benchmarks/scan_speed.py`). `ratio` = wall time of "
         "the whole scan / (face detection + model forward) time measured in the same run; goal <= 1.10 with "
@@ -221,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="where the generated photos go (default: a temp dir)")
     ap.add_argument("--out", default=None, help="write a markdown table here (e.g. benchmarks/results/scan.md)")
     args = ap.parse_args(argv)
+    if args.threads:  # before the record, so it states the thread count the runs use
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rec = start_record(command_line("benchmarks.scan_speed", argv))
     try:
         from forensics.scanning.config import resolve_model
 
@@ -249,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except ForensicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    md = markdown(rows, "python -m benchmarks.scan_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  model.name)  # fmt: skip
+    md = markdown(rows, rec, model.name)
     if video_rows:
         md += video_markdown(video_rows)
     print(md)

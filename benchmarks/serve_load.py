@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -51,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.record import RunRecord, command_line, model_ref, start_record
 from core.config import shared_data_dir
 from core.hashing import sha256_bytes
-from core.sysinfo import git_describe
 
 RESULTS = Path(__file__).parent / "results" / "serve"
 UPLOAD_MB = 1.0  # --max-upload-mb of the server under test: the oversize hostile file is 1.5x this
@@ -434,6 +433,9 @@ class LoadReport:
     config: dict[str, Any]
     files: dict[str, int]
     model: dict[str, str] = field(default_factory=dict)  # what both the scan baseline and the service ran
+    started: str = ""  # UTC, from the run record (files before the record have none)
+    environment: dict[str, Any] = field(default_factory=dict)  # the record's full environment; ``machine`` is its
+    # summary under the keys the committed results use
     requests: int = 0
     answered: int = 0
     wall_s: float = 0.0
@@ -463,8 +465,15 @@ def _default_model() -> dict[str, str]:
     number means little without the model it was measured with (the face stage and test-time views change it)."""
     from detectors.modelfile import read_card, resolve_model_dir
 
-    card = read_card(resolve_model_dir("default"))
-    return {"name": card.get("name", ""), "sha256": card.get("weights_sha256", "")}
+    ref = model_ref(read_card(resolve_model_dir("default")))
+    return {"name": ref.name, "sha256": ref.weights_sha256}
+
+
+def machine_summary(rec: RunRecord) -> dict[str, Any]:
+    """The record's environment under the keys ``LoadReport.machine`` has always had (committed results read so)."""
+    env = rec.environment
+    return {"cpus": env.get("cpu_count"), "platform": env.get("platform"), "python": env.get("python"),
+            "load_avg_at_start": env.get("load_avg") or []}
 
 
 def run(args: argparse.Namespace) -> LoadReport:
@@ -475,13 +484,12 @@ def run(args: argparse.Namespace) -> LoadReport:
     for i, f in enumerate(files):
         f.path = str(work / f"{i:05d}-{f.name}")
         Path(f.path).write_bytes(f.data)
+    rec = start_record(command_line("benchmarks.serve_load"))
     rep = LoadReport(
-        name=args.name, command="python -m benchmarks.serve_load " + " ".join(sys.argv[1:]), git_commit=git_describe(),
-        machine={"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                 "load_avg_at_start": list(os.getloadavg())},
+        name=args.name, command=rec.command, git_commit=rec.commit, machine=machine_summary(rec),
         config={k: v for k, v in vars(args).items() if k not in ("out",)},
         files={"unique": len(files), "good": len(good), **Counter(f.kind for f in hostile)},
-        model=_default_model(),
+        model=_default_model(), started=rec.started, environment=rec.environment,
     )  # fmt: skip
     scan_threads = args.workers * args.threads
     if not args.skip_scan:

@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.metrics import bootstrap_ci, roc_auc
+from benchmarks.record import command_line, start_record
 from core.errors import DataError, ForensicsError
-from core.sysinfo import git_describe
 
 N_BOOT = 1000
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer"
@@ -1034,6 +1034,7 @@ def run(
     if not data.is_dir():
         raise DataError(f"{data}: shared data folder not found (set --data or FORENSICS_DATA)")
     model = load_model(model_ref, device="cpu")
+    rec = start_record(command_line("benchmarks.transfer"))  # the model: below, with its thresholds and training
     t0 = time.time()
     res: dict[str, Any] = {
         "label": label,
@@ -1044,9 +1045,11 @@ def run(
             "trained_by": model.card.get("training", {}).get("command", ""),
             "members": [m["sha256"] for m in model.card.get("training", {}).get("fused_from", [])],
         },
-        "command": "python -m benchmarks.transfer " + " ".join(sys.argv[1:]),
+        "command": rec.command,
         "scan": _scan_settings(),
-        "commit": git_describe(),
+        "commit": rec.commit,
+        "started": rec.started,
+        "environment": rec.environment,
         "n_per_set": n,
         "split": split,
         "protocols": {},

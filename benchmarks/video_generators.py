@@ -24,8 +24,6 @@ Example: python -m benchmarks.video_generators --heldout held.mp4 --driving drv.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,7 +64,7 @@ class Speed:
 
 @dataclass
 class VideoBenchResult:
-    environment: dict[str, Any]
+    record: dict[str, Any]  # benchmarks.record.RunRecord: command, commit, environment (every timing is on CPU)
     recon: list[Recon] = field(default_factory=list)
     stability: Stability | None = None
     speed: list[Speed] = field(default_factory=list)
@@ -208,21 +206,6 @@ def _model_fps(method: str, run: str, faces64: dict[str, np.ndarray]) -> float |
     return len(faces) / (time.perf_counter() - t0)
 
 
-def environment() -> dict[str, Any]:
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        "device": "cpu",
-    }
-
-
 def render_markdown(res: VideoBenchResult) -> str:
     lines = ["| method | data | frames | L1 (0-1) | SSIM | baseline | baseline L1 | baseline SSIM |",
              "|---|---|---:|---:|---:|---|---:|---:|"]
@@ -265,12 +248,13 @@ def main(heldout, driving, reenact_run, swap_run, swap_test_a, swap_test_b, l2f_
     """
     import torch
 
+    from benchmarks.record import command_line, start_record
     from generators.video.clips import read_clip
     from generators.video.landmark2face import track_landmarks
     from generators.video.methods import VIDEO_METHODS
 
-    torch.set_num_threads(threads)
-    res = VideoBenchResult(environment=environment())
+    torch.set_num_threads(threads)  # before the record, so it states the thread count the timings use
+    res = VideoBenchResult(record=start_record(command_line("benchmarks.video_generators")).to_dict())
     held = read_clip(heldout, frames)
     name = Path(heldout).name
     lms = track_landmarks(held.frames, 64, 0.3, source=heldout).landmarks

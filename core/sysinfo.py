@@ -16,7 +16,7 @@ from typing import Any
 
 from core.config import REPO_ROOT
 
-__all__ = ["environment", "git_describe", "peak_rss_mb"]
+__all__ = ["environment", "git_describe", "load_average", "peak_rss_mb"]
 
 
 def peak_rss_mb() -> float:
@@ -25,15 +25,26 @@ def peak_rss_mb() -> float:
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
 
+def load_average() -> list[float] | None:
+    """The 1 / 5 / 15-minute load averages, or ``None`` where the OS has none (Windows): on a shared machine a
+    speed number means little without how busy the machine already was."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def environment() -> dict[str, Any]:
-    """What a reader needs to compare two speed numbers: CPU, GPU, thread count, library versions."""
+    """What a reader needs to compare two speed numbers: CPU, GPU, thread count, library versions, and the load
+    average when it was taken (call it when a run starts). The one place that collects these facts."""
     import os
 
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "machine": platform.machine(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "load_avg": load_average(),
     }
     try:
         import torch

@@ -163,7 +163,7 @@ def test_unseen_decoders_pairs_each_autoencoder_with_its_parents(tmp_path, monke
         sizes[str(Path(files[0]).parent.relative_to(tmp_path / "tmp"))] = {cv2.imread(str(f)).shape[0] for f in files}
         return np.array([0.9 if "ae-" in str(f) else 0.1 for f in files])
 
-    monkeypatch.setattr(T, "_score", fake_score)
+    monkeypatch.setattr(T.protocols, "_score", fake_score)  # where the protocols look it up
     # trained on ldm only: it decodes through ae-recon's autoencoder, so that decoder counts as seen
     model = SimpleNamespace(thresholds={"fpr1": 0.5}, card={"training": {"families": ["ldm"]}})
     out = T.unseen_decoders(model, tmp_path, 0, 1, tmp_path / "tmp", recon=recon)

@@ -27,7 +27,7 @@ from typing import Any
 
 from core.sysinfo import environment, git_describe
 
-__all__ = ["ModelRef", "RunRecord", "command_line", "model_ref", "start_record"]
+__all__ = ["ModelRef", "RunRecord", "command_line", "model_ref", "short_commit", "start_record"]
 
 #: how ``started`` is written (the form ``run.json`` has always used)
 STARTED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -70,6 +70,12 @@ class RunRecord:
         """The load averages at the start, ``8.1 / 8.1 / 7.6`` (``n/a`` where the OS has none)."""
         avg = self.environment.get("load_avg")
         return " / ".join(f"{x:.1f}" for x in avg) if avg else "n/a"
+
+
+def short_commit(commit: str) -> str:
+    """A commit as reports print it: a full 40-hex hash (results written before the record used them) cut to 12,
+    a ``git describe`` string kept whole, so its ``-dirty`` flag is never cut off."""
+    return commit[:12] if len(commit) == 40 and "-" not in commit else commit
 
 
 def command_line(prog: str, argv: list[str] | None = None) -> str:

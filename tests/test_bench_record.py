@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 import time
 
-from benchmarks.record import STARTED_FORMAT, ModelRef, RunRecord, command_line, model_ref, start_record
+from benchmarks.record import (
+    STARTED_FORMAT,
+    ModelRef,
+    RunRecord,
+    command_line,
+    model_ref,
+    short_commit,
+    start_record,
+)
 
 
 def test_start_record_names_command_commit_environment_and_model():
@@ -47,3 +55,9 @@ def test_serve_load_machine_keeps_its_committed_keys():
     rec = RunRecord(command="c", commit="abc", started="2026-12-04T19:48:05Z", environment=env)
     assert machine_summary(rec) == {"cpus": 2, "platform": "Linux-x", "python": "3.11.7",
                                     "load_avg_at_start": [1.0, 2.0, 3.0]}  # fmt: skip
+
+
+def test_short_commit_never_cuts_the_dirty_flag():
+    assert short_commit("e8bc0d7-dirty") == "e8bc0d7-dirty"  # a describe string: whole
+    assert short_commit("ea247b657a7938221a8a6aa36c45945b19ac9cfe") == "ea247b657a79"  # an old full hash: 12
+    assert short_commit("unknown") == "unknown"

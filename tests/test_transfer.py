@@ -99,6 +99,19 @@ def test_selection_uses_validation_results_only_and_the_stated_rule(tmp_path):
     assert T.flag_tie_band(0.0, 200) > 0
 
 
+def test_retired_validation_rule_ignores_transfer_val_candidates(tmp_path):
+    """The validation rule chose up to v14; candidates scored later for the transfer_val rule (their crossval
+    result holds transfer-val) must not change what it chose, even when they saw more fake families."""
+    _result(tmp_path, "old", "val", worst=0.01, aucs=(0.90, 0.90, 0.90))
+    _result(tmp_path, "new", "val", worst=0.01, aucs=(0.99, 0.99, 0.99), families=("a", "b", "sd"))
+    assert T.select(tmp_path)["selected"] == "new"  # as a validation candidate it would win (widest, best)
+    (tmp_path / "new-crossval").mkdir()
+    (tmp_path / "new-crossval" / "results.json").write_text(json.dumps(
+        {"label": "new", "split": "crossval", "protocols": {"transfer-val": {}}}))
+    sel = T.select(tmp_path)
+    assert sel["selected"] == "old" and {c["label"] for c in sel["candidates"]} == {"old"}
+
+
 def test_quiet_candidates_must_also_hold_still_under_delivery(tmp_path):
     """Held presets make every candidate quiet on validation; the median shift still tells drift apart."""
     _result(tmp_path, "drifty", "val", worst=0.02, aucs=(0.95, 0.95, 0.95), shift=0.39)

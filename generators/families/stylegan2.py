@@ -32,10 +32,10 @@ from generators.layers import (
     FirUpsample,
     MinibatchStd,
     channels_per_level,
-    ema_decay_at,
-    ema_update,
+    frozen,
     kw,
     lazy_r1_step,
+    optimizer_step,
     requires_grad,
 )
 from generators.registry import register_generator
@@ -255,24 +255,17 @@ class StyleGAN2(AdversarialFamily):
         real = batch.image.to(self.device)
         n = real.shape[0]
         requires_grad(self.D, True)
-        requires_grad(self.G, False)
-        fake = self._mixed(n)
-        loss_d = self.d_loss_fn(self.D(real), self.D(fake))
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
-        out = {"loss_d": loss_d.item()}
-        r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
+        with frozen(self.G):
+            fake = self._mixed(n)
+            loss_d = self.d_loss_fn(self.D(real), self.D(fake))
+            optimizer_step(self.opt_D, loss_d)
+            out = {"loss_d": loss_d.item()}
+            r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
         if r1 is not None:
             out["r1"] = r1
-        requires_grad(self.D, False)
-        requires_grad(self.G, True)
-        loss_g = self.g_loss_fn(self.D(self._mixed(n)))
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        with frozen(self.D):
+            loss_g = self.g_loss_fn(self.D(self._mixed(n)))
+            self.generator_update(loss_g, step)
         out["loss_g"] = loss_g.item()
         return out
 

@@ -404,6 +404,10 @@ class AdversarialFamily(GanState, GeneratorFamily):
     def generate(self, G: nn.Module, z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return G(z)
 
+    def fakes(self, n: int) -> torch.Tensor:
+        """``n`` images from the training G for the D and G losses (StyleGAN2 overrides it to mix styles)."""
+        return self.generate(self.G, self.latent(n))
+
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         cfg = self.cfg
         real = batch.image.to(self.device)
@@ -411,7 +415,7 @@ class AdversarialFamily(GanState, GeneratorFamily):
         # D step
         requires_grad(self.D, True)
         with torch.no_grad():
-            fake = self.generate(self.G, self.latent(n))
+            fake = self.fakes(n)
         loss_d = self.d_loss_fn(self.D(real), self.D(fake))
         optimizer_step(self.opt_D, loss_d)
         out = {"loss_d": loss_d.item()}
@@ -419,7 +423,7 @@ class AdversarialFamily(GanState, GeneratorFamily):
         if r1 is not None:
             out["r1"] = r1
         with frozen(self.D):  # G step
-            loss_g = self.g_loss_fn(self.D(self.generate(self.G, self.latent(n))))
+            loss_g = self.g_loss_fn(self.D(self.fakes(n)))
             self.generator_update(loss_g, step)
         out["loss_g"] = loss_g.item()
         return out

@@ -59,12 +59,28 @@ class RegistryHelpOption(click.Option):
         return super().get_help_record(ctx)
 
 
+def registry_names(target: str) -> list[str]:
+    """The names a ``"package.module:NAME"`` target holds, importing the module now: a :class:`core.registry.Registry`'s
+    entries, a function's result (e.g. ``detectors.calibration:calibrator_names``, which orders them), or a mapping's
+    keys / a sequence's items (preset tables such as ``detectors.augment:AUGMENT_PRESETS``)."""
+    import importlib
+
+    from core.registry import Registry
+
+    module, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    if isinstance(obj, Registry):
+        return obj.names()
+    return list(obj() if callable(obj) else obj)
+
+
 class RegistryChoice(click.Choice):
     """``click.Choice`` over a registry's names, read when first needed (parsing or help), not when the command
-    module is imported: a newly registered entry is accepted and listed without touching the command."""
+    module is imported: a newly registered entry is accepted and listed without touching the command. ``names`` is
+    a ``"package.module:NAME"`` target (see :func:`registry_names`) or a function returning the names."""
 
-    def __init__(self, names: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
-        self._names = names
+    def __init__(self, names: str | Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._names = (lambda: registry_names(names)) if isinstance(names, str) else names
         self._cached: tuple[str, ...] | None = None
         self.case_sensitive = case_sensitive
 

@@ -56,13 +56,35 @@ def resolve_device(spec: str = "auto"):
     return dev
 
 
+def parse_value(text: str, *, json_values: bool = False) -> Any:
+    """The one reading of a value written on a command line, so every option spells numbers the same way.
+
+    Plain (degradation chains, ``forensics gan`` family options): an ``int`` where Python reads one, else a
+    ``float``, else the text itself (``"75"`` -> 75, ``"0.5"`` -> 0.5, ``"area"`` -> ``"area"``). With
+    ``json_values`` (``detector train --set``, whose config fields hold lists and booleans): JSON where it parses,
+    lists as tuples because config fields hold them so (``"[16,32]"`` -> ``(16, 32)``, ``"true"`` -> True), else
+    the text as written. Never raises: what is not a number (or JSON) stays a string for the caller to judge.
+    """
+    if json_values:
+        try:
+            val = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        return tuple(val) if isinstance(val, list) else val
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, Any]:
     """The one parser of ``--set KEY=VALUE`` (repeatable) for every command: ``["lr=1e-3", "ch=16"]`` -> dict.
 
     Keys are stripped. Values stay stripped strings for a caller that coerces them to its config fields' types
-    (``gan train``), or with ``json_values`` are decoded as JSON where they parse (``widths=[16,32]`` -> ``(16, 32)``:
-    lists become tuples, as config fields hold them) and kept as written otherwise (``detector train``). A pair
-    without ``=`` or without a key is a one-line usage error.
+    (``gan train``), or with ``json_values`` are read by :func:`parse_value` (``widths=[16,32]`` -> ``(16, 32)``)
+    (``detector train``). A pair without ``=`` or without a key is a one-line usage error.
     """
     from core.errors import UsageError
 
@@ -71,12 +93,5 @@ def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, 
         k, eq, v = kv.partition("=")
         if not eq or not k.strip():
             raise UsageError(f"--set {kv!r}: expected key=value")
-        if not json_values:
-            out[k.strip()] = v.strip()
-            continue
-        try:
-            val = json.loads(v)
-        except json.JSONDecodeError:
-            val = v
-        out[k.strip()] = tuple(val) if isinstance(val, list) else val
+        out[k.strip()] = parse_value(v, json_values=True) if json_values else v.strip()
     return out

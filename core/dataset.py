@@ -24,21 +24,33 @@ LABELS = ("real", "fake")
 SPLITS = ("train", "val", "test", "crossval", "")
 
 
-@dataclass
-class ManifestRow:
-    """One item of a dataset. Unknown keys found in a manifest are kept in ``extra`` (forward compatible)."""
+@dataclass(kw_only=True)
+class Provenance:
+    """The tags that say where an item came from and how it was made: written once here for the manifest row and
+    for the importer's item that becomes one (``core.importers.ImportItem``), so a new tag reaches both and
+    :meth:`provenance` carries it across. Keyword-only, so each class keeps its own positional fields first."""
 
-    path: str
-    label: str
-    sha256: str = ""
     generator: str = ""
     family: str = ""
     upsampler: str = ""
     method: str = ""
     source: str = ""
     split: str = ""
-    parent: str = ""
     licence: str = ""
+
+    def provenance(self) -> dict[str, str]:
+        """The tags as keyword arguments for another :class:`Provenance` (an import item -> its manifest row)."""
+        return {f.name: getattr(self, f.name) for f in fields(Provenance)}
+
+
+@dataclass
+class ManifestRow(Provenance):
+    """One item of a dataset. Unknown keys found in a manifest are kept in ``extra`` (forward compatible)."""
+
+    path: str
+    label: str
+    sha256: str = ""
+    parent: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

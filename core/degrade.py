@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import parse_value
 from core.errors import UsageError
 from core.registry import Registry
 
@@ -213,15 +214,6 @@ def op(name: str, **params: Any) -> Op:
     return Op(name, tuple(sorted(params.items())))
 
 
-def _parse_value(v: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 @dataclass(frozen=True)
 class StepText:
     """One step of a chain as written: its ``text`` (for error messages), ``name`` and raw ``args``, each
@@ -275,7 +267,7 @@ def parse_chain(spec: str) -> Chain:
         for k, eq, _ in step.args:
             if not eq:
                 raise UsageError(f"degradation chain '{spec}': expected key=value, got '{k}'")
-        ops.append(op(step.name, **{k: _parse_value(v) for k, _, v in step.args}))
+        ops.append(op(step.name, **{k: parse_value(v) for k, _, v in step.args}))
     return Chain(tuple(ops))
 
 

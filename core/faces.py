@@ -167,18 +167,25 @@ class MTCNNDetector(FaceDetector):
             boxes, points = detect_face(
                 batch, self.min_face_size, m.pnet, m.rnet, m.onet, self.thresholds, self.factor, self.device
             )
-        result: list[list[Face]] = []
-        for b, p in zip(boxes, points):
-            b = np.asarray(b, dtype=np.float64).reshape(-1, 5)
-            p = np.asarray(p, dtype=np.float64).reshape(-1, 5, 2)
-            faces = [
-                Face(box=tuple(float(v) for v in b[k, :4]), landmarks=p[k].copy(), prob=float(b[k, 4]))
-                for k in range(len(b))
-                if b[k, 4] >= self.min_prob
-            ]
-            faces.sort(key=lambda f: -f.prob)
-            result.append(faces)
-        return result
+        return [
+            mtcnn_faces(
+                np.asarray(b, dtype=np.float64).reshape(-1, 5), np.asarray(p, dtype=np.float64).reshape(-1, 5, 2),
+                self.min_prob,
+            )
+            for b, p in zip(boxes, points)
+        ]
+
+
+def mtcnn_faces(boxes: np.ndarray, points: np.ndarray, min_prob: float) -> list[Face]:
+    """MTCNN's output for one image, rows ``(x0, y0, x1, y1, probability)`` and their 5 points, as the faces at or
+    above ``min_prob``, most probable first: one reading for both MTCNN detectors, whatever ran the networks."""
+    faces = [
+        Face(box=tuple(float(v) for v in boxes[k, :4]), landmarks=points[k].astype(np.float64), prob=float(boxes[k, 4]))
+        for k in range(len(boxes))
+        if boxes[k, 4] >= min_prob
+    ]
+    faces.sort(key=lambda f: -f.prob)
+    return faces
 
 
 @FACE_DETECTORS.register(
@@ -230,17 +237,7 @@ class FastMTCNNDetector(FaceDetector):
         self._nets = load_nets(self.device)
 
     def _faces(self, found: list[tuple[np.ndarray, np.ndarray]]) -> list[list[Face]]:
-        out = []
-        for boxes, points in found:
-            faces = [
-                Face(box=tuple(float(v) for v in boxes[k, :4]), landmarks=points[k].astype(np.float64),
-                     prob=float(boxes[k, 4]))
-                for k in range(len(boxes))
-                if boxes[k, 4] >= self.min_prob
-            ]  # fmt: skip
-            faces.sort(key=lambda f: -f.prob)
-            out.append(faces)
-        return out
+        return [mtcnn_faces(boxes, points, self.min_prob) for boxes, points in found]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         from core.facedetect import detect_mtcnn

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from core.dataset import LABELS, ManifestRow, ManifestWriter, sort_manifest
+from core.dataset import LABELS, ManifestRow, ManifestWriter, Provenance, sort_manifest
 from core.errors import DataError, ForensicsError, UsageError
 from core.hashing import hash_split, sha256_bytes, sha256_text
 from core.registry import Registry
@@ -39,19 +39,12 @@ SPLIT_DIRS = ("train", "val", "test", "crossval")
 
 
 @dataclass
-class ImportItem:
+class ImportItem(Provenance):
     """One source file plus the manifest fields a layout knows about it (everything but the normalised output)."""
 
     src: str  # absolute path of the source file
     rel: str  # path relative to the import root: stable key for naming, splitting and messages
     label: str
-    source: str = ""
-    generator: str = ""
-    family: str = ""
-    upsampler: str = ""
-    method: str = ""
-    split: str = ""
-    licence: str = ""
     md5: str = ""  # expected md5 of the source bytes when the layout knows it (verified before use)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -277,10 +270,8 @@ class ManifestLayout(Layout):
                 if row.parent:
                     extra["edit_parent"] = row.parent
                 item = ImportItem(
-                    src=str(root / row.path), rel=prefix + row.path, label=row.label,
-                    source=row.source or root.name, generator=row.generator, family=row.family,
-                    upsampler=row.upsampler, method=row.method, split=row.split, licence=row.licence,
-                    extra=extra,
+                    src=str(root / row.path), rel=prefix + row.path, label=row.label, extra=extra,
+                    **{**row.provenance(), "source": row.source or root.name},
                 )
                 if not item.split:
                     item.split = hash_split(item.rel, opts.val_fraction)
@@ -454,18 +445,8 @@ def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None =
     extra.update(info)
     extra["source_format"] = loaded.info.container
     row = ManifestRow(
-        path=rel_out,
-        label=item.label,
-        sha256=sha256_bytes(data),
-        generator=item.generator,
-        family=item.family,
-        upsampler=item.upsampler,
-        method=item.method,
-        source=item.source,
-        split=item.split,
-        parent=sha256_bytes(raw),
-        licence=item.licence,
-        extra=extra,
+        path=rel_out, label=item.label, sha256=sha256_bytes(data), parent=sha256_bytes(raw), extra=extra,
+        **item.provenance(),
     )
     return ItemResult(item.rel, row=row)
 

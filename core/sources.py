@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from core.config import ASSETS_DIR
+from core.dataset import LABELS
 from core.errors import DataError, UsageError
 
 #: where the project's own pinned lists live (shipped with the package: a list of hashes, never the files)
@@ -46,7 +47,7 @@ class SourceFile:
         p = PurePosixPath(self.path)
         if not self.path or p.is_absolute() or ".." in p.parts:
             raise DataError(f"source row {self.path!r}: path must be relative and stay inside the staging folder")
-        if self.binary not in ("real", "fake"):
+        if self.binary not in LABELS:
             raise DataError(f"source row {self.path!r}: binary must be real or fake, got {self.binary!r}")
         if not re.fullmatch(r"[0-9a-f]{40}", self.commit):
             raise DataError(f"source row {self.path!r}: commit must be 40 hex digits, got {self.commit!r}")

@@ -16,45 +16,9 @@ from core.config import parse_sets
 from core.errors import UsageError
 
 
-def _calibrator_names() -> list[str]:
-    from detectors.calibration import calibrator_names
-
-    return calibrator_names()
-
-
-def _tta_names() -> list[str]:
-    from detectors.base import TTA
-
-    return list(TTA)
-
-
-def _keep_names() -> list[str]:
-    from detectors.train import KEEP
-
-    return list(KEEP)
-
-
-def _delivery_names() -> list[str]:
-    from detectors.augment import DELIVERY_PRESETS
-
-    return list(DELIVERY_PRESETS)
-
-
 @click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
 def detector() -> None:
     """List, train, calibrate, evaluate and explain detectors."""
-
-
-def _framing_names() -> list[str]:
-    from detectors.augment import FRAMING_PRESETS
-
-    return list(FRAMING_PRESETS)
-
-
-def _lr_schedule_names() -> list[str]:
-    from detectors.train import LR_SCHEDULES
-
-    return list(LR_SCHEDULES)
 
 
 @detector.command("list", epilog="Example: forensics detector list --json")
@@ -122,17 +86,17 @@ def list_cmd(as_json: bool) -> None:
     help="GROUP=W: multiply the sampling mass of a fake family or real source (e.g. stylegan2=4, "
     "real_faces/ffhq128_bhunakit=2); repeatable.",
 )
-@click.option("--augment", type=click.Choice(["none", "flip", "light", "default", "strong"]), default=None)
+@click.option("--augment", type=RegistryChoice("detectors.augment:AUGMENT_PRESETS"), default=None)
 @click.option(
     "--delivery",
-    type=RegistryChoice(_delivery_names),
+    type=RegistryChoice("detectors.augment:DELIVERY_PRESETS"),
     default=None,
     help="Delivery history (JPEG 40-100, resample, blur, noise) drawn for every train / val image of both classes "
     "before the face crop; needs 'data import --store source' datasets.",
 )
 @click.option(
     "--framing",
-    type=RegistryChoice(_framing_names),
+    type=RegistryChoice("detectors.augment:FRAMING_PRESETS"),
     default=None,
     help="Random framings for both classes: photos cut tighter around the face, windows with more or less context "
     "(photos); needs --set crop=native, best with --set edge=reflect.",
@@ -143,20 +107,20 @@ def list_cmd(as_json: bool) -> None:
     default=None,
     help="Give each training real the resolution of a drawn training fake (64 px generators: no 'smooth = fake').",
 )
-@click.option("--calibration", type=RegistryChoice(_calibrator_names), default=None)
+@click.option("--calibration", type=RegistryChoice("detectors.calibration:calibrator_names"), default=None)
 @click.option("--max-minutes", type=float, help="Stop training after this many minutes (then calibrate and save).")
 @click.option("--max-steps", type=int)
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation AUC.")
 @click.option(
     "--keep",
-    type=RegistryChoice(_keep_names),
+    type=RegistryChoice("detectors.train:KEEP"),
     default=None,
     help="Write the epoch with the best validation AUC (default) or the last one (a fine-tune whose validation "
     "AUC is already saturated).",
 )
 @click.option(
     "--lr-schedule",
-    type=RegistryChoice(_lr_schedule_names),
+    type=RegistryChoice("detectors.train:LR_SCHEDULES"),
     default=None,
     help="constant (default) or cosine: decay to 0 over the budget (--max-minutes, else --max-steps, else epochs).",
 )
@@ -245,7 +209,7 @@ def _record_command(model_dir: Path) -> None:
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap replicates (0 = no CIs).")
 @click.option("--device", default="auto")
 @click.option("--batch", type=int, default=64, show_default=True)
-@click.option("--group-by", type=click.Choice(["family", "generator", "dataset"]), default="family",
+@click.option("--group-by", type=RegistryChoice("detectors.evaluate:GROUP_BY"), default="family",
               show_default=True, help="How per-group rows group the fakes.")
 @click.pass_obj
 def eval_cmd(
@@ -315,7 +279,7 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 @click.option("--split", multiple=True, default=("val",), show_default=True,
               help="Rows of --data to fit on (repeatable): val or train; crossval / test (the held-out test rows) "
               "are refused.")
-@click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
+@click.option("--method", type=RegistryChoice("detectors.calibration:calibrator_names"), default="temperature")
 @click.option("--out", required=True, help="Where to write the recalibrated model (weights copied unchanged).")
 @click.option(
     "--hold/--no-hold",
@@ -327,7 +291,7 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
 )
 @click.option(
     "--tta",
-    type=RegistryChoice(_tta_names),
+    type=RegistryChoice("detectors.base:TTA"),
     default=None,
     help="Test-time views to average at inference (flip: the crop and its mirror image), set before calibrating "
     "(the averaged logits need their own calibration). Default: the model's own.",
@@ -397,7 +361,7 @@ def calibrate_cmd(
     help="max: each member standardised by the validation reals, then the loudest (members that look for "
     "different manipulations keep their own alarm); stack: logistic regression on the members' logits.",
 )
-@click.option("--method", type=RegistryChoice(_calibrator_names), default="temperature")
+@click.option("--method", type=RegistryChoice("detectors.calibration:calibrator_names"), default="temperature")
 @click.option("--hold/--no-hold", default=True, show_default=True, help="Hold the FPR presets (see 'calibrate').")
 @click.option("--name", default="", help="Model name (default: the members' names joined by '+').")
 @click.option("--out", required=True, help="Where to write the fused model.")

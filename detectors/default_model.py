@@ -456,7 +456,7 @@ def _init_line(origin: dict | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from detectors.augment import DELIVERY_PRESETS
+    from detectors.augment import AUGMENT_PRESETS, DELIVERY_PRESETS
     from detectors.train import KEEP
 
     ap = argparse.ArgumentParser(
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--eval-crossval", action="store_true", help="score crossval rows afterwards (never trained on)")
     ap.add_argument("--recipe", default="default")
-    ap.add_argument("--augment", choices=["none", "flip", "light", "default", "strong"], default=None)
+    ap.add_argument("--augment", choices=list(AUGMENT_PRESETS), default=None)
     ap.add_argument("--delivery", choices=list(DELIVERY_PRESETS), default=None,
                     help="delivery histories for both classes before the face crop (needs --store source imports)")
     ap.add_argument("--patience", type=int, default=None, help="epochs without a better val AUC before stopping")

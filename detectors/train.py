@@ -150,26 +150,12 @@ class _AugDataset:
     """Map-style dataset over a schedule of item indices; the chain for position i is seeded by (seed, epoch, i)."""
 
     def __init__(
-        self,
-        cache: Any,
-        order: np.ndarray,
-        size: int,
-        aug_cfg: Any,
-        seed: int,
-        epoch: int,
-        fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
-        margin: float = 0.3,
-        delivery: Any = None,
-        crop: str = "align",
-        edge: str = "clamp",
-        framing: Any = None,
+        self, cache: Any, order: np.ndarray, view: TrainingView, seed: int, epoch: int,
         p_tight: np.ndarray | None = None,
     ) -> None:
-        self.cache, self.order, self.size, self.aug_cfg = cache, order, size, aug_cfg
+        self.cache, self.order, self.view = cache, order, view
         self.p_tight = p_tight  # per-item tight-cut rates (class-balanced framings) or None
         self.seed, self.epoch = seed, epoch
-        self.fake_sizes = fake_sizes  # (sides, probabilities) for resolution matching of reals, or None
-        self.margin, self.delivery, self.crop, self.edge, self.framing = margin, delivery, crop, edge, framing
 
     def __len__(self) -> int:
         return len(self.order)
@@ -178,38 +164,39 @@ class _AugDataset:
         j = int(self.order[i])
         rng = np.random.default_rng((self.seed, self.epoch, i))
         item = self.cache.items[j]
-        view = training_view(
-            self.cache.image(j), item, self.size, rng, self.aug_cfg, self.fake_sizes, self.margin, self.delivery,
-            self.crop, self.edge, self.framing, None if self.p_tight is None else float(self.p_tight[j]),
-        )
+        view = self.view(self.cache.image(j), item, rng, None if self.p_tight is None else float(self.p_tight[j]))
         return view, item.y
 
 
-def training_view(
-    img: np.ndarray,
-    item: Any,
-    size: int,
-    rng: np.random.Generator,
-    aug_cfg: Any,
-    fake_sizes: tuple[np.ndarray, np.ndarray] | None = None,
-    margin: float = 0.3,
-    delivery: Any = None,
-    crop: str = "align",
-    edge: str = "clamp",
-    framing: Any = None,
-    p_tight: float | None = None,
-) -> np.ndarray:
+@dataclass(eq=False)
+class TrainingView:
     """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
-    ``fake_sizes`` is given), a framing, a delivery history and the face crop (``source`` items, see
-    :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes."""
-    from detectors.augment import augment, match_real_resolution
-    from detectors.data import face_view
+    ``fake_sizes``, (sides, probabilities), is given), a framing, a delivery history and the face crop (``source``
+    items, see :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes.
+    One recipe object, so the training loader and the ``post_fit`` sample draw their views the same way."""
 
-    if fake_sizes is not None and item.y == 0:
-        img, item = match_real_resolution(img, item, int(rng.choice(fake_sizes[0], p=fake_sizes[1])), crop)
-    if item.store == "source":
-        img = face_view(img, item, size, margin, rng, delivery, crop=crop, edge=edge, framing=framing, p_tight=p_tight)
-    return augment(img, size, rng, aug_cfg)
+    size: int
+    aug_cfg: Any
+    fake_sizes: tuple[np.ndarray, np.ndarray] | None = None
+    margin: float = 0.3
+    delivery: Any = None
+    crop: str = "align"
+    edge: str = "clamp"
+    framing: Any = None
+
+    def __call__(
+        self, img: np.ndarray, item: Any, rng: np.random.Generator, p_tight: float | None = None
+    ) -> np.ndarray:
+        from detectors.augment import augment, match_real_resolution
+        from detectors.data import face_view
+
+        if self.fake_sizes is not None and item.y == 0:
+            side = int(rng.choice(self.fake_sizes[0], p=self.fake_sizes[1]))
+            img, item = match_real_resolution(img, item, side, self.crop)
+        if item.store == "source":
+            img = face_view(img, item, self.size, self.margin, rng, self.delivery, crop=self.crop, edge=self.edge,
+                            framing=self.framing, p_tight=p_tight)
+        return augment(img, self.size, rng, self.aug_cfg)
 
 
 def add_self_blends(x: Any, y: Any, share: float, margin: float, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -386,6 +373,7 @@ def train(opts: TrainOptions) -> Path:
     fake_sizes = fake_resolutions(train_items, weights) if opts.match_res else None
     if opts.match_res and fake_sizes is None:
         raise DataError("--match-res: no training fake records its source size (src_width / src_height or res)")
+    view = TrainingView(res, aug_cfg, fake_sizes, margin, delivery, crop, edge, framing)
     mlog.write(
         event="start",
         n_train=len(train_items),
@@ -441,10 +429,7 @@ def train(opts: TrainOptions) -> Path:
         world = ddp.world
         for epoch in range(start_epoch, opts.epochs):
             order = rng.choice(len(train_items), size=steps_per_epoch * opts.batch, p=weights)
-            ds = _AugDataset(
-                cache, order, res, aug_cfg, opts.seed * 1000 + rank, epoch, fake_sizes, margin, delivery, crop, edge,
-                framing, p_tight,
-            )
+            ds = _AugDataset(cache, order, view, opts.seed * 1000 + rank, epoch, p_tight)
             loader = torch.utils.data.DataLoader(
                 ds, batch_size=opts.batch, shuffle=False, num_workers=opts.workers, collate_fn=_collate, drop_last=True
             )
@@ -544,10 +529,8 @@ def train(opts: TrainOptions) -> Path:
     pf_x = np.zeros((n_pf, res, res, 3), np.uint8)
     for k, i in enumerate(pf_idx):
         pf_rng = np.random.default_rng((opts.seed, 99, int(i)))
-        pf_x[k] = training_view(
-            cache.image(int(i)), train_items[int(i)], res, pf_rng, aug_cfg, fake_sizes, margin, delivery, crop, edge,
-            framing, None if p_tight is None else float(p_tight[int(i)]),
-        )
+        tight = None if p_tight is None else float(p_tight[int(i)])
+        pf_x[k] = view(cache.image(int(i)), train_items[int(i)], pf_rng, tight)
     pf_y = np.array([train_items[int(i)].y for i in pf_idx])
     half_a = stratified_halves(val_y)
     det.eval()

@@ -12,17 +12,9 @@ from typing import Any
 import click
 
 
-def _number(v: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 def _extra_kwargs(args: list[str]) -> dict[str, Any]:
     """``--steps 50 --guidance 3 --region eyes`` (family options not known to the CLI) -> kwargs."""
+    from core.config import parse_value
     from core.errors import UsageError
 
     out: dict[str, Any] = {}
@@ -39,7 +31,7 @@ def _extra_kwargs(args: list[str]) -> dict[str, Any]:
             val, i = args[i + 1], i + 2
         else:
             val, i = "true", i + 1
-        out[key] = _number(val)
+        out[key] = parse_value(val)
     return out
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -256,9 +257,7 @@ def lazy_r1_step(
         return None
     real_r = real.detach().requires_grad_(True)
     r1 = r1_penalty(d_fn(real_r), real_r)
-    opt.zero_grad(set_to_none=True)
-    (r1 * (gamma / 2 * every)).backward()
-    opt.step()
+    optimizer_step(opt, r1 * (gamma / 2 * every))
     return float(r1.detach())
 
 
@@ -295,6 +294,24 @@ def flag_on_any_rank(flag: bool, device: torch.device) -> bool:
 def requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module`` takes no gradients inside the block (trainable again after it): the generator's losses go through
+    D, and freezing D keeps that backward pass from computing gradients the D step would discard anyway."""
+    requires_grad(module, False)
+    try:
+        yield
+    finally:
+        requires_grad(module, True)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One update of ``opt``'s parameters on ``loss`` (gradients cleared first, so nothing leaks between steps)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def kw(kwargs: dict[str, Any], key: str, default: Any) -> Any:
@@ -348,6 +365,12 @@ class GanState:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_G, "D": self.opt_D}
 
+    def generator_update(self, loss_g: torch.Tensor, step: int) -> None:
+        """The generator's update every adversarial family ends its G step with: one Adam step on ``loss_g`` (its
+        own losses, computed inside ``with frozen(self.D)``), then the EMA copy follows G at this step's decay."""
+        optimizer_step(self.opt_G, loss_g)
+        ema_update(self.G_ema, self.G, ema_decay_at(self.cfg.ema_decay, step))
+
 
 class AdversarialFamily(GanState, GeneratorFamily):
     """G + D + EMA-of-G with a configurable loss; subclasses only build the two networks.
@@ -381,6 +404,10 @@ class AdversarialFamily(GanState, GeneratorFamily):
     def generate(self, G: nn.Module, z: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return G(z)
 
+    def fakes(self, n: int) -> torch.Tensor:
+        """``n`` images from the training G for the D and G losses (StyleGAN2 overrides it to mix styles)."""
+        return self.generate(self.G, self.latent(n))
+
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         cfg = self.cfg
         real = batch.image.to(self.device)
@@ -388,23 +415,16 @@ class AdversarialFamily(GanState, GeneratorFamily):
         # D step
         requires_grad(self.D, True)
         with torch.no_grad():
-            fake = self.generate(self.G, self.latent(n))
+            fake = self.fakes(n)
         loss_d = self.d_loss_fn(self.D(real), self.D(fake))
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
+        optimizer_step(self.opt_D, loss_d)
         out = {"loss_d": loss_d.item()}
         r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
         if r1 is not None:
             out["r1"] = r1
-        # G step
-        requires_grad(self.D, False)
-        loss_g = self.g_loss_fn(self.D(self.generate(self.G, self.latent(n))))
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        with frozen(self.D):  # G step
+            loss_g = self.g_loss_fn(self.D(self.fakes(n)))
+            self.generator_update(loss_g, step)
         out["loss_g"] = loss_g.item()
         return out
 

@@ -107,3 +107,59 @@ def test_one_set_parser_for_every_command() -> None:
 
     assert detectors.cli.parse_sets is parse_sets and not hasattr(detectors.cli, "_parse_set")
     assert not hasattr(generators.train, "parse_sets")  # gan train calls core.config.parse_sets too
+
+
+def test_one_value_parser_for_every_command() -> None:
+    """Numbers on a command line read the same everywhere: degradation chains, ``gan`` family options and ``--set``
+    all go through ``core.config.parse_value`` (plain: int, float, else text; ``json_values``: JSON, else text)."""
+    from core.config import parse_value
+    from core.degrade import parse_chain
+    from generators.cli import _extra_kwargs
+
+    assert [parse_value(v) for v in ("75", "0.5", "1e-3", "area", "true", "[1,2]")] == [
+        75, 0.5, 1e-3, "area", "true", "[1,2]"
+    ]
+    assert [parse_value(v, json_values=True) for v in ("75", "0.5", "true", "[1,2]", "gelu", "null")] == [
+        75, 0.5, True, (1, 2), "gelu", None
+    ]
+    assert dict(parse_chain("jpeg:q=75|resize:scale=0.5,interp=area").ops[1].params) == {
+        "scale": 0.5, "interp": "area"
+    }
+    assert _extra_kwargs(["--steps", "50", "--guidance=3.5", "--region", "eyes", "--flag"]) == {
+        "steps": 50, "guidance": 3.5, "region": "eyes", "flag": "true"
+    }
+    import core.degrade
+    import generators.cli
+
+    assert not hasattr(core.degrade, "_parse_value") and not hasattr(generators.cli, "_number")
+
+
+def test_choice_options_read_the_registries_they_list() -> None:
+    """``--augment``, ``--group-by``, ``--store``, ``--label`` / ``--binary`` (and the other registry-backed choices)
+    take their names from the registry or table they name, so a new entry is accepted without a CLI edit."""
+    from click import Group
+
+    from core.clirun import RegistryChoice, registry_names
+    from core.dataset import LABELS
+    from core.faces import FACE_DETECTORS
+    from core.importers import STORES
+    from detectors.augment import AUGMENT_PRESETS, DELIVERY_PRESETS
+    from detectors.calibration import calibrator_names
+    from detectors.cli import detector
+    from detectors.evaluate import GROUP_BY
+    from forensics.commands.data import data
+    from forensics.commands.faces import faces
+
+    def choices(group: Group, command: str, option: str) -> tuple[str, ...]:
+        (param,) = [p for p in group.commands[command].params if p.name == option]
+        assert isinstance(param.type, RegistryChoice), f"{command} --{option} repeats a list by hand"
+        return tuple(param.type.choices)
+
+    assert choices(detector, "train", "augment") == tuple(AUGMENT_PRESETS)
+    assert choices(detector, "train", "delivery") == tuple(DELIVERY_PRESETS)
+    assert choices(detector, "train", "calibration") == tuple(calibrator_names())
+    assert choices(detector, "eval", "group_by") == tuple(GROUP_BY)
+    assert choices(data, "import", "store") == STORES
+    assert choices(data, "pin", "binary") == choices(faces, "extract", "label") == LABELS
+    assert registry_names("core.faces:FACE_DETECTORS") == FACE_DETECTORS.names()
+    assert RegistryChoice(lambda: ["a", "b"]).choices == ("a", "b")

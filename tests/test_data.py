@@ -47,6 +47,27 @@ def test_manifest_round_trip_keeps_face_fields_in_extra(tmp_path):
         ManifestRow(path="x.jpg", label="maybe")
 
 
+def test_manifest_row_and_import_item_share_one_list_of_tags():
+    """The provenance tags are declared once (``core.dataset.Provenance``) and the manifest line is unchanged by it:
+    the same keys, sorted, as before the tags moved."""
+    from dataclasses import fields
+
+    from core.dataset import Provenance
+    from core.importers import ImportItem
+
+    tags = [f.name for f in fields(Provenance)]
+    assert tags == ["generator", "family", "upsampler", "method", "source", "split", "licence"]
+    assert issubclass(ManifestRow, Provenance) and issubclass(ImportItem, Provenance)
+    item = ImportItem("/abs/a.png", "a.png", "fake", generator="g", family="f", upsampler="u", method="m",
+                      source="s", split="val", licence="l")
+    row = ManifestRow("fake/s/x.jpg", "fake", "ab", parent="cd", extra={"seed": 1}, **item.provenance())
+    assert row.to_json() == (
+        '{"family": "f", "generator": "g", "label": "fake", "licence": "l", "method": "m", "parent": "cd", '
+        '"path": "fake/s/x.jpg", "seed": 1, "sha256": "ab", "source": "s", "split": "val", "upsampler": "u"}'
+    )
+    assert ManifestRow.from_dict(json.loads(row.to_json())) == row
+
+
 def test_manifest_writer_resumes(tmp_path):
     with ManifestWriter(tmp_path) as w:
         w.write(ManifestRow(path="a.jpg", label="fake"))

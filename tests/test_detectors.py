@@ -372,15 +372,15 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     # crop=native: the real stays at the fake's size (landmarks follow) and the crop enlarges it as it does a fake
     from core.faces import canonical_landmarks, native_crop
     from detectors.augment import AugmentConfig, shrink_to_fake_size
-    from detectors.train import training_view
+    from detectors.train import TrainingView
 
     lm = canonical_landmarks(128, 0.3)
     small, small_lm = shrink_to_fake_size(sharp, lm, 200, 64)
     assert small.shape == (64, 64, 3) and np.allclose(small_lm, (lm + 0.5) / 2 - 0.5)
     assert shrink_to_fake_size(sharp, lm, 64, 64)[0] is sharp
     real = Item(Path("r"), 0, "r", "r", "ds", native=200, store="source", landmarks=lm)
-    view = training_view(sharp, real, 128, np.random.default_rng(1), AugmentConfig.preset("none"),
-                         (np.array([64]), np.array([1.0])), 0.3, None, crop="native")
+    view = TrainingView(128, AugmentConfig.preset("none"), (np.array([64]), np.array([1.0])), 0.3, None,
+                        crop="native")(sharp, real, np.random.default_rng(1))
     assert np.array_equal(view, native_crop(small, small_lm, 128, 0.3))
 
     items = [Item(Path(f"{i}"), y, g, g, "ds", native=n)

@@ -4,6 +4,8 @@ covered the moment they register."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -130,3 +132,39 @@ def test_cgan_condition_tables_get_their_own_learning_rate(tmp_path) -> None:
     p = groups[1]["params"][0]
     q = fresh.opt_G.param_groups[1]["params"][0]
     assert torch.equal(fam.opt_G.state[p]["exp_avg"], fresh.opt_G.state[q]["exp_avg"])
+
+
+#: loss_d / loss_g at the third of three seeded 16 px steps (R1 every step), recorded before the adversarial families
+#: shared one update step (``GanState.generator_update``, ``optimizer_step``, ``frozen``): the shared step must keep
+#: each family's training math exactly (bitwise on one machine; the tolerance only absorbs other CPUs' kernels).
+PINNED_LOSSES = {
+    "cgan": (1.4526946544647217, 1.0197968482971191),
+    "cyclegan": (1.0344327688217163, 18.56993293762207),
+    "srgan": (1.3734772205352783, 0.5629428625106812),
+    "stylegan2": (1.279421329498291, 0.8325236439704895),
+}
+PINNED_TINY = {"cgan": {"ch": 8, "ch_max": 16}, "cyclegan": {"ngf": 8, "ndf": 8, "n_res": 1},
+               "srgan": {"ch": 8, "ndf": 8, "n_blocks": 1}, "stylegan2": {}}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_LOSSES))
+def test_shared_update_step_keeps_each_familys_training_math(name: str) -> None:
+    cls = GENERATORS.get(name).obj
+    values = {**cls.presets[str(RES)], **PINNED_TINY[name], "batch": 4}
+    if "r1_every" in {f.name for f in dataclasses.fields(cls.Config)}:
+        values["r1_every"] = 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        fam = cls(cls.Config(**values))
+        cond = torch.tensor([[0, 2, 0], [1, 3, 1], [0, -1, 2], [1, 6, -1]])
+        for step in range(3):
+            g = torch.Generator().manual_seed(step)
+            losses = fam.train_step(Batch(image=torch.rand(4, 3, RES, RES, generator=g) * 2 - 1, cond=cond), step)
+    finally:
+        torch.set_num_threads(threads)
+    assert (losses["loss_d"], losses["loss_g"]) == pytest.approx(PINNED_LOSSES[name], rel=1e-4)
+    assert all(p.requires_grad for p in fam.D.parameters())  # D trainable again after the G step
+    assert all(p.requires_grad for p in fam.G.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(fam.G.parameters(), fam.G_ema.parameters()))  # EMA lags G

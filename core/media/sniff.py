@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,16 +198,26 @@ def detect_format(head: bytes) -> FormatSpec | None:
 
 
 # -- safe file access --------------------------------------------------------------------------------------------
-def checked_size(path: str | Path, limits: MediaLimits | None, *, image: bool = False) -> int:
-    """``stat`` the file and enforce existence, type and byte limits (unless ``limits`` is None) before reading."""
+@contextmanager
+def _os_errors(path: str | Path, verb: str) -> Iterator[None]:
+    """What the OS refuses, worded once for every call that touches the file (``verb``: what was tried, named in
+    the message for the rarer errors), as :class:`UnreadableMediaError`."""
     try:
-        st = os.stat(path)
+        yield
     except FileNotFoundError:
         raise UnreadableMediaError(path, "no such file") from None
     except PermissionError:
         raise UnreadableMediaError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise UnreadableMediaError(path, "is a directory, not a media file") from None
     except OSError as exc:
-        raise UnreadableMediaError(path, f"cannot stat ({exc.strerror or exc})") from None
+        raise UnreadableMediaError(path, f"cannot {verb} ({exc.strerror or exc})") from None
+
+
+def checked_size(path: str | Path, limits: MediaLimits | None, *, image: bool = False) -> int:
+    """``stat`` the file and enforce existence, type and byte limits (unless ``limits`` is None) before reading."""
+    with _os_errors(path, "stat"):
+        st = os.stat(path)
     _require_regular(path, st.st_mode)
     if st.st_size == 0:
         raise UnreadableMediaError(path, "empty file (0 bytes)")
@@ -254,17 +265,9 @@ def open_for_read(path: str | Path):
     the *descriptor* is ``fstat``-ed, which checks the object actually opened. Only then is ``O_NONBLOCK`` cleared
     for ordinary reads. OS errors become :class:`UnreadableMediaError`.
     """
-    try:
+    with _os_errors(path, "open"):
         _require_regular(path, os.stat(path).st_mode)
         fd = os.open(path, _O_READ | _O_NONBLOCK | _O_NOCTTY)
-    except PermissionError:
-        raise UnreadableMediaError(path, "permission denied") from None
-    except FileNotFoundError:
-        raise UnreadableMediaError(path, "no such file") from None
-    except IsADirectoryError:
-        raise UnreadableMediaError(path, "is a directory, not a media file") from None
-    except OSError as exc:
-        raise UnreadableMediaError(path, f"cannot open ({exc.strerror or exc})") from None
     try:
         _require_regular(path, os.fstat(fd).st_mode)
         if _O_NONBLOCK:

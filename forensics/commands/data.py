@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from core.clirun import RegistryChoice
 from core.errors import UsageError
 
 IMPORT_EPILOG = (
@@ -24,12 +25,14 @@ IMPORT_EPILOG = (
 
 
 def _parse_label_map(pairs: tuple[str, ...]) -> dict[str, str]:
+    from core.dataset import LABELS
+
     if not pairs:
-        return {"real": "real", "fake": "fake"}
+        return {label: label for label in LABELS}
     out: dict[str, str] = {}
     for p in pairs:
         folder, sep, label = p.partition("=")
-        if not sep or label not in ("real", "fake") or not folder:
+        if not sep or label not in LABELS or not folder:
             raise UsageError(f"--label-map {p!r}: expected FOLDER=real or FOLDER=fake")
         out[folder] = label
     return out
@@ -59,7 +62,7 @@ def layouts() -> None:
 @click.option("--size", default=224, show_default=True, help="Output side in pixels (square).")
 @click.option("--margin", default=0.3, show_default=True, help="Context around the face template when aligning.")
 @click.option("--jpeg-quality", default=90, show_default=True, help="JPEG quality of every output image.")
-@click.option("--store", type=click.Choice(["aligned", "source"]), default="aligned", show_default=True,
+@click.option("--store", type=RegistryChoice("core.importers:STORES"), default="aligned", show_default=True,
               help="aligned: the face crop as JPEG; source: the uncropped face region as lossless PNG plus its "
               "landmarks, so training can give it a delivery history before cropping (detector train --delivery).")
 @click.option("--workers", default=1, show_default=True, help="Worker processes (each runs its own detector).")
@@ -191,7 +194,7 @@ def stage_(ctx: click.Context, source_list: str, roots: tuple[str, ...], out_dir
 @click.option("--commit", required=True, help="The commit to pin (40 hex digits).")
 @click.option("--folder", required=True, help="Folder of that commit whose images are listed.")
 @click.option("--set", "set_name", required=True, help="Set folder the files are staged under (TOP/NAME_UPLOADER).")
-@click.option("--binary", type=click.Choice(["real", "fake"]), required=True, help="Class of every listed file.")
+@click.option("--binary", type=RegistryChoice("core.dataset:LABELS"), required=True, help="Class of every listed file.")
 @click.option("--label", required=True, help="What the files are, in words (generator, prompt, origin).")
 @click.option("--header/--no-header", default=True, show_default=True, help="Print the CSV header first.")
 def pin_(checkout: str, repo: str, commit: str, folder: str, set_name: str, binary: str, label: str,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from core.clirun import RegistryChoice
 from core.errors import UsageError
 
 EXTRACT_EPILOG = (
@@ -58,7 +59,7 @@ def list_detectors() -> None:
               help="Face detector: mtcnn (landmarks) or opencv (Haar, approximate landmarks).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--min-prob", type=float, default=None, help="Detection threshold (default: the detector's own).")
-@click.option("--label", type=click.Choice(["real", "fake"]), default="real", show_default=True,
+@click.option("--label", type=RegistryChoice("core.dataset:LABELS"), default="real", show_default=True,
               help="Label written to the manifest rows.")
 @click.pass_context
 def extract(

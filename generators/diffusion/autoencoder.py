@@ -14,6 +14,7 @@ reconstructions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,20 +75,27 @@ def channel_plan(base: int, factor: int) -> list[int]:
     return [base * m for m in mults]
 
 
+def resnet_levels(chs: list[int], blocks: int, resample: Callable[[int], nn.Module]) -> tuple[nn.Sequential, int]:
+    """The encoder's and decoder's body: ``blocks`` residual blocks per level of ``chs``, then ``resample(ch)``
+    between levels (down in the encoder, up in the decoder); returns it with its output channels."""
+    layers: list[nn.Module] = []
+    prev = chs[0]
+    for i, ch in enumerate(chs):
+        for _ in range(blocks):
+            layers.append(ResBlock(prev, ch))
+            prev = ch
+        if i < len(chs) - 1:
+            layers.append(resample(ch))
+    return nn.Sequential(*layers), prev
+
+
 class Encoder(nn.Module):
     def __init__(self, in_ch: int, base: int, factor: int, z_ch: int, blocks: int) -> None:
         super().__init__()
         chs = channel_plan(base, factor)
         self.conv_in = nn.Conv2d(in_ch, chs[0], 3, padding=1)
-        layers: list[nn.Module] = []
-        prev = chs[0]
-        for i, ch in enumerate(chs):
-            for _ in range(blocks):
-                layers.append(ResBlock(prev, ch))
-                prev = ch
-            if i < len(chs) - 1:
-                layers.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))  # learned downsampling
-        self.down = nn.Sequential(*layers)
+        # learned downsampling between levels
+        self.down, prev = resnet_levels(chs, blocks, lambda ch: nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid = ResBlock(prev, prev)
         self.out = nn.Sequential(norm(prev), nn.SiLU(), nn.Conv2d(prev, 2 * z_ch, 3, padding=1))
 
@@ -106,15 +114,7 @@ class Decoder(nn.Module):
         chs = channel_plan(base, factor)[::-1]
         self.conv_in = nn.Conv2d(z_ch, chs[0], 3, padding=1)
         self.mid = ResBlock(chs[0], chs[0])
-        layers: list[nn.Module] = []
-        prev = chs[0]
-        for i, ch in enumerate(chs):
-            for _ in range(blocks):
-                layers.append(ResBlock(prev, ch))
-                prev = ch
-            if i < len(chs) - 1:
-                layers.append(make_upsampler(upsample, ch, ch, **options))
-        self.up = nn.Sequential(*layers)
+        self.up, prev = resnet_levels(chs, blocks, lambda ch: make_upsampler(upsample, ch, ch, **options))
         self.out = nn.Sequential(norm(prev), nn.SiLU(), nn.Conv2d(prev, out_ch, 3, padding=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from generators.diffusion.autoencoder import (
 )
 from generators.diffusion.schedule import NoiseSchedule, randn
 from generators.diffusion.unet import UNet
-from generators.layers import UPSAMPLERS
+from generators.layers import UPSAMPLERS, optimizer_step
 from generators.registry import register_generator
 
 COND_SIZES: tuple[int, ...] = tuple(len(v) for v in ATTRIBUTES.values())
@@ -339,17 +339,13 @@ class AETrainer:
         if adversarial:
             g_adv = -self.disc(recon).mean()
             loss = loss + cfg.adv_weight * g_adv
-        self.opt_ae.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_ae.step()
+        optimizer_step(self.opt_ae, loss)
         out = {"l1": l1.item(), "feat": feat.item(), "kl": kl.item(), "ae_loss": loss.item()}
         if adversarial:
-            self.opt_d.zero_grad(set_to_none=True)  # drops the grads the feature loss left in D
             d_real = self.disc(x)
             d_fake = self.disc(recon.detach())
             d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-            d_loss.backward()
-            self.opt_d.step()
+            optimizer_step(self.opt_d, d_loss)  # its zero_grad drops the grads the feature loss left in D
             out.update({"g_adv": g_adv.item(), "d_loss": d_loss.item()})
         return out
 
@@ -569,9 +565,7 @@ class LatentDiffusion(GeneratorFamily):
         self.unet.train()
         out = self.unet(z_t, t, c)
         loss = F.mse_loss(out, self.schedule.target(z, noise, t))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        optimizer_step(self.opt, loss)
         self._update_ema(step)
         return {"diffusion_loss": loss.item()}
 

@@ -34,11 +34,11 @@ from generators.layers import (
     channels_per_level,
     choose,
     d_norm,
-    ema_decay_at,
-    ema_update,
     flag_on_any_rank,
+    frozen,
     kw,
     lazy_r1_step,
+    optimizer_step,
     requires_grad,
 )
 from generators.registry import register_generator
@@ -366,21 +366,15 @@ class CGAN(GanState, GeneratorFamily):
             with torch.no_grad():
                 fake = self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake)
             loss_d = self.d_loss_fn(self.D(real, c_real), self.D(fake, c_fake))
-            self.opt_D.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_D.step()
+            optimizer_step(self.opt_D, loss_d)
         out["loss_d"] = float(loss_d.detach())
         r1 = lazy_r1_step(lambda x: self.D(x, cond), real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
         if r1 is not None:
             out["r1"] = r1
-        requires_grad(self.D, False)
-        c_fake = self._drop_labels(cond[torch.randperm(n, device=cond.device)])
-        loss_g = self.g_loss_fn(self.D(self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake), c_fake))
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        with frozen(self.D):
+            c_fake = self._drop_labels(cond[torch.randperm(n, device=cond.device)])
+            loss_g = self.g_loss_fn(self.D(self.G(torch.randn(n, cfg.z_dim, device=self.device), c_fake), c_fake))
+            self.generator_update(loss_g, step)
         out["loss_g"] = float(loss_g.detach())
         out["known_labels"] = float((cond >= 0).float().mean())
         return out

@@ -30,7 +30,7 @@ from torch import nn
 from core.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import LabelStarvation, check_resolution, need_labels
-from generators.layers import GanState, ema_decay_at, ema_update, flag_on_any_rank, requires_grad
+from generators.layers import GanState, flag_on_any_rank, frozen, optimizer_step
 from generators.registry import register_generator
 
 
@@ -228,23 +228,17 @@ class CycleGAN(GanState, GeneratorFamily):
             return {"skipped": 1.0, "n_a": float(len(real_a)), "n_b": float(len(real_b))}
         G, D = self.G, self.D
         # Generator step: fool both D's, close both cycles, leave the target domain's own faces unchanged.
-        requires_grad(D, False)
-        fake_b, fake_a = G.ab(real_a), G.ba(real_b)
-        adv = lsgan(D.b(fake_b), 1.0) + lsgan(D.a(fake_a), 1.0)
-        cycle = F.l1_loss(G.ba(fake_b), real_a) + F.l1_loss(G.ab(fake_a), real_b)
-        ident = F.l1_loss(G.ab(real_b), real_b) + F.l1_loss(G.ba(real_a), real_a)
-        loss_g = adv + cfg.lambda_cycle * cycle + cfg.lambda_cycle * cfg.lambda_identity * ident
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
+        with frozen(D):
+            fake_b, fake_a = G.ab(real_a), G.ba(real_b)
+            adv = lsgan(D.b(fake_b), 1.0) + lsgan(D.a(fake_a), 1.0)
+            cycle = F.l1_loss(G.ba(fake_b), real_a) + F.l1_loss(G.ab(fake_a), real_b)
+            ident = F.l1_loss(G.ab(real_b), real_b) + F.l1_loss(G.ba(real_a), real_a)
+            loss_g = adv + cfg.lambda_cycle * cycle + cfg.lambda_cycle * cfg.lambda_identity * ident
+            self.generator_update(loss_g, step)  # the EMA moves now: the D step below leaves G as it is
         # Discriminator step (LSGAN, halved as in the paper so D learns slower than G).
-        requires_grad(D, True)
         loss_d_a = 0.5 * (lsgan(D.a(real_a), 1.0) + lsgan(D.a(fake_a.detach()), 0.0))
         loss_d_b = 0.5 * (lsgan(D.b(real_b), 1.0) + lsgan(D.b(fake_b.detach()), 0.0))
-        self.opt_D.zero_grad(set_to_none=True)
-        (loss_d_a + loss_d_b).backward()
-        self.opt_D.step()
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        optimizer_step(self.opt_D, loss_d_a + loss_d_b)
         return {
             "skipped": 0.0,
             "loss_g": float(loss_g.detach()),

@@ -29,7 +29,7 @@ from core.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs
-from generators.layers import GanState, ema_decay_at, ema_update, requires_grad, sn
+from generators.layers import GanState, frozen, optimizer_step, requires_grad, sn
 from generators.masks import MASK_KINDS, framing_landmarks, make_masks, mask_boxes, normalize_kind, pick_regions
 from generators.registry import register_generator
 
@@ -223,21 +223,14 @@ class Inpaint(GanState, GeneratorFamily):
         loss_d = (F.relu(1 - rg).mean() + F.relu(1 + fg).mean()) + cfg.lambda_local * (
             F.relu(1 - rl).mean() + F.relu(1 + fl).mean()
         )
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
-        # G step: reconstruction of both stages + fooling both views of the completed face.
-        requires_grad(self.D, False)
-        fg, fl = self._d_logits(completed, boxes)
-        adv = -fg.mean() - cfg.lambda_local * fl.mean()
-        l1 = sum(masked_l1(out, real, mask, cfg.hole_weight) for out in (coarse, final))
-        hole_l1 = ((final - real).abs() * mask).sum() / (mask.sum() * 3).clamp_min(1)
-        loss_g = cfg.lambda_l1 * l1 + cfg.lambda_adv * adv
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        optimizer_step(self.opt_D, loss_d)
+        with frozen(self.D):  # G step: reconstruction of both stages + fooling both views of the completed face
+            fg, fl = self._d_logits(completed, boxes)
+            adv = -fg.mean() - cfg.lambda_local * fl.mean()
+            l1 = sum(masked_l1(out, real, mask, cfg.hole_weight) for out in (coarse, final))
+            hole_l1 = ((final - real).abs() * mask).sum() / (mask.sum() * 3).clamp_min(1)
+            loss_g = cfg.lambda_l1 * l1 + cfg.lambda_adv * adv
+            self.generator_update(loss_g, step)
         return {
             "loss_g": float(loss_g.detach()),
             "loss_l1": float(l1.detach()),

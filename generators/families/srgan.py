@@ -31,7 +31,7 @@ from core.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs
-from generators.layers import GanState, ema_decay_at, ema_update, requires_grad, sn
+from generators.layers import GanState, frozen, optimizer_step, requires_grad, sn
 from generators.registry import register_generator
 
 SCALE = 4
@@ -165,21 +165,15 @@ class SRGAN(GanState, GeneratorFamily):
         sr = self.G(self.degrade(hr))
         requires_grad(self.D, True)
         loss_d = F.softplus(-self.D(hr)).mean() + F.softplus(self.D(sr.detach())).mean()
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
-        requires_grad(self.D, False)
-        real_feats = [f.detach() for f in self.D.features(hr)]
-        fake_feats = self.D.features(sr)
-        feat = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(real_feats)
-        adv = F.softplus(-self.D.logits(fake_feats)).mean()
-        l1 = F.l1_loss(sr, hr)
-        loss_g = cfg.lambda_l1 * l1 + cfg.lambda_feat * feat + cfg.lambda_adv * adv
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
+        optimizer_step(self.opt_D, loss_d)
+        with frozen(self.D):
+            real_feats = [f.detach() for f in self.D.features(hr)]
+            fake_feats = self.D.features(sr)
+            feat = sum(F.l1_loss(f, r) for f, r in zip(fake_feats, real_feats)) / len(real_feats)
+            adv = F.softplus(-self.D.logits(fake_feats)).mean()
+            l1 = F.l1_loss(sr, hr)
+            loss_g = cfg.lambda_l1 * l1 + cfg.lambda_feat * feat + cfg.lambda_adv * adv
+            self.generator_update(loss_g, step)
         return {
             "loss_g": float(loss_g.detach()),
             "loss_l1": float(l1.detach()),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.base import Batch, Samples
+from generators.base import Samples
 from generators.layers import (
     AdversarialConfig,
     AdversarialFamily,
@@ -32,11 +32,7 @@ from generators.layers import (
     FirUpsample,
     MinibatchStd,
     channels_per_level,
-    ema_decay_at,
-    ema_update,
     kw,
-    lazy_r1_step,
-    requires_grad,
 )
 from generators.registry import register_generator
 
@@ -240,7 +236,9 @@ class StyleGAN2(AdversarialFamily):
     def build_discriminator(self) -> nn.Module:
         return StyleDiscriminator(self.cfg)
 
-    def _mixed(self, n: int) -> torch.Tensor:
+    def fakes(self, n: int) -> torch.Tensor:
+        """Style mixing (``mixing_prob``): two latents, switched at a random layer, so layers do not learn to
+        assume that neighbouring styles are correlated."""
         G: StyleGenerator = self.G  # type: ignore[assignment]
         z = self.latent(n)
         if torch.rand(()) < self.cfg.mixing_prob:
@@ -249,32 +247,6 @@ class StyleGAN2(AdversarialFamily):
         else:
             ws = G.ws(z)
         return G.synthesis(ws)
-
-    def train_step(self, batch: Batch, step: int) -> dict[str, float]:
-        cfg = self.cfg
-        real = batch.image.to(self.device)
-        n = real.shape[0]
-        requires_grad(self.D, True)
-        requires_grad(self.G, False)
-        fake = self._mixed(n)
-        loss_d = self.d_loss_fn(self.D(real), self.D(fake))
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
-        out = {"loss_d": loss_d.item()}
-        r1 = lazy_r1_step(self.D, real, self.opt_D, cfg.r1_gamma, cfg.r1_every, step)
-        if r1 is not None:
-            out["r1"] = r1
-        requires_grad(self.D, False)
-        requires_grad(self.G, True)
-        loss_g = self.g_loss_fn(self.D(self._mixed(n)))
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        requires_grad(self.D, True)
-        ema_update(self.G_ema, self.G, ema_decay_at(cfg.ema_decay, step))
-        out["loss_g"] = loss_g.item()
-        return out
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, **kwargs: Any) -> Samples:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UsageError
+from generators.layers import frozen, optimizer_step
 from generators.video.tracks import FaceTrack
 
 N_LANDMARKS = 5
@@ -353,16 +354,11 @@ def train_step(model: Landmark2FaceModel, feats: nn.Module, opt: torch.optim.Opt
     steps the network whose gradients exist, because gradients are reset to ``None`` in between and Adam skips
     parameters without one.
     """
-    model.disc.requires_grad_(False)
-    opt.zero_grad(set_to_none=True)
-    losses, fake = generator_losses(model, feats, cond, shots, target)
-    losses["g_total"].backward()
-    opt.step()
-    model.disc.requires_grad_(True)
-    opt.zero_grad(set_to_none=True)
+    with frozen(model.disc):
+        losses, fake = generator_losses(model, feats, cond, shots, target)
+        optimizer_step(opt, losses["g_total"])
     d_loss = discriminator_loss(model, cond, fake, target)
-    d_loss.backward()
-    opt.step()
+    optimizer_step(opt, d_loss)
     opt.zero_grad(set_to_none=True)
     return {**{k: float(v.detach()) for k, v in losses.items()}, "d_hinge": float(d_loss.detach())}
 

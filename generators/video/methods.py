@@ -6,7 +6,7 @@ writer stores as localisation ground truth. Learned methods take a trained run d
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +41,26 @@ def make_warp(target: Clip, driving: Clip, model: str | None = None, blend: str 
     return FakeClip(frames, masks, {"blend": blend, "face_coverage": tt.coverage})
 
 
-def _require(model: str | None, method: str) -> str:
+def _require(model: str | None, method: str, train: str = "") -> str:
+    """The run a learned method needs, or a one-line usage error naming the command that trains one."""
     if not model:
-        raise UsageError(f"--method {method} needs --model RUN (train one with 'forensics {method} train')")
+        train = train or f"forensics {method} train"
+        raise UsageError(f"--method {method} needs --model RUN (train one with '{train}')")
     return model
+
+
+def _paste_faces(
+    frames: Iterable[np.ndarray], faces: Iterable[np.ndarray], matrices: Iterable[np.ndarray], mask: np.ndarray,
+    blend: str,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Every learned method's last step: each rendered face (drawn lazily, one per frame, so the caller's
+    ``inference_mode`` covers it) pasted back into its frame through the face mask; the frames and their masks."""
+    out_frames, masks = [], []
+    for frame, face, matrix in zip(frames, faces, matrices):
+        out, hard = paste_back(frame, face, mask, matrix, BlendConfig(mode=blend))
+        out_frames.append(out)
+        masks.append(hard)
+    return out_frames, masks
 
 
 @VIDEO_METHODS.register("swap", needs_model=True, upsampler="pixelshuffle", family="swap")
@@ -62,13 +78,10 @@ def make_swap(target: Clip, driving: Clip | None = None, model: str | None = Non
     size, margin = net.cfg.size, net.cfg.margin
     track = track_main_face(target.frames, size, margin, source=str(target.path))
     mask = face_mask(size, canonical_landmarks(size, margin))
-    frames, masks = [], []
     with torch.inference_mode():
-        for f, m in zip(target.frames, track.matrices):
-            face = to_uint8(net(to_tensor([warp_to_crop(f, m, size)]), identity))[0]
-            out, hard = paste_back(f, face, mask, m, BlendConfig(mode=blend))
-            frames.append(out)
-            masks.append(hard)
+        faces = (to_uint8(net(to_tensor([warp_to_crop(f, m, size)]), identity))[0]
+                 for f, m in zip(target.frames, track.matrices))
+        frames, masks = _paste_faces(target.frames, faces, track.matrices, mask, blend)
     return FakeClip(frames, masks, {"identity": identity, "blend": blend, "model": str(model)})
 
 
@@ -91,17 +104,16 @@ def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: s
     mask = face_mask(res, canonical_landmarks(res, margin))
     n = min(len(target.frames), len(driving.frames))
     src = to_tensor([warp_to_crop(target.frames[0], tt.matrices[0], res)])
-    frames, masks = [], []
     with torch.inference_mode():
         kp_s = net.kp(src)
         kp_d0 = net.kp(to_tensor([warp_to_crop(driving.frames[0], dt.matrices[0], res)]))
-        for i in range(n):
+
+        def face(i: int) -> np.ndarray:
             kp_d = net.kp(to_tensor([warp_to_crop(driving.frames[i], dt.matrices[i], res)]))
             kp = relative_kp(kp_s, kp_d, kp_d0) if relative else kp_d
-            face = to_uint8(net.animate(src, kp_s, kp))[0]
-            out, hard = paste_back(target.frames[i], face, mask, tt.matrices[i], BlendConfig(mode=blend))
-            frames.append(out)
-            masks.append(hard)
+            return to_uint8(net.animate(src, kp_s, kp))[0]
+
+        frames, masks = _paste_faces(target.frames[:n], map(face, range(n)), tt.matrices, mask, blend)
     return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model)})
 
 
@@ -116,23 +128,16 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
     from generators.video.runs import load_landmark2face
     from generators.video.swap import to_tensor, to_uint8
 
-    if not model:
-        raise UsageError("--method landmark2face needs --model RUN (train one with "
-                         "'forensics video train-landmark2face')")
-    net = load_landmark2face(model)
+    net = load_landmark2face(_require(model, "landmark2face", "forensics video train-landmark2face"))
     cfg = net.cfg
     tgt = clip_maps(target.frames, cfg, source=str(target.path))
     drv = clip_maps(driving.frames, cfg, source=str(driving.path))
     n = min(len(target.frames), len(driving.frames))
     maps = torch.from_numpy(driving_maps(tgt, drv, cfg, n, relative=relative))
     mask = face_mask(cfg.size, canonical_landmarks(cfg.size, cfg.margin))
-    frames, masks = [], []
     with torch.inference_mode():
         identity = net.gen.embed(to_tensor(tgt.faces[pick_shots(len(tgt.faces), cfg.shots)])[None])
-        for i in range(n):
-            face = to_uint8(net.gen.render(maps[i : i + 1], identity))[0]
-            out, hard = paste_back(target.frames[i], face, mask, tgt.track.matrices[i], BlendConfig(mode=blend))
-            frames.append(out)
-            masks.append(hard)
+        faces = (to_uint8(net.gen.render(maps[i : i + 1], identity))[0] for i in range(n))
+        frames, masks = _paste_faces(target.frames[:n], faces, tgt.track.matrices, mask, blend)
     return FakeClip(frames, masks, {"relative": relative, "blend": blend, "model": str(model), "shots": cfg.shots,
                                     "face_coverage": tgt.track.coverage})

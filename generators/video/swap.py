@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generators.layers import optimizer_step
+
 
 @dataclass
 class SwapConfig:
@@ -127,7 +129,6 @@ def train_step(
 ) -> dict[str, float]:
     """One step on a random batch of each identity: reconstruct each face from its warped copy."""
     losses = {}
-    opt.zero_grad(set_to_none=True)
     total = 0.0
     for ident, pool in faces.items():
         idx = torch.randint(len(pool), (cfg.batch,), generator=generator)
@@ -138,6 +139,5 @@ def train_step(
         loss = swap_loss(pred, target)
         total = total + loss
         losses[f"loss_{ident}"] = float(loss.detach())
-    total.backward()
-    opt.step()
+    optimizer_step(opt, total)
     return losses

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from core.runs import next_run_dir
+from generators.layers import optimizer_step
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
 from generators.video.landmark2face import train_step as l2f_step
@@ -92,9 +93,7 @@ def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume
             src.append(stacks[c][pair[0]])
             drv.append(stacks[c][pair[1]])
         losses = reenact_losses(model, feats, torch.stack(src), torch.stack(drv), gen)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
+        optimizer_step(opt, losses["total"])
         return {k: float(v.detach()) for k, v in losses.items()}
 
     model.train()

@@ -76,7 +76,7 @@ def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resum
     gen = torch.Generator().manual_seed(cfg.seed)
     run, start = _open_run(out, "swap", resume, cfg, model, opt, gen, clip_a=str(clip_a), clip_b=str(clip_b))
     _train(run, cfg.steps, start, lambda s: train_step(model, opt, faces, cfg, gen),
-          lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+           lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
 
 

@@ -38,6 +38,7 @@ from core.runs import (
     save_run_checkpoint,
     write_json,
 )
+from core.training import Budget, EarlyStop, Every, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -386,15 +387,17 @@ def train(opts: TrainOptions) -> Path:
     det.to(device)
     params = [p for p in det.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay) if params else None
-    start_epoch, best_auc, bad_epochs, step, spent_s = 0, -1.0, 0, 0, 0.0
+    start_epoch, step = 0, 0
+    budget = Budget(opts.max_minutes, opts.max_steps, started=t_start)  # the clock started before loading data
+    early = EarlyStop(opts.patience)
     # Early stopping compares val AUCs, which only mean the same thing on the same validation items.
     val_key = sha256_text("\n".join(sorted(str(it.path) for it in val_items)))[:16]
     if opts.resume and opt is not None:
         meta = load_checkpoint(run, det, opt)
-        start_epoch, best_auc, bad_epochs, step = meta["epoch"] + 1, meta["best_auc"], meta["bad_epochs"], meta["step"]
-        spent_s = float(meta.get("elapsed_s", 0.0))  # the budget the earlier sessions of this run used
-        if meta.get("val_key") != val_key:  # resumed on other data: the old best is not comparable
-            best_auc, bad_epochs = -1.0, 0
+        start_epoch, step = meta["epoch"] + 1, meta["step"]
+        budget.spent_s = float(meta.get("elapsed_s", 0.0))  # the budget the earlier sessions of this run used
+        if meta.get("val_key") == val_key:  # resumed on other data: the old best is not comparable
+            early = EarlyStop(opts.patience, meta["best_auc"], meta["bad_epochs"])
         mlog.write(event="resume", epoch=start_epoch, val_changed=meta.get("val_key") != val_key)
     model: Any = det
     if distributed and det.gradient_trained:
@@ -405,14 +408,12 @@ def train(opts: TrainOptions) -> Path:
         model = _LossModule(det)
 
     steps_per_epoch = opts.steps_per_epoch or max(1, len(train_items) // opts.batch)
-    # the time budget counts what earlier sessions of a resumed run spent
-    deadline = t_start + 60 * opts.max_minutes - spent_s if opts.max_minutes else None
 
-    def progress() -> float:
+    def progress(step: int) -> float:
         """The share of the budget spent: the larger of the time and step shares (the run stops at either)."""
         by_steps = step / (opts.max_steps or opts.epochs * steps_per_epoch)
         if opts.max_minutes:
-            return max(by_steps, (spent_s + time.time() - t_start) / (60 * opts.max_minutes))
+            return max(by_steps, budget.elapsed_s() / (60 * opts.max_minutes))
         return by_steps
 
     use_amp = opts.amp and device.type in ("cuda", "cpu")
@@ -444,10 +445,13 @@ def train(opts: TrainOptions) -> Path:
                 leave=False,
                 mininterval=0.5 if sys.stderr.isatty() else 60.0,
             )
-            losses = []
-            for xb, yb in bar:
+            losses: list[float] = []
+
+            # this epoch's batches, losses and bar are bound as defaults: the two functions belong to this epoch
+            def train_step(done: int, batches: Any = iter(bar), losses: list[float] = losses, bar: Any = bar) -> Any:
+                xb, yb = next(batches)
                 for g in opt.param_groups:
-                    g["lr"] = opts.lr * lr_factor(opts.lr_schedule, progress())
+                    g["lr"] = opts.lr * lr_factor(opts.lr_schedule, progress(done))
                 x = det.preprocess.normalise(xb.to(device, non_blocking=True))
                 y = yb.to(device)
                 if opts.sbi > 0:
@@ -462,14 +466,20 @@ def train(opts: TrainOptions) -> Path:
                 else:
                     loss.backward()
                     opt.step()
-                step += 1
                 losses.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-                if step % 50 == 0:
-                    mlog.write(event="step", epoch=epoch, step=step, loss=float(np.mean(losses[-50:])),
-                               lr=opt.param_groups[0]["lr"], **logs)
-                if (deadline and time.time() > deadline) or (opts.max_steps and step >= opts.max_steps):
-                    break
+                return logs
+
+            def log_step(step: int, logs: dict[str, Any], last: bool, epoch: int = epoch,
+                         losses: list[float] = losses) -> None:
+                mlog.write(event="step", epoch=epoch, step=step, loss=float(np.mean(losses[-50:])),
+                           lr=opt.param_groups[0]["lr"], **logs)
+
+            step = run_steps(
+                step, step + len(loader), train_step, [Every(50, log_step, at_last=False)],
+                stop=lambda step: budget.out_of_time() or budget.out_of_steps(step),
+            )
+            bar.close()
             val_s = _scores(det, val_x, device)
             auc = roc_auc(val_y, val_s)
             imgs_s = len(losses) * opts.batch * world / max(time.time() - t_epoch, 1e-9)
@@ -480,7 +490,7 @@ def train(opts: TrainOptions) -> Path:
                 loss=float(np.mean(losses)) if losses else None,
                 val_auc=auc,
                 train_images_per_s=imgs_s,
-                elapsed_s=time.time() - t_start,
+                elapsed_s=time.time() - budget.started,
             )
             if main_proc and opts.progress:
                 log.warning(
@@ -490,25 +500,19 @@ def train(opts: TrainOptions) -> Path:
                     auc,
                     imgs_s,
                 )
-            if auc > best_auc:
-                best_auc, bad_epochs = auc, 0
+            if early.update(auc):
                 best_state = {k: v.detach().clone() for k, v in det.state_dict().items()}
-            else:
-                bad_epochs += 1
             if main_proc:
                 save_checkpoint(
                     run, det, opt,
-                    {"epoch": epoch, "best_auc": best_auc, "bad_epochs": bad_epochs, "step": step, "val_key": val_key,
-                     "elapsed_s": spent_s + time.time() - t_start},
+                    {"epoch": epoch, "best_auc": early.best, "bad_epochs": early.bad, "step": step, "val_key": val_key,
+                     "elapsed_s": budget.elapsed_s()},
                 )
-            if bad_epochs >= opts.patience:
+            if early.stop:
                 stopped = "early-stop"
                 break
-            if deadline and time.time() > deadline:
-                stopped = "max-minutes"
-                break
-            if opts.max_steps and step >= opts.max_steps:
-                stopped = "max-steps"
+            if reason := budget.stop_reason(step):
+                stopped = reason
                 break
         if opts.keep == "best":
             det.load_state_dict(best_state)
@@ -545,7 +549,7 @@ def train(opts: TrainOptions) -> Path:
     held, held_sources = _held_pass(det, val_items, res, margin, device, crop, edge) if delivery else ({}, None)
     run_info = {
         "stopped": stopped,
-        "best_val_auc_during_training": best_auc,
+        "best_val_auc_during_training": early.best,
         "kept": opts.keep,
         "steps": step,
         "minutes": (time.time() - t_start) / 60,

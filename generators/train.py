@@ -37,6 +37,7 @@ import torch
 
 from core.errors import ForensicsError, UsageError
 from core.runs import append_jsonl, init_distributed, next_run_dir, rank_device, write_json
+from core.training import Every, run_steps
 from generators.base import INPUT_KINDS, GenConfig, GeneratorFamily
 from generators.checkpoints import (  # re-exported: the trainer's public names before the split
     ASSETS,
@@ -360,14 +361,16 @@ class Trainer:
             if opts.amp and self.device.type == "cuda"
             else nullcontext()
         )
-        acc: dict[str, list[float]] = {}
-        t0, n0 = time.perf_counter(), 0
+        acc: dict[str, list[float]] = {}  # losses since the last metrics line
+        t0, n0 = time.perf_counter(), 0  # and when that line was written, images seen since
         deadline = time.monotonic() + 60 * opts.max_minutes if opts.max_minutes > 0 else math.inf
-        while self.step < opts.steps:
+
+        def step_fn(step: int) -> dict[str, float]:
+            nonlocal n0
             batch = next(self.loader)
             with amp:
-                losses = self.family.train_step(batch, self.step)
-            self.step += 1
+                losses = self.family.train_step(batch, step)
+            self.step = step + 1
             n0 += batch.image.shape[0] * self.dist.world
             for k, v in losses.items():
                 if not math.isfinite(v):
@@ -375,28 +378,36 @@ class Trainer:
                         f"{opts.family}: {k} became {v} at step {self.step}; try a lower learning rate (--set lr=...)"
                     )
                 acc.setdefault(k, []).append(v)
-            last = self.step == opts.steps or self._out_of_time(deadline)
-            if main and (self.step % opts.log_every == 0 or last):
-                dt = time.perf_counter() - t0
-                row = {"step": self.step, "img_per_s": round(n0 / max(dt, 1e-9), 2), "time": round(time.time(), 3)}
-                row.update({k: round(sum(v) / len(v), 5) for k, v in acc.items()})
-                if self.step % opts.diversity_every == 0 or last:
-                    row.update({k: round(v, 5) for k, v in self._diversity().items()})
-                self._log(row)
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "time")})
-                acc, t0, n0 = {}, time.perf_counter(), 0
+            return losses
+
+        def log_metrics(step: int, losses: dict[str, float], last: bool) -> None:
+            nonlocal acc, t0, n0
+            dt = time.perf_counter() - t0
+            row = {"step": step, "img_per_s": round(n0 / max(dt, 1e-9), 2), "time": round(time.time(), 3)}
+            row.update({k: round(sum(v) / len(v), 5) for k, v in acc.items()})
+            if step % opts.diversity_every == 0 or last:
+                row.update({k: round(v, 5) for k, v in self._diversity().items()})
+            self._log(row)
             if bar is not None:
-                bar.update(1)
-            if main and (self.step % opts.sample_every == 0 or last):
-                imgs = grid_samples(self.family, opts.n_grid, opts.seed, self.grid_inputs)
-                save_grid(imgs, self.run_dir / "samples" / f"step-{self.step:06d}.png")
-            if main and (self.step % opts.ckpt_every == 0 or last):
-                save_checkpoint(self.run_dir, self.family, self.step, self.loader.state_dict(), {})
-                for old in list_checkpoints(self.run_dir)[: -max(1, opts.keep_ckpts)]:
-                    shutil.rmtree(old)
-            if last:
-                break
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k not in ("step", "time")})
+            acc, t0, n0 = {}, time.perf_counter(), 0
+
+        def save_samples(step: int, losses: dict[str, float], last: bool) -> None:
+            imgs = grid_samples(self.family, opts.n_grid, opts.seed, self.grid_inputs)
+            save_grid(imgs, self.run_dir / "samples" / f"step-{step:06d}.png")
+
+        def save_ckpt(step: int, losses: dict[str, float], last: bool) -> None:
+            save_checkpoint(self.run_dir, self.family, step, self.loader.state_dict(), {})
+            for old in list_checkpoints(self.run_dir)[: -max(1, opts.keep_ckpts)]:
+                shutil.rmtree(old)
+
+        tasks: list[Every] = []  # only rank 0 writes
+        if main:
+            tasks.append(Every(opts.log_every, log_metrics))
+            if bar is not None:
+                tasks.append(Every(1, lambda step, losses, last: bar.update(1)))
+            tasks += [Every(opts.sample_every, save_samples), Every(opts.ckpt_every, save_ckpt)]
+        run_steps(self.step, opts.steps, step_fn, tasks, stop=lambda step: self._out_of_time(deadline))
         if bar is not None:
             bar.close()
         if self.dist.enabled and not replicas_in_sync(self.family):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from core.runs import next_run_dir
+from core.training import Every, run_steps
 from generators.layers import optimizer_step
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
@@ -42,19 +43,24 @@ def _open_run(out: str | Path, kind: str, resume: str | None, cfg: Any, model: t
     return run, 0
 
 
-def _loop(run: Path, steps: int, start: int, step_fn: Callable[[int], dict[str, float]], save: Callable[[int], None],
-          every: int, progress: Progress | None) -> None:
-    t0, last = time.perf_counter(), start
-    for step in range(start, steps):
-        losses = step_fn(step)
-        if (step + 1) % every == 0 or step + 1 == steps:
-            dt = time.perf_counter() - t0
-            row = {"step": step + 1, **losses, "steps_per_s": (step + 1 - last) / max(dt, 1e-9)}
-            append_metrics(run, row)
-            save(step + 1)
-            t0, last = time.perf_counter(), step + 1
-        if progress:
-            progress(step + 1, losses)
+def _train(run: Path, steps: int, start: int, step_fn: Callable[[int], dict[str, float]], save: Callable[[int], None],
+           every: int, progress: Progress | None) -> None:
+    """Steps ``start``..``steps`` on the shared loop (:func:`core.training.run_steps`): every ``every`` steps and at
+    the last, a metrics line (that step's losses, steps per second since the previous line) and the checkpoint;
+    after every step, ``progress``."""
+    t0, done = time.perf_counter(), start
+
+    def log_and_save(step: int, losses: dict[str, float], last: bool) -> None:
+        nonlocal t0, done
+        dt = time.perf_counter() - t0
+        append_metrics(run, {"step": step, **losses, "steps_per_s": (step - done) / max(dt, 1e-9)})
+        save(step)
+        t0, done = time.perf_counter(), step
+
+    tasks = [Every(every, log_and_save)]
+    if progress:
+        tasks.append(Every(1, lambda step, losses, last: progress(step, losses)))
+    run_steps(start, steps, step_fn, tasks)
 
 
 def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resume: str | None = None,
@@ -69,8 +75,8 @@ def train_swap(clip_a: str, clip_b: str, out: str | Path, cfg: SwapConfig, resum
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(cfg.seed)
     run, start = _open_run(out, "swap", resume, cfg, model, opt, gen, clip_a=str(clip_a), clip_b=str(clip_b))
-    _loop(run, cfg.steps, start, lambda s: train_step(model, opt, faces, cfg, gen),
-          lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    _train(run, cfg.steps, start, lambda s: train_step(model, opt, faces, cfg, gen),
+           lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
 
 
@@ -97,7 +103,7 @@ def train_reenact(videos: list[str], out: str | Path, cfg: ReenactConfig, resume
         return {k: float(v.detach()) for k, v in losses.items()}
 
     model.train()
-    _loop(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    _train(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
 
 
@@ -145,7 +151,7 @@ def train_landmark2face(videos: list[str], out: str | Path, cfg: Landmark2FaceCo
         return l2f_step(model, feats, opt, torch.stack(cond), torch.stack(shots), torch.stack(target))
 
     model.train()
-    _loop(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
+    _train(run, cfg.steps, start, step_fn, lambda s: save_checkpoint(run, model, opt, s, gen), save_every, progress)
     return run
 
 

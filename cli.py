@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import click
 
-from core._version import __version__
-from core.clirun import CONTEXT_SETTINGS, configure_logging, run_click
+from forensics_core._version import __version__
+from forensics_core.clirun import CONTEXT_SETTINGS, configure_logging, run_click
 
 # name -> (module:attribute, one-line help shown by ``forensics --help`` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {

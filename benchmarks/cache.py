@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (

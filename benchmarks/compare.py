@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.metrics import average_precision, brier, ece, eer, roc_auc, tpr_at_fpr
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "auc": roc_auc,

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from core.dataset import ManifestRow, read_manifest
-from core.errors import DataError, ForensicsError, UsageError
-from core.thresholds import THRESHOLD_POLICIES, policy_name
+from forensics_core.dataset import ManifestRow, read_manifest
+from forensics_core.errors import DataError, ForensicsError, UsageError
+from forensics_core.thresholds import THRESHOLD_POLICIES, policy_name
 
 try:
     import tomllib

@@ -42,8 +42,8 @@ def measure(data: Path, n: int = 300, split: str = "train", seed: int = 0, quali
     """Median and 99th percentile of every statistic of :data:`STATISTICS` over ``n`` real photos of ``split``."""
     from PIL import Image
 
-    from core.dataset import read_manifest
     from forensics.evidence import EvidenceSubject, run_file_evidence
+    from forensics_core.dataset import read_manifest
 
     rows = [r for r in read_manifest(data) if r.label == "real" and r.split == split
             and r.extra.get("store") == "source" and r.extra.get("crop_landmarks") is not None]  # fmt: skip

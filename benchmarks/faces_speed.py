@@ -61,7 +61,7 @@ class Stage:
 
     @classmethod
     def parse(cls, spec: str) -> Stage:
-        from core.config import parse_sets
+        from forensics_core.config import parse_sets
 
         head, _, opts = spec.partition(":")
         name, _, side = head.partition("@")
@@ -71,7 +71,7 @@ class Stage:
         return cls(spec, name, max_side, options)
 
     def load(self, device: str) -> Stage:
-        from core.faces import get_face_detector
+        from forensics_core.faces import get_face_detector
 
         self.detector = get_face_detector(self.name, device=device, **self.options)
         return self
@@ -113,8 +113,8 @@ def load_labelled(path: Path = LABELS, data: Path | None = None) -> list[Labelle
     """The labelled images of ``path`` read from the shared data (``[]`` when it is absent)."""
     import cv2
 
-    from core import media
-    from core.config import shared_data_dir
+    from forensics_core import media
+    from forensics_core.config import shared_data_dir
 
     data = data or shared_data_dir()
     if data is None:
@@ -161,7 +161,7 @@ def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def match(truth: np.ndarray, found: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching, best IoU first: ``(truth index, found index, IoU)`` for pairs >= ``min_iou``."""
-    from core.faces import box_iou
+    from forensics_core.faces import box_iou
 
     if not len(truth) or not len(found):
         return []
@@ -195,7 +195,7 @@ class LabelScore:
 
 
 def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: float) -> LabelScore:
-    from core.faces import box_iou
+    from forensics_core.faces import box_iou
 
     s = LabelScore()
     for faces, lab in zip(found, labelled):
@@ -279,8 +279,8 @@ def load_images(n: int, size: int = 512) -> tuple[list[np.ndarray], str]:
     (512 px, resized), else scikit-image's public-domain astronaut with shifts and flips."""
     import cv2
 
-    from core import media
-    from core.config import shared_data_dir
+    from forensics_core import media
+    from forensics_core.config import shared_data_dir
 
     d = shared_data_dir()
     paths = sorted((d / "transfer_val" / "lago2022" / "ffhq-real").glob("*.jpg"))[:n] if d else []

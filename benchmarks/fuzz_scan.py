@@ -133,7 +133,7 @@ def _frames(n: int, side: int, rng: np.random.Generator) -> list[np.ndarray]:
 
 def make_seeds(rng: np.random.Generator, work: Path) -> dict[str, bytes]:
     """Valid files to mutate: every image format at ``SEED_SIDES`` plus short MP4s and an animated GIF."""
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     seeds: dict[str, bytes] = {}
     for side in SEED_SIDES:
@@ -203,7 +203,7 @@ def make_corpus(n: int, seed: int, work: Path) -> dict:
 def make_slow(work: Path) -> list[str]:
     """Valid files that take seconds to decode: a 7000 x 7000 PNG (compresses to little, decodes to 147 MB) and a
     60 s 320 x 240 MP4 (every frame is decoded to sample one per second), next to a FIFO and a small PNG."""
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     d = work / "slow"
     d.mkdir(parents=True)

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_corpus(work: Path, n: int, seed: int) -> list[str]:
     """``n`` files under ``work/in``; returns their paths (what must each get exactly one record)."""
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     rng = np.random.default_rng(seed)
     d = work / "in"

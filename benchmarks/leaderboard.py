@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from core.errors import DataError, ForensicsError
+from forensics_core.errors import DataError, ForensicsError
 
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"  # = markers("leaderboard")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"

@@ -156,7 +156,7 @@ class LocalisationProtocol(ScoringProtocol):
     def score_cell(self, state: Any, cell: Any, pool: Any) -> list[Any]:
         from benchmarks.perturbations import parse_perturbation
         from benchmarks.runner import CellScores, detector_input, load_face, model_key
-        from core.errors import ForensicsError
+        from forensics_core.errors import ForensicsError
 
         model = state.models[model_key(cell)]
         pp = model.preprocess

@@ -1,7 +1,7 @@
 """Named, parameterised perturbations: what platforms do to an image between the generator and the detector.
 
 Each perturbation is a registered function ``f(image, **params) -> image`` built on the deterministic primitives in
-:mod:`core.degrade` (the same ones training augmentation uses, so "trained with JPEG 30-100" and "tested at
+:mod:`forensics_core.degrade` (the same ones training augmentation uses, so "trained with JPEG 30-100" and "tested at
 JPEG 50" mean the same JPEG). A perturbation is written as a short spec string that is also its cache key:
 
     none                     identity
@@ -15,7 +15,7 @@ JPEG 50" mean the same JPEG). A perturbation is written as a short spec string t
     jpeg(q=90)>downscale(s=0.5)>jpeg(q=75)    any chain, applied left to right
 
 Specs are canonicalised (parameters sorted, numbers printed minimally), so ``jpeg(q=50.0)`` and ``jpeg(q=50)`` hit
-the same cache rows. Unknown names or parameters are one-line :class:`~core.errors.UsageError`\\ s raised when
+the same cache rows. Unknown names or parameters are one-line :class:`~forensics_core.errors.UsageError`\\ s raised when
 the benchmark file is validated, before any work.
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from core import degrade as D  # the primitives, the chain grammar and its executor (OpenCV loads on use)
-from core.errors import UsageError
-from core.registry import Registry
+from forensics_core import degrade as D  # the primitives, the chain grammar and its executor (OpenCV loads on use)
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 
 PerturbFn = Callable[..., np.ndarray]
 
@@ -143,7 +143,8 @@ class Perturbation:
 
 
 def _parse_step(step: Any) -> Step:
-    """A :class:`Step` from one parsed step (``core.degrade.StepText``): known name, accepted numeric params."""
+    """A :class:`Step` from one parsed step (``forensics_core.degrade.StepText``): known name, accepted numeric
+    params."""
     text = step.text
     fn = PERTURBATIONS.get(step.name).obj
     accepted = [p for p in inspect.signature(fn).parameters if p != "image"]

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.config import BenchConfig, DatasetRef, DetectorSpec
-from core.dataset import ManifestRow
-from core.errors import DataError
-from core.hashing import LEGACY_DENOMINATOR, hash_split
-from core.registry import Registry
+from forensics_core.dataset import ManifestRow
+from forensics_core.errors import DataError
+from forensics_core.hashing import LEGACY_DENOMINATOR, hash_split
+from forensics_core.registry import Registry
 
 
 class BenchPlanError(DataError):
@@ -55,7 +55,7 @@ class Item:
     @property
     def key(self) -> str:
         if not self.row.sha256:
-            from core.hashing import sha256_file
+            from forensics_core.hashing import sha256_file
 
             self.row.sha256 = sha256_file(self.path)
         return self.row.sha256

@@ -7,13 +7,15 @@ when the run starts (the code that scores is the code of that moment; the load a
 
 - ``command``: ``python -m benchmarks.NAME ARGS`` as typed;
 - ``commit``: ``git describe --always --dirty`` (``-dirty``: tracked files differed, so the commit alone may not
-  reproduce the number; ``unknown`` outside a checkout), from :func:`core.sysinfo.git_describe`;
-- ``environment``: :func:`core.sysinfo.environment` (CPU, core count, platform, Python / torch versions, threads,
+  reproduce the number; ``unknown`` outside a checkout), from :func:`forensics_core.sysinfo.git_describe`;
+- ``environment``: :func:`forensics_core.sysinfo.environment` (CPU, core count, platform, Python / torch versions,
+threads,
   GPU, load average at the start);
 - ``model``: name and weights sha256 of the model file scored, where a model is involved;
 - ``started``: UTC, ISO 8601.
 
-The facts themselves are collected in ``core.sysinfo`` (the generator suite, below this layer, needs them too); this
+The facts themselves are collected in ``forensics_core.sysinfo`` (the generator suite, below this layer, needs them
+too); this
 module only assembles them. Committed results keep the keys they were written with (``commit`` / ``git_commit``,
 ``machine``, ``date``...): each script fills those keys from its record, so old and new files read the same.
 """
@@ -25,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.sysinfo import environment, git_describe
+from forensics_core.sysinfo import environment, git_describe
 
 __all__ = ["ModelRef", "RunRecord", "command_line", "model_ref", "short_commit", "start_record"]
 

@@ -33,7 +33,7 @@ from benchmarks.metrics import (
 )
 from benchmarks.perturbations import parse_perturbation
 from benchmarks.protocols import whole_set
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 if TYPE_CHECKING:
     from benchmarks.config import BenchConfig, MetricsConfig

@@ -37,9 +37,9 @@ from benchmarks.cache import ScoreCache
 from benchmarks.config import BenchConfig, load_config
 from benchmarks.perturbations import Perturbation, parse_perturbation
 from benchmarks.protocols import Cell, Item, Plan, TrainJob, get_protocol
-from core.dataset import ManifestRow, write_manifest
-from core.errors import ForensicsError, UsageError
-from core.hashing import sha256_text
+from forensics_core.dataset import ManifestRow, write_manifest
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.hashing import sha256_text
 
 log = logging.getLogger(__name__)
 RESULTS_VERSION = 1
@@ -90,7 +90,7 @@ class RunState:
 
 def load_face(path: Path) -> np.ndarray:
     """Decode one dataset image to HxWx3 uint8 RGB through the toolkit's hardened loader (size limits, EXIF)."""
-    from core.media import load_image
+    from forensics_core.media import load_image
 
     return load_image(path).pixels
 
@@ -305,7 +305,7 @@ AGGREGATES: dict[str, Callable[[np.ndarray, float], float]] = {
 
 
 def _frames(item: Item, every: int, max_frames: int, crop: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
-    from core.media import iter_frames
+    from forensics_core.media import iter_frames
 
     out: list[np.ndarray] = []
     for fr in iter_frames(item.path, every=every):
@@ -318,7 +318,7 @@ def _frames(item: Item, every: int, max_frames: int, crop: Callable[[np.ndarray]
 def _face_cropper(model: Any, faces: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
     """Video frames are whole frames: crop the face the way the model expects (largest detected face, aligned), or
     the centre square when no detector is configured or no face is found."""
-    from core.faces import crop_faces, get_face_detector
+    from forensics_core.faces import crop_faces, get_face_detector
 
     pp = model.preprocess
     if not faces:
@@ -430,7 +430,7 @@ def _prepare_out(cfg: BenchConfig, opts: RunOptions) -> None:
 
 
 def _device_name(spec: str) -> str:
-    from core.config import resolve_device
+    from forensics_core.config import resolve_device
 
     return str(resolve_device(spec))
 

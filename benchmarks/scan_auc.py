@@ -33,7 +33,7 @@ import click
 import numpy as np
 
 from benchmarks.metrics import evaluate_scores
-from core.errors import DataError, ForensicsError, UsageError
+from forensics_core.errors import DataError, ForensicsError, UsageError
 
 
 @dataclass
@@ -101,7 +101,7 @@ def labels_from_csv(records: list[dict], csv_path: Path) -> dict[str, int]:
 
 
 def labels_from_manifest(records: list[dict], root: Path) -> dict[str, int]:
-    from core.dataset import read_manifest
+    from forensics_core.dataset import read_manifest
 
     rows = read_manifest(root)
     by_sha = {r.sha256: r.y for r in rows if r.sha256}

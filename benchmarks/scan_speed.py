@@ -35,8 +35,8 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.record import RunRecord, command_line, start_record
-from core.config import shared_data_dir
-from core.errors import ForensicsError
+from forensics_core.config import shared_data_dir
+from forensics_core.errors import ForensicsError
 
 
 def make_photos(out: Path, n: int, seed: int = 0) -> list[str]:
@@ -73,9 +73,9 @@ def make_photos(out: Path, n: int, seed: int = 0) -> list[str]:
 
 def run_once(paths: list[str], model: Any, evidence: str, **cfg: Any) -> dict:
     """Scan ``paths`` once (after a warm-up on a few of them) and return the timing breakdown."""
-    from core.inputs import InputExpander
     from forensics.engines import LocalEngine
     from forensics.scanning.config import ScanConfig
+    from forensics_core.inputs import InputExpander
 
     engine = LocalEngine(model=model, config=ScanConfig(evidence=evidence, **cfg))
     list(engine.run(InputExpander(paths[: min(8, len(paths))], dedupe=False)))  # warm-up: lazy inits, allocator
@@ -126,9 +126,9 @@ def video_sets() -> dict[str, list[str]]:
 def run_videos(model: Any, faces: list[str], **cfg: Any) -> list[dict]:
     """Sampled frames per second of each video set under each of :data:`VIDEO_RUNS` (and each extra face stage at
     the default sampling)."""
-    from core.inputs import InputExpander
     from forensics.engines import LocalEngine
     from forensics.scanning.config import ScanConfig
+    from forensics_core.inputs import InputExpander
 
     runs = dict(VIDEO_RUNS)
     for stage in faces:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from core.sysinfo import environment, peak_rss_mb
+from forensics_core.sysinfo import environment, peak_rss_mb
 
 __all__ = ["Scorer", "SpeedResult", "environment", "measure_speed", "peak_rss_mb"]
 

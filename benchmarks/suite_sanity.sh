@@ -20,7 +20,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.dataset import read_manifest, write_manifest
+from forensics_core.dataset import read_manifest, write_manifest
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 rows = [replace(r, path=str((src / r.path).resolve())) for r in read_manifest(src)

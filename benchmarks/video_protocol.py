@@ -39,8 +39,8 @@ class VideoProtocol(ScoringProtocol):
             return None
         from benchmarks.perturbations import parse_perturbation
         from benchmarks.runner import CellScores, _face_cropper, _frames, _hashable, model_key, score_video
-        from core.errors import ForensicsError
         from detectors.temporal import track_consistency
+        from forensics_core.errors import ForensicsError
 
         parts = score_video(state, cell, pool)
         opts = state.cfg.options

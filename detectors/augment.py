@@ -3,7 +3,7 @@
 Why both classes: if only fakes were JPEG'd or resized, "was re-encoded" would become the label. Applying the same
 random chains to reals and fakes removes those shortcuts and models what platforms do (Wang et al. 2020,
 CNNDetection: blur + JPEG augmentation is what makes detectors transfer). The primitives are the deterministic
-ones in :mod:`core.degrade`; randomness lives only here, driven by a seeded ``numpy`` generator.
+ones in :mod:`forensics_core.degrade`; randomness lives only here, driven by a seeded ``numpy`` generator.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core import degrade as D
+from forensics_core import degrade as D
 
 
 @dataclass
@@ -46,7 +46,7 @@ class AugmentConfig:
 def _preset(cls: type, presets: dict[str, dict | None], name: str, what: str):
     """``cls(**presets[name])`` (``None`` for a preset that turns the step off); one-line error for other names."""
     if name not in presets:
-        from core.errors import UsageError
+        from forensics_core.errors import UsageError
 
         raise UsageError(f"unknown {what} preset '{name}' ({', '.join(presets)})")
     kw = presets[name]
@@ -64,7 +64,7 @@ AUGMENT_PRESETS: dict[str, dict | None] = {
 
 
 def random_chain(rng: np.random.Generator, cfg: AugmentConfig) -> D.Chain:
-    """Draw one degradation chain; the result is a deterministic :class:`core.degrade.Chain`."""
+    """Draw one degradation chain; the result is a deterministic :class:`forensics_core.degrade.Chain`."""
     ops: list[D.Op] = []
     if rng.random() < cfg.p_crop:
         ops.append(
@@ -371,7 +371,7 @@ def cut_tight(
     the image), landmarks moved with it; unchanged when the draw was not tight."""
     if not framing.tight:
         return img, landmarks
-    from core.faces import native_window
+    from forensics_core.faces import native_window
 
     x0, y0, side = native_window(img.shape, landmarks, size, margin, "reflect")
     cx = x0 + side / 2 + framing.tight_offset[0] * side

@@ -26,17 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
-from core.faces import CROP_POLICIES, EDGES
+from forensics_core.errors import UsageError
+from forensics_core.faces import CROP_POLICIES, EDGES
 
 
 @dataclass
 class PreprocessSpec:
     """How a face must be cropped and normalised before ``forward``.
 
-    ``crop``: ``align`` = 5-point similarity alignment (``core.faces.align_face(..., size, margin)``);
+    ``crop``: ``align`` = 5-point similarity alignment (``forensics_core.faces.align_face(..., size, margin)``);
     ``center`` = centre crop of the face box; ``native`` = the alignment's region cut upright at whole pixels and
-    never enlarged (``core.faces.native_crop``: no warp smooths the pixel-grid traces). ``margin`` is the
+    never enlarged (``forensics_core.faces.native_crop``: no warp smooths the pixel-grid traces). ``margin`` is the
     fraction of context added around the face.
     """
 
@@ -46,7 +46,7 @@ class PreprocessSpec:
     crop: str = "align"
     margin: float = 0.3
     #: ``native`` crops: ``clamp`` (model files before v15, where the key is absent) or ``reflect`` where the
-    #: window reaches past the photo's edge (``core.faces.native_crop``)
+    #: window reaches past the photo's edge (``forensics_core.faces.native_crop``)
     edge: str = "clamp"
 
     def __post_init__(self) -> None:
@@ -73,7 +73,7 @@ class PreprocessSpec:
         Faces not already at ``size`` are resized with area interpolation (the same as training), but callers
         should crop at ``size`` directly: resampling weakens the upsampling traces artifact detectors look for.
         """
-        from core.degrade import resize_to
+        from forensics_core.degrade import resize_to
 
         arr = (
             np.stack([resize_to(np.asarray(f), self.size) for f in faces])
@@ -103,7 +103,7 @@ class DetectorConfig:
     crop: str = "align"
     margin: float = 0.3
     #: ``native`` crops: ``clamp`` or ``reflect`` where the window reaches past the photo's edge (see
-    #: ``core.faces.native_crop``; ``reflect`` makes the verdict independent of how tightly a photo is framed)
+    #: ``forensics_core.faces.native_crop``; ``reflect`` makes the verdict independent of how tightly a photo is framed)
     edge: str = "clamp"
     seed: int = 0
     #: test-time views averaged at inference (never in training): ``none``, or ``flip`` (the crop and its mirror

@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from core.errors import ModelFileError
-from core.registry import Registry
-from core.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 from detectors.metrics import eer, threshold_at_fpr
+from forensics_core.errors import ModelFileError
+from forensics_core.registry import Registry
+from forensics_core.thresholds import PRESET_FPR  # the preset table (one copy, shared with the scan)
 
 CALIBRATORS: Registry[type[Calibrator]] = Registry("calibrator")
 
@@ -247,7 +247,7 @@ def held_real_logits(items: list, score: Any) -> tuple[dict[str, np.ndarray], di
     file ``detector calibrate``'s scorer skipped as undecodable; training's views raise instead) is dropped with
     its source. Empty when no real is stored as a source: an aligned crop cannot be re-delivered the way a scanned
     file is. Why one function: training and ``detector calibrate`` must hold the same presets the same way."""
-    from core.degrade import parse_chain
+    from forensics_core.degrade import parse_chain
 
     reals = [it for it in items if it.y == 0 and it.store == "source"]
     if not reals:

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from core.clirun import RegistryChoice
-from core.config import parse_sets
-from core.errors import UsageError
+from forensics_core.clirun import RegistryChoice
+from forensics_core.config import parse_sets
+from forensics_core.errors import UsageError
 
 
 @click.group(epilog="Example: forensics detector train npr --data ds/train --val ds/val --res 64 --epochs 5")
@@ -251,9 +251,9 @@ def explain_cmd(model: str, image: str, out: str, raw: bool, device: str) -> Non
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from core.errors import DataError
     from detectors.explain import overlay
     from detectors.modelfile import load_model
+    from forensics_core.errors import DataError
 
     m = load_model(model, device=device)
     try:

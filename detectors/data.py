@@ -1,4 +1,4 @@
-"""Training / evaluation data for detectors: dataset dirs (``core.dataset``) -> labelled, decoded faces.
+"""Training / evaluation data for detectors: dataset dirs (``forensics_core.dataset``) -> labelled, decoded faces.
 
 Labels come from each manifest row (``real`` / ``fake``); ``family`` (or ``generator``, or the dataset's name)
 is the group that balanced sampling and leave-one-out filters work on. Files are read once into memory as
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from core.dataset import read_manifest
-from core.errors import DataError, UsageError
-from core.hashing import LEGACY_DENOMINATOR, hash_split, sha256_file
+from forensics_core.dataset import read_manifest
+from forensics_core.errors import DataError, UsageError
+from forensics_core.hashing import LEGACY_DENOMINATOR, hash_split, sha256_file
 
 HELD_OUT_SPLITS = ("crossval", "test")
 LOSSLESS_FORMATS = ("png", "bmp", "tiff")
@@ -56,7 +56,7 @@ def window_outside(item: Item, size: int, margin: float) -> float:
     the classes (:func:`detectors.augment.balanced_tight_rates`), or it becomes a label."""
     if item.store != "source" or item.landmarks is None or item.shape is None:
         return 0.0
-    from core.faces import native_window
+    from forensics_core.faces import native_window
 
     x0, y0, side = native_window(item.shape, item.landmarks, size, margin, "reflect")
     h, w = item.shape
@@ -281,16 +281,16 @@ def face_view(
     ``rng`` are given: the photo cut tighter around the face), then a delivery history (when ``delivery`` and
     ``rng`` are given: see :class:`detectors.augment.DeliveryConfig`) at their native resolution, then the face
     crop at ``size`` as the model's ``crop`` / ``edge`` policy cuts it (with the drawn window zoom and shift; with
-    no face found at import, the centre crop); ``history`` (a :class:`core.degrade.Chain`) is one fixed
+    no face found at import, the centre crop); ``history`` (a :class:`forensics_core.degrade.Chain`) is one fixed
     history instead of a drawn one; ``p_tight`` overrides the framing's tight-cut rate for this item (the class
     balance of :func:`detectors.augment.balanced_tight_rates`). ``aligned`` items are already crops: resized to
     ``size``."""
-    from core.degrade import resize_to
+    from forensics_core.degrade import resize_to
 
     if item.store != "source":
         return resize_to(img, size)
-    from core.faces import CropSpec, Face, crop_faces, native_crop
     from detectors.augment import Framing, cut_tight, deliver, random_delivery, random_framing
+    from forensics_core.faces import CropSpec, Face, crop_faces, native_crop
 
     lm = item.landmarks
     drawn = framing is not None and rng is not None and lm is not None
@@ -312,7 +312,7 @@ def _face_side(shape: tuple[int, ...], lm: np.ndarray | None, size: int, margin:
     """The shorter side of the native window's part inside the photo (0 without landmarks)."""
     if lm is None:
         return 0
-    from core.faces import native_window
+    from forensics_core.faces import native_window
 
     x0, y0, side = native_window(shape, lm, size, margin, "reflect")
     h, w = shape[:2]

@@ -20,9 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from core.config import ASSETS_DIR, REPO_ROOT
-from core.errors import DataError, ForensicsError
 from detectors.recipes import DEFAULT_LICENCE
+from forensics_core.config import ASSETS_DIR, REPO_ROOT
+from forensics_core.errors import DataError, ForensicsError
 
 MAX_BYTES = 25 * 1024 * 1024
 
@@ -46,7 +46,7 @@ def discover(root: Path, max_depth: int = 3) -> list[Path]:
 
 def plan_splits(dirs: list[Path]) -> tuple[list[str], list[str]]:
     """Use the datasets' own ``val`` rows when they hold both classes; otherwise a hash hold-out of train."""
-    from core.dataset import read_manifest
+    from forensics_core.dataset import read_manifest
 
     labels: set[str] = set()
     usable: list[str] = []
@@ -617,7 +617,7 @@ def _crossval_metrics(model, dirs: list[Path]) -> dict:
 
 
 def _rows(d: Path):
-    from core.dataset import read_manifest
+    from forensics_core.dataset import read_manifest
 
     return read_manifest(d)
 

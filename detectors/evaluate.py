@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError, UsageError
+from forensics_core.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

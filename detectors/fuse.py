@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 #: config keys every member shares with the ensemble (taken from the ensemble, not from the member)
 COMMON = ("res", "crop", "margin", "edge", "seed")

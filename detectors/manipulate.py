@@ -62,8 +62,8 @@ def _rng_ops(rng: np.random.Generator, preset: str, side: int):
 def deliver_crop(img: np.ndarray, rng: np.random.Generator, preset: str = "mixed") -> np.ndarray:
     """One random delivery history (:func:`detectors.augment.random_delivery`) applied to a crop, brought back to
     its size the way a scan's crop would be (area down, cubic up)."""
-    from core.degrade import resize_to
     from detectors.augment import deliver
+    from forensics_core.degrade import resize_to
 
     side = img.shape[0]
     out, _ = deliver(img, None, _rng_ops(rng, preset, side))
@@ -74,7 +74,7 @@ def _donor(img: np.ndarray, rng: np.random.Generator, cfg: ManipulationConfig) -
     """The donor face's own history: resolution loss, blur or sharpening, and a delivery of its own."""
     import cv2
 
-    from core import degrade as D
+    from forensics_core import degrade as D
 
     out = img
     if rng.random() < cfg.p_donor_resample:

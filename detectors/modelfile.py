@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ForensicsError, ModelFileError
-from core.hashing import sha256_file
-from core.thresholds import FALLBACK_THRESHOLDS, THRESHOLD_POLICIES
+from forensics_core.errors import ForensicsError, ModelFileError
+from forensics_core.hashing import sha256_file
+from forensics_core.thresholds import FALLBACK_THRESHOLDS, THRESHOLD_POLICIES
 
 FORMAT = "deepfake-forensics-model"
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ def read_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) ->
 
 def resolve_model_dir(path_or_name: str) -> Path:
     """``default`` / a shipped or user model name -> its directory; a dir, model.json or .safetensors -> its dir."""
-    from core.config import ASSETS_DIR, home_dir
+    from forensics_core.config import ASSETS_DIR, home_dir
 
     p = Path(path_or_name).expanduser()
     if p.suffix.lower() in PICKLE_SUFFIXES:
@@ -145,7 +145,7 @@ def save_model(
     ``threshold_support`` (:func:`detectors.calibration.preset_support`) says on how many reals each preset rests."""
     from safetensors.torch import save_file
 
-    from core._version import __version__
+    from forensics_core._version import __version__
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -289,10 +289,10 @@ def load_model(
     path_or_name: str | os.PathLike[str] = "default", device: str = "auto", allow_pickle: bool = False
 ) -> Model:
     """Load a model directory (or its ``model.json`` / ``model.safetensors``, or an installed name) for inference."""
-    from core.config import resolve_device
     from detectors.base import PreprocessSpec
     from detectors.calibration import calibrator_from_dict
     from detectors.registry import build_detector
+    from forensics_core.config import resolve_device
 
     src = Path(str(path_or_name)).expanduser()
     model_dir = resolve_model_dir(str(path_or_name))

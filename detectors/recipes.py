@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.registry import Registry
+from forensics_core.registry import Registry
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from core.errors import UsageError
-from core.registry import Registry
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 
 if TYPE_CHECKING:
     from detectors.base import Detector

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError, UsageError
-from core.hashing import sha256_text
-from core.runs import (
+from forensics_core.errors import DataError, UsageError
+from forensics_core.hashing import sha256_text
+from forensics_core.runs import (
     MetricsLog,
     init_distributed,
     next_run_dir,
@@ -38,7 +38,7 @@ from core.runs import (
     save_run_checkpoint,
     write_json,
 )
-from core.training import Budget, EarlyStop, Every, run_steps
+from forensics_core.training import Budget, EarlyStop, Every, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +129,15 @@ class TrainOptions:
     sbi: float = 0.0
 
 
-# -- checkpoints (the layout is core.runs's; the reader is the model-file one, which checks the file) --------
+# -- checkpoints (the layout is forensics_core.runs's; the reader is the model-file one, which checks the file) --------
 def save_checkpoint(run: Path, model: Any, opt: Any, state: dict[str, Any]) -> None:
     """Weights and optimiser tensors in safetensors, the rest (epoch, best, param groups) in JSON."""
     save_run_checkpoint(run, model, opt, state, opt_prefix="opt", default=float)
 
 
 def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
-    from core.errors import ModelFileError
     from detectors.modelfile import read_state_dict
+    from forensics_core.errors import ModelFileError
 
     if not (run / "checkpoint.json").is_file():
         raise ModelFileError(f"{run}: no checkpoint.json to resume from")
@@ -264,7 +264,6 @@ def train(opts: TrainOptions) -> Path:
     """Train, calibrate and write ``RUN/model``; returns the run dir."""
     import torch
 
-    from core.config import resolve_device
     from detectors.augment import AugmentConfig, DeliveryConfig, FramingConfig
     from detectors.data import (
         ByteCache,
@@ -278,6 +277,7 @@ def train(opts: TrainOptions) -> Path:
     )
     from detectors.metrics import roc_auc
     from detectors.registry import DETECTORS, build_detector
+    from forensics_core.config import resolve_device
 
     if opts.keep not in KEEP:
         raise UsageError(f"keep={opts.keep!r}: choose one of {', '.join(KEEP)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core._version import __version__
+from forensics_core._version import __version__
 
 __all__ = ["__version__", "scan", "load_model"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 EXIT_CLEAR, EXIT_FLAGGED, EXIT_FATAL = 0, 1, 2
 
@@ -31,9 +31,9 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     The body of ``forensics scan``, callable from Python (tests, ``forensics.demo``) without click. Options are the
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
     command's defaults, which are :class:`~forensics.scanning.config.ScanConfig`'s field defaults (defined there
-    once). Raises :class:`~core.errors.UsageError` on bad combinations or when nothing was found."""
-    from core.outputs import open_sinks, read_done, trim_partial_line
+    once). Raises :class:`~forensics_core.errors.UsageError` on bad combinations or when nothing was found."""
     from forensics.scanning.config import ScanConfig
+    from forensics_core.outputs import open_sinks, read_done, trim_partial_line
 
     resume = o.get("resume")
     jsonl_out = o.get("jsonl_out")
@@ -70,9 +70,9 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         max_pixels=o.get("max_pixels", ScanConfig.max_pixels),
         threads=o.get("threads", ScanConfig.threads),
     )
-    from core.inputs import InputExpander
     from forensics.engines import get_engine
     from forensics.pipeline import skip_done
+    from forensics_core.inputs import InputExpander
 
     engine_cls = get_engine(o.get("engine", "local"))
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k)}

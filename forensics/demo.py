@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.config import ASSETS_DIR
-from core.errors import ForensicsError
+from forensics_core.config import ASSETS_DIR
+from forensics_core.errors import ForensicsError
 
 DEMO_DIR = ASSETS_DIR / "demo"
 

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from core.errors import UsageError
-from core.inputs import InputItem
-from core.registry import Registry
+from forensics_core.errors import UsageError
+from forensics_core.inputs import InputItem
+from forensics_core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ class RayEngine(Engine):
             raise UsageError("--engine ray needs Ray: pip install 'deepfake-forensics[ray]'") from None
         self.model_path = self._model_path(model)
         # Validate model + threshold in the driver so a typo fails before a cluster job is submitted.
-        from core.thresholds import ThresholdPolicy
         from forensics.scanning.config import resolve_model
+        from forensics_core.thresholds import ThresholdPolicy
 
         m = resolve_model(model, "cpu")
         policy = ThresholdPolicy.resolve(config.threshold, dict(getattr(m, "thresholds", {})))

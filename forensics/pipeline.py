@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from core.inputs import InputExpander, InputItem
 from forensics.scanning.config import DEFAULT_MODEL_DIR, ScanConfig, resolve_model
 from forensics.scanning.results import SCHEMA_VERSION, FaceResult, FileResult, TrackResult
 from forensics.scanning.scanner import Scanner
+from forensics_core.inputs import InputExpander, InputItem
 
 __all__ = [
     "DEFAULT_MODEL_DIR", "SCHEMA_VERSION", "FaceResult", "FileResult", "ScanConfig", "Scanner", "TrackResult",

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from core.outputs import display_path
 from forensics.evidence import EVIDENCE, evidence_meta
+from forensics_core.outputs import display_path
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"

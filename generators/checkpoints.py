@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from core.errors import ModelFileError, UnknownNameError, UsageError
-from core.runs import optimizer_state_dict, optimizer_to_tensors, save_tensors
+from forensics_core.errors import ModelFileError, UnknownNameError, UsageError
+from forensics_core.runs import optimizer_state_dict, optimizer_to_tensors, save_tensors
 from generators.base import GenConfig, GeneratorFamily
 from generators.registry import GENERATORS
 
@@ -82,7 +82,7 @@ class Checkpoint:
 def save_checkpoint(
     run_dir: Path, family: GeneratorFamily, step: int, loader_state: dict[str, int], extra: dict[str, Any]
 ) -> Path:
-    from core.hashing import sha256_file
+    from forensics_core.hashing import sha256_file
 
     ck = run_dir / "checkpoints" / f"step-{step:06d}"
     tmp = ck.with_name(ck.name + ".tmp")
@@ -173,8 +173,8 @@ def load_run(run_dir_or_name: str | os.PathLike[str], device: str | torch.device
 
     The returned family carries ``checkpoint`` (:class:`Checkpoint`) and ``generator_name`` for provenance.
     """
-    from core.config import resolve_device
-    from core.hashing import sha256_file
+    from forensics_core.config import resolve_device
+    from forensics_core.hashing import sha256_file
 
     dev = resolve_device(str(device)) if isinstance(device, str) else device
     p = Path(run_dir_or_name)
@@ -202,7 +202,7 @@ def load_run(run_dir_or_name: str | os.PathLike[str], device: str | torch.device
 
 
 def _load_reference(name: str, device: torch.device) -> GeneratorFamily:
-    from core.hashing import sha256_file
+    from forensics_core.hashing import sha256_file
 
     d = ASSETS / name
     card = json.loads((d / "model.json").read_text())

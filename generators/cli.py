@@ -14,8 +14,8 @@ import click
 
 def _extra_kwargs(args: list[str]) -> dict[str, Any]:
     """``--steps 50 --guidance 3 --region eyes`` (family options not known to the CLI) -> kwargs."""
-    from core.config import parse_value
-    from core.errors import UsageError
+    from forensics_core.config import parse_value
+    from forensics_core.errors import UsageError
 
     out: dict[str, Any] = {}
     i = 0
@@ -102,7 +102,7 @@ def train_cmd(
     max_minutes: float | None,
 ) -> None:
     """Train FAMILY on real faces; writes runs/NNNNN-FAMILY-RES/ (options, metrics, grids, checkpoints)."""
-    from core.config import parse_sets
+    from forensics_core.config import parse_sets
     from generators import train as T
 
     trainer_opts = {"sample_every": sample_every, "ckpt_every": ckpt_every, "progress": not no_progress,

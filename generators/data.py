@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.dataset import MANIFEST, read_manifest
-from core.errors import DataError
-from core.hashing import sha256_text
-from core.importers import utkface_attributes
+from forensics_core.dataset import MANIFEST, read_manifest
+from forensics_core.errors import DataError
+from forensics_core.hashing import sha256_text
+from forensics_core.importers import utkface_attributes
 from generators.base import ATTRIBUTES, Batch
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def age_bucket(age: int) -> int:
 def cond_from_utk_name(name: str) -> tuple[int, ...]:
     """``age_gender_race_date.jpg`` -> (gender, age bucket, race) in ATTRIBUTES order; -1 where unparseable.
 
-    The name is parsed by :func:`core.importers.utkface_attributes` (the one UTKFace name parser; the importer
+    The name is parsed by :func:`forensics_core.importers.utkface_attributes` (the one UTKFace name parser; the importer
     stores the same attributes in manifest ``extra``), then indexed like any manifest attribute."""
     attrs = utkface_attributes(Path(name).name)
     return tuple(_attr_index(k, attrs.get(k)) for k in ATTRIBUTES)

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
-from core.registry import Registry
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 
 T = TypeVar("T")

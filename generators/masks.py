@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 #: ArcFace 5-point template in a tight 112 px crop, normalised to [0, 1]: (x, y) for left eye, right eye, nose,
 #: left mouth corner, right mouth corner.

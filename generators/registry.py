@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from core.registry import Registry
+from forensics_core.registry import Registry
 
 if TYPE_CHECKING:
     from generators.base import GeneratorFamily

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.dataset import ManifestRow, ManifestWriter
-from core.errors import UsageError
-from core.hashing import sha256_file
+from forensics_core.dataset import ManifestRow, ManifestWriter
+from forensics_core.errors import UsageError
+from forensics_core.hashing import sha256_file
 from generators.base import INPUT_KINDS, GeneratorFamily
 from generators.registry import GENERATORS
 

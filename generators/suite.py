@@ -126,7 +126,7 @@ def aligned_data() -> list[str]:
 
 def utkface_data() -> list[str]:
     """The raw UTKFace folder of ``../shared/data`` (200 px aligned crops; attributes in the file names)."""
-    from core.config import shared_data_dir
+    from forensics_core.config import shared_data_dir
 
     d = shared_data_dir()
     if d is None:
@@ -243,7 +243,7 @@ def update_card(name: str, **fields: Any) -> dict[str, Any]:
 def _describe_init(init: str) -> str | None:
     """Provenance of a fine-tune's starting weights: the run or model, plus the weights' sha256 (a shipped model is
     about to be overwritten by the export, so its hash is the only trace of which version it was)."""
-    from core.hashing import sha256_file
+    from forensics_core.hashing import sha256_file
 
     if not init:
         return None
@@ -259,7 +259,7 @@ def run_family(
     eval_n: int, from_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or take ``from_run``), export, evaluate and grid one family; returns its result row."""
-    from core.sysinfo import peak_rss_mb
+    from forensics_core.sysinfo import peak_rss_mb
     from generators.metrics import FEATNET_PATH, evaluate
 
     entry = SUITE[name]
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     import subprocess
     import sys
 
-    from core.config import home_dir
+    from forensics_core.config import home_dir
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], epilog="Example: python -m generators.suite --only dcgan"

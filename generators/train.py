@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import ForensicsError, UsageError
-from core.runs import append_jsonl, init_distributed, next_run_dir, rank_device, write_json
-from core.training import Every, run_steps
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.runs import append_jsonl, init_distributed, next_run_dir, rank_device, write_json
+from forensics_core.training import Every, run_steps
 from generators.base import INPUT_KINDS, GenConfig, GeneratorFamily
 from generators.checkpoints import (  # re-exported: the trainer's public names before the split
     ASSETS,
@@ -241,7 +241,7 @@ class Trainer:
     def __init__(
         self, opts: TrainOptions, cfg: GenConfig, resume: str | os.PathLike[str] | None = None
     ) -> None:
-        from core.config import resolve_device
+        from forensics_core.config import resolve_device
         from generators.data import FaceImages, discover
 
         self.opts, self.cfg = opts, cfg
@@ -482,7 +482,7 @@ def make_options(
         raise UsageError("no training data: pass --data DIR (a dataset dir with manifest.jsonl or an image folder)")
     for d in data_dirs:
         if not Path(d).is_dir():
-            from core.errors import DataError
+            from forensics_core.errors import DataError
 
             raise DataError(f"{d}: data directory does not exist")
     topts = dict(trainer_options or {})
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m generators.train`` / ``torchrun -m generators.train``: the ``gan train`` command standalone."""
     import sys
 
-    from core.clirun import CONTEXT_SETTINGS, configure_logging, run_click
+    from forensics_core.clirun import CONTEXT_SETTINGS, configure_logging, run_click
     from generators.cli import gan
 
     configure_logging()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.config import shared_data_dir
+from forensics_core.config import shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def face_frames():
 @pytest.fixture(scope="session")
 def face_clips(tmp_path_factory) -> tuple[str, str]:
     """Two 6-frame H.264 clips of a moving face (target and driver) shared by the video tests."""
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     d = tmp_path_factory.mktemp("face_clips")
     a = write_video(d / "a.mp4", _face_frames(6, 2), fps=10, crf=18)

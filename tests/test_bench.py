@@ -21,8 +21,8 @@ from benchmarks.config import BenchConfigError, load_config
 from benchmarks.protocols import BenchPlanError, get_protocol
 from benchmarks.runner import RunOptions, run
 from cli import main
-from core.dataset import ManifestRow, write_manifest
-from core.hashing import sha256_file
+from forensics_core.dataset import ManifestRow, write_manifest
+from forensics_core.hashing import sha256_file
 
 S = 32
 
@@ -65,11 +65,11 @@ def make_model(data: Path, out: Path) -> Path:
     """A real spectrum detector: features fitted on the train split, temperature-calibrated and thresholded on val."""
     import torch
 
-    from core.dataset import iter_items
     from detectors.base import ArrayData
     from detectors.calibration import fit_calibrator, threshold_presets
     from detectors.modelfile import save_model
     from detectors.registry import build_detector
+    from forensics_core.dataset import iter_items
 
     det = build_detector("spectrum", res=S, crop="center")
 
@@ -141,7 +141,7 @@ def test_robustness_end_to_end_report_and_cache(world, tmp_path):
     md = (out / "report.md").read_text()
     assert "| spec |" in md and "jpeg(q=50)" in md and "[" in md  # values with intervals
     # the run record names the code (commit, -dirty when the tree differed) and the exact weights it scored
-    from core.sysinfo import git_describe
+    from forensics_core.sysinfo import git_describe
 
     record = json.loads((out / "run.json").read_text())
     assert record["commit"] == git_describe() and f"at commit `{record['commit']}`" in md
@@ -289,7 +289,7 @@ def test_toml_config_equivalent(world, tmp_path):
 
 def make_video_dataset(root: Path, seed: int = 1) -> Path:
     """2 real and 2 fake clips (two methods) at each of two CRFs, 6 frames of 32x32 each."""
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -413,11 +413,11 @@ def test_shipped_tiny_config_dry_run(world, monkeypatch, capsys):
 
 
 def test_git_describe_names_the_commit_and_a_dirty_tree(tmp_path, monkeypatch):
-    """``core.sysinfo.git_describe``: the one commit lookup of every run record (abbreviated hash, ``-dirty``
+    """``forensics_core.sysinfo.git_describe``: the one commit lookup of every run record (abbreviated hash, ``-dirty``
     for a changed tracked file), ``unknown`` outside a checkout or without git."""
     import subprocess
 
-    from core.sysinfo import git_describe
+    from forensics_core.sysinfo import git_describe
 
     for k, v in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                  "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path)}.items():  # fmt: skip

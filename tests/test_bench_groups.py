@@ -18,10 +18,10 @@ from benchmarks.leaderboard import DEFAULT_RESULTS, END, START, apply, readme_bl
 from benchmarks.protocols import Item, LeaveOneGroupOut, get_protocol
 from benchmarks.report import MIN_REALS_FPR01, markdown
 from benchmarks.runner import detector_input
-from core.dataset import ManifestRow, read_manifest, write_manifest
-from core.errors import DataError
-from core.hashing import sha256_file
 from detectors.data import face_view, item_from_row, load_items
+from forensics_core.dataset import ManifestRow, read_manifest, write_manifest
+from forensics_core.errors import DataError
+from forensics_core.hashing import sha256_file
 from generators.registry import family_components, family_groups
 from tests.test_bench import make_dataset, opts, robustness_cfg, world, write_cfg  # noqa: F401 (world: fixture)
 
@@ -145,7 +145,7 @@ def test_source_stored_items_are_aligned_like_scan(tmp_path):
     out = detector_input(item, img, 32, 0.3)
     expected = face_view(img, item_from_row(item.path, item.row, "ds"), 32, 0.3)
     assert out.shape == (32, 32, 3) and np.array_equal(out, expected)
-    from core.degrade import resize_to
+    from forensics_core.degrade import resize_to
 
     assert not np.array_equal(out, resize_to(img, 32))  # not the whole region squashed
 
@@ -156,9 +156,9 @@ def test_match_res_shrinks_reals_only(tmp_path):
     assert not np.array_equal(detector_input(real, img, 32, 0.3, match_res=24), detector_input(real, img, 32, 0.3))
     assert np.array_equal(detector_input(fake, img, 32, 0.3, match_res=24), detector_input(fake, img, 32, 0.3))
     # a native-crop model: the real stays at the matched size (landmarks follow) and is cut as training cuts it
-    from core.faces import native_crop
     from detectors.augment import shrink_to_fake_size
     from detectors.data import item_from_row
+    from forensics_core.faces import native_crop
 
     ditem = item_from_row(real.path, real.row, real.dataset)
     small, lm = shrink_to_fake_size(img, ditem.landmarks, ditem.native, 24)

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from core.dataset import ManifestRow, read_manifest, write_manifest
-from core.hashing import sha256_file
+from forensics_core.dataset import ManifestRow, read_manifest, write_manifest
+from forensics_core.hashing import sha256_file
 
 S = 96
 
@@ -23,7 +23,7 @@ def _photo(rng: np.random.Generator) -> np.ndarray:
 
 
 def _landmarks() -> np.ndarray:
-    from core.faces import canonical_landmarks
+    from forensics_core.faces import canonical_landmarks
 
     return canonical_landmarks(S, 0.6)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.perturbations import expand_grid, list_perturbations, parse_perturbation
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_shipped_benchmark_files_are_valid(name):
 def test_reals_labelled_family_real_join_every_held_out_group():
     """The importer writes ``family: real`` on reals; leave-one-family-out must still pair them with each family."""
     from benchmarks.protocols import Item, groups_by
-    from core.dataset import ManifestRow
+    from forensics_core.dataset import ManifestRow
 
     def item(label: str, family: str, crf: int | None = None) -> Item:
         extra = {"crf": crf} if crf is not None else {}

@@ -17,7 +17,7 @@ from benchmarks.record import (
 
 
 def test_start_record_names_command_commit_environment_and_model():
-    from core.sysinfo import git_describe
+    from forensics_core.sysinfo import git_describe
 
     before = time.time()
     rec = start_record(command_line("benchmarks.x", ["--n", "3"]), model=ModelRef("m", "ab" * 32))

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.leaderboard import END, START, render, update_readme
 from benchmarks.scan_auc import cli as scan_auc_cli
 from benchmarks.scan_auc import labels_from_csv, labels_from_globs, read_records, scan_auc
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 
 def _rec(path: str, p: float | None, status: str = "ok", thr: float = 0.5) -> dict:

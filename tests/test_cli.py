@@ -61,7 +61,7 @@ def test_every_command_has_help_with_example(name: str, capsys: pytest.CaptureFi
 @click.argument("path")
 def _load_cmd(path: str) -> None:
     """Test-only command: load one image."""
-    from core.media import load_image
+    from forensics_core.media import load_image
 
     load_image(path)
 
@@ -91,9 +91,10 @@ def test_doctor_json_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_one_set_parser_for_every_command() -> None:
-    """``--set KEY=VALUE`` is parsed in one place (``core.config.parse_sets``) for gan and detector commands."""
-    from core.config import parse_sets
-    from core.errors import UsageError
+    """``--set KEY=VALUE`` is parsed in one place (``forensics_core.config.parse_sets``) for gan and detector
+    commands."""
+    from forensics_core.config import parse_sets
+    from forensics_core.errors import UsageError
 
     assert parse_sets(["lr = 1e-3", "ch=16", "name=a=b"]) == {"lr": "1e-3", "ch": "16", "name": "a=b"}
     assert parse_sets(("widths=[16,32]", "dropout=0.1", "with_rgb=true", "act=gelu"), json_values=True) == {
@@ -106,14 +107,15 @@ def test_one_set_parser_for_every_command() -> None:
     import generators.train
 
     assert detectors.cli.parse_sets is parse_sets and not hasattr(detectors.cli, "_parse_set")
-    assert not hasattr(generators.train, "parse_sets")  # gan train calls core.config.parse_sets too
+    assert not hasattr(generators.train, "parse_sets")  # gan train calls forensics_core.config.parse_sets too
 
 
 def test_one_value_parser_for_every_command() -> None:
     """Numbers on a command line read the same everywhere: degradation chains, ``gan`` family options and ``--set``
-    all go through ``core.config.parse_value`` (plain: int, float, else text; ``json_values``: JSON, else text)."""
-    from core.config import parse_value
-    from core.degrade import parse_chain
+    all go through ``forensics_core.config.parse_value`` (plain: int, float, else text; ``json_values``: JSON, else
+    text)."""
+    from forensics_core.config import parse_value
+    from forensics_core.degrade import parse_chain
     from generators.cli import _extra_kwargs
 
     assert [parse_value(v) for v in ("75", "0.5", "1e-3", "area", "true", "[1,2]")] == [
@@ -128,10 +130,10 @@ def test_one_value_parser_for_every_command() -> None:
     assert _extra_kwargs(["--steps", "50", "--guidance=3.5", "--region", "eyes", "--flag"]) == {
         "steps": 50, "guidance": 3.5, "region": "eyes", "flag": "true"
     }
-    import core.degrade
+    import forensics_core.degrade
     import generators.cli
 
-    assert not hasattr(core.degrade, "_parse_value") and not hasattr(generators.cli, "_number")
+    assert not hasattr(forensics_core.degrade, "_parse_value") and not hasattr(generators.cli, "_number")
 
 
 def test_choice_options_read_the_registries_they_list() -> None:
@@ -139,16 +141,16 @@ def test_choice_options_read_the_registries_they_list() -> None:
     take their names from the registry or table they name, so a new entry is accepted without a CLI edit."""
     from click import Group
 
-    from core.clirun import RegistryChoice, registry_names
-    from core.dataset import LABELS
-    from core.faces import FACE_DETECTORS
-    from core.importers import STORES
     from detectors.augment import AUGMENT_PRESETS, DELIVERY_PRESETS
     from detectors.calibration import calibrator_names
     from detectors.cli import detector
     from detectors.evaluate import GROUP_BY
     from forensics.commands.data import data
     from forensics.commands.faces import faces
+    from forensics_core.clirun import RegistryChoice, registry_names
+    from forensics_core.dataset import LABELS
+    from forensics_core.faces import FACE_DETECTORS
+    from forensics_core.importers import STORES
 
     def choices(group: Group, command: str, option: str) -> tuple[str, ...]:
         (param,) = [p for p in group.commands[command].params if p.name == option]
@@ -161,5 +163,5 @@ def test_choice_options_read_the_registries_they_list() -> None:
     assert choices(detector, "eval", "group_by") == tuple(GROUP_BY)
     assert choices(data, "import", "store") == STORES
     assert choices(data, "pin", "binary") == choices(faces, "extract", "label") == LABELS
-    assert registry_names("core.faces:FACE_DETECTORS") == FACE_DETECTORS.names()
+    assert registry_names("forensics_core.faces:FACE_DETECTORS") == FACE_DETECTORS.names()
     assert RegistryChoice(lambda: ["a", "b"]).choices == ("a", "b")

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from cli import main
-from core.dataset import ManifestRow, ManifestWriter, read_manifest, sort_manifest, write_manifest
-from core.errors import DataError, UsageError
-from core.hashing import hash_split
-from core.importers import (
+from forensics_core.dataset import ManifestRow, ManifestWriter, read_manifest, sort_manifest, write_manifest
+from forensics_core.errors import DataError, UsageError
+from forensics_core.hashing import hash_split
+from forensics_core.importers import (
     LAYOUTS,
     LayoutOptions,
     NormaliseConfig,
@@ -48,12 +48,12 @@ def test_manifest_round_trip_keeps_face_fields_in_extra(tmp_path):
 
 
 def test_manifest_row_and_import_item_share_one_list_of_tags():
-    """The provenance tags are declared once (``core.dataset.Provenance``) and the manifest line is unchanged by it:
-    the same keys, sorted, as before the tags moved."""
+    """The provenance tags are declared once (``forensics_core.dataset.Provenance``) and the manifest line is
+    unchanged by it: the same keys, sorted, as before the tags moved."""
     from dataclasses import fields
 
-    from core.dataset import Provenance
-    from core.importers import ImportItem
+    from forensics_core.dataset import Provenance
+    from forensics_core.importers import ImportItem
 
     tags = [f.name for f in fields(Provenance)]
     assert tags == ["generator", "family", "upsampler", "method", "source", "split", "licence"]

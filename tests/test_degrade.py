@@ -1,12 +1,12 @@
-"""core.degrade: deterministic primitives, chain syntax, one-line errors."""
+"""forensics_core.degrade: deterministic primitives, chain syntax, one-line errors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core import degrade as D
-from core.errors import UnknownNameError, UsageError
+from forensics_core import degrade as D
+from forensics_core.errors import UnknownNameError, UsageError
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_parsing_a_chain_does_not_load_opencv():
     import sys
 
     code = (
-        "import sys; from core.degrade import parse_chain; from benchmarks.perturbations import "
+        "import sys; from forensics_core.degrade import parse_chain; from benchmarks.perturbations import "
         "parse_perturbation; parse_chain('jpeg:q=5|resize:scale=0.5'); parse_perturbation('jpeg(q=5)'); "
         "print('CV2', 'cv2' in sys.modules)"
     )

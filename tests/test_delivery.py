@@ -15,14 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from core import degrade as D
-from core.dataset import ManifestRow, write_manifest
-from core.errors import UsageError
-from core.faces import align_face, canonical_landmarks, native_crop
-from core.hashing import sha256_file
-from core.importers import NormaliseConfig, face_region, split_for
 from detectors.augment import DeliveryConfig, deliver, random_delivery
 from detectors.data import ByteCache, Item, eval_array, face_view, load_items
+from forensics_core import degrade as D
+from forensics_core.dataset import ManifestRow, write_manifest
+from forensics_core.errors import UsageError
+from forensics_core.faces import align_face, canonical_landmarks, native_crop
+from forensics_core.hashing import sha256_file
+from forensics_core.importers import NormaliseConfig, face_region, split_for
 
 LM = canonical_landmarks(100, 0.3) + [150, 90]  # a face whose crop footprint lies inside a 400 x 300 image
 
@@ -246,11 +246,11 @@ def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():
 def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_path):
     """The card's fine-tuned-from chain is read from the ancestors' own model files while the recorded reference
     still holds the recorded weights; machine paths never reach the card."""
-    from core.config import REPO_ROOT
     from detectors.calibration import TemperatureScaling
     from detectors.default_model import lineage, portable
     from detectors.modelfile import load_model, save_model
     from detectors.registry import build_detector
+    from forensics_core.config import REPO_ROOT
 
     cal = TemperatureScaling().fit(np.r_[-1.0, 1.0], np.r_[0, 1])
     det = build_detector("npr", res=32, widths=(8, 16, 32))
@@ -467,9 +467,9 @@ def test_resample_floor_and_quarter_preset():
 def test_framings_cut_tight_photos_and_move_the_window(tmp_path):
     """A tight draw cuts the source around the face (landmarks follow) and the reflect window then keeps the face's
     place and share; a plain view of the same item with no framing is scan's crop; framings need crop=native."""
-    from core.faces import native_window
     from detectors.augment import Framing, FramingConfig, cut_tight, random_framing
     from detectors.train import TrainOptions, train
+    from forensics_core.faces import native_window
 
     img = _photo(np.random.default_rng(4))
     fr = Framing(tight=0.6)

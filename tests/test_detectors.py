@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.dataset import ManifestRow, read_manifest, write_manifest
-from core.errors import DataError, ForensicsError, UnknownNameError, UsageError
-from core.hashing import sha256_file
 from detectors.registry import DETECTORS, build_detector, list_detectors
+from forensics_core.dataset import ManifestRow, read_manifest, write_manifest
+from forensics_core.errors import DataError, ForensicsError, UnknownNameError, UsageError
+from forensics_core.hashing import sha256_file
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -370,9 +370,9 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     assert match_resolution(sharp, 64, 64) is sharp and match_resolution(sharp, 0, 128) is sharp
 
     # crop=native: the real stays at the fake's size (landmarks follow) and the crop enlarges it as it does a fake
-    from core.faces import canonical_landmarks, native_crop
     from detectors.augment import AugmentConfig, shrink_to_fake_size
     from detectors.train import TrainingView
+    from forensics_core.faces import canonical_landmarks, native_crop
 
     lm = canonical_landmarks(128, 0.3)
     small, small_lm = shrink_to_fake_size(sharp, lm, 200, 64)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import ModelFileError
 from detectors.calibration import (
     IsotonicCalibrator,
     PlattScaling,
@@ -20,6 +19,7 @@ from detectors.calibration import (
 )
 from detectors.modelfile import load_model, read_state_dict, save_model
 from detectors.registry import build_detector
+from forensics_core.errors import ModelFileError
 
 
 def _write_marker(path: str) -> None:

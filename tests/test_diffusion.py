@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import Batch, GeneratorFamily
 from generators.diffusion.schedule import BETA_SCHEDULES, NoiseSchedule
 from generators.diffusion.unet import TimeResBlock

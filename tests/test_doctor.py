@@ -7,8 +7,8 @@ import json
 import pytest
 
 import cli
-from core.registry import Registry
 from forensics.commands import doctor as doc
+from forensics_core.registry import Registry
 
 ESSENTIAL = {"python", "torch", "opencv", "ffmpeg", "image-formats", "mtcnn"}
 OPTIONAL = {"platform", "cuda", "mps", "default-model", "shared-data"}

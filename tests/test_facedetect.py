@@ -1,4 +1,4 @@
-"""core.facedetect and the scan's face stage: the fast MTCNN cascade against facenet-pytorch's, batching of
+"""forensics_core.facedetect and the scan's face stage: the fast MTCNN cascade against facenet-pytorch's, batching of
 images of any sizes, O-Net refinement of known boxes, the detection downscale, video face following, the default
 detector's registration and the face benchmark's matching and labelled set (issue #34)."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UsageError
-from core.facedetect import CascadeParams, detect_mtcnn, pyramid_scales
-from core.faces import FACE_DETECTORS, Face, box_iou, face_detector_help, get_face_detector
 from forensics.scanning.config import ScanConfig
 from forensics.scanning.pixels import detect_full_res
+from forensics_core.errors import UsageError
+from forensics_core.facedetect import CascadeParams, detect_mtcnn, pyramid_scales
+from forensics_core.faces import FACE_DETECTORS, Face, box_iou, face_detector_help, get_face_detector
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -132,9 +132,9 @@ def test_scan_default_face_stage_is_registered_and_listed() -> None:
 
 
 def test_video_faces_followed_between_full_detections(tiny_model, tmp_path, face_frames) -> None:
-    from core.inputs import InputExpander
-    from core.media import write_video
     from forensics.scanning.scanner import Scanner
+    from forensics_core.inputs import InputExpander
+    from forensics_core.media import write_video
 
     class Counting:
         def __init__(self) -> None:
@@ -211,10 +211,10 @@ def test_scan_entry_points_take_the_face_stage_from_the_scan_config(tiny_model, 
 
 def test_benchmark_runs_without_the_shared_data(monkeypatch) -> None:
     """Without ``../shared/data`` the labelled set is empty and the speed photos are scikit-image's astronaut."""
-    import core.config
+    import forensics_core.config
     from benchmarks.faces_speed import load_images, load_labelled
 
-    monkeypatch.setattr(core.config, "shared_data_dir", lambda: None)
+    monkeypatch.setattr(forensics_core.config, "shared_data_dir", lambda: None)
     assert load_labelled() == []
     imgs, source = load_images(3, 64)
     assert len(imgs) == 3 and imgs[0].shape == (64, 64, 3) and "astronaut" in source

@@ -1,4 +1,4 @@
-"""core.faces: detection, alignment geometry, tracking, extraction and the ``faces extract`` CLI."""
+"""forensics_core.faces: detection, alignment geometry, tracking, extraction and the ``faces extract`` CLI."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cli import main
-from core.errors import UnknownNameError, UsageError
-from core.faces import (
+from forensics_core.errors import UnknownNameError, UsageError
+from forensics_core.faces import (
     FACE_DETECTORS,
     TEMPLATE,
     CropSpec,
@@ -265,7 +265,7 @@ def test_tracker_bridges_short_gaps_and_ends_old_tracks():
 
 # -- extraction ------------------------------------------------------------------------------------------------
 def test_extract_faces_from_an_image_and_a_video(tmp_path, astronaut, mtcnn):
-    from core import media
+    from forensics_core import media
 
     img = tmp_path / "astronaut.png"
     cv2.imwrite(str(img), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
@@ -293,7 +293,7 @@ def test_extract_config_validates():
 def test_faces_extract_walks_folders_like_scan(tmp_path):
     """``faces extract`` takes its files from the scan's expander: non-media and hidden entries in folders are
     skipped, explicit files kept, and a symlink out of the folder is never followed (it read any file before)."""
-    from core.inputs import expand_paths
+    from forensics_core.inputs import expand_paths
 
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
@@ -342,7 +342,7 @@ def test_faces_extract_rejects_every_with_fps(tmp_path, capsys):
 
 # -- shared data (skips when ../shared/data is absent) ---------------------------------------------------------
 def test_group_photo_has_several_faces(shared_data: Path, mtcnn):
-    from core import media
+    from forensics_core import media
 
     path = shared_data / "real_faces" / "facenet-pytorch_test_images" / "multiface.jpg"
     if not path.is_file():

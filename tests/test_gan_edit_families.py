@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import Batch, Samples
 from generators.masks import MASK_KINDS, REGIONS, make_masks, mask_boxes, region_boxes, template_landmarks
 from generators.registry import GENERATORS

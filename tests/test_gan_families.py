@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 import torch
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import ATTRIBUTES, INPUT_KINDS, Batch, GeneratorFamily
 from generators.registry import GENERATORS
 from generators.train import build_family, load_checkpoint, resolve_config, save_checkpoint

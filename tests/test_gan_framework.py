@@ -13,9 +13,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import cli
-from core.dataset import ManifestRow, read_manifest, write_manifest
-from core.errors import ModelFileError, UnknownNameError, UsageError
-from core.runs import optimizer_state_dict, optimizer_to_tensors
+from forensics_core.dataset import ManifestRow, read_manifest, write_manifest
+from forensics_core.errors import ModelFileError, UnknownNameError, UsageError
+from forensics_core.runs import optimizer_state_dict, optimizer_to_tensors
 from generators import checkpoints as C
 from generators import train as T
 from generators.data import BatchLoader, FaceImages, cond_from_extra, cond_from_utk_name, discover
@@ -241,11 +241,11 @@ def _ddp_worker(rank: int, world: int, port: int, faces: str, out: str) -> None:
 
 
 def test_trainers_share_one_run_toolkit(tmp_path) -> None:
-    """Run dirs, options files, metrics.jsonl, single-file checkpoints and DDP set-up live in core.runs; the
+    """Run dirs, options files, metrics.jsonl, single-file checkpoints and DDP set-up live in forensics_core.runs; the
     GAN, detector and video trainers use them (files byte-compatible with what each wrote before)."""
     import detectors.train as DT
     import generators.video.runs as VR
-    from core import runs as R
+    from forensics_core import runs as R
 
     assert DT.MetricsLog is R.MetricsLog and T.init_distributed is R.init_distributed and not hasattr(T, "Dist")
     assert DT.save_run_checkpoint is VR.save_run_checkpoint is R.save_run_checkpoint

@@ -36,7 +36,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: layer rank by top-level package; ``cli`` is the console root above them all, which nothing may import
-RANK = {"core": 0, "generators": 1, "detectors": 2, "forensics": 3, "benchmarks": 4}
+RANK = {"forensics_core": 0, "generators": 1, "detectors": 2, "forensics": 3, "benchmarks": 4}
 PACKAGES = tuple(RANK)
 TOP = "cli"
 
@@ -218,9 +218,9 @@ def report(title: str, rows: Iterable[object]) -> str:
 
 
 def test_layer_map_knows_the_tree() -> None:
-    assert layer("core.media.sniff") == "core" and layer("forensics.pipeline") == "forensics"
+    assert layer("forensics_core.media.sniff") == "forensics_core" and layer("forensics.pipeline") == "forensics"
     assert layer("forensics.commands.scan") == "forensics" and layer("detectors.metrics") == "detectors"
-    assert layer("numpy") is None and layer("cli") == "cli" and layer("core") == "core"
+    assert layer("numpy") is None and layer("cli") == "cli" and layer("forensics_core") == "forensics_core"
     assert len(project_files()) > 100
     assert {module_name(p).split(".")[0] for p in project_files()} == {*PACKAGES, TOP}
 
@@ -231,8 +231,9 @@ def test_checker_sees_every_form_in_the_tree() -> None:
     found = {(i.src, i.dst, i.how) for i in all_imports()}
     assert ("detectors.registry", "detectors.models", "string") in found
     assert ("cli", "forensics.commands.scan", "string") in found
-    assert ("core.outputs", "core.outputs", "string") not in found  # a module naming itself is no dependency
-    assert any(how == "import" and dst.startswith("core.") for _, dst, how in found)
+    # a module naming itself is no dependency
+    assert ("forensics_core.outputs", "forensics_core.outputs", "string") not in found
+    assert any(how == "import" and dst.startswith("forensics_core.") for _, dst, how in found)
 
 
 def test_imports_point_down_the_layers() -> None:
@@ -298,8 +299,8 @@ def make_tree(root: Path, files: dict[str, str]) -> Path:
 
 
 CLEAN = {
-    "core/registry.py": 'GROUP = "forensics.detectors"  # an entry-point group: names no module\n',
-    "generators/families.py": "from core import registry\n",
+    "forensics_core/registry.py": 'GROUP = "forensics.detectors"  # an entry-point group: names no module\n',
+    "generators/families.py": "from forensics_core import registry\n",
     "detectors/models.py": "import importlib\n\nFAMILIES = importlib.import_module('generators.families')\n",
     "detectors/registry.py": 'BUILTIN_MODULES = ("detectors.models",)\n',
     "forensics/api.py": "from detectors.registry import BUILTIN_MODULES\nfrom . import pipeline\n",
@@ -316,7 +317,7 @@ def test_checker_passes_a_clean_tree(tmp_path: Path) -> None:
     assert how[("detectors.models", "generators.families")] == "import_module"
     assert how[("forensics.api", "forensics.pipeline")] == "relative"
     assert how[("benchmarks.run", "forensics.api")] == "string"
-    assert ("core.registry", "forensics.detectors") not in how  # no such module: not an import
+    assert ("forensics_core.registry", "forensics.detectors") not in how  # no such module: not an import
 
 
 @pytest.mark.parametrize(
@@ -332,9 +333,9 @@ def test_checker_passes_a_clean_tree(tmp_path: Path) -> None:
     ],
 )
 def test_checker_catches_each_upward_form(tmp_path: Path, source: str, how: str, dst: str) -> None:
-    root = make_tree(tmp_path, {**CLEAN, "core/bad.py": source})
+    root = make_tree(tmp_path, {**CLEAN, "forensics_core/bad.py": source})
     bad = upward_imports(all_imports(root))
-    assert [(i.src, i.dst, i.how) for i in bad] == [("core.bad", dst, how)]
+    assert [(i.src, i.dst, i.how) for i in bad] == [("forensics_core.bad", dst, how)]
 
 
 def test_checker_resolves_relative_imports_for_the_other_rules(tmp_path: Path) -> None:

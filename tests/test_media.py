@@ -1,4 +1,4 @@
-"""core.media: round-trips, EXIF orientation, sampling, writing, and every hostile input a moderation
+"""forensics_core.media: round-trips, EXIF orientation, sampling, writing, and every hostile input a moderation
 pipeline sees, each generated here and each expected to raise its typed one-line error naming the file."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.errors import ForensicsError, UsageError
-from core.media import (
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.media import (
     FrameStream,
     MediaError,
     MediaLimits,
@@ -34,8 +34,8 @@ from core.media import (
     sniff,
     write_video,
 )
-from core.media.image import decoder_available
-from core.media.sniff import MEDIA_FORMATS
+from forensics_core.media.image import decoder_available
+from forensics_core.media.sniff import MEDIA_FORMATS
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

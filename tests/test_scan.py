@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 import cli
-from core.thresholds import ThresholdPolicy
 from forensics.scanning.config import ScanConfig
 from forensics.scanning.results import SCHEMA_VERSION, FileResult
 from forensics.scanning.video import top_half_mean
+from forensics_core.thresholds import ThresholdPolicy
 
 SCRIPT_NAME = "<script>alert(1)<b>.jpg"  # "/" cannot occur in a file name
 
@@ -195,7 +195,7 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_missing_default_model_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import forensics.scanning.config as scan_mod
-    from core.errors import ModelFileError
+    from forensics_core.errors import ModelFileError
 
     monkeypatch.setattr(scan_mod, "DEFAULT_MODEL_DIR", tmp_path / "nothing")
     with pytest.raises(ModelFileError, match="no default model shipped; pass --model FILE"):
@@ -238,8 +238,8 @@ def test_symlink_outside_root_is_refused(tiny_model: str, tmp_path: Path) -> Non
 
 
 def test_python_api_video_tracks_and_timeout(tiny_model: str, tmp_path: Path) -> None:
-    from core.media import write_video
     from forensics import scan
+    from forensics_core.media import write_video
 
     face = _face_image(192)
     frames = [np.roll(face, 3 * i, axis=1) for i in range(6)]
@@ -257,7 +257,7 @@ def test_python_api_video_tracks_and_timeout(tiny_model: str, tmp_path: Path) ->
 
 
 def test_threshold_policy_resolution() -> None:
-    from core.errors import UsageError
+    from forensics_core.errors import UsageError
 
     th = {"balanced": 0.4, "fpr1": 0.8, "fpr01": 0.9}
     assert ThresholdPolicy.resolve("fpr1", th) == ThresholdPolicy("fpr1", 0.8)
@@ -281,7 +281,7 @@ def test_threshold_policy_resolution() -> None:
 def test_default_policy_is_fpr1_and_named_policies_never_fall_back() -> None:
     """No ``--threshold``: ``fpr1`` where the model stores it, ``balanced`` for a file without one (plugins, old
     files); a policy asked for by name is never swapped for another."""
-    from core.errors import ModelFileError
+    from forensics_core.errors import ModelFileError
 
     assert ScanConfig().threshold is None  # resolved against the model, not before it is loaded
     assert ThresholdPolicy.resolve(None, {"balanced": 0.4, "fpr1": 0.8}) == ThresholdPolicy("fpr1", 0.8)
@@ -295,8 +295,8 @@ def test_default_policy_is_fpr1_and_named_policies_never_fall_back() -> None:
 def test_inputs_globs_and_stdin(tmp_path: Path) -> None:
     import io
 
-    from core.inputs import InputExpander
-    from core.outputs import safe_cell, safe_text
+    from forensics_core.inputs import InputExpander
+    from forensics_core.outputs import safe_cell, safe_text
 
     for n in ("a.png", "b.png"):
         Image.fromarray(_no_face_image()).save(tmp_path / n)
@@ -353,9 +353,9 @@ def test_html_report_model_card_notes_and_legend_carry_no_build_paths(
 
     from markupsafe import escape
 
-    from core.media import write_video
     from forensics.evidence import evidence_meta
     from forensics.report import NO_FACE_NOTE, VIDEO_NOTE
+    from forensics_core.media import write_video
 
     model = tmp_path / "build-machine" / "model"
     shutil.copytree(tiny_model, model)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.media import UnreadableMediaError
+from forensics_core.media import UnreadableMediaError
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 
@@ -81,8 +81,8 @@ def test_scan_cli_refuses_fifo_and_socket_and_continues(fifo_dir: Path, tiny_mod
 
 
 def test_every_loader_refuses_a_fifo_without_blocking(fifo_dir: Path) -> None:
-    from core import media
-    from core.hashing import hash_file
+    from forensics_core import media
+    from forensics_core.hashing import hash_file
 
     fifo = fifo_dir / "pipe.jpg"
     sha256_of = partial(hash_file, untrusted=True)
@@ -93,7 +93,7 @@ def test_every_loader_refuses_a_fifo_without_blocking(fifo_dir: Path) -> None:
 
 def test_fifo_swapped_in_after_stat_is_refused(fifo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The race: ``stat`` saw a regular file, then a FIFO took its name. O_NONBLOCK + fstat still refuse it."""
-    from core.media.sniff import open_for_read
+    from forensics_core.media.sniff import open_for_read
 
     regular = os.stat(fifo_dir / "a.png")
     real_stat = os.stat
@@ -106,8 +106,8 @@ def test_fifo_swapped_in_after_stat_is_refused(fifo_dir: Path, monkeypatch: pyte
 
 
 def test_hashing_is_bounded_by_the_timeout(tmp_path: Path) -> None:
-    from core.hashing import hash_file
-    from core.inputs import InputExpander
+    from forensics_core.hashing import hash_file
+    from forensics_core.inputs import InputExpander
 
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff\xd8\xff" + bytes(3 << 20))
@@ -154,8 +154,8 @@ def test_stuck_decodes_time_out_and_the_scan_moves_on(
     tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """More stuck files than workers: each becomes a timeout record, the good files are still scanned."""
-    from core import media
     from forensics import scan
+    from forensics_core import media
 
     d = tmp_path / "in"
     d.mkdir()
@@ -189,9 +189,9 @@ def test_stuck_decodes_time_out_and_the_scan_moves_on(
 
 
 def test_stuck_video_decoder_times_out(tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import media
-    from core.media import write_video
     from forensics import scan
+    from forensics_core import media
+    from forensics_core.media import write_video
 
     y, x = np.mgrid[0:64, 0:64]
     frames = [np.stack([(x + 5 * i) % 256, y * 3 % 256, x * 0 + 90], -1).astype(np.uint8) for i in range(6)]
@@ -218,7 +218,7 @@ def test_expand_paths_takes_folders_of_clips(face_clips: tuple[str, str], tmp_pa
     """``video make-dataset --real`` accepts folders like ``scan`` does: sorted, videos by content, no hidden."""
     import shutil
 
-    from core.inputs import expand_paths
+    from forensics_core.inputs import expand_paths
 
     d = tmp_path / "clips"
     (d / "sub").mkdir(parents=True)
@@ -235,10 +235,10 @@ def test_expand_paths_takes_folders_of_clips(face_clips: tuple[str, str], tmp_pa
 def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_path: Path, tiny_model: str) -> None:
     """Found by the fuzz benchmark: a 24 x 2072 GIF (12 px wide after the detection downscale) made MTCNN fail
     on an empty image pyramid, and the failure took every other image of its chunk down with it."""
-    from core.faces import get_face_detector
-    from core.inputs import InputExpander
     from forensics.scanning.config import ScanConfig
     from forensics.scanning.scanner import Scanner
+    from forensics_core.faces import get_face_detector
+    from forensics_core.inputs import InputExpander
 
     d = tmp_path / "in"
     d.mkdir()

@@ -27,7 +27,7 @@ import pytest
 from PIL import Image
 
 import cli
-from core.config import REPO_ROOT
+from forensics_core.config import REPO_ROOT
 
 KEY = "test-key-0123456789abcdef"
 QUEUE = 4
@@ -222,7 +222,7 @@ def test_probes_model_card_and_api_key(server: Server) -> None:
     shipped = json.loads((REPO_ROOT / "forensics/assets/models/default/model.json").read_text())
     assert card["name"] == shipped["name"] and card["sha256"] == shipped["weights_sha256"]
     assert set(card["thresholds"]) == {"balanced", "fpr1", "fpr01"}
-    # no --threshold: the default policy, fpr1 (balanced flags a fifth of unseen real photos: core.thresholds)
+    # no --threshold: the default policy, fpr1 (balanced flags a fifth of unseen real photos: forensics_core.thresholds)
     assert card["active_threshold"] == {"policy": "fpr1", "value": shipped["thresholds"]["fpr1"]}
     # how many validation reals each preset rests on, and whether its FPR is estimable, exactly as the card says
     assert card["threshold_support"] == shipped["threshold_support"] and set(card["threshold_support"]) >= {"fpr1"}

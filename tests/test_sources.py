@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from core.errors import DataError, UsageError
-from core.sources import SourceFile, pin, read_source_list, stage, write_source_list
+from forensics_core.errors import DataError, UsageError
+from forensics_core.sources import SourceFile, pin, read_source_list, stage, write_source_list
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -54,7 +54,7 @@ def test_pin_then_stage_verifies_every_md5(tmp_path, repo):
     again = stage(rows, [r], tmp_path / "out")  # a checkout given directly; everything already in place
     assert (again.already, again.written) == (2, 0)
     # the staged folder is a labels-csv source: the importer's layout reads it with class, set and md5
-    from core.importers import LabelsCsvLayout, LayoutOptions
+    from forensics_core.importers import LabelsCsvLayout, LayoutOptions
 
     items = list(LabelsCsvLayout().items(tmp_path / "out", LayoutOptions()))
     assert {(i.label, i.source, i.family, i.method) for i in items} == {

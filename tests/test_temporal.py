@@ -44,12 +44,12 @@ def test_a_re_rendered_face_flickers_and_drifts_against_a_steady_surround():
 
 def test_video_protocol_reports_temporal_levels(tmp_path):
     from benchmarks.runner import RunOptions, run
-    from core.dataset import ManifestRow, write_manifest
-    from core.hashing import sha256_file
-    from core.media import write_video
     from detectors.calibration import fit_calibrator
     from detectors.modelfile import save_model
     from detectors.registry import build_detector
+    from forensics_core.dataset import ManifestRow, write_manifest
+    from forensics_core.hashing import sha256_file
+    from forensics_core.media import write_video
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)

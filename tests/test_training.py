@@ -1,4 +1,4 @@
-"""core.training: the one step loop the GAN, video and detector trainers share (order of steps and tasks, the
+"""forensics_core.training: the one step loop the GAN, video and detector trainers share (order of steps and tasks, the
 budget's stopping reasons, early stopping), and a video run interrupted and resumed equals an uninterrupted one."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from core.training import Budget, EarlyStop, Every, run_steps
+from forensics_core.training import Budget, EarlyStop, Every, run_steps
 
 
 def test_run_steps_runs_due_tasks_in_order_and_at_the_last_step() -> None:

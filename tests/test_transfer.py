@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks import transfer as T
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

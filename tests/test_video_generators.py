@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.dataset import read_manifest, summarize
-from core.errors import ForensicsError, UsageError
-from core.media import probe, write_video
+from forensics_core.dataset import read_manifest, summarize
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.media import probe, write_video
 from generators.video.dataset import VideoDatasetConfig, load_masks, make_video_dataset
 from generators.video.methods import VIDEO_METHODS
 from generators.video.reenact import PyramidFeatures, ReenactConfig, ReenactModel, reenact_losses

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.dataset import read_manifest, summarize
-from core.errors import UsageError
+from forensics_core.dataset import read_manifest, summarize
+from forensics_core.errors import UsageError
 from generators.video.clips import read_clip
 from generators.video.dataset import VideoDatasetConfig, load_masks, make_video_dataset
 from generators.video.landmark2face import (

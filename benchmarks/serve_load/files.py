@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import shared_data_dir
-from core.hashing import sha256_bytes
+from forensics_core.config import shared_data_dir
+from forensics_core.hashing import sha256_bytes
 
 UPLOAD_MB = 1.0  # --max-upload-mb of the server under test: the oversize hostile file is 1.5x this
 

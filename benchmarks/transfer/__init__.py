@@ -121,7 +121,7 @@ from benchmarks.transfer.selection import (
     select,
     select_transfer,
 )
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 __all__ = [
     "DECODER_VARIANTS",

@@ -14,7 +14,7 @@ from benchmarks.transfer.evaluate import run
 from benchmarks.transfer.protocols import NEEDS_RECON, PROTOCOLS, VAL_PROTOCOLS
 from benchmarks.transfer.reports import RESULTS, comparison_table, readme_block, write_index
 from benchmarks.transfer.selection import select, select_transfer
-from core.errors import ForensicsError
+from forensics_core.errors import ForensicsError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 
 def _write_variant(src: Path, dst_dir: Path, variant: str) -> Path:

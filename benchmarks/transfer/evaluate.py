@@ -14,7 +14,7 @@ from benchmarks.record import command_line, start_record
 from benchmarks.transfer.delivery import SCAN_OVERRIDES
 from benchmarks.transfer.protocols import NEEDS_RECON, PROTOCOLS, VAL_PROTOCOLS
 from benchmarks.transfer.reports import render
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 
 def _scan_settings() -> dict[str, Any]:

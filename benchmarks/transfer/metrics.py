@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.metrics import bootstrap_ci, roc_auc
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 N_BOOT = 1000
 PREVALENCES = (0.01, 0.10, 0.50)

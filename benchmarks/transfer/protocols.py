@@ -16,13 +16,13 @@ import numpy as np
 
 from benchmarks.transfer.delivery import _score, _write_variant
 from benchmarks.transfer.metrics import flag_rates, pair_metrics, real_variants, transfer_val_summary
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 
 def _sample(folder: Path, n: int, pattern: str = "*") -> list[Path]:
     """The first ``n`` media files of ``folder`` (all with ``n`` 0) in name order; a set's ``index.csv`` and other
     non-media files are not samples (with ``--n 0`` the shared crossval folders' index was scored as an image)."""
-    from core.faces import MEDIA_EXTENSIONS
+    from forensics_core.faces import MEDIA_EXTENSIONS
 
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
     if not files:
@@ -37,8 +37,8 @@ UTK = "real_faces/utkface_bagashvilit"
 
 def split_files(data: Path, folder: str, split: str, n: int) -> list[Path]:
     """Files of a shared set in ``split``: its ``crossval`` folder, or the files ``data import`` hashes into
-    ``val`` (:func:`core.importers.split_for` on the path relative to ``data``, as the import computes it)."""
-    from core.importers import split_for
+    ``val`` (:func:`forensics_core.importers.split_for` on the path relative to ``data``, as the import computes it)."""
+    from forensics_core.importers import split_for
 
     if split == "crossval":
         return _sample(data / folder / "crossval", n)
@@ -98,7 +98,7 @@ EXTERNAL_PAIRS = (
 def real_sources(model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval") -> dict[str, Any]:
     """Flag rates of every real source, files as they are, and of UTKFace's race and gender groups (UTKFace has no
     crossval folder: its ``val`` files stand in on both splits and are never trained on)."""
-    from core.importers import utkface_attributes
+    from forensics_core.importers import utkface_attributes
 
     th = dict(model.thresholds)
     groups: dict[str, list[Path]] = {f"ffhq ({split})": split_files(data, FFHQ, split, n)}

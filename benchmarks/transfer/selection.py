@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.transfer.metrics import transfer_val_summary
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 #: a candidate is eligible when no real variant of the validation shortcuts protocol is flagged more often than this
 #: under ``fpr1`` (the goal is 2 %; ~200 validation reals put one image at 0.5 %, so the rule allows that noise)

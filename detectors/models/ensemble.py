@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import UsageError
 from detectors.base import ArrayData, Detector, DetectorConfig
 from detectors.registry import build_detector, register_detector
+from forensics_core.errors import UsageError
 
 
 class StackingEnsemble:

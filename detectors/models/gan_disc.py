@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
 from detectors.base import Detector, DetectorConfig
 from detectors.registry import register_detector
+from forensics_core.errors import UsageError
 
 MODES = ("binary", "kplus1")
 

@@ -202,7 +202,7 @@ class SurroundDetector(Detector):
         if (self.cfg.n_features and f.shape[0] and f.shape[1] != self.cfg.n_features) or (
             self.cfg.features != FEATURES_VERSION
         ):
-            from core.errors import ModelFileError
+            from forensics_core.errors import ModelFileError
 
             raise ModelFileError(
                 f"surround: this model was fitted on {self.cfg.n_features} features of version {self.cfg.features}, "

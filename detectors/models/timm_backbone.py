@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.errors import ModelFileError, UnknownNameError
 from detectors.base import Detector, DetectorConfig
 from detectors.registry import register_detector
+from forensics_core.errors import ModelFileError, UnknownNameError
 
 
 @dataclass

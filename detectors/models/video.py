@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
-from core.registry import Registry
 from detectors.base import Detector, DetectorConfig
 from detectors.registry import build_detector, register_detector
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 
 AGGREGATORS: Registry[Callable[..., float]] = Registry("clip aggregator")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from core.clirun import RegistryChoice
-from core.errors import UsageError
+from forensics_core.clirun import RegistryChoice
+from forensics_core.errors import UsageError
 
 IMPORT_EPILOG = (
     "Example: forensics data import ../shared/data --layout labels-csv --out /tmp/ds --align --size 128 "
@@ -25,7 +25,7 @@ IMPORT_EPILOG = (
 
 
 def _parse_label_map(pairs: tuple[str, ...]) -> dict[str, str]:
-    from core.dataset import LABELS
+    from forensics_core.dataset import LABELS
 
     if not pairs:
         return {label: label for label in LABELS}
@@ -46,7 +46,7 @@ def data() -> None:
 @data.command("layouts", epilog="Example: forensics data layouts")
 def layouts() -> None:
     """List the import layouts."""
-    from core.importers import LAYOUTS
+    from forensics_core.importers import LAYOUTS
 
     for e in LAYOUTS.entries():
         click.echo(f"{e.name:12s} {e.description}")
@@ -62,7 +62,7 @@ def layouts() -> None:
 @click.option("--size", default=224, show_default=True, help="Output side in pixels (square).")
 @click.option("--margin", default=0.3, show_default=True, help="Context around the face template when aligning.")
 @click.option("--jpeg-quality", default=90, show_default=True, help="JPEG quality of every output image.")
-@click.option("--store", type=RegistryChoice("core.importers:STORES"), default="aligned", show_default=True,
+@click.option("--store", type=RegistryChoice("forensics_core.importers:STORES"), default="aligned", show_default=True,
               help="aligned: the face crop as JPEG; source: the uncropped face region as lossless PNG plus its "
               "landmarks, so training can give it a delivery history before cropping (detector train --delivery).")
 @click.option("--workers", default=1, show_default=True, help="Worker processes (each runs its own detector).")
@@ -107,7 +107,7 @@ def import_(
         TimeRemainingColumn,
     )
 
-    from core.importers import LayoutOptions, NormaliseConfig, import_dataset
+    from forensics_core.importers import LayoutOptions, NormaliseConfig, import_dataset
 
     if workers < 1:
         raise UsageError(f"--workers {workers}: must be >= 1")
@@ -174,7 +174,7 @@ def stage_(ctx: click.Context, source_list: str, roots: tuple[str, ...], out_dir
     """
     from rich.console import Console
 
-    from core.sources import read_source_list, stage
+    from forensics_core.sources import read_source_list, stage
 
     console = Console(stderr=True)
     rows = read_source_list(source_list)
@@ -194,7 +194,8 @@ def stage_(ctx: click.Context, source_list: str, roots: tuple[str, ...], out_dir
 @click.option("--commit", required=True, help="The commit to pin (40 hex digits).")
 @click.option("--folder", required=True, help="Folder of that commit whose images are listed.")
 @click.option("--set", "set_name", required=True, help="Set folder the files are staged under (TOP/NAME_UPLOADER).")
-@click.option("--binary", type=RegistryChoice("core.dataset:LABELS"), required=True, help="Class of every listed file.")
+@click.option("--binary", type=RegistryChoice("forensics_core.dataset:LABELS"), required=True,
+              help="Class of every listed file.")
 @click.option("--label", required=True, help="What the files are, in words (generator, prompt, origin).")
 @click.option("--header/--no-header", default=True, show_default=True, help="Print the CSV header first.")
 def pin_(checkout: str, repo: str, commit: str, folder: str, set_name: str, binary: str, label: str,
@@ -203,7 +204,7 @@ def pin_(checkout: str, repo: str, commit: str, folder: str, set_name: str, bina
     import csv
     import sys
 
-    from core.sources import COLUMNS, pin
+    from forensics_core.sources import COLUMNS, pin
 
     rows = pin(checkout, repo, commit, folder, set_name, binary, label)
     w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
@@ -220,7 +221,7 @@ def info(root: Path, as_json: bool) -> None:
     """Count the items of a dataset by label, family, source, split and method."""
     from collections import Counter
 
-    from core.dataset import read_manifest, summarize
+    from forensics_core.dataset import read_manifest, summarize
 
     rows = read_manifest(root)
     s = summarize(rows)

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from core.registry import Registry
+from forensics_core.registry import Registry
 
 
 @dataclass
@@ -171,8 +171,8 @@ def _ffmpeg() -> tuple[bool, str, dict[str, Any]]:
 def _image_formats() -> tuple[bool, str, dict[str, Any]]:
     import PIL
 
-    from core.media import MEDIA_FORMATS
-    from core.media.image import decoder_available
+    from forensics_core.media import MEDIA_FORMATS
+    from forensics_core.media.image import decoder_available
 
     fmts = {e.name: decoder_available(e.obj) for e in MEDIA_FORMATS.entries() if e.obj.kind == "image"}
     ok = fmts.get("jpeg", False) and fmts.get("png", False)
@@ -195,7 +195,7 @@ def _mtcnn() -> tuple[bool, str, dict[str, Any]]:
 
 @check("default-model", order=80, essential=False)
 def _default_model() -> tuple[bool, str, dict[str, Any]]:
-    from core.config import ASSETS_DIR
+    from forensics_core.config import ASSETS_DIR
 
     card = ASSETS_DIR / "models" / "default" / "model.json"
     weights = card.with_name("model.safetensors")
@@ -214,7 +214,7 @@ def _default_model() -> tuple[bool, str, dict[str, Any]]:
 
 @check("shared-data", order=90, essential=False)
 def _shared_data() -> tuple[bool, str, dict[str, Any]]:
-    from core.config import shared_data_dir
+    from forensics_core.config import shared_data_dir
 
     root = shared_data_dir()
     if root is None:
@@ -257,7 +257,7 @@ def doctor(as_json: bool, only: str, list_: bool) -> int:
         return 0
     results = run_checks(only)
     if not results:
-        from core.errors import UsageError
+        from forensics_core.errors import UsageError
 
         raise UsageError(f"--only {only!r} matches no check; known: {', '.join(DOCTOR_CHECKS.names())}")
     ok = all(r.ok for r in results if r.essential)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from core.clirun import RegistryChoice
-from core.errors import UsageError
+from forensics_core.clirun import RegistryChoice
+from forensics_core.errors import UsageError
 
 EXTRACT_EPILOG = (
     "Example: forensics faces extract photos/ clip.mp4 --out faces/ --size 224 --fps 2\n\n"
@@ -39,7 +39,7 @@ def faces() -> None:
 @faces.command("detectors", epilog="Example: forensics faces detectors")
 def list_detectors() -> None:
     """List the registered face detectors."""
-    from core.faces import FACE_DETECTORS
+    from forensics_core.faces import FACE_DETECTORS
 
     for e in FACE_DETECTORS.entries():
         click.echo(f"{e.name:10s} {e.description}")
@@ -59,7 +59,7 @@ def list_detectors() -> None:
               help="Face detector: mtcnn (landmarks) or opencv (Haar, approximate landmarks).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
 @click.option("--min-prob", type=float, default=None, help="Detection threshold (default: the detector's own).")
-@click.option("--label", type=RegistryChoice("core.dataset:LABELS"), default="real", show_default=True,
+@click.option("--label", type=RegistryChoice("forensics_core.dataset:LABELS"), default="real", show_default=True,
               help="Label written to the manifest rows.")
 @click.pass_context
 def extract(
@@ -83,11 +83,11 @@ def extract(
     row carries the crop path, source path and sha256, frame index, track id, box, landmarks and detection
     probability. Re-running into the same --out does not duplicate rows.
     """
-    from core.dataset import ManifestRow, ManifestWriter
-    from core.errors import ForensicsError
-    from core.faces import ExtractConfig, extract_faces, get_face_detector
-    from core.hashing import sha256_bytes
-    from core.inputs import expand_paths
+    from forensics_core.dataset import ManifestRow, ManifestWriter
+    from forensics_core.errors import ForensicsError
+    from forensics_core.faces import ExtractConfig, extract_faces, get_face_detector
+    from forensics_core.hashing import sha256_bytes
+    from forensics_core.inputs import expand_paths
 
     if every is not None and fps is not None:
         raise UsageError("--every and --fps are mutually exclusive")

@@ -12,19 +12,19 @@ from typing import Any
 
 import click
 
-from core.clirun import RegistryChoice, RegistryHelpOption
-from core.faces import FACE_DETECTORS, face_detector_help
-from core.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
 from forensics.evidence import evidence_help
 from forensics.scanning.config import ScanConfig
+from forensics_core.clirun import RegistryChoice, RegistryHelpOption
+from forensics_core.faces import FACE_DETECTORS, face_detector_help
+from forensics_core.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]
 
 
 class ThresholdType(click.ParamType):
     """``balanced`` | ``fpr1`` | ``fpr01`` (any case) | a probability in [0, 1], read by
-    :func:`core.thresholds.parse_threshold`; an unknown name is a one-line usage error listing the names."""
+    :func:`forensics_core.thresholds.parse_threshold`; an unknown name is a one-line usage error listing the names."""
 
     name = "threshold"
 

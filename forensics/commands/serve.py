@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from core.clirun import RegistryHelpOption
-from core.faces import face_detector_help
-from core.thresholds import DEFAULT_POLICY
 from forensics.commands.scan import ThresholdType
 from forensics.scanning.config import ScanConfig
+from forensics_core.clirun import RegistryHelpOption
+from forensics_core.faces import face_detector_help
+from forensics_core.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
 
@@ -70,12 +70,12 @@ def serve(**o: Any) -> int:
 
 def settings_from_options(o: dict[str, Any]) -> Any:
     """Options -> :class:`ServeSettings`, with the model card and key file checked before anything starts."""
-    from core.errors import ModelFileError
-    from core.faces import FACE_DETECTORS
-    from core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
     from detectors.modelfile import read_card, resolve_model_dir
     from forensics.scanning.config import DEFAULT_MODEL_DIR
     from forensics.serve.settings import ServeSettings, read_api_keys
+    from forensics_core.errors import ModelFileError
+    from forensics_core.faces import FACE_DETECTORS
+    from forensics_core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     model = o["model"]
     if model == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():

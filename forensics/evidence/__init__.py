@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.registry import Registry
+from forensics_core.registry import Registry
 
 SCOPES = ("file", "face")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from core.media.sniff import open_for_read
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
 from forensics.evidence._common import to_gray
+from forensics_core.media.sniff import open_for_read
 
 # ITU T.81 Annex K tables (natural order), the base of libjpeg's quality scaling.
 STD_LUMA = np.array(

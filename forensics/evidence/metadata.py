@@ -12,8 +12,8 @@ import struct
 
 from PIL import Image
 
-from core.media.sniff import open_for_read
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
+from forensics_core.media.sniff import open_for_read
 
 READ_LIMIT = 16 << 20  # metadata lives in the first megabytes; never read a whole video
 EXIF_TAGS = {271: "Make", 272: "Model", 305: "Software", 306: "DateTime", 315: "Artist", 33432: "Copyright"}

@@ -4,14 +4,14 @@
 :class:`forensics.scanning.scanner.Scanner`. One module per job:
 
 - :mod:`~forensics.scanning.results`: the result schema (``FileResult``, ``FaceResult``, ``TrackResult``), error and
-  duplicate records, the threshold-preset warning (the policies themselves: :mod:`core.thresholds`);
+  duplicate records, the threshold-preset warning (the policies themselves: :mod:`forensics_core.thresholds`);
 - :mod:`~forensics.scanning.config`: ``ScanConfig`` and ``resolve_model``;
 - :mod:`~forensics.scanning.chunks`: the chunk scheduler's parts (deadlines, worker pool, chunk / frame batching);
 - :mod:`~forensics.scanning.pixels`: detection downscale, faces mapped back, thumbnails;
 - :mod:`~forensics.scanning.images` / :mod:`~forensics.scanning.video`: scanning images / one video;
 - :mod:`~forensics.scanning.scanner`: the ``Scanner`` (chunk loop, loading, evidence, stamping).
 
-Faces are cut by :func:`core.faces.crop_faces`, the crop step training and benchmarks share. The flow for a
+Faces are cut by :func:`forensics_core.faces.crop_faces`, the crop step training and benchmarks share. The flow for a
 chunk of ``batch`` files (see ``docs/scan.md``)::
 
     load (thread pool, per-file deadline)       images decoded, videos only probed
@@ -22,7 +22,7 @@ chunk of ``batch`` files (see ``docs/scan.md``)::
       -> FileResult per file, in input order
 
 While a chunk is detected and scored, the next chunk is already being loaded, so decoding hides behind the
-model. Videos are streamed frame batch by frame batch (``core.media.iter_frames``) with a face tracker,
+model. Videos are streamed frame batch by frame batch (``forensics_core.media.iter_frames``) with a face tracker,
 so memory is bounded by ``batch`` frames whatever the length of the clip.
 
 **Aggregation** (documented in ``docs/scan-output.md``): an image's probability is the maximum over its faces (one

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ForensicsError
-from core.inputs import InputItem
+from forensics_core.errors import ForensicsError
+from forensics_core.inputs import InputItem
 
 
 class ScanTimeoutError(ForensicsError):

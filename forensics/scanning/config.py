@@ -6,17 +6,17 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import ASSETS_DIR
-from core.errors import ModelFileError, UsageError
-from core.thresholds import parse_threshold
 from forensics.evidence import resolve_evidence
+from forensics_core.config import ASSETS_DIR
+from forensics_core.errors import ModelFileError, UsageError
+from forensics_core.thresholds import parse_threshold
 
 
 @dataclass
 class ScanConfig:
     """Every knob of a scan; the CLI options map 1:1 onto these fields."""
 
-    threshold: str | float | None = None  # None: the model's default policy (core.thresholds.DEFAULT_POLICIES)
+    threshold: str | float | None = None  # None: the model's default (forensics_core.thresholds.DEFAULT_POLICIES)
     evidence: str | list[str] = "all"
     device: str = "auto"
     batch: int = 16  # files per chunk (images) / frames per detector call (videos) / crops per forward
@@ -25,7 +25,7 @@ class ScanConfig:
     fps: float = 1.0  # sampled frames per second of video
     max_frames: int = 32  # sampled frames per video (sampling rate lowered to cover the whole clip)
     max_faces: int = 8  # most confident faces per image / frame
-    # the face stage (issue #34; why these defaults: core.faces.FastMTCNNDetector and docs/faces.md)
+    # the face stage (issue #34; why these defaults: forensics_core.faces.FastMTCNNDetector and docs/faces.md)
     face_detector: str = "mtcnn-fast"
     # images / frames are downscaled to this for detection, faces are cut at full resolution: 1920 keeps a 1080p
     # frame whole (its 25 px faces were lost at 1024) and bounds the pyramid of larger photos
@@ -53,7 +53,7 @@ class ScanConfig:
         self.threshold = parse_threshold(self.threshold)  # canonical name or a number; a typo fails before the model
 
     def limits(self):
-        from core.media import MediaLimits
+        from forensics_core.media import MediaLimits
 
         kw: dict[str, Any] = {}
         if self.max_pixels:

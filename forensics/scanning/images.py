@@ -1,4 +1,4 @@
-"""Scanning the images of a chunk: one batched face detection, :func:`core.faces.crop_faces`, one
+"""Scanning the images of a chunk: one batched face detection, :func:`forensics_core.faces.crop_faces`, one
 batched forward, file evidence in the pool and Grad-CAM here; max over faces per image.
 
 :class:`ImageScanning` holds methods of :class:`forensics.scanning.scanner.Scanner` (its model, detector,
@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from core.faces import crop_faces
-from core.thresholds import VERDICT_CLEAR
 from forensics.scanning.chunks import Loaded, ScanTimeoutError, WorkerPool
 from forensics.scanning.pixels import rescaled, thumbnail
 from forensics.scanning.results import FaceResult, FileResult, error_result, timings
+from forensics_core.faces import crop_faces
+from forensics_core.thresholds import VERDICT_CLEAR
 
 
 class ImageScanning:

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ForensicsError
-from core.inputs import InputItem
-from core.thresholds import VERDICT_FLAGGED
 from forensics.evidence import EvidenceResult
+from forensics_core.errors import ForensicsError
+from forensics_core.inputs import InputItem
+from forensics_core.thresholds import VERDICT_FLAGGED
 
 #: the scan's logger name is what users filter on (``WARNING forensics.pipeline: ...``); kept from before the split
 log = logging.getLogger("forensics.pipeline")

@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from core.inputs import InputItem
-from core.thresholds import ThresholdPolicy
 from forensics.evidence import EvidenceResult, EvidenceSubject, run_face_evidence, run_file_evidence
 from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool, chunked
 from forensics.scanning.config import ScanConfig, resolve_model
@@ -30,6 +28,8 @@ from forensics.scanning.results import (
     warn_unsupported_preset,
 )
 from forensics.scanning.video import VideoScanning
+from forensics_core.inputs import InputItem
+from forensics_core.thresholds import ThresholdPolicy
 
 
 class Scanner(ImageScanning, VideoScanning):
@@ -58,7 +58,7 @@ class Scanner(ImageScanning, VideoScanning):
         self.totals = {"detect": 0.0, "model": 0.0, "load": 0.0, "evidence": 0.0, "align": 0.0}
         self._lock = threading.Lock()
         if self._detector is None:  # load now: a broken detector fails fast and its load time is not "detect" time
-            from core.faces import get_face_detector
+            from forensics_core.faces import get_face_detector
 
             self._detector = get_face_detector(self.config.face_detector, device=self.config.device)
 
@@ -134,7 +134,7 @@ class Scanner(ImageScanning, VideoScanning):
         return out
 
     def _load(self, item: InputItem, started: list[float] | None = None) -> Loaded:
-        from core import media
+        from forensics_core import media
 
         if started is not None:
             started.append(time.monotonic())

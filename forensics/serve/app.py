@@ -40,7 +40,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from core.outputs import safe_text
 from forensics.serve.logs import new_request_id, request_id_var
 from forensics.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from forensics.serve.pool import (
@@ -57,6 +56,7 @@ from forensics.serve.pool import (
     error_record,
 )
 from forensics.serve.settings import ServeSettings
+from forensics_core.outputs import safe_text
 
 log = logging.getLogger("forensics.serve")
 
@@ -393,7 +393,7 @@ class ScanService:
 
     def _server_entries(self, paths: list[str], limit: int) -> list[tuple[str, str, str] | Outcome]:
         """``(real path, record name, sha256)`` per file under ``--root`` (folders expanded like ``scan``)."""
-        from core.inputs import InputExpander
+        from forensics_core.inputs import InputExpander
 
         root = self.settings.root
         if root is None:

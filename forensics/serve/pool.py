@@ -500,8 +500,8 @@ def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_
 
 
 def _input_item(job: dict[str, Any], max_file_bytes: int) -> Any:
-    from core.hashing import hash_file
-    from core.inputs import InputItem
+    from forensics_core.hashing import hash_file
+    from forensics_core.inputs import InputItem
 
     path = job["path"]
     try:

@@ -7,8 +7,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import UsageError
 from forensics.scanning.config import ScanConfig
+from forensics_core.errors import UsageError
 
 MiB = 1024 * 1024
 

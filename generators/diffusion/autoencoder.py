@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.layers import UPSAMPLERS, make_upsampler
 
 FACTORS: tuple[int, ...] = (4, 8)

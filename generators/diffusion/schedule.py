@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 BetaFn = Callable[[int], torch.Tensor]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples, random_condition
 from generators.layers import (
     LOSSES,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import ATTRIBUTES, Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import LabelStarvation, check_resolution, need_labels
 from generators.layers import GanState, flag_on_any_rank, frozen, optimizer_step

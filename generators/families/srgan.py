@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs

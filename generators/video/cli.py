@@ -83,9 +83,9 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     """
     import torch
 
-    from core.errors import UsageError
-    from core.faces import get_face_detector
-    from core.media import load_image, write_video
+    from forensics_core.errors import UsageError
+    from forensics_core.faces import get_face_detector
+    from forensics_core.media import load_image, write_video
     from generators.video.clips import read_clip
     from generators.video.reenact import relative_kp
     from generators.video.runs import load_reenact
@@ -98,7 +98,7 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     faces = get_face_detector("mtcnn").detect([img])[0]
     if not faces:
         raise UsageError(f"{source}: no face found")
-    from core.faces import CropSpec, crop_faces
+    from forensics_core.faces import CropSpec, crop_faces
 
     src = to_tensor([crop_faces(img, faces[:1], CropSpec(res, "align", margin))[0].pixels])
     clip = read_clip(driving)
@@ -160,7 +160,7 @@ def swap_apply(run, target, out, identity, blend, crf, max_frames) -> None:
 
     Example: forensics swap apply runs/00000-swap --target b.mp4 --out fake.mp4 --identity A
     """
-    from core.media import write_video
+    from forensics_core.media import write_video
     from generators.video.clips import read_clip
     from generators.video.methods import make_swap
 
@@ -241,7 +241,7 @@ def make_dataset(method, real, more, out, n, crf, model, max_frames, blend, spli
 
     Example: forensics video make-dataset --method warp --real clips/ --out data/warp --n 8
     """
-    from core.inputs import expand_paths
+    from forensics_core.inputs import expand_paths
     from generators.video.dataset import VideoDatasetConfig, make_video_dataset
 
     errors: list[str] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Clip:
 
 def read_clip(path: str | Path, max_frames: int = 600) -> Clip:
     """Decode up to ``max_frames`` RGB frames. A clip with fewer than two frames cannot carry motion."""
-    from core.media import iter_frames, probe
+    from forensics_core.media import iter_frames, probe
 
     info = probe(path)
     if info.kind != "video":

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.dataset import ManifestRow, ManifestWriter
-from core.errors import ForensicsError, UsageError
-from core.hashing import sha256_file
+from forensics_core.dataset import ManifestRow, ManifestWriter
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.hashing import sha256_file
 from generators.video.clips import Clip, read_clip
 from generators.video.methods import VIDEO_METHODS
 
@@ -59,7 +59,7 @@ def make_video_dataset(real: list[str], out: str | Path, cfg: VideoDatasetConfig
     Resumable: outputs already in the manifest are skipped. A clip that fails (no face, one frame, not a video)
     is reported through ``on_error`` and skipped; the batch goes on.
     """
-    from core.media import write_video
+    from forensics_core.media import write_video
 
     entry = VIDEO_METHODS.get(cfg.method)
     if len(real) < 2 and cfg.method != "swap":

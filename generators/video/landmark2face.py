@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 from generators.layers import frozen, optimizer_step
 from generators.video.tracks import FaceTrack
 
@@ -93,7 +93,7 @@ def track_landmarks(frames: list[np.ndarray], size: int, margin: float, detector
 
     Raises a one-line :class:`UsageError` naming ``source`` when no frame has a face.
     """
-    from core.faces import canonical_landmarks, get_face_detector, similarity_transform
+    from forensics_core.faces import canonical_landmarks, get_face_detector, similarity_transform
 
     det = detector or get_face_detector("mtcnn")
     template = canonical_landmarks(size, margin)

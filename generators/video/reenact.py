@@ -167,7 +167,7 @@ class ReenactModel(nn.Module):
     def __init__(self, cfg: ReenactConfig) -> None:
         super().__init__()
         if cfg.res < 16 or cfg.res % 8:
-            from core.errors import UsageError
+            from forensics_core.errors import UsageError
 
             raise UsageError(f"reenact res {cfg.res}: must be a multiple of 8 and >= 16")
         self.cfg = cfg

@@ -1,4 +1,4 @@
-"""Safetensors checkpoints and run options for the video generators (numbered run dirs: :mod:`core.runs`).
+"""Safetensors checkpoints and run options for the video generators (numbered run dirs: :mod:`forensics_core.runs`).
 
 Same layout as the GAN suite's runs: ``NNNNN-<kind>/`` with ``options.json``, ``metrics.jsonl`` and
 ``checkpoint.safetensors`` (model + optimiser tensors) beside ``checkpoint.json`` (step, optimiser hyper-
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file
 
-from core.errors import ModelFileError, UsageError
-from core.runs import append_jsonl, restore_run_checkpoint, save_run_checkpoint, write_json
+from forensics_core.errors import ModelFileError, UsageError
+from forensics_core.runs import append_jsonl, restore_run_checkpoint, save_run_checkpoint, write_json
 
 if TYPE_CHECKING:  # each loader imports its own model class: loading one kind needs no other
     from generators.video.landmark2face import Landmark2FaceModel

@@ -77,7 +77,7 @@ class SwapAutoencoder(nn.Module):
     def __init__(self, cfg: SwapConfig) -> None:
         super().__init__()
         if cfg.size < 16 or cfg.size & (cfg.size - 1):
-            from core.errors import UsageError
+            from forensics_core.errors import UsageError
 
             raise UsageError(f"swap size {cfg.size}: must be a power of two >= 16")
         self.cfg = cfg

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import UsageError
+from forensics_core.errors import UsageError
 
 
 @dataclass
@@ -36,7 +36,7 @@ def track_main_face(
     Raises a one-line :class:`UsageError` naming ``source`` when no frame has a face, since every method would
     otherwise write a video identical to its input and label it fake.
     """
-    from core.faces import canonical_landmarks, get_face_detector, similarity_transform
+    from forensics_core.faces import canonical_landmarks, get_face_detector, similarity_transform
 
     det = detector or get_face_detector("mtcnn")
     template = canonical_landmarks(size, margin)

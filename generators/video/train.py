@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.runs import next_run_dir
-from core.training import Every, run_steps
+from forensics_core.runs import next_run_dir
+from forensics_core.training import Every, run_steps
 from generators.layers import optimizer_step
 from generators.video.clips import aligned_faces, read_clip
 from generators.video.landmark2face import Landmark2FaceConfig, Landmark2FaceModel, clip_maps
@@ -45,7 +45,8 @@ def _open_run(out: str | Path, kind: str, resume: str | None, cfg: Any, model: t
 
 def _train(run: Path, steps: int, start: int, step_fn: Callable[[int], dict[str, float]], save: Callable[[int], None],
            every: int, progress: Progress | None) -> None:
-    """Steps ``start``..``steps`` on the shared loop (:func:`core.training.run_steps`): every ``every`` steps and at
+    """Steps ``start``..``steps`` on the shared loop (:func:`forensics_core.training.run_steps`): every ``every``
+    steps and at
     the last, a metrics line (that step's losses, steps per second since the previous line) and the checkpoint;
     after every step, ``progress``."""
     t0, done = time.perf_counter(), start

@@ -1,8 +1,8 @@
-"""``core.media``: the one safe loader for images and videos.
+"""``forensics_core.media``: the one safe loader for images and videos.
 
 A moderation pipeline feeds this module files it does not trust. Every entry point therefore
 
-* decides the type from the content (magic bytes, :mod:`core.media.sniff`), never from the extension;
+* decides the type from the content (magic bytes, :mod:`forensics_core.media.sniff`), never from the extension;
 * checks the file size with ``stat`` before reading and the *declared* pixel / frame / duration counts before
   decoding (:class:`MediaLimits`), so decompression bombs and endless streams are refused cheaply;
 * raises a :class:`MediaError` subclass whose one-line message names the file and the cause.
@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
-from core.media.image import load_image, probe_image
-from core.media.sniff import MEDIA_FORMATS, FormatSpec, detect_format, sniff, sniff_format
-from core.media.types import (
+from forensics_core.errors import UsageError
+from forensics_core.media.image import load_image, probe_image
+from forensics_core.media.sniff import MEDIA_FORMATS, FormatSpec, detect_format, sniff, sniff_format
+from forensics_core.media.types import (
     DEFAULT_LIMITS,
     Frame,
     LoadedImage,
@@ -39,7 +39,7 @@ from core.media.types import (
     UnsupportedMediaError,
     typed_errors,
 )
-from core.media.video import MUXERS, write_video
+from forensics_core.media.video import MUXERS, write_video
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -83,7 +83,7 @@ def probe(
         spec = sniff_format(path, limits)
         if spec.kind == "image":
             return probe_image(path, limits)
-        from core.media.video import probe_video
+        from forensics_core.media.video import probe_video
 
         return probe_video(path, spec, limits, sha256=sha256, count_frames=count_frames)
 
@@ -192,11 +192,11 @@ def iter_frames(
     limits = limits or DEFAULT_LIMITS
     spec = sniff_format(path, limits)
     if spec.kind == "image":
-        from core.media.image import iter_image_frames
+        from forensics_core.media.image import iter_image_frames
 
         source = iter_image_frames(path, limits)
     else:
-        from core.media.video import iter_video_frames
+        from forensics_core.media.video import iter_video_frames
 
         source = iter_video_frames(path, spec, limits)
     return FrameStream(path, source, _Sampler(every, fps), limits)

@@ -1,4 +1,4 @@
-"""Typed values and errors of :mod:`core.media`: limits, metadata, decoded images and frames.
+"""Typed values and errors of :mod:`forensics_core.media`: limits, metadata, decoded images and frames.
 
 Kept free of heavy imports (no PyAV, no Pillow) so that error types can be caught anywhere without paying for the
 decoders.
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ForensicsError
+from forensics_core.errors import ForensicsError
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -144,5 +144,5 @@ def typed_errors(path: str | Path) -> Iterator[None]:
     except MemoryError:
         raise MediaTooLargeError(path, "out of memory while decoding") from None
     except Exception as exc:
-        logging.getLogger("core.media").debug("unexpected decoder error on %s", path, exc_info=True)
+        logging.getLogger("forensics_core.media").debug("unexpected decoder error on %s", path, exc_info=True)
         raise TruncatedMediaError(path, f"corrupt or undecodable content ({type(exc).__name__}: {exc})") from None

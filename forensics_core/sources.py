@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
-from core.config import ASSETS_DIR
-from core.dataset import LABELS
-from core.errors import DataError, UsageError
+from forensics_core.config import ASSETS_DIR
+from forensics_core.dataset import LABELS
+from forensics_core.errors import DataError, UsageError
 
 #: where the project's own pinned lists live (shipped with the package: a list of hashes, never the files)
 SOURCES_DIR = ASSETS_DIR / "sources"

@@ -12,7 +12,7 @@ Rules, all chosen for scanning untrusted upload folders:
   Such a link is reported as a per-file error. Directory symlinks are descended only with ``follow_symlinks``
   (with loop protection).
 * **Only regular files are read**: a FIFO, socket or device (even one named ``.jpg``) becomes a per-file
-  ``UnreadableMediaError`` record and is never opened blocking (``core.media.sniff.open_for_read``).
+  ``UnreadableMediaError`` record and is never opened blocking (``forensics_core.media.sniff.open_for_read``).
 * **Duplicates** by content (sha256) are scanned once; later copies carry ``duplicate_of`` (the first path).
   The same file reached twice (two overlapping arguments) is listed once.
 
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from core.hashing import hash_file
+from forensics_core.hashing import hash_file
 
 GLOB_CHARS = set("*?[")
 
@@ -69,15 +69,15 @@ def _within(path: str, root: str) -> bool:
 
 
 def _media_extensions() -> frozenset[str]:
-    from core.faces import MEDIA_EXTENSIONS
+    from forensics_core.faces import MEDIA_EXTENSIONS
 
     return MEDIA_EXTENSIONS
 
 
 def _looks_like_media(path: str) -> bool:
     """Magic-byte check for files without a media extension (cheap: reads the first bytes only)."""
-    from core import media
-    from core.errors import ForensicsError
+    from forensics_core import media
+    from forensics_core.errors import ForensicsError
 
     try:
         media.sniff(path)
@@ -123,7 +123,7 @@ class InputExpander:
 
     # -- internals ------------------------------------------------------------------------------------------
     def _hashed(self, path: str) -> InputItem:
-        from core.media import MediaError
+        from forensics_core.media import MediaError
 
         try:
             digest, size = hash_file(path, untrusted=True, timeout_s=self.timeout_s)
@@ -214,8 +214,8 @@ def expand_paths(specs: Iterable[str], *, kind: str | None = None, follow_symlin
     kind, so a thumbnail next to the clips is not taken for a clip. Files named explicitly are always kept, so a
     wrong one is reported by the command instead of silently dropped. Symlinks refused by the policy are left out.
     """
-    from core import media
-    from core.errors import ForensicsError
+    from forensics_core import media
+    from forensics_core.errors import ForensicsError
 
     def wanted(path: str) -> bool:
         try:

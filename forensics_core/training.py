@@ -3,7 +3,8 @@
 The GAN trainer (:mod:`generators.train`), the video generators (:mod:`generators.video.train`) and the detector
 trainer (:mod:`detectors.train`) each supply what only they know: a step callable (one optimiser update, its own
 batches, losses and random draws) and the periodic tasks (a ``metrics.jsonl`` line, a sample grid, a checkpoint in
-that trainer's layout from :mod:`core.runs`). :func:`run_steps` owns the order: step, count, decide whether this was
+that trainer's layout from :mod:`forensics_core.runs`). :func:`run_steps` owns the order: step, count, decide whether
+this was
 the last step (the step target or the :class:`Budget`), then run every task that is due. Keeping that order in one
 place is what makes runs resume exactly: a task sees the same step numbers whether or not the run was interrupted.
 The detector trainer wraps it in epochs (validation, :class:`EarlyStop`). Nothing here imports torch.

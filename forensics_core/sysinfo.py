@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.config import REPO_ROOT
+from forensics_core.config import REPO_ROOT
 
 __all__ = ["environment", "git_describe", "load_average", "peak_rss_mb"]
 

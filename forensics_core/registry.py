@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from core.errors import UnknownNameError, UsageError
+from forensics_core.errors import UnknownNameError, UsageError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

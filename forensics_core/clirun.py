@@ -26,7 +26,7 @@ def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
 def run_click(command: click.Command, argv: list[str] | None, prog_name: str, **context: Any) -> int:
     """Invoke ``command``; toolkit errors become one line on stderr and exit code 2 (or the error's own code).
     ``context`` goes to click's context (e.g. ``**CONTEXT_SETTINGS`` for a subcommand run without the root)."""
-    from core.errors import ForensicsError
+    from forensics_core.errors import ForensicsError
 
     try:
         rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False, **context)
@@ -60,12 +60,13 @@ class RegistryHelpOption(click.Option):
 
 
 def registry_names(target: str) -> list[str]:
-    """The names a ``"package.module:NAME"`` target holds, importing the module now: a :class:`core.registry.Registry`'s
+    """The names a ``"package.module:NAME"`` target holds, importing the module now: a
+    :class:`forensics_core.registry.Registry`'s
     entries, a function's result (e.g. ``detectors.calibration:calibrator_names``, which orders them), or a mapping's
     keys / a sequence's items (preset tables such as ``detectors.augment:AUGMENT_PRESETS``)."""
     import importlib
 
-    from core.registry import Registry
+    from forensics_core.registry import Registry
 
     module, _, attr = target.partition(":")
     obj = getattr(importlib.import_module(module), attr)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.errors import DataError
+from forensics_core.errors import DataError
 
 MANIFEST = "manifest.jsonl"
 SCHEMA_VERSION = 1
@@ -27,7 +27,7 @@ SPLITS = ("train", "val", "test", "crossval", "")
 @dataclass(kw_only=True)
 class Provenance:
     """The tags that say where an item came from and how it was made: written once here for the manifest row and
-    for the importer's item that becomes one (``core.importers.ImportItem``), so a new tag reaches both and
+    for the importer's item that becomes one (``forensics_core.importers.ImportItem``), so a new tag reaches both and
     :meth:`provenance` carries it across. Keyword-only, so each class keeps its own positional fields first."""
 
     generator: str = ""

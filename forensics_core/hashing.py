@@ -25,16 +25,16 @@ def hash_file(path: str | os.PathLike[str], *, untrusted: bool = False, timeout_
     """sha256 and size of a file, read in 1 MiB blocks.
 
     ``untrusted`` (user files: scan inputs, probed media) opens through
-    :func:`core.media.sniff.open_for_read`: a FIFO, socket or device is refused (never opened blocking) and a
-    missing or unreadable file raises :class:`~core.media.UnreadableMediaError`. Files the toolkit wrote itself
-    (datasets, checkpoints, model files) are opened plainly and keep their ``OSError``.
+    :func:`forensics_core.media.sniff.open_for_read`: a FIFO, socket or device is refused (never opened blocking) and a
+    missing or unreadable file raises :class:`~forensics_core.media.UnreadableMediaError`. Files the toolkit wrote
+    itself (datasets, checkpoints, model files) are opened plainly and keep their ``OSError``.
 
     ``timeout_s`` bounds the hashing (checked per block read): a huge or very slow file becomes an
     ``UnreadableMediaError`` instead of holding a scan, which hashes lazily in its main thread. An I/O error while
     reading stays an ``OSError``; callers word it for their records.
     """
     if untrusted:
-        from core.media.sniff import open_for_read
+        from forensics_core.media.sniff import open_for_read
 
         fh = open_for_read(path)
     else:
@@ -47,7 +47,7 @@ def hash_file(path: str | os.PathLike[str], *, untrusted: bool = False, timeout_
             h.update(block)
             n += len(block)
             if end is not None and time.monotonic() > end:
-                from core.media import UnreadableMediaError
+                from forensics_core.media import UnreadableMediaError
 
                 raise UnreadableMediaError(path, f"timed out after {timeout_s:g} s while hashing ({n} bytes read)")
     return FileHash(h.hexdigest(), n)

@@ -8,8 +8,8 @@ side record (parameter groups and non-tensor scalars such as Adam's ``step`` on 
 pickled. The detector and video trainers keep one checkpoint per run (:func:`save_run_checkpoint`:
 ``checkpoint.safetensors`` + ``checkpoint.json``); the GAN trainer keeps numbered checkpoint dirs
 (:mod:`generators.checkpoints`). Multi-process training (``torchrun``) joins its process group through
-:func:`init_distributed`. The loop that decides when these are written is :mod:`core.training`. torch is imported
-inside the functions that need it, so importing this module is cheap.
+:func:`init_distributed`. The loop that decides when these are written is :mod:`forensics_core.training`. torch is
+imported inside the functions that need it, so importing this module is cheap.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.media.types import MediaLimits, MediaTooLargeError, UnreadableMediaError, UnsupportedMediaError
-from core.registry import Registry
+from forensics_core.media.types import MediaLimits, MediaTooLargeError, UnreadableMediaError, UnsupportedMediaError
+from forensics_core.registry import Registry
 
 HEAD_BYTES = 4096  # enough for ftyp compatible brands, EBML doctype, VP8X flags and an APNG acTL chunk
 
@@ -329,7 +329,7 @@ def sniff(path: str | Path) -> str:
     """
     spec = sniff_format(path)
     if spec.kind == "image":
-        from core.media.image import is_animated
+        from forensics_core.media.image import is_animated
 
         return "video" if is_animated(path, spec) else "image"
     return spec.kind

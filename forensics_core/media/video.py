@@ -1,6 +1,6 @@
 """Videos through PyAV (FFmpeg): probing, streamed frame iteration with sampling, and H.264 writing.
 
-PyAV is imported inside the functions so that ``import core.media`` stays cheap for image-only users.
+PyAV is imported inside the functions so that ``import forensics_core.media`` stays cheap for image-only users.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import UsageError
-from core.hashing import hash_file
-from core.media.sniff import FormatSpec, checked_size, open_for_read
-from core.media.types import (
+from forensics_core.errors import UsageError
+from forensics_core.hashing import hash_file
+from forensics_core.media.sniff import FormatSpec, checked_size, open_for_read
+from forensics_core.media.types import (
     MediaError,
     MediaInfo,
     MediaLimits,

@@ -3,7 +3,7 @@
 Every detector in the toolkit looks at faces, never at whole photos: a face crop removes the background, the
 photo's framing and most of the format shortcuts (see ``docs/datasets.md``). This module holds the face primitives
 (detectors, alignment, tracking) that every path from media to face crops uses: ``forensics faces extract``, the
-dataset importers (:mod:`core.importers`) and ``forensics scan`` (:mod:`forensics.scanning`), so training
+dataset importers (:mod:`forensics_core.importers`) and ``forensics scan`` (:mod:`forensics.scanning`), so training
 data, benchmarks and scans see faces made the same way: all of them cut faces with :func:`crop_faces`.
 
 * :class:`FaceDetector` implementations live in the :data:`FACE_DETECTORS` registry: ``mtcnn`` (default; the
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from core.degrade import resize_to
-from core.errors import ForensicsError, UsageError
-from core.registry import Registry
+from forensics_core.degrade import resize_to
+from forensics_core.errors import ForensicsError, UsageError
+from forensics_core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class MTCNNDetector(FaceDetector):
     ) -> None:
         from facenet_pytorch import MTCNN
 
-        from core.config import resolve_device
+        from forensics_core.config import resolve_device
 
         self.device = resolve_device(device)
         self.min_prob = float(min_prob)
@@ -192,8 +192,8 @@ def mtcnn_faces(boxes: np.ndarray, points: np.ndarray, min_prob: float) -> list[
     "mtcnn-fast", description="MTCNN's shipped networks fed for speed: boxes + 5 landmarks, several times faster"
 )
 class FastMTCNNDetector(FaceDetector):
-    """MTCNN with facenet-pytorch's weights, run by :func:`core.facedetect.detect_mtcnn`: the default face stage of
-    ``forensics scan`` (``ScanConfig.face_detector``).
+    """MTCNN with facenet-pytorch's weights, run by :func:`forensics_core.facedetect.detect_mtcnn`: the default face
+    stage of ``forensics scan`` (``ScanConfig.face_detector``).
 
     Why it is the default (issue #34; ``python -m benchmarks.faces_speed``, ``benchmarks/results/faces.md``, measured
     on a loaded 2-core machine): it keeps MTCNN's networks, so its boxes and 5 landmarks are those the shipped models
@@ -225,8 +225,8 @@ class FastMTCNNDetector(FaceDetector):
         factor: float = 0.6,
         max_batch_pixels: int = 8_000_000,
     ) -> None:
-        from core.config import resolve_device
-        from core.facedetect import CascadeParams, load_nets
+        from forensics_core.config import resolve_device
+        from forensics_core.facedetect import CascadeParams, load_nets
 
         self.device = resolve_device(device)
         self.min_prob = float(min_prob)
@@ -240,14 +240,14 @@ class FastMTCNNDetector(FaceDetector):
         return [mtcnn_faces(boxes, points, self.min_prob) for boxes, points in found]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        from core.facedetect import detect_mtcnn
+        from forensics_core.facedetect import detect_mtcnn
 
         return self._faces(detect_mtcnn([_check_image(img) for img in images], self._nets, self.params))
 
     def refine(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[Sequence[float]]]) -> list[list[Face]]:
         """The faces at ``boxes[i]`` (known from an earlier frame) in ``images[i]``, re-scored and re-placed by O-Net
         alone; a box whose face has gone (O-Net probability under the threshold) is dropped."""
-        from core.facedetect import refine_mtcnn
+        from forensics_core.facedetect import refine_mtcnn
 
         found = refine_mtcnn([_check_image(img) for img in images], boxes, self._nets, self.params)
         return self._faces(found)
@@ -723,12 +723,12 @@ def extract_faces(
     """Yield the aligned faces of one image or video.
 
     Images give track ids ``0..n-1`` in order of confidence. Videos are streamed through
-    ``core.media.iter_frames`` (bounded memory), detected in batches of ``cfg.batch_size`` frames and
+    ``forensics_core.media.iter_frames`` (bounded memory), detected in batches of ``cfg.batch_size`` frames and
     tracked with :class:`IoUTracker`. ``max_faces`` keeps the K most confident faces per image / frame.
-    Raises :class:`core.media.MediaError` (one line naming the file) when the file cannot be read; faces
+    Raises :class:`forensics_core.media.MediaError` (one line naming the file) when the file cannot be read; faces
     already yielded for a video that breaks half-way remain valid.
     """
-    from core import media
+    from forensics_core import media
 
     cfg = cfg or ExtractConfig()
     p = str(path)
@@ -764,7 +764,7 @@ def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
 
 
 # Extensions treated as media when a directory is expanded. Only used to pick candidates inside directories; the
-# type of every file is still decided from its bytes by ``core.media.sniff``.
+# type of every file is still decided from its bytes by ``forensics_core.media.sniff``.
 MEDIA_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".heic", ".heif"}
     | {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from core.dataset import LABELS, ManifestRow, ManifestWriter, Provenance, sort_manifest
-from core.errors import DataError, ForensicsError, UsageError
-from core.hashing import hash_split, sha256_bytes, sha256_text
-from core.registry import Registry
+from forensics_core.dataset import LABELS, ManifestRow, ManifestWriter, Provenance, sort_manifest
+from forensics_core.errors import DataError, ForensicsError, UsageError
+from forensics_core.hashing import hash_split, sha256_bytes, sha256_text
+from forensics_core.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class FoldersLayout(Layout):
     folder anywhere gives the split."""
 
     def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
-        from core.faces import MEDIA_EXTENSIONS
+        from forensics_core.faces import MEDIA_EXTENSIONS
 
         found = False
         for cls_dir in sorted(p for p in src.iterdir() if p.is_dir() and p.name in opts.label_map):
@@ -256,7 +256,7 @@ class ManifestLayout(Layout):
     ``parent`` is the sampled file."""
 
     def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
-        from core.dataset import MANIFEST, read_manifest
+        from forensics_core.dataset import MANIFEST, read_manifest
 
         roots = [src] if (src / MANIFEST).is_file() else sorted(p.parent for p in src.glob(f"*/{MANIFEST}"))
         if not roots:
@@ -291,7 +291,7 @@ REGION_PAD = 16
 def face_region(shape: tuple[int, ...], landmarks: np.ndarray, size: int, margin: float) -> tuple[int, int, int, int]:
     """``x0, y0, x1, y1`` of the source pixels the aligned ``size`` crop is sampled from (its footprint under the
     inverse alignment transform), padded by :data:`REGION_PAD`, clipped to the image, origin snapped to the grid."""
-    from core.faces import canonical_landmarks, similarity_transform
+    from forensics_core.faces import canonical_landmarks, similarity_transform
 
     m = similarity_transform(np.asarray(landmarks, float).reshape(5, 2), canonical_landmarks(size, margin))
     inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
@@ -347,14 +347,14 @@ class Normaliser:
         self.cfg = cfg
         self._detector = None
         if cfg.align:
-            from core.faces import get_face_detector
+            from forensics_core.faces import get_face_detector
 
             self._detector = get_face_detector(cfg.detector, device=cfg.device, min_prob=cfg.min_prob)
 
     def __call__(self, pixels: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         from PIL import Image
 
-        from core.faces import CropSpec, crop_faces
+        from forensics_core.faces import CropSpec, crop_faces
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
         face = None
@@ -417,8 +417,8 @@ def _init_worker(cfg_dict: dict[str, Any]) -> None:
 
 def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None = None) -> ItemResult:
     """Normalise one item into ``out_dir``; never raises for bad media (the batch must go on)."""
-    from core import media
-    from core.media.sniff import open_for_read
+    from forensics_core import media
+    from forensics_core.media.sniff import open_for_read
 
     norm = normaliser or _NORMALISER
     assert norm is not None, "process_item needs a Normaliser (or a worker initialised with _init_worker)"
@@ -531,7 +531,7 @@ def import_dataset(
 
 
 def _is_video(path: str) -> bool:
-    from core import media
+    from forensics_core import media
 
     try:
         return media.sniff(path) == "video"

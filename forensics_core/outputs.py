@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any, TextIO
 
-from core.errors import UsageError
-from core.registry import Registry
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 
 CSV_FIELDS = (
     "path", "sha256", "status", "verdict", "fake_probability", "n_faces", "no_face", "media_type", "frames_sampled",
@@ -96,7 +96,7 @@ class Sink(ABC):
         self._fh = None
 
 
-SINKS: Registry[type[Sink]] = Registry("output format", "forensics.scan_outputs", ("core.outputs",))
+SINKS: Registry[type[Sink]] = Registry("output format", "forensics.scan_outputs", ("forensics_core.outputs",))
 
 
 @SINKS.register("jsonl", description="one JSON object per file and line, flushed per line")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from core.hashing import sha256_bytes
-from core.media.sniff import (
+from forensics_core.hashing import sha256_bytes
+from forensics_core.media.sniff import (
     FormatSpec,
     checked_size,
     describe_unsupported,
@@ -27,7 +27,7 @@ from core.media.sniff import (
     open_for_read,
     read_head,
 )
-from core.media.types import (
+from forensics_core.media.types import (
     LoadedImage,
     MediaInfo,
     MediaLimits,
@@ -246,7 +246,7 @@ def _decode(path: str | Path, spec: FormatSpec, img: Image.Image) -> np.ndarray:
         raise TruncatedMediaError(path, f"truncated or corrupt {spec.description} ({msg})") from None
 
 
-# -- public entry points (re-exported by core.media) --------------------------------------------------------
+# -- public entry points (re-exported by forensics_core.media) --------------------------------------------------------
 def probe_image(path: str | Path, limits: MediaLimits) -> MediaInfo:
     spec = _image_spec(path, limits)
     data, sha = read_hashed(path, min(limits.max_bytes, limits.max_image_bytes))
@@ -262,7 +262,7 @@ def probe_image(path: str | Path, limits: MediaLimits) -> MediaInfo:
 def load_image(path: str | Path, limits: MediaLimits | None = None) -> LoadedImage:
     """Decode an image to H x W x 3 uint8 RGB with EXIF orientation applied (first frame of an animation).
 
-    Raises a :class:`~core.media.MediaError` subclass naming the file and the cause for anything that is
+    Raises a :class:`~forensics_core.media.MediaError` subclass naming the file and the cause for anything that is
     not a readable, complete, supported image within ``limits``.
     """
     limits = limits or MediaLimits()

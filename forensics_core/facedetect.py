@@ -1,6 +1,6 @@
 """The fast face stage: MTCNN's three networks (facenet-pytorch's shipped weights) run for throughput on a CPU.
 
-Why a second MTCNN next to :class:`core.faces.MTCNNDetector`: profiling ``forensics scan`` on 512 px photos
+Why a second MTCNN next to :class:`forensics_core.faces.MTCNNDetector`: profiling ``forensics scan`` on 512 px photos
 (issue #34) put ~94 % of the scan in face detection, and most of *that* was not the networks but facenet-pytorch's
 plumbing around them: every pyramid level and every R-Net / O-Net crop is resized by ``torch`` ``area``
 interpolation on float tensors (one call per crop), and images of different sizes cannot share a forward. This
@@ -14,8 +14,8 @@ O-Net on 48 px crops with the 5 landmarks, the same box regression and NMS rules
 * the smallest face sought can be given relative to the image (``min_face_rel``): the cost of P-Net grows with
   ``(side / smallest face)^2``, so a bound relative to the image bounds the cost per image whatever its resolution.
 
-:func:`detect_mtcnn` is the cascade; :class:`core.faces.FastMTCNNDetector` is the registered detector that calls
-it. Differences from facenet-pytorch's numbers are those of the resampling filters (OpenCV vs torch ``area``); the
+:func:`detect_mtcnn` is the cascade; :class:`forensics_core.faces.FastMTCNNDetector` is the registered detector that
+calls it. Differences from facenet-pytorch's numbers are those of the resampling filters (OpenCV vs torch ``area``); the
 benchmark (``python -m benchmarks.faces_speed``) measures box IoU and recall against the reference at full resolution.
 """
 

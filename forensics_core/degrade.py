@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from core.config import parse_value
-from core.errors import UsageError
-from core.registry import Registry
+from forensics_core.config import parse_value
+from forensics_core.errors import UsageError
+from forensics_core.registry import Registry
 
 Image = np.ndarray
 
@@ -87,7 +87,7 @@ def resize(img: Image, scale: float = 0.5, interp: str = "area") -> Image:
 def resize_to(img: Image, size: int = 64, interp: str = "auto") -> Image:
     """Resize to ``size`` x ``size`` (the detector input size).
 
-    ``auto`` shrinks with the area filter and enlarges with the cubic one, as :func:`core.faces.native_crop`
+    ``auto`` shrinks with the area filter and enlarges with the cubic one, as :func:`forensics_core.faces.native_crop`
     does for a file smaller than the crop: a small face then reaches a detector the same way through ``scan``, the
     benchmark runner and training. (The area filter enlarges an integer factor by pixel replication, which zeroes
     an NPR residual outright: the runner's after-crop 0.5x cell read 0.63 AUC that way, where ``scan`` of the same

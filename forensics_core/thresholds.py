@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.errors import ModelFileError, UsageError
+from forensics_core.errors import ModelFileError, UsageError
 
 #: FPR each ``fpr*`` preset promises
 PRESET_FPR = {"fpr1": 0.01, "fpr01": 0.001}

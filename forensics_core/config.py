@@ -40,7 +40,7 @@ def resolve_device(spec: str = "auto"):
     """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is absent is a usage error."""
     import torch
 
-    from core.errors import UsageError
+    from forensics_core.errors import UsageError
 
     if spec == "auto":
         if torch.cuda.is_available():
@@ -86,7 +86,7 @@ def parse_sets(pairs: Iterable[str], *, json_values: bool = False) -> dict[str, 
     (``gan train``), or with ``json_values`` are read by :func:`parse_value` (``widths=[16,32]`` -> ``(16, 32)``)
     (``detector train``). A pair without ``=`` or without a key is a one-line usage error.
     """
-    from core.errors import UsageError
+    from forensics_core.errors import UsageError
 
     out: dict[str, Any] = {}
     for kv in pairs:

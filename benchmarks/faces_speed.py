@@ -71,7 +71,7 @@ class Stage:
         return cls(spec, name, max_side, options)
 
     def load(self, device: str) -> Stage:
-        from forensics_core.faces import get_face_detector
+        from forensics_core.faces.detectors import get_face_detector
 
         self.detector = get_face_detector(self.name, device=device, **self.options)
         return self
@@ -161,7 +161,7 @@ def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def match(truth: np.ndarray, found: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching, best IoU first: ``(truth index, found index, IoU)`` for pairs >= ``min_iou``."""
-    from forensics_core.faces import box_iou
+    from forensics_core.faces.tracking import box_iou
 
     if not len(truth) or not len(found):
         return []
@@ -195,7 +195,7 @@ class LabelScore:
 
 
 def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: float) -> LabelScore:
-    from forensics_core.faces import box_iou
+    from forensics_core.faces.tracking import box_iou
 
     s = LabelScore()
     for faces, lab in zip(found, labelled):

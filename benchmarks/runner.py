@@ -318,7 +318,8 @@ def _frames(item: Item, every: int, max_frames: int, crop: Callable[[np.ndarray]
 def _face_cropper(model: Any, faces: str, device: str) -> Callable[[np.ndarray], np.ndarray]:
     """Video frames are whole frames: crop the face the way the model expects (largest detected face, aligned), or
     the centre square when no detector is configured or no face is found."""
-    from forensics_core.faces import crop_faces, get_face_detector
+    from forensics_core.faces.crops import crop_faces
+    from forensics_core.faces.detectors import get_face_detector
 
     pp = model.preprocess
     if not faces:

@@ -79,7 +79,7 @@ def _metrics(pred: list[np.ndarray], true: list[np.ndarray]) -> tuple[float, flo
 
 def _crops(frames: list[np.ndarray], landmarks: list[np.ndarray], size: int, margin: float) -> np.ndarray:
     """Aligned crops at any (size, margin) from one landmark track: detection runs once per clip."""
-    from forensics_core.faces import canonical_landmarks, similarity_transform
+    from forensics_core.faces.crops import canonical_landmarks, similarity_transform
     from generators.video.tracks import warp_to_crop
 
     tpl = canonical_landmarks(size, margin)
@@ -108,7 +108,7 @@ def bench_reenact(run: str, frames: list[np.ndarray], landmarks: list[np.ndarray
     l1, s = _metrics(preds, [faces[i] for i in idx])
     bl1, bs = _metrics([faces[0]] * len(idx), [faces[i] for i in idx])
     px = res / 2  # keypoints live in [-1, 1]
-    from forensics_core.faces import canonical_landmarks, similarity_transform
+    from forensics_core.faces.crops import canonical_landmarks, similarity_transform
 
     tpl = canonical_landmarks(res, margin)
     lm_crop = np.stack([lm @ similarity_transform(lm, tpl)[:, :2].T + similarity_transform(lm, tpl)[:, 2]

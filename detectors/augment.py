@@ -371,7 +371,7 @@ def cut_tight(
     the image), landmarks moved with it; unchanged when the draw was not tight."""
     if not framing.tight:
         return img, landmarks
-    from forensics_core.faces import native_window
+    from forensics_core.faces.crops import native_window
 
     x0, y0, side = native_window(img.shape, landmarks, size, margin, "reflect")
     cx = x0 + side / 2 + framing.tight_offset[0] * side

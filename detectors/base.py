@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics_core.errors import UsageError
-from forensics_core.faces import CROP_POLICIES, EDGES
+from forensics_core.faces.crops import CROP_POLICIES, EDGES
 
 
 @dataclass

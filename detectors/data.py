@@ -56,7 +56,7 @@ def window_outside(item: Item, size: int, margin: float) -> float:
     the classes (:func:`detectors.augment.balanced_tight_rates`), or it becomes a label."""
     if item.store != "source" or item.landmarks is None or item.shape is None:
         return 0.0
-    from forensics_core.faces import native_window
+    from forensics_core.faces.crops import native_window
 
     x0, y0, side = native_window(item.shape, item.landmarks, size, margin, "reflect")
     h, w = item.shape
@@ -290,7 +290,8 @@ def face_view(
     if item.store != "source":
         return resize_to(img, size)
     from detectors.augment import Framing, cut_tight, deliver, random_delivery, random_framing
-    from forensics_core.faces import CropSpec, Face, crop_faces, native_crop
+    from forensics_core.faces.crops import CropSpec, crop_faces, native_crop
+    from forensics_core.faces.types import Face
 
     lm = item.landmarks
     drawn = framing is not None and rng is not None and lm is not None
@@ -312,7 +313,7 @@ def _face_side(shape: tuple[int, ...], lm: np.ndarray | None, size: int, margin:
     """The shorter side of the native window's part inside the photo (0 without landmarks)."""
     if lm is None:
         return 0
-    from forensics_core.faces import native_window
+    from forensics_core.faces.crops import native_window
 
     x0, y0, side = native_window(shape, lm, size, margin, "reflect")
     h, w = shape[:2]

@@ -151,7 +151,7 @@ def face_regions(shape: tuple[int, int], landmarks: np.ndarray) -> Regions:
 def template_landmarks(size: int, margin: float) -> np.ndarray:
     """Where the 5 landmarks lie in a model crop of ``size`` px with ``margin`` context (the alignment template;
     a ``native`` crop keeps the alignment's framing, so its face lies there too up to the head's roll)."""
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
 
     return canonical_landmarks(size, margin)
 

@@ -116,7 +116,7 @@ class FoldersLayout(Layout):
     folder anywhere gives the split."""
 
     def items(self, src: Path, opts: LayoutOptions) -> Iterator[ImportItem]:
-        from forensics_core.faces import MEDIA_EXTENSIONS
+        from forensics_core.faces.extract import MEDIA_EXTENSIONS
 
         found = False
         for cls_dir in sorted(p for p in src.iterdir() if p.is_dir() and p.name in opts.label_map):
@@ -291,7 +291,7 @@ REGION_PAD = 16
 def face_region(shape: tuple[int, ...], landmarks: np.ndarray, size: int, margin: float) -> tuple[int, int, int, int]:
     """``x0, y0, x1, y1`` of the source pixels the aligned ``size`` crop is sampled from (its footprint under the
     inverse alignment transform), padded by :data:`REGION_PAD`, clipped to the image, origin snapped to the grid."""
-    from forensics_core.faces import canonical_landmarks, similarity_transform
+    from forensics_core.faces.crops import canonical_landmarks, similarity_transform
 
     m = similarity_transform(np.asarray(landmarks, float).reshape(5, 2), canonical_landmarks(size, margin))
     inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
@@ -347,14 +347,14 @@ class Normaliser:
         self.cfg = cfg
         self._detector = None
         if cfg.align:
-            from forensics_core.faces import get_face_detector
+            from forensics_core.faces.detectors import get_face_detector
 
             self._detector = get_face_detector(cfg.detector, device=cfg.device, min_prob=cfg.min_prob)
 
     def __call__(self, pixels: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         from PIL import Image
 
-        from forensics_core.faces import CropSpec, crop_faces
+        from forensics_core.faces.crops import CropSpec, crop_faces
 
         info: dict[str, Any] = {"aligned": False, "src_width": int(pixels.shape[1]), "src_height": int(pixels.shape[0])}
         face = None

@@ -69,7 +69,7 @@ def _within(path: str, root: str) -> bool:
 
 
 def _media_extensions() -> frozenset[str]:
-    from forensics_core.faces import MEDIA_EXTENSIONS
+    from forensics_core.faces.extract import MEDIA_EXTENSIONS
 
     return MEDIA_EXTENSIONS
 

@@ -34,7 +34,7 @@ from torch import nn
 from forensics_core.errors import ModelFileError
 
 if TYPE_CHECKING:
-    from forensics_core.faces import FaceDetector
+    from forensics_core.faces.detectors import FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ def face_rate(
     A quality measure that does not depend on the project's feature network: blobs and mode-collapsed textures get
     no face, blurry but face-shaped samples do (real aligned faces of the shared data: 99.7 %). Images are resized
     to ``size`` first, since MTCNN's smallest face is 20 px. ``detector`` reuses one already built."""
-    from forensics_core.faces import get_face_detector
+    from forensics_core.faces.detectors import get_face_detector
     from generators.data import to_uint8
 
     x = images[:max_n].float()
@@ -427,7 +427,7 @@ def evaluate(run: str, real_dirs: Sequence[str], n: int = 500, seed: int = 0, de
         fake = F.interpolate(fake, size=real.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
     result = compare(real, fake, generator=getattr(fam, "generator_name", run), t0=t0)
     result.sample_img_per_s = round(n / max(sample_s, 1e-9), 2)
-    from forensics_core.faces import get_face_detector
+    from forensics_core.faces.detectors import get_face_detector
 
     mtcnn = get_face_detector("mtcnn", device="cpu", min_prob=0.9)  # one detector for both sets
     result.face_rate, result.face_rate_real = face_rate(fake, detector=mtcnn), face_rate(real, detector=mtcnn)

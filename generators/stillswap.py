@@ -45,7 +45,7 @@ def _align(img: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The face aligned to the canonical frame and the 2x3 matrix image -> frame."""
     import cv2
 
-    from forensics_core.faces import canonical_landmarks, similarity_transform
+    from forensics_core.faces.crops import canonical_landmarks, similarity_transform
 
     m = similarity_transform(np.asarray(lm, np.float64), canonical_landmarks(ALIGN_SIZE, ALIGN_MARGIN))
     face = cv2.warpAffine(img, m, (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -56,7 +56,7 @@ def part_mask(regions: tuple[bool, ...]) -> np.ndarray:
     """Ellipses over the chosen parts (``regions`` in :data:`REGION_ORDER`) in the canonical frame."""
     import cv2
 
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
 
     p = canonical_landmarks(ALIGN_SIZE, ALIGN_MARGIN)
     d = float(np.hypot(*(p[1] - p[0])))
@@ -74,7 +74,7 @@ def swap_photo(
     regions: tuple[bool, ...] | None = None, mode: str = "poisson",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``target`` with the donor's face (``regions`` None) or its chosen parts pasted in: (image, mask uint8)."""
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
     from generators.video.blend import BlendConfig, face_mask, paste_back
 
     face, _ = _align(donor, donor_lm)

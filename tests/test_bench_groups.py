@@ -158,7 +158,7 @@ def test_match_res_shrinks_reals_only(tmp_path):
     # a native-crop model: the real stays at the matched size (landmarks follow) and is cut as training cuts it
     from detectors.augment import shrink_to_fake_size
     from detectors.data import item_from_row
-    from forensics_core.faces import native_crop
+    from forensics_core.faces.crops import native_crop
 
     ditem = item_from_row(real.path, real.row, real.dataset)
     small, lm = shrink_to_fake_size(img, ditem.landmarks, ditem.native, 24)

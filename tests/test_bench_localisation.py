@@ -23,7 +23,7 @@ def _photo(rng: np.random.Generator) -> np.ndarray:
 
 
 def _landmarks() -> np.ndarray:
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
 
     return canonical_landmarks(S, 0.6)
 

@@ -149,7 +149,7 @@ def test_choice_options_read_the_registries_they_list() -> None:
     from forensics.commands.faces import faces
     from forensics_core.clirun import RegistryChoice, registry_names
     from forensics_core.dataset import LABELS
-    from forensics_core.faces import FACE_DETECTORS
+    from forensics_core.faces.detectors import FACE_DETECTORS
     from forensics_core.importers import STORES
 
     def choices(group: Group, command: str, option: str) -> tuple[str, ...]:
@@ -163,5 +163,5 @@ def test_choice_options_read_the_registries_they_list() -> None:
     assert choices(detector, "eval", "group_by") == tuple(GROUP_BY)
     assert choices(data, "import", "store") == STORES
     assert choices(data, "pin", "binary") == choices(faces, "extract", "label") == LABELS
-    assert registry_names("forensics_core.faces:FACE_DETECTORS") == FACE_DETECTORS.names()
+    assert registry_names("forensics_core.faces.detectors:FACE_DETECTORS") == FACE_DETECTORS.names()
     assert RegistryChoice(lambda: ["a", "b"]).choices == ("a", "b")

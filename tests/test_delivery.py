@@ -20,7 +20,7 @@ from detectors.data import ByteCache, Item, eval_array, face_view, load_items
 from forensics_core import degrade as D
 from forensics_core.dataset import ManifestRow, write_manifest
 from forensics_core.errors import UsageError
-from forensics_core.faces import align_face, canonical_landmarks, native_crop
+from forensics_core.faces.crops import align_face, canonical_landmarks, native_crop
 from forensics_core.hashing import sha256_file
 from forensics_core.importers import NormaliseConfig, face_region, split_for
 
@@ -469,7 +469,7 @@ def test_framings_cut_tight_photos_and_move_the_window(tmp_path):
     place and share; a plain view of the same item with no framing is scan's crop; framings need crop=native."""
     from detectors.augment import Framing, FramingConfig, cut_tight, random_framing
     from detectors.train import TrainOptions, train
-    from forensics_core.faces import native_window
+    from forensics_core.faces.crops import native_window
 
     img = _photo(np.random.default_rng(4))
     fr = Framing(tight=0.6)

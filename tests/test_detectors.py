@@ -372,7 +372,7 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     # crop=native: the real stays at the fake's size (landmarks follow) and the crop enlarges it as it does a fake
     from detectors.augment import AugmentConfig, shrink_to_fake_size
     from detectors.train import TrainingView
-    from forensics_core.faces import canonical_landmarks, native_crop
+    from forensics_core.faces.crops import canonical_landmarks, native_crop
 
     lm = canonical_landmarks(128, 0.3)
     small, small_lm = shrink_to_fake_size(sharp, lm, 200, 64)

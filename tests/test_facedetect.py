@@ -14,7 +14,9 @@ from forensics.scanning.config import ScanConfig
 from forensics.scanning.pixels import detect_full_res
 from forensics_core.errors import UsageError
 from forensics_core.facedetect import CascadeParams, detect_mtcnn, pyramid_scales
-from forensics_core.faces import FACE_DETECTORS, Face, box_iou, face_detector_help, get_face_detector
+from forensics_core.faces.detectors import FACE_DETECTORS, face_detector_help, get_face_detector
+from forensics_core.faces.tracking import box_iou
+from forensics_core.faces.types import Face
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -13,25 +13,22 @@ import pytest
 
 from cli import main
 from forensics_core.errors import UnknownNameError, UsageError
-from forensics_core.faces import (
-    FACE_DETECTORS,
+from forensics_core.faces.crops import (
     TEMPLATE,
     CropSpec,
-    ExtractConfig,
-    Face,
-    IoUTracker,
     align_face,
     box_crop,
-    box_iou,
     canonical_landmarks,
     center_crop_face,
     crop_faces,
-    extract_faces,
-    get_face_detector,
     native_crop,
     native_window,
     similarity_transform,
 )
+from forensics_core.faces.detectors import FACE_DETECTORS, get_face_detector
+from forensics_core.faces.extract import ExtractConfig, extract_faces
+from forensics_core.faces.tracking import IoUTracker, box_iou
+from forensics_core.faces.types import Face
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -229,7 +229,7 @@ def test_analyses_survive_tiny_and_grey_images(tmp_path: Path, name: str) -> Non
 def _face_photo(seed: int = 5, side: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """A 'photo' with a skin-toned face and its 5 landmarks where the alignment template puts them (margin 1.0)."""
     from detectors.inconsistency import face_regions
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
 
     lm = canonical_landmarks(side, 1.0)
     img = _photo(seed, side).astype(np.float32)

@@ -237,7 +237,7 @@ def test_narrow_image_is_scanned_and_a_detector_crash_spares_chunk_mates(tmp_pat
     on an empty image pyramid, and the failure took every other image of its chunk down with it."""
     from forensics.scanning.config import ScanConfig
     from forensics.scanning.scanner import Scanner
-    from forensics_core.faces import get_face_detector
+    from forensics_core.faces.detectors import get_face_detector
     from forensics_core.inputs import InputExpander
 
     d = tmp_path / "in"

@@ -22,7 +22,7 @@ from forensics_core.errors import DataError
 def _sample(folder: Path, n: int, pattern: str = "*") -> list[Path]:
     """The first ``n`` media files of ``folder`` (all with ``n`` 0) in name order; a set's ``index.csv`` and other
     non-media files are not samples (with ``--n 0`` the shared crossval folders' index was scored as an image)."""
-    from forensics_core.faces import MEDIA_EXTENSIONS
+    from forensics_core.faces.extract import MEDIA_EXTENSIONS
 
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
     if not files:

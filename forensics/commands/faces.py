@@ -39,7 +39,7 @@ def faces() -> None:
 @faces.command("detectors", epilog="Example: forensics faces detectors")
 def list_detectors() -> None:
     """List the registered face detectors."""
-    from forensics_core.faces import FACE_DETECTORS
+    from forensics_core.faces.detectors import FACE_DETECTORS
 
     for e in FACE_DETECTORS.entries():
         click.echo(f"{e.name:10s} {e.description}")
@@ -85,7 +85,8 @@ def extract(
     """
     from forensics_core.dataset import ManifestRow, ManifestWriter
     from forensics_core.errors import ForensicsError
-    from forensics_core.faces import ExtractConfig, extract_faces, get_face_detector
+    from forensics_core.faces.detectors import get_face_detector
+    from forensics_core.faces.extract import ExtractConfig, extract_faces
     from forensics_core.hashing import sha256_bytes
     from forensics_core.inputs import expand_paths
 

@@ -16,7 +16,7 @@ from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
 from forensics.evidence import evidence_help
 from forensics.scanning.config import ScanConfig
 from forensics_core.clirun import RegistryChoice, RegistryHelpOption
-from forensics_core.faces import FACE_DETECTORS, face_detector_help
+from forensics_core.faces.detectors import FACE_DETECTORS, face_detector_help
 from forensics_core.thresholds import DEFAULT_POLICY, THRESHOLD_POLICIES, parse_threshold
 
 __all__ = ["EXIT_CLEAR", "EXIT_FATAL", "EXIT_FLAGGED", "ThresholdType", "run_scan", "scan"]

@@ -15,7 +15,7 @@ import click
 from forensics.commands.scan import ThresholdType
 from forensics.scanning.config import ScanConfig
 from forensics_core.clirun import RegistryHelpOption
-from forensics_core.faces import face_detector_help
+from forensics_core.faces.detectors import face_detector_help
 from forensics_core.thresholds import DEFAULT_POLICY
 
 MiB = 1024 * 1024
@@ -74,7 +74,7 @@ def settings_from_options(o: dict[str, Any]) -> Any:
     from forensics.scanning.config import DEFAULT_MODEL_DIR
     from forensics.serve.settings import ServeSettings, read_api_keys
     from forensics_core.errors import ModelFileError
-    from forensics_core.faces import FACE_DETECTORS
+    from forensics_core.faces.detectors import FACE_DETECTORS
     from forensics_core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     model = o["model"]

@@ -14,7 +14,7 @@ import numpy as np
 from forensics.scanning.chunks import Loaded, ScanTimeoutError, WorkerPool
 from forensics.scanning.pixels import rescaled, thumbnail
 from forensics.scanning.results import FaceResult, FileResult, error_result, timings
-from forensics_core.faces import crop_faces
+from forensics_core.faces.crops import crop_faces
 from forensics_core.thresholds import VERDICT_CLEAR
 
 

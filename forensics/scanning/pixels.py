@@ -35,7 +35,7 @@ def downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 def rescaled(face: Any, s: float) -> Any:
     if s == 1.0:
         return face
-    from forensics_core.faces import Face
+    from forensics_core.faces.types import Face
 
     return Face(
         box=tuple(float(v) / s for v in face.box),

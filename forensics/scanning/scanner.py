@@ -58,7 +58,7 @@ class Scanner(ImageScanning, VideoScanning):
         self.totals = {"detect": 0.0, "model": 0.0, "load": 0.0, "evidence": 0.0, "align": 0.0}
         self._lock = threading.Lock()
         if self._detector is None:  # load now: a broken detector fails fast and its load time is not "detect" time
-            from forensics_core.faces import get_face_detector
+            from forensics_core.faces.detectors import get_face_detector
 
             self._detector = get_face_detector(self.config.face_detector, device=self.config.device)
 

@@ -16,7 +16,7 @@ import numpy as np
 from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool, batched, decoded_in
 from forensics.scanning.pixels import downscale, rescaled, thumbnail
 from forensics.scanning.results import FaceResult, FileResult, TrackResult, timings
-from forensics_core.faces import crop_faces
+from forensics_core.faces.crops import crop_faces
 from forensics_core.thresholds import VERDICT_CLEAR
 
 FALLBACK_VIDEO_CROPS = 8  # whole-frame crops kept for a video in which no face is ever found
@@ -91,7 +91,7 @@ class VideoScanning:
     # -- video --------------------------------------------------------------------------------------------------
     def _scan_video(self, pool: WorkerPool, ld: Loaded, deadline: Deadline) -> FileResult:
         from forensics_core import media
-        from forensics_core.faces import IoUTracker
+        from forensics_core.faces.tracking import IoUTracker
 
         cfg = self.config
         info = ld.info

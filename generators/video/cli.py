@@ -84,7 +84,7 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     import torch
 
     from forensics_core.errors import UsageError
-    from forensics_core.faces import get_face_detector
+    from forensics_core.faces.detectors import get_face_detector
     from forensics_core.media import load_image, write_video
     from generators.video.clips import read_clip
     from generators.video.reenact import relative_kp
@@ -98,7 +98,7 @@ def reenact_drive(run, source, driving, out, relative, crf) -> None:
     faces = get_face_detector("mtcnn").detect([img])[0]
     if not faces:
         raise UsageError(f"{source}: no face found")
-    from forensics_core.faces import CropSpec, crop_faces
+    from forensics_core.faces.crops import CropSpec, crop_faces
 
     src = to_tensor([crop_faces(img, faces[:1], CropSpec(res, "align", margin))[0].pixels])
     clip = read_clip(driving)

@@ -93,7 +93,8 @@ def track_landmarks(frames: list[np.ndarray], size: int, margin: float, detector
 
     Raises a one-line :class:`UsageError` naming ``source`` when no frame has a face.
     """
-    from forensics_core.faces import canonical_landmarks, get_face_detector, similarity_transform
+    from forensics_core.faces.crops import canonical_landmarks, similarity_transform
+    from forensics_core.faces.detectors import get_face_detector
 
     det = detector or get_face_detector("mtcnn")
     template = canonical_landmarks(size, margin)

@@ -69,7 +69,7 @@ def make_swap(target: Clip, driving: Clip | None = None, model: str | None = Non
     """Render ``identity``'s face in the target's pose (the target should show the other identity)."""
     import torch
 
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
     from generators.video.runs import load_swap
     from generators.video.swap import to_tensor, to_uint8
     from generators.video.tracks import track_main_face, warp_to_crop
@@ -91,7 +91,7 @@ def make_reenact(target: Clip, driving: Clip, model: str | None = None, blend: s
     """Animate the target's first-frame face with the driver's motion and paste it into every target frame."""
     import torch
 
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
     from generators.video.reenact import relative_kp
     from generators.video.runs import load_reenact
     from generators.video.swap import to_tensor, to_uint8
@@ -123,7 +123,7 @@ def make_landmark2face(target: Clip, driving: Clip, model: str | None = None, bl
     """Re-render the target's face (identity from K of its frames) from maps carrying the driver's motion."""
     import torch
 
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
     from generators.video.landmark2face import clip_maps, driving_maps, pick_shots
     from generators.video.runs import load_landmark2face
     from generators.video.swap import to_tensor, to_uint8

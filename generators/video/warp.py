@@ -52,7 +52,7 @@ def warp_frames(
     cfg: WarpConfig = WarpConfig(),
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Return (fake frames, manipulation masks) for ``min(len(target), len(driving))`` frames."""
-    from forensics_core.faces import canonical_landmarks
+    from forensics_core.faces.crops import canonical_landmarks
 
     n = min(len(target), len(driving))
     s = cfg.size

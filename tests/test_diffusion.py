@@ -215,17 +215,17 @@ def test_editors_need_inputs(trained, name):
 
 
 def test_feature_loss_prefers_the_project_feature_network(monkeypatch):
-    from generators.diffusion import families
+    from generators.diffusion import ae_training
     from generators.metrics import FeatNet
 
-    monkeypatch.setattr(families, "_featnet_layers", lambda: families.FeatNetLayers(FeatNet().body))
+    monkeypatch.setattr(ae_training, "_featnet_layers", lambda: ae_training.FeatNetLayers(FeatNet().body))
     fam = tiny("ldm-ae", feat_source="auto")
     assert fam.trainer.feat_source == "featnet"
     before = [p.clone() for p in fam.trainer.featnet.parameters()]
     assert fam.train_step(Batch(faces()), 0)["feat"] > 0
     assert all(torch.equal(a, b) for a, b in zip(before, fam.trainer.featnet.parameters()))  # frozen yardstick
     assert tiny("ldm-ae", feat_source="disc").trainer.feat_source == "disc"
-    monkeypatch.setattr(families, "_featnet_layers", lambda: None)
+    monkeypatch.setattr(ae_training, "_featnet_layers", lambda: None)
     with pytest.raises(UsageError, match="featnet"):
         tiny("ldm-ae", feat_source="featnet")
 
@@ -301,8 +301,8 @@ def test_three_autoencoders_differ_in_upsampling_latent_and_depth():
     """ae-recon, ae-convT and ae-shuffle share no decoder: each upsamples the way its registry tag says (the trace
     a held-out test asks about), has its own latent width and depth, declares its own component (its own held-out
     group), and every family that decodes through an autoencoder refuses a decoder contradicting its tag."""
+    from generators.diffusion.ae_families import reconstruction_families
     from generators.diffusion.autoencoder import ResBlock
-    from generators.diffusion.families import reconstruction_families
     from generators.layers import make_upsampler
 
     fams = reconstruction_families()

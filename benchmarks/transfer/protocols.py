@@ -244,7 +244,7 @@ def unseen_decoders(
     sides get the same delivery, so a pair differs only in the decoder's trace. A family the model never trained
     on asks whether decoder traces transfer: every latent-diffusion face the project is judged on leaves through
     a decoder no folder here holds. Test only (never a selection input)."""
-    from generators.diffusion.families import reconstruction_families
+    from generators.diffusion.ae_families import reconstruction_families
     from generators.registry import family_components
 
     if recon is None:

@@ -17,7 +17,7 @@ images with a percentile bootstrap interval over images (pixels of one image are
 Ground truth: a row's ``mask`` (a PNG beside it, 255 = edited: ``forensics swap stills``, the ``inpaint``
 generator family), or, with ``options.weak: true``, the region code of CIPLAB-style file names
 (``easy_12_1010.jpg``: left eye, right eye, nose, mouth) drawn as the part boxes of the row's landmarks
-(:func:`detectors.inconsistency.part_masks`) -- weak, because the expert's real edit is not a box. Only edited
+(:func:`detectors.inconsistency.regions.part_masks`) -- weak, because the expert's real edit is not a box. Only edited
 rows with ground truth are scored; reals are not needed.
 """
 
@@ -56,7 +56,7 @@ def region_code(item: Item) -> str:
 
 def weak_mask(shape: tuple[int, int], landmarks: np.ndarray, code: str) -> np.ndarray:
     """Part boxes of ``code``'s regions (left eye, right eye, nose, mouth) for the face with ``landmarks``."""
-    from detectors.inconsistency import PARTS, face_coords, face_geometry, part_masks
+    from detectors.inconsistency.regions import PARTS, face_coords, face_geometry, part_masks
 
     geom = face_geometry(landmarks)
     u, v, _ = face_coords(shape, geom)
@@ -108,7 +108,7 @@ def iou(truth: np.ndarray, mask: np.ndarray) -> float:
 
 def face_prior(size: int, margin: float) -> np.ndarray:
     """The map that knows only where the face is: 1 at the crop template's face centre, 0 at its surround."""
-    from detectors.inconsistency import SURROUND_RHO, crop_regions
+    from detectors.inconsistency.regions import SURROUND_RHO, crop_regions
 
     return np.clip(1.0 - crop_regions(size, margin).rho / SURROUND_RHO, 0.0, 1.0).astype(np.float32)
 

@@ -47,7 +47,7 @@ class ManipulationConfig:
     #: the delivery preset (:data:`detectors.augment.DELIVERY_PRESETS`) of the donor's own history and of the
     #: history every crop gets after the edit (``none``: no history after the edit)
     delivery: str = "mixed"
-    #: place the masks on each crop's located face (:func:`detectors.inconsistency.locate_landmarks`), not on the
+    #: place the masks on each crop's located face (:func:`detectors.inconsistency.locate.locate_landmarks`), not on the
     #: crop template: a tightly framed photo's face fills more of the crop
     locate: bool = True
 
@@ -119,7 +119,7 @@ def manipulate(
     """Edited copies of real crops ``(N, S, S, 3)`` uint8 cut for ``margin``: returns the edits (uint8, no
     delivery after the edit yet), their blend masks ``(N, S, S)`` in [0, 1] and each edit's kind (``self-face``,
     ``cross-face``, ``self-parts``, ``cross-parts``). ``landmarks`` ``(N, 5, 2)`` in crop pixels place each mask on
-    its face (:func:`detectors.inconsistency.locate_landmarks`); None: at the crop template."""
+    its face (:func:`detectors.inconsistency.locate.locate_landmarks`); None: at the crop template."""
     import torch
 
     from detectors.models.blend import random_blend_mask, random_part_mask, self_blend
@@ -162,7 +162,7 @@ def labelled_views(
     """``views`` rounds of (every real, one edit of every real), each crop then given its own delivery after the
     edit (:func:`deliver_crop`, one distribution for both classes): images ``(2 * views * N, S, S, 3)`` and labels
     (0 real, 1 edited)."""
-    from detectors.inconsistency import locate_landmarks
+    from detectors.inconsistency.locate import locate_landmarks
 
     cfg = cfg or ManipulationConfig()
     landmarks = np.stack([locate_landmarks(im, margin)[0] for im in reals]) if cfg.locate and len(reals) else None

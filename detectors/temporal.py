@@ -5,9 +5,9 @@ rendered region's noise, sharpness and colour wander from frame to frame on thei
 and its appearance drifts in ways the head's motion does not explain, while the surround changes only with the
 camera and the scene. Per frame of a track (the model's crops, face at the crop template) this measures:
 
-- the **face-vs-surround contrasts** of :func:`detectors.inconsistency.region_stats` (inner face and band against
-  the surround: log noise level, the residual spectrum's bands, skin tone), whose frame-to-frame change, over the
-  surround's own change, is the **boundary flicker**;
+- the **face-vs-surround contrasts** of :func:`detectors.inconsistency.features.region_stats` (inner face and band
+  against the surround: log noise level, the residual spectrum's bands, skin tone), whose frame-to-frame change,
+  over the surround's own change, is the **boundary flicker**;
 - a coarse **appearance** descriptor of the inner face and of the surround (zero-mean, unit-norm 8x8 luma grids),
   whose frame-to-frame decorrelation, the face's over the surround's, is the **appearance drift** (a stand-in for
   identity drift: no face-recognition weights are needed, or shipped).
@@ -74,7 +74,8 @@ class TrackAccumulator:
         self._surround_look: list[np.ndarray] = []
 
     def add(self, crop: np.ndarray) -> None:
-        from detectors.inconsistency import compute_maps, crop_face_regions, region_stats
+        from detectors.inconsistency.features import crop_face_regions, region_stats
+        from detectors.inconsistency.maps import compute_maps
 
         rgb = np.asarray(crop, dtype=np.float32)
         regions = crop_face_regions(rgb, self.margin)

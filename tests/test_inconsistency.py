@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from detectors import inconsistency as inc
+from detectors.inconsistency.anomaly import MAP_NAMES, anomaly_maps, localise
+from detectors.inconsistency.features import FEATURES_VERSION, crop_features, feature_names
+from detectors.inconsistency.maps import blockiness, luma
+from detectors.inconsistency.regions import CORE_RHO, REGIONS, crop_regions, face_regions, template_landmarks
 
 
 def _scene(seed: int = 0, size: int = 128, noise: float = 4.0) -> np.ndarray:
@@ -22,7 +25,7 @@ def _paste_smooth_face(img: np.ndarray, margin: float = 0.3) -> np.ndarray:
     """The inner face replaced by a denoised copy of itself: a resampled / smoother donor."""
     import cv2
 
-    regions = inc.crop_regions(img.shape[0], margin)
+    regions = crop_regions(img.shape[0], margin)
     smooth = cv2.GaussianBlur(img, (0, 0), 1.5)
     out = img.copy()
     m = regions.rho <= 1.0
@@ -39,35 +42,35 @@ def _one_thread():
 
 
 def test_regions_follow_the_landmarks_and_do_not_overlap():
-    lm = inc.template_landmarks(128, 0.3)
-    r = inc.face_regions((128, 128), lm)
-    assert set(r.masks) == set(inc.REGIONS)
+    lm = template_landmarks(128, 0.3)
+    r = face_regions((128, 128), lm)
+    assert set(r.masks) == set(REGIONS)
     assert not (r.masks["core"] & r.masks["band"]).any() and not (r.masks["band"] & r.masks["surround"]).any()
     for part, point in zip(("left_eye", "right_eye"), lm[:2]):
         assert r.masks[part][int(point[1]), int(point[0])], part  # each eye box holds its eye
     assert r.masks["mouth"][int(lm[3:, 1].mean()), int(lm[3:, 0].mean())]
-    assert r.rho[int(lm[2, 1]), int(lm[2, 0])] < inc.CORE_RHO  # the nose is inner face
+    assert r.rho[int(lm[2, 1]), int(lm[2, 0])] < CORE_RHO  # the nose is inner face
     # the frame follows the face: the same face moved and rolled keeps its parts on its landmarks
     ang = np.deg2rad(20)
     rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
     lm2 = (lm - 64) @ rot.T + 64 + [10, -5]
-    r2 = inc.face_regions((128, 128), lm2)
+    r2 = face_regions((128, 128), lm2)
     for part, point in zip(("left_eye", "right_eye"), lm2[:2]):
         assert r2.masks[part][int(point[1]), int(point[0])], part
 
 
 def test_features_have_their_names_and_read_a_smoother_face():
-    names = inc.feature_names()
+    names = feature_names()
     real = _scene(1)
     fake = _paste_smooth_face(real)
-    f_real, f_fake = inc.crop_features(real, 0.3), inc.crop_features(fake, 0.3)
+    f_real, f_fake = crop_features(real, 0.3), crop_features(fake, 0.3)
     assert f_real.shape == (len(names),) and np.isfinite(f_real).all()
     i = names.index("core-surround_noise")
     # a denoised inner face: its noise level falls against the surround's
     assert f_fake[i] < f_real[i] - 0.5
     assert f_fake[names.index("core-surround_e1")] < f_real[names.index("core-surround_e1")] - 1.0
     # uint8 and float inputs give the same numbers (the detector passes floats)
-    np.testing.assert_allclose(inc.crop_features(real.astype(np.float32), 0.3), f_real, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(crop_features(real.astype(np.float32), 0.3), f_real, rtol=1e-5, atol=1e-5)
 
 
 def test_blockiness_finds_the_jpeg_grid_phase():
@@ -76,24 +79,24 @@ def test_blockiness_finds_the_jpeg_grid_phase():
     img = _scene(2, 96, noise=8.0)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 40])
     jpg = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    gray = inc.luma(jpg)
-    s0, p0 = inc.blockiness(gray)
-    s3, p3 = inc.blockiness(gray[3:, 5:])  # the grid seen from a shifted origin
+    gray = luma(jpg)
+    s0, p0 = blockiness(gray)
+    s3, p3 = blockiness(gray[3:, 5:])  # the grid seen from a shifted origin
     assert s0 > 0.1 and p0 == 8 * 7 + 7  # steps between pixel 7 and 8 of each block
     assert p3 == 8 * ((7 - 3) % 8) + (7 - 5) % 8
-    assert inc.blockiness(inc.luma(img))[0] < s0  # an uncompressed image has a weaker grid
+    assert blockiness(luma(img))[0] < s0  # an uncompressed image has a weaker grid
 
 
 def test_anomaly_maps_light_up_the_pasted_region_more_than_the_surround():
     real = _scene(3)
     fake = _paste_smooth_face(real)
-    lm = inc.template_landmarks(128, 0.3)
-    maps, regions = inc.anomaly_maps(fake, lm)
-    assert set(maps) == set(inc.MAP_NAMES)
+    lm = template_landmarks(128, 0.3)
+    maps, regions = anomaly_maps(fake, lm)
+    assert set(maps) == set(MAP_NAMES)
     core, sur = regions.masks["core"], regions.masks["surround"]
     assert maps["noise"][core].mean() > 2 * maps["noise"][sur].mean()
-    heat, mask = inc.localise(fake, lm)
-    heat_real, _ = inc.localise(real, lm)
+    heat, mask = localise(fake, lm)
+    heat_real, _ = localise(real, lm)
     assert heat.shape == (128, 128) and heat.min() >= 0 and heat.max() <= 1
     assert heat[core].mean() > heat_real[core].mean() + 0.1 and mask[core].mean() > mask[sur].mean()
 
@@ -148,7 +151,7 @@ def test_surround_detector_trains_on_reals_only_saves_and_explains(tmp_path):
     reals = np.stack([_scene(s) for s in range(16)])
     x = det.preprocess.to_tensor(list(reals))
     det.post_fit(ArrayData(x, torch.zeros(16, dtype=torch.long)), ArrayData(x[:2], torch.zeros(2, dtype=torch.long)))
-    assert det.cfg.n_features == len(inc.feature_names())
+    assert det.cfg.n_features == len(feature_names())
     vx, vy = det.validation_views(reals, np.zeros(16, np.int64), seed=0)
     assert vx.shape[0] == 32 and vy.sum() == 16  # every val real and one edit of it
     z = det(det.preprocess.to_tensor(list(vx))).detach().numpy()
@@ -163,7 +166,7 @@ def test_surround_detector_trains_on_reals_only_saves_and_explains(tmp_path):
     with pytest.raises(Exception, match="features"):
         m.logits(list(vx[:1]))
     m.detector.cfg.n_features -= 1
-    m.detector.cfg.features = inc.FEATURES_VERSION + 1  # same count, other meaning: refused too
+    m.detector.cfg.features = FEATURES_VERSION + 1  # same count, other meaning: refused too
     with pytest.raises(Exception, match="version"):
         m.logits(list(vx[:1]))
 

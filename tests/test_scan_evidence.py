@@ -228,7 +228,7 @@ def test_analyses_survive_tiny_and_grey_images(tmp_path: Path, name: str) -> Non
 
 def _face_photo(seed: int = 5, side: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """A 'photo' with a skin-toned face and its 5 landmarks where the alignment template puts them (margin 1.0)."""
-    from detectors.inconsistency import face_regions
+    from detectors.inconsistency.regions import face_regions
     from forensics_core.faces.crops import canonical_landmarks
 
     lm = canonical_landmarks(side, 1.0)
@@ -241,7 +241,7 @@ def _face_photo(seed: int = 5, side: int = 256) -> tuple[np.ndarray, np.ndarray]
 
 def _pasted(base: np.ndarray, lm: np.ndarray, fn) -> np.ndarray:
     """``base`` with its inner face (rho <= 1 of the face frame) replaced by ``fn(base)``."""
-    from detectors.inconsistency import face_regions
+    from detectors.inconsistency.regions import face_regions
 
     inner = face_regions(base.shape[:2], lm).rho <= 1.0
     out = base.copy()
@@ -260,7 +260,7 @@ def test_surround_analyses_see_a_smoothed_face_and_map_it(tmp_path: Path) -> Non
     mass inside the face, not around it."""
     import cv2
 
-    from detectors.inconsistency import face_regions
+    from detectors.inconsistency.regions import face_regions
 
     base, lm = _face_photo()
     fake = _pasted(base, lm, lambda im: cv2.resize(cv2.resize(im, None, fx=0.4, fy=0.4), im.shape[1::-1]))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import yaml
 
-from detectors import inconsistency as inc
+from detectors.inconsistency.regions import crop_regions
 from detectors.temporal import TrackAccumulator, track_consistency
 
 S = 64
@@ -18,7 +18,7 @@ S = 64
 def _frame(rng: np.random.Generator, base: np.ndarray, face_noise: float, face_shift: int = 0) -> np.ndarray:
     """``base`` with fresh sensor noise; the inner face re-made with its own noise level (and moved content)."""
     img = base + rng.normal(0, 3.0, base.shape)
-    inner = inc.crop_regions(S, 0.3).rho <= 1.0
+    inner = crop_regions(S, 0.3).rho <= 1.0
     face = np.roll(base, face_shift, axis=1) + rng.normal(0, face_noise, base.shape)
     img[inner] = face[inner]
     return np.clip(img, 0, 255).astype(np.uint8)

@@ -1,7 +1,7 @@
 """``surround``: is the face consistent with its surround? Hand-made inconsistency features + gradient-boosted trees.
 
 A swapped or spliced face is a region pasted into a photo whose camera, compression and noise history it does not
-share. :func:`detectors.inconsistency.crop_features` measures that on the model crop (the face at the crop
+share. :func:`detectors.inconsistency.features.crop_features` measures that on the model crop (the face at the crop
 template, its surround in the margin): face-minus-surround noise level and residual spectrum, part-minus-skin
 contrasts (eye / nose / mouth splices), co-occurrence distances, colour and sharpness steps across rings of the
 face ellipse, JPEG grid agreement. A small gradient-boosted tree ensemble (scikit-learn's
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from detectors.base import ArrayData, Detector, DetectorConfig
-from detectors.inconsistency import FEATURES_VERSION
+from detectors.inconsistency.features import FEATURES_VERSION
 from detectors.registry import register_detector
 
 
@@ -136,10 +136,10 @@ class SurroundConfig(DetectorConfig):
     subsample: float = 0.8
     #: share of the features each split may choose from (decorrelates the trees: no single contrast carries all)
     max_features: float = 0.5
-    #: the length of :func:`detectors.inconsistency.crop_features` the trees were fitted on (set by ``post_fit``): a
-    #: model file whose count differs from the code's is refused instead of reading the wrong columns
+    #: the length of :func:`detectors.inconsistency.features.crop_features` the trees were fitted on (set by
+    #: ``post_fit``): a model file whose count differs from the code's is refused instead of reading the wrong columns
     n_features: int = 0
-    #: :data:`detectors.inconsistency.FEATURES_VERSION` when fitted (files before the key: 1)
+    #: :data:`detectors.inconsistency.features.FEATURES_VERSION` when fitted (files before the key: 1)
     features: int = 1
     #: find the face in the crop (O-Net, ~10 ms) instead of assuming it at the template: ``native`` windows are
     #: clamped to tightly framed photos, whose faces then fill more of the crop than the template says
@@ -187,8 +187,9 @@ class SurroundDetector(Detector):
         return ((x.detach().float() * std + mean) * 255.0).permute(0, 2, 3, 1).cpu().numpy()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, F)`` inconsistency features of normalised crops (:func:`detectors.inconsistency.crop_features`)."""
-        from detectors.inconsistency import crop_features
+        """``(N, F)`` inconsistency features of normalised crops
+        (:func:`detectors.inconsistency.features.crop_features`)."""
+        from detectors.inconsistency.features import crop_features
 
         px, c = self._pixels(x), self.cfg
         feats = np.stack([crop_features(p, c.margin, c.locate) for p in px]) if len(px) else np.zeros((0, 1))
@@ -207,15 +208,16 @@ class SurroundDetector(Detector):
             raise ModelFileError(
                 f"surround: this model was fitted on {self.cfg.n_features} features of version {self.cfg.features}, "
                 f"the code computes {f.shape[1]} of version {FEATURES_VERSION}: retrain it "
-                "(detectors.inconsistency.crop_features changed)"
+                "(detectors.inconsistency.features.crop_features changed)"
             )
         z = tree_logits(f, self.feature, self.threshold, self.left, self.right, self.value, self.init, self.cfg.depth)
         return z.float()
 
     def explain(self, x: torch.Tensor) -> np.ndarray:
-        """Where the crop disagrees with its surround (:func:`detectors.inconsistency.anomaly_maps` on the crop
+        """Where the crop disagrees with its surround (:func:`detectors.inconsistency.anomaly.anomaly_maps` on the crop
         template's face, combined), instead of gradients that trees do not have."""
-        from detectors.inconsistency import combined_map, locate_landmarks
+        from detectors.inconsistency.anomaly import combined_map
+        from detectors.inconsistency.locate import locate_landmarks
 
         px = self._pixels(x)
         if not len(px):
@@ -252,7 +254,7 @@ class SurroundDetector(Detector):
         if self.cfg.use_fakes and (y == 1).any():
             fakes = np.clip(np.rint(self._pixels(train.x[torch.from_numpy(y == 1)])), 0, 255).astype(np.uint8)
             xs, ys = np.concatenate([xs, fakes]), np.concatenate([ys, np.ones(len(fakes), ys.dtype)])
-        from detectors.inconsistency import crop_features
+        from detectors.inconsistency.features import crop_features
 
         feats = np.stack([crop_features(im, self.cfg.margin, self.cfg.locate) for im in xs])
         c = self.cfg

@@ -85,7 +85,7 @@ def subject_faces(subject, pixels_shape: tuple[int, ...], scale: float) -> list[
     """The 5 landmarks of the subject's largest faces (at most :data:`MAX_SURROUND_FACES`) in the coordinates of
     its pixels downscaled by ``scale`` (:func:`limit_size`): the detected points when the caller gave them, else
     :func:`landmarks_from_box`."""
-    from detectors.inconsistency import landmarks_from_box  # face-vs-surround analyses need a face's shape
+    from detectors.inconsistency.locate import landmarks_from_box
 
     lms = list(getattr(subject, "face_landmarks", []) or [])
     faces = []
@@ -102,7 +102,7 @@ def face_window(shape: tuple[int, ...], landmarks: np.ndarray, reach: float = 3.
     """``(x0, y0, x1, y1)``: the image part within ``reach`` times the face ellipse's larger semi-axis of its centre
     (the face and the surround an analysis compares it with), its origin snapped down to a multiple of ``grid``
     (8 keeps JPEG's block grid where the file has it)."""
-    from detectors.inconsistency import face_geometry
+    from detectors.inconsistency.regions import face_geometry
 
     g = face_geometry(landmarks)
     r = reach * g.eye_dist * max(g.axis_u, g.axis_v)

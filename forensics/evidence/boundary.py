@@ -43,7 +43,7 @@ def radial_change(values: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """|d values / d r| along the direction away from the face centre (per pixel, values' units per px)."""
     import cv2
 
-    from detectors.inconsistency import face_geometry
+    from detectors.inconsistency.regions import face_geometry
 
     g = face_geometry(lm)
     h, w = values.shape
@@ -58,28 +58,31 @@ def radial_change(values: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
-    from detectors import inconsistency as inc
+    from detectors.inconsistency.anomaly import Z_FULL, colour_dev_map, spectrum_map, surround_z, window_px
+    from detectors.inconsistency.features import RING_EDGES, ring_index, ring_profile
+    from detectors.inconsistency.maps import compute_maps, skin_like
+    from detectors.inconsistency.regions import face_geometry, face_regions
 
-    mp = inc.compute_maps(pixels)
-    regions = inc.face_regions(pixels.shape[:2], lm)
-    win = inc.window_px(inc.face_geometry(lm).eye_dist)
-    ring = inc.ring_index(regions.rho)
-    skin_like = inc.skin_like(mp.cb, mp.cr)
+    mp = compute_maps(pixels)
+    regions = face_regions(pixels.shape[:2], lm)
+    win = window_px(face_geometry(lm).eye_dist)
+    ring = ring_index(regions.rho)
+    skin_mask = skin_like(mp.cb, mp.cr)
     sharp = np.log(mp.grad + 0.01)
     steps = {}
     for name, vals, wts in (
-        ("cb", mp.cb, skin_like), ("cr", mp.cr, skin_like), ("luma", mp.gray, skin_like),
+        ("cb", mp.cb, skin_mask), ("cr", mp.cr, skin_mask), ("luma", mp.gray, skin_mask),
         ("sharpness", sharp, None), ("fine_band", np.log(mp.bands[0] + 0.01), None),
     ):  # fmt: skip
-        jump, at = seam_step(inc.ring_profile(vals, ring, wts), inc.RING_EDGES, STEP_FLOOR[name])
+        jump, at = seam_step(ring_profile(vals, ring, wts), RING_EDGES, STEP_FLOOR[name])
         steps[name] = {"step_vs_typical": jump, "at_rho": at}
     # the map: radial change of the local sharpness and of the skin tone, as z-scores against the surround's
-    local_sharp = inc.spectrum_map(mp, win)
-    tone = inc.colour_dev_map(mp, regions, win)
+    local_sharp = spectrum_map(mp, win)
+    tone = colour_dev_map(mp, regions, win)
     z = np.maximum(
-        inc.surround_z(radial_change(local_sharp, lm), regions), inc.surround_z(radial_change(tone, lm), regions)
+        surround_z(radial_change(local_sharp, lm), regions), surround_z(radial_change(tone, lm), regions)
     )
-    heat = np.where((regions.rho > 0.6) & (regions.rho <= 1.6), z / inc.Z_FULL, 0.0)
+    heat = np.where((regions.rho > 0.6) & (regions.rho <= 1.6), z / Z_FULL, 0.0)
     return {"steps": steps, "window": win}, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 

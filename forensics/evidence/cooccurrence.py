@@ -21,20 +21,23 @@ Z_SCALE = (0.577, 13.22)
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
-    from detectors import inconsistency as inc
+    from detectors.inconsistency.anomaly import COOC_Z_FLOOR, Z_FULL, cooc_map, surround_z, window_px
+    from detectors.inconsistency.features import region_stats
+    from detectors.inconsistency.maps import compute_maps
+    from detectors.inconsistency.regions import PARTS, SURROUND_RHO, face_geometry, face_regions
 
-    mp = inc.compute_maps(pixels)
-    regions = inc.face_regions(pixels.shape[:2], lm)
-    st = inc.region_stats(mp, regions)
-    win = inc.window_px(inc.face_geometry(lm).eye_dist)
-    z = inc.surround_z(inc.cooc_map(mp, regions, win), regions, signed=True, floor=inc.COOC_Z_FLOOR)
+    mp = compute_maps(pixels)
+    regions = face_regions(pixels.shape[:2], lm)
+    st = region_stats(mp, regions)
+    win = window_px(face_geometry(lm).eye_dist)
+    z = surround_z(cooc_map(mp, regions, win), regions, signed=True, floor=COOC_Z_FLOOR)
     zc = float(np.median(z[regions.masks["core"]])) if regions.masks["core"].any() else 0.0
     finding = {
         "core_median_z": zc,
-        "chi2_to_surround": {r: st[r]["cooc"] for r in ("core", "band", "skin", *inc.PARTS)},
+        "chi2_to_surround": {r: st[r]["cooc"] for r in ("core", "band", "skin", *PARTS)},
         "window": win,
     }
-    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.clip(z, 0, None) / inc.Z_FULL, 0.0)
+    heat = np.where(regions.rho <= SURROUND_RHO, np.clip(z, 0, None) / Z_FULL, 0.0)
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 

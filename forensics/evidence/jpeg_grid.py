@@ -39,7 +39,7 @@ GHOST_FULL = 0.3
 def grid_map(gray: np.ndarray) -> tuple[np.ndarray, int, float]:
     """Per window: how much stronger its own best 8x8 grid is than the image's grid at that window (log units,
     mean of the two axes; 0 where the image's grid is the window's best), plus the image's phase and strength."""
-    from detectors.inconsistency import block_profile, blockiness
+    from detectors.inconsistency.maps import block_profile, blockiness
 
     g_strength, g_phase = blockiness(gray)
     h, w = gray.shape
@@ -86,10 +86,11 @@ def _upsample(a: np.ndarray, step: int, shape: tuple[int, int], offset: int) -> 
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
-    from detectors import inconsistency as inc
+    from detectors.inconsistency.maps import luma
+    from detectors.inconsistency.regions import BAND_RHO, CORE_RHO, SURROUND_RHO, face_regions
 
-    gray = inc.luma(pixels)
-    regions = inc.face_regions(gray.shape, lm)
+    gray = luma(pixels)
+    regions = face_regions(gray.shape, lm)
     off_by, g_phase, g_strength = grid_map(gray)
     off = off_by > OFF_GRID_MIN
     grid_heat = _upsample(off_by / (2 * OFF_GRID_MIN), GRID_STRIDE, gray.shape, GRID_STRIDE // 2)
@@ -97,8 +98,8 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     centres = (np.arange(curves.shape[1]) * GHOST_WINDOW + GHOST_WINDOW // 2,
                np.arange(curves.shape[2]) * GHOST_WINDOW + GHOST_WINDOW // 2)  # fmt: skip
     rho_c = regions.rho[np.ix_(np.minimum(centres[0], gray.shape[0] - 1), np.minimum(centres[1], gray.shape[1] - 1))]
-    sur = (rho_c > inc.BAND_RHO) & (rho_c <= inc.SURROUND_RHO)
-    core = rho_c <= inc.CORE_RHO
+    sur = (rho_c > BAND_RHO) & (rho_c <= SURROUND_RHO)
+    core = rho_c <= CORE_RHO
     if sur.sum() >= 4 and core.sum() >= 1:
         ref = np.median(curves[:, sur], axis=1)
         dist = np.abs(curves - ref[:, None, None]).mean(0)
@@ -120,7 +121,7 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
         "ghost_quality_core": q_core,
         "ghost_quality_surround": q_sur,
     }
-    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(grid_heat, ghost_heat), 0.0)
+    heat = np.where(regions.rho <= SURROUND_RHO, np.maximum(grid_heat, ghost_heat), 0.0)
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 

@@ -23,22 +23,32 @@ NOISE_SCALE, SLOPE_SCALE = (0.303, 2.209), (0.137, 0.963)
 
 
 def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
-    from detectors import inconsistency as inc
+    from detectors.inconsistency.anomaly import (
+        MIN_REFERENCE_PX,
+        Z_FULL,
+        noise_level_map,
+        spectrum_map,
+        surround_z,
+        window_px,
+    )
+    from detectors.inconsistency.features import region_stats
+    from detectors.inconsistency.maps import compute_maps
+    from detectors.inconsistency.regions import PARTS, SURROUND_RHO, face_geometry, face_regions
 
-    mp = inc.compute_maps(pixels)
-    regions = inc.face_regions(pixels.shape[:2], lm)
-    st = inc.region_stats(mp, regions)
-    win = inc.window_px(inc.face_geometry(lm).eye_dist)
-    zn = inc.surround_z(inc.noise_level_map(mp, win), regions)  # (z-maps fall back to band + surround alike)
-    zs = inc.surround_z(inc.spectrum_map(mp, win), regions)
-    heat = np.where(regions.rho <= inc.SURROUND_RHO, np.maximum(zn, zs) / inc.Z_FULL, 0.0)
-    ref = "surround" if st["surround"]["n"] >= inc.MIN_REFERENCE_PX else "band"  # a face filling the photo
+    mp = compute_maps(pixels)
+    regions = face_regions(pixels.shape[:2], lm)
+    st = region_stats(mp, regions)
+    win = window_px(face_geometry(lm).eye_dist)
+    zn = surround_z(noise_level_map(mp, win), regions)  # (z-maps fall back to band + surround alike)
+    zs = surround_z(spectrum_map(mp, win), regions)
+    heat = np.where(regions.rho <= SURROUND_RHO, np.maximum(zn, zs) / Z_FULL, 0.0)
+    ref = "surround" if st["surround"]["n"] >= MIN_REFERENCE_PX else "band"  # a face filling the photo
     core, sur = st["core"], st[ref]
     finding = {
         "reference": ref,
         "noise_ratio": math.exp(core["noise"] - sur["noise"]),
         "slope_difference": (core["e1"] - core["e2"]) - (sur["e1"] - sur["e2"]),
-        "part_noise_ratio": {p: math.exp(st[p]["noise"] - st["skin"]["noise"]) for p in inc.PARTS},
+        "part_noise_ratio": {p: math.exp(st[p]["noise"] - st["skin"]["noise"]) for p in PARTS},
         "window": win,
     }
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)

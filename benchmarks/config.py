@@ -250,9 +250,10 @@ def _detectors(data: Any, src: Path, needs_name: bool, check_paths: bool = True)
 
 
 def _check_train_keys(budget: dict[str, Any], src: Path, where: str) -> None:
-    """The per-cell training budget must name :class:`detectors.train.TrainOptions` fields the benchmark leaves free."""
+    """The per-cell training budget must name :class:`detectors.train.options.TrainOptions` fields the benchmark
+    leaves free."""
     from benchmarks.runner import RESERVED_TRAIN_KEYS
-    from detectors.train import TrainOptions
+    from detectors.train.options import TrainOptions
 
     allowed = {f.name for f in fields(TrainOptions)} - RESERVED_TRAIN_KEYS
     bad = sorted(set(budget) - allowed)

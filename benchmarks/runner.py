@@ -144,7 +144,8 @@ RESERVED_TRAIN_KEYS = frozenset({"detector", "data", "val", "out", "device", "re
 
 def train_job(job: TrainJob, cfg: BenchConfig, out: Path, device: str, resume: bool) -> Path:
     """Train one leave-one-out cell through the detectors' training API, or reuse a finished one."""
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     run_dir = out / "models" / job.key
     done = _trained_model_path(run_dir)

@@ -113,14 +113,14 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation AUC.")
 @click.option(
     "--keep",
-    type=RegistryChoice("detectors.train:KEEP"),
+    type=RegistryChoice("detectors.train.options:KEEP"),
     default=None,
     help="Write the epoch with the best validation AUC (default) or the last one (a fine-tune whose validation "
     "AUC is already saturated).",
 )
 @click.option(
     "--lr-schedule",
-    type=RegistryChoice("detectors.train:LR_SCHEDULES"),
+    type=RegistryChoice("detectors.train.options:LR_SCHEDULES"),
     default=None,
     help="constant (default) or cosine: decay to 0 over the budget (--max-minutes, else --max-steps, else epochs).",
 )
@@ -140,7 +140,8 @@ def train_cmd(obj: Any, name: str | None, recipe: str | None, sets: tuple[str, .
     """
     import dataclasses
 
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     base: dict[str, Any] = {}
     if recipe:

@@ -457,7 +457,7 @@ def _init_line(origin: dict | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from detectors.augment import AUGMENT_PRESETS, DELIVERY_PRESETS
-    from detectors.train import KEEP
+    from detectors.train.options import KEEP
 
     ap = argparse.ArgumentParser(
         prog="python -m detectors.default_model",
@@ -515,7 +515,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     import torch
 
     from detectors.recipes import get_recipe
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     if args.install_run:
         model_dir = args.install_run if (args.install_run / "model.json").is_file() else args.install_run / "model"

@@ -1,9 +1,9 @@
 """Named training recipes: the exact options behind shipped models, reproducible with one command.
 
 ``forensics detector train --recipe default --data DS...`` (or ``python -m detectors.default_model``) resolves a
-recipe into :class:`detectors.train.TrainOptions`; explicit CLI options override it. Recipes hold *how* to train,
-not *where* the data is: dataset dirs are always given (or discovered under a data root), so nothing depends on
-one machine's paths.
+recipe into :class:`detectors.train.options.TrainOptions`; explicit CLI options override it. Recipes hold *how* to
+train, not *where* the data is: dataset dirs are always given (or discovered under a data root), so nothing depends
+on one machine's paths.
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ def test_views_of_source_items_crop_like_scan_and_val_histories_are_fixed(tmp_pa
 
 
 def test_training_with_delivery_records_the_distribution(tmp_path):
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     ds = _source_dataset(tmp_path / "ds")
     run = train(TrainOptions(
@@ -196,7 +197,8 @@ def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
     from click.testing import CliRunner
 
     from cli import root
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     ds = _source_dataset(tmp_path / "ds")
     run = train(TrainOptions(
@@ -328,7 +330,8 @@ def test_md_sections_nests_a_report_under_a_card_section():
 
 def test_exclude_generator_drops_one_source_of_a_family_and_is_recorded(tmp_path):
     """Cross-source protocol: the shared StyleGAN2 files can be left out while the family's other generator stays."""
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     ds = _source_dataset(tmp_path / "ds")
     items, _ = load_items([str(ds)], "train", exclude_generators=["toy1"])
@@ -367,7 +370,8 @@ def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
 
     from cli import main, root
     from detectors.modelfile import load_model
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     ds = _source_dataset(tmp_path / "ds")
     common = dict(data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2, progress=False,
@@ -400,7 +404,8 @@ def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
 
 def test_blend_trains_and_validates_on_reals_alone(tmp_path):
     """A blending detector needs no labelled fakes, in training or validation (its positives are self-blends)."""
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     ds = _source_dataset(tmp_path / "ds")
     run = train(TrainOptions(
@@ -468,7 +473,8 @@ def test_framings_cut_tight_photos_and_move_the_window(tmp_path):
     """A tight draw cuts the source around the face (landmarks follow) and the reflect window then keeps the face's
     place and share; a plain view of the same item with no framing is scan's crop; framings need crop=native."""
     from detectors.augment import Framing, FramingConfig, cut_tight, random_framing
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
     from forensics_core.faces.crops import native_window
 
     img = _photo(np.random.default_rng(4))

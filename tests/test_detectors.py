@@ -85,7 +85,8 @@ def test_registry_lists_the_required_detectors():
 @pytest.mark.parametrize("name", list_detectors())
 def test_train_two_steps_save_reload_identical(name, tiny_ds, tmp_path):
     from detectors.modelfile import load_model
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     opts = TrainOptions(
         detector=name,
@@ -155,7 +156,8 @@ def test_save_reload_bit_identical_after_training_step(tmp_path):
 def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
     """Sanity of the whole loop: a few dozen steps learn the toy upsampling artifact."""
     from detectors.modelfile import load_model
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     run = train(
         TrainOptions(
@@ -191,7 +193,8 @@ def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
 
 def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
     from detectors.modelfile import load_model
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     base = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, epochs=1, batch=8,
                 steps_per_epoch=2, progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)})
@@ -211,7 +214,8 @@ def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
 
 
 def test_resume_continues_a_run(tiny_ds, tmp_path):
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     kw = dict(
         detector="npr",
@@ -312,7 +316,8 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     sets join the training data; those are scored against the same reals, one row per generator."""
     from detectors.default_model import _crossval_metrics, write_model_card
     from detectors.modelfile import load_model
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     paired = make_dataset(tmp_path / "paired", n_per_class=12, seed=1)
     fakes_only = make_dataset(tmp_path / "samples", n_per_class=12, seed=2)
@@ -354,7 +359,8 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     the drawn size, or a drawn size at or above the stored image, is left alone; training runs with it."""
     from detectors.augment import match_resolution
     from detectors.data import Item, balanced_weights, fake_resolutions
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
@@ -371,7 +377,7 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
 
     # crop=native: the real stays at the fake's size (landmarks follow) and the crop enlarges it as it does a fake
     from detectors.augment import AugmentConfig, shrink_to_fake_size
-    from detectors.train import TrainingView
+    from detectors.train.views import TrainingView
     from forensics_core.faces.crops import canonical_landmarks, native_crop
 
     lm = canonical_landmarks(128, 0.3)
@@ -406,7 +412,8 @@ def test_group_weights_scale_a_groups_sampling_mass_and_refuse_unknown_groups(tm
     that is no group of the data, or a weight <= 0, is a usage error instead of a silently unweighted run; the
     card records the weights."""
     from detectors.data import Item, balanced_weights
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     items = [Item(Path(f"{i}"), y, g, g, "ds") for i, (y, g) in enumerate(
         [(1, "a")] * 4 + [(1, "b")] * 4 + [(0, "r")] * 4 + [(0, "s")] * 4)]
@@ -445,7 +452,8 @@ def test_keep_writes_the_best_or_the_last_epoch(tiny_ds, tmp_path):
     """``keep="best"`` writes the epoch with the highest val AUC, ``keep="last"`` the final one: a fine-tune whose
     val AUC is saturated keeps its training instead of an early epoch that only won on noise."""
     from detectors.modelfile import read_state_dict
-    from detectors.train import TrainOptions, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
 
     kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=8, steps_per_epoch=3,
               progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, patience=10, lr=3e-3)
@@ -512,7 +520,8 @@ def test_calibrate_and_fuse_refuse_held_out_test_rows(command, split, tiny_model
 def test_cosine_schedule_decays_over_the_budget_and_resume_continues_it(tiny_ds, tmp_path):
     """``lr_schedule="cosine"`` multiplies the base rate by 0.5 (1 + cos(pi * progress)): full at the start, half at
     the middle of the budget, near 0 at its end; ``constant`` leaves it alone; unknown names are refused."""
-    from detectors.train import TrainOptions, lr_factor, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions, lr_factor
 
     assert lr_factor("cosine", 0) == 1 and lr_factor("cosine", 0.5) == pytest.approx(0.5)
     assert lr_factor("cosine", 1.0) == pytest.approx(0) == lr_factor("cosine", 3.0)
@@ -529,7 +538,9 @@ def test_cosine_schedule_decays_over_the_budget_and_resume_continues_it(tiny_ds,
 
 
 def test_sbi_adds_self_blends_of_reals_as_positives(tiny_ds, tmp_path):
-    from detectors.train import TrainOptions, add_self_blends, train
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
+    from detectors.train.views import add_self_blends
 
     x, y = torch.rand(6, 3, 32, 32) * 2 - 1, torch.tensor([0, 0, 0, 0, 1, 1])
     x2, y2 = add_self_blends(x, y, 0.5, 0.3, np.random.default_rng(0))

@@ -243,7 +243,7 @@ def _ddp_worker(rank: int, world: int, port: int, faces: str, out: str) -> None:
 def test_trainers_share_one_run_toolkit(tmp_path) -> None:
     """Run dirs, options files, metrics.jsonl, single-file checkpoints and DDP set-up live in forensics_core.runs; the
     GAN, detector and video trainers use them (files byte-compatible with what each wrote before)."""
-    import detectors.train as DT
+    import detectors.train.loop as DT
     import generators.video.runs as VR
     from forensics_core import runs as R
 

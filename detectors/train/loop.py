@@ -1,32 +1,21 @@
-"""Detector training: one loop for every registered detector, single process or ``torchrun`` DDP.
-
-Shape of a run (StyleGAN2-ADA style): options resolve into :class:`TrainOptions`, which is written to
-``training_options.json`` in a numbered run dir (``runs/00003-npr-r128``) before any work; metrics are appended
-to ``metrics.jsonl``; ``checkpoint.safetensors`` + ``checkpoint.json`` (weights, optimiser tensors, epoch, best AUC)
-let ``--resume RUN`` continue; the final calibrated model is written to ``RUN/model/`` (see
-:mod:`detectors.modelfile`).
-
-What the loop does for generalisation:
-- family-balanced sampling (each class half the mass, split equally between its families/generators), so one big
-  generator dataset does not become "the" fake;
-- the same random degradation chains (:mod:`detectors.augment`) on reals and fakes;
-- early stopping on validation AUC (ranking), then calibration on a held-out half of validation, with thresholds
-  picked on that half's reals and the card's val metrics measured on the other half.
+"""The detector training loop (:func:`train`): one loop for every registered detector, single process or
+``torchrun`` DDP, with checkpoints to resume from and early stopping on validation AUC.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from detectors.train.finalize import finalize_model, stratified_halves
+from detectors.train.options import KEEP, LR_SCHEDULES, TrainOptions, lr_factor
+from detectors.train.views import TrainingView, _AugDataset, _collate, add_self_blends
 from forensics_core.errors import DataError, UsageError
 from forensics_core.hashing import sha256_text
 from forensics_core.runs import (
@@ -41,92 +30,6 @@ from forensics_core.runs import (
 from forensics_core.training import Budget, EarlyStop, Every, run_steps
 
 log = logging.getLogger(__name__)
-
-
-#: the weights a run can write (``TrainOptions.keep``)
-KEEP = ("best", "last")
-#: learning-rate schedules (``TrainOptions.lr_schedule``)
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def lr_factor(schedule: str, progress: float) -> float:
-    """The multiplier of the base learning rate at ``progress`` (0 = start, 1 = the run's budget spent): ``constant``
-    1; ``cosine`` decays to 0 over the budget. Why: a from-scratch run with a time budget otherwise ends at its
-    peak learning rate, and whichever weights it stops on carry that last step's noise."""
-    if schedule == "constant":
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-@dataclass
-class TrainOptions:
-    """Everything that defines a training run (``training_options.json`` reproduces it)."""
-
-    detector: str
-    data: list[str]
-    val: list[str] = field(default_factory=list)
-    detector_cfg: dict[str, Any] = field(default_factory=dict)
-    res: int | None = None
-    epochs: int = 10
-    batch: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    steps_per_epoch: int | None = None
-    patience: int = 3
-    #: which weights the run writes: ``best`` (the epoch with the highest validation AUC: early stopping) or
-    #: ``last`` (the final epoch). A fine-tune of a model whose validation AUC is already ~0.997 may want
-    #: ``last``: that AUC is saturated, so "best" is whichever epoch won on noise; candidates are then compared on
-    #: the validation transfer protocols
-    keep: str = "best"
-    #: ``constant`` or ``cosine`` (decays over the budget: the larger of the time share of ``max_minutes`` and the
-    #: step share of ``max_steps`` (else ``epochs x steps_per_epoch``); the elapsed time is kept in the checkpoint,
-    #: so a resumed run continues it
-    lr_schedule: str = "constant"
-    augment: str = "default"
-    calibration: str = "temperature"
-    families: list[str] = field(default_factory=list)
-    exclude_families: list[str] = field(default_factory=list)
-    #: fakes of these generators (manifest ``generator``) are left out of train and val (cross-source protocol)
-    exclude_generators: list[str] = field(default_factory=list)
-    #: sampling-mass multipliers by group (fake family or real source; :func:`detectors.data.balanced_weights`)
-    group_weights: dict[str, float] = field(default_factory=dict)
-    out: str = "runs/detectors"
-    device: str = "auto"
-    amp: bool = False
-    workers: int = 0
-    seed: int = 0
-    max_minutes: float | None = None
-    max_val: int = 4000
-    post_fit_items: int = 4000
-    weights: str | None = None
-    init_from_gan: str | None = None
-    #: start from a saved model file (dir, model.json or installed name such as ``default``): its detector config
-    #: and weights, so a shipped model can be fine-tuned on new generator families instead of retrained
-    init_model: str | None = None
-    resume: str | None = None
-    fp16: bool = False
-    model_name: str = ""
-    licence: str = ""
-    threads: int | None = None
-    progress: bool = True
-    max_steps: int | None = None
-    #: give every training real the resolution of a randomly drawn training fake (drawn as often as sampling
-    #: draws each fake size): low-resolution generators then cannot teach "smooth = fake"
-    match_res: bool = False
-    #: delivery-history preset (:class:`detectors.augment.DeliveryConfig`) drawn for every training image and,
-    #: one fixed history per item, for every validation image, so early stopping, calibration and the threshold
-    #: presets see reals in every delivery a scanned file may have had. Needs ``data import --store source``
-    #: datasets (the history goes on before the face crop); ignored for already-cropped rows
-    delivery: str = "none"
-    #: random framings of the training crops (:class:`detectors.augment.FramingConfig` preset: ``none`` |
-    #: ``photos``): photos cut tighter around the face and windows with more or less context, for both classes,
-    #: so a verdict does not depend on how tightly a photo is framed. Needs ``--set crop=native`` and
-    #: ``source``-store datasets; pair it with ``--set edge=reflect``
-    framing: str = "none"
-    #: share of each batch's reals that are also self-blended (SBI: a jittered copy of the face blended into itself
-    #: through a soft face mask, ``detectors.models.blend.self_blend``) and added as positives: blending traces
-    #: without any generator's fingerprint, for any detector (``blend`` always does this)
-    sbi: float = 0.0
 
 
 # -- checkpoints (the layout is forensics_core.runs's; the reader is the model-file one, which checks the file) --------
@@ -147,79 +50,6 @@ def load_checkpoint(run: Path, model: Any, opt: Any) -> dict[str, Any]:
 
 
 # -- the loop -------------------------------------------------------------------------------------------------
-class _AugDataset:
-    """Map-style dataset over a schedule of item indices; the chain for position i is seeded by (seed, epoch, i)."""
-
-    def __init__(
-        self, cache: Any, order: np.ndarray, view: TrainingView, seed: int, epoch: int,
-        p_tight: np.ndarray | None = None,
-    ) -> None:
-        self.cache, self.order, self.view = cache, order, view
-        self.p_tight = p_tight  # per-item tight-cut rates (class-balanced framings) or None
-        self.seed, self.epoch = seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        j = int(self.order[i])
-        rng = np.random.default_rng((self.seed, self.epoch, i))
-        item = self.cache.items[j]
-        view = self.view(self.cache.image(j), item, rng, None if self.p_tight is None else float(self.p_tight[j]))
-        return view, item.y
-
-
-@dataclass(eq=False)
-class TrainingView:
-    """What the detector sees of one training item: a real's resolution matched to a drawn fake size (when
-    ``fake_sizes``, (sides, probabilities), is given), a framing, a delivery history and the face crop (``source``
-    items, see :func:`detectors.data.face_view`), then the random augmentation chain, all alike for both classes.
-    One recipe object, so the training loader and the ``post_fit`` sample draw their views the same way."""
-
-    size: int
-    aug_cfg: Any
-    fake_sizes: tuple[np.ndarray, np.ndarray] | None = None
-    margin: float = 0.3
-    delivery: Any = None
-    crop: str = "align"
-    edge: str = "clamp"
-    framing: Any = None
-
-    def __call__(
-        self, img: np.ndarray, item: Any, rng: np.random.Generator, p_tight: float | None = None
-    ) -> np.ndarray:
-        from detectors.augment import augment, match_real_resolution
-        from detectors.data import face_view
-
-        if self.fake_sizes is not None and item.y == 0:
-            side = int(rng.choice(self.fake_sizes[0], p=self.fake_sizes[1]))
-            img, item = match_real_resolution(img, item, side, self.crop)
-        if item.store == "source":
-            img = face_view(img, item, self.size, self.margin, rng, self.delivery, crop=self.crop, edge=self.edge,
-                            framing=self.framing, p_tight=p_tight)
-        return augment(img, self.size, rng, self.aug_cfg)
-
-
-def add_self_blends(x: Any, y: Any, share: float, margin: float, rng: np.random.Generator) -> tuple[Any, Any]:
-    """The batch plus self-blends of ``share`` of its reals as extra positives (labels 1)."""
-    import torch
-
-    from detectors.models.blend import self_blend
-
-    reals = x[y == 0]
-    k = int(round(share * reals.shape[0]))
-    if k == 0:
-        return x, y
-    blends = self_blend(reals[:k], margin, rng)
-    return torch.cat([x, blends]), torch.cat([y, torch.ones(k, dtype=y.dtype, device=y.device)])
-
-
-def _collate(batch: list[tuple[np.ndarray, int]]):
-    import torch
-
-    return torch.from_numpy(np.stack([b[0] for b in batch])), torch.tensor([b[1] for b in batch])
-
-
 def _scores(det: Any, arr: np.ndarray, device: Any, batch: int = 256) -> np.ndarray:
     import torch
 
@@ -586,15 +416,6 @@ def _held_pass(
     return held_real_logits(items, score)
 
 
-def stratified_halves(y: np.ndarray) -> np.ndarray:
-    """Boolean mask of half A: every other item *within each class*, so both halves keep both classes."""
-    mask = np.zeros(len(y), dtype=bool)
-    for c in (0, 1):
-        idx = np.flatnonzero(y == c)
-        mask[idx[::2]] = True
-    return mask
-
-
 class _LossModule:
     """Wraps ``detector.loss`` as ``forward`` so DDP's gradient hooks see it (DDP syncs only through forward)."""
 
@@ -610,98 +431,3 @@ class _LossModule:
                 return self.det.loss(x, y)
 
         return LossModule(det)
-
-
-def finalize_model(
-    out: Path,
-    det: Any,
-    val_s: np.ndarray,
-    val_y: np.ndarray,
-    half_a: np.ndarray,
-    opts: TrainOptions,
-    train_src: list,
-    val_src: list,
-    run_info: dict[str, Any],
-    n_train: int,
-    held: dict[str, np.ndarray] | None = None,
-    held_sources: dict[str, np.ndarray] | None = None,
-) -> Path:
-    """Calibrate on val half A; threshold presets on every val real (a preset's tail needs all the reals there
-    are: see :func:`detectors.calibration.preset_support`), held under every delivery of ``held`` (val reals'
-    logits re-delivered each way: :func:`detectors.calibration.held_real_logits`), for each source of
-    ``held_sources`` (per delivery, aligned with ``held``) on its own too;
-    metrics on half B; write the model file."""
-    from detectors.calibration import fit_calibrator, hold_presets, preset_support, threshold_presets
-    from detectors.metrics import MIN_BOOT, evaluate_scores
-    from detectors.modelfile import save_model
-
-    cal = fit_calibrator(opts.calibration, val_s[half_a], val_y[half_a])
-    thresholds = threshold_presets(cal.predict_proba(val_s), val_y)
-    hold_table: dict[str, Any] = {}
-    if held:
-        probs = {k: cal.predict_proba(v) for k, v in held.items()}
-        thresholds, hold_table = hold_presets(thresholds, probs, held_sources)
-    metrics: dict[str, Any] = {}
-    b = ~half_a
-    if 0 < val_y[b].sum() < b.sum():
-        rep = evaluate_scores(
-            val_y[b], val_s[b], cal.predict_proba(val_s[b]), thresholds, n_boot=MIN_BOOT, seed=opts.seed
-        )
-        metrics["val_heldout_half"] = rep.to_dict()
-    training = {
-        "detector": opts.detector,
-        "datasets": [dataclasses.asdict(s) for s in train_src],
-        "val_datasets": [dataclasses.asdict(s) for s in val_src],
-        "families": sorted({f for s in train_src for f in s.families}),
-        "exclude_families": opts.exclude_families,
-        "exclude_generators": opts.exclude_generators,
-        **({"group_weights": opts.group_weights} if opts.group_weights else {}),
-        "n_train": n_train,
-        "n_val": int(len(val_y)),
-        "augment": opts.augment,
-        "match_res": opts.match_res,
-        "delivery": _delivery_record(opts.delivery),
-        "framing": _framing_record(opts.framing),
-        "calibration_split": "calibration on the even-indexed half of val, threshold presets on all val reals, "
-        "metrics on the odd half (its preset accuracies are therefore in-sample)"
-        + ("; every val image with one fixed delivery history" if opts.delivery != "none" else "")
-        + ("; FPR presets held under every common delivery of the val reals (threshold_hold)" if hold_table else ""),
-        **({"threshold_hold": hold_table} if hold_table else {}),
-        "options": {k: v for k, v in asdict(opts).items() if k not in ("detector_cfg",)},
-        **run_info,
-    }
-    return save_model(
-        out,
-        det,
-        cal,
-        thresholds,
-        training=training,
-        metrics=metrics,
-        licence=opts.licence,
-        fp16=opts.fp16,
-        threshold_support=preset_support(int((val_y == 0).sum())),
-        name=opts.model_name or opts.detector,
-        description=_describe(opts.detector),
-    )
-
-
-def _delivery_record(preset: str) -> dict[str, Any]:
-    """The delivery distribution as the model card states it (preset name and every probability / range)."""
-    from detectors.augment import DeliveryConfig
-
-    cfg = DeliveryConfig.preset(preset)
-    return {"preset": preset, **(asdict(cfg) if cfg is not None else {})}
-
-
-def _framing_record(preset: str) -> dict[str, Any]:
-    """The framing distribution as the model card states it."""
-    from detectors.augment import FramingConfig
-
-    cfg = FramingConfig.preset(preset)
-    return {"preset": preset, **(asdict(cfg) if cfg is not None else {})}
-
-
-def _describe(name: str) -> str:
-    from detectors.registry import DETECTORS
-
-    return DETECTORS.get(name).description

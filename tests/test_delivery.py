@@ -210,7 +210,7 @@ def test_calibrate_command_holds_presets_on_source_reals(tmp_path):
     assert res.exit_code == 0, res.output
     card = json.loads((tmp_path / "held" / "model.json").read_text())
     assert card["thresholds"]["fpr1"] >= card["training"]["threshold_hold"]["fpr1"]["raw"]
-    from detectors.default_model import write_model_card
+    from detectors.model_card import write_model_card
 
     text = write_model_card(tmp_path / "held", card, "forensics detector calibrate ...").read_text()
     assert "## Presets held under every common delivery" in text and "| fpr1 | " in text and "half-jpeg75" in text
@@ -249,7 +249,7 @@ def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_p
     """The card's fine-tuned-from chain is read from the ancestors' own model files while the recorded reference
     still holds the recorded weights; machine paths never reach the card."""
     from detectors.calibration import TemperatureScaling
-    from detectors.default_model import lineage, portable
+    from detectors.model_card import lineage, portable
     from detectors.modelfile import load_model, save_model
     from detectors.registry import build_detector
     from forensics_core.config import REPO_ROOT
@@ -320,7 +320,7 @@ def test_half_chroma_hides_full_resolution_colour_from_both_streams():
 
 
 def test_md_sections_nests_a_report_under_a_card_section():
-    from detectors.default_model import md_sections
+    from detectors.model_card import md_sections
 
     report = "# Title\n\nCommand: `x`\n\n## a\n\none\n\n## b (n)\n\ntwo\n### b1\n"
     assert md_sections(report) == ["### a", "", "one", "", "### b (n)", "", "two", "### b1"]

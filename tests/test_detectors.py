@@ -314,7 +314,8 @@ def test_cli_list_json():
 def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     """The shipped model's headline crossval AUC stays 'paired set only' (StyleGAN2 vs FFHQ) when fake-only sample
     sets join the training data; those are scored against the same reals, one row per generator."""
-    from detectors.default_model import _crossval_metrics, write_model_card
+    from detectors.default_model import _crossval_metrics
+    from detectors.model_card import write_model_card
     from detectors.modelfile import load_model
     from detectors.train.loop import train
     from detectors.train.options import TrainOptions
@@ -341,7 +342,7 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
 def test_card_ablation_table_reads_the_transfer_selection():
     """The card's ablation table (#30) comes from the transfer_val selection record, one row per ingredient in the
     order they were added, rows never run left out, other candidates ignored."""
-    from detectors.default_model import _ablation_lines
+    from detectors.model_card import _ablation_lines
 
     def cand(label, worst):
         return {"label": label, "worst_matched_raw": 0.5, "worst_matched_centre75": 0.45, "worst_matched_quarter": 0.4,

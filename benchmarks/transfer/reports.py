@@ -267,7 +267,7 @@ def write_index(root: Path) -> Path:
         lines += ["", f"**Selected on validation (up to v14): {sel['selected']}** (rule: {sel['rule']}; "
                   f"split: {sel['split']}).",
                   "Made by `python -m benchmarks.transfer --select benchmarks/results/transfer`."]
-    from detectors.default_model import portable  # machine paths out of the recorded commands
+    from detectors.model_card import portable  # machine paths out of the recorded commands
 
     lines += ["", "## Candidates: how each was trained", ""]
     seen: set[str] = set()

@@ -92,14 +92,21 @@ class TorchNet:
             return [o.detach().cpu().numpy() for o in self.module(_to_tensor(batch, device))]
 
 
+def mtcnn_module(name: str, device: str = "cpu") -> Any:
+    """One of MTCNN's networks (``PNet``, ``RNet``, ``ONet``) in eval mode, with the weights inside the
+    facenet-pytorch wheel: its constructors read the wheel's own ``data/`` files, nothing is downloaded. The one
+    place that builds them, for the cascade below and for any caller that needs a single stage."""
+    from facenet_pytorch.models import mtcnn
+
+    return getattr(mtcnn, name)().eval().to(device)
+
+
 def load_nets(device: str = "cpu") -> tuple[TorchNet, ...]:
-    """MTCNN's (P-Net, R-Net, O-Net) from the weights inside the facenet-pytorch wheel (nothing is downloaded).
+    """MTCNN's (P-Net, R-Net, O-Net) as :class:`TorchNet` s (:func:`mtcnn_module`).
 
     (OpenCV's DNN module was tried as the CPU engine: P-Net ran 1.3x faster on 257 px pyramid levels, no faster on
     the smaller levels a scan runs, and R-Net / O-Net ran slower; torch stays.)"""
-    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
-
-    return tuple(TorchNet(net().eval().to(device)) for net in (PNet, RNet, ONet))
+    return tuple(TorchNet(mtcnn_module(name, device)) for name in ("PNet", "RNet", "ONet"))
 
 
 def _to_tensor(batch: np.ndarray, device: Any = "cpu") -> Any:

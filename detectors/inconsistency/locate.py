@@ -42,9 +42,9 @@ def box_from_landmarks(lm: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _onet():
     """MTCNN's O-Net with facenet-pytorch's shipped weights (the scan's face detector's last stage)."""
-    from facenet_pytorch.models.mtcnn import ONet
+    from forensics_core.facedetect import mtcnn_module
 
-    return ONet(pretrained=True).eval()
+    return mtcnn_module("ONet")
 
 
 def _onet_pass(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

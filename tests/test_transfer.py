@@ -326,3 +326,10 @@ def test_sample_takes_media_files_only(tmp_path):
         (tmp_path / name).unlink()
     with pytest.raises(T.DataError, match="no files"):
         T._sample(tmp_path, 0)
+
+
+def test_reals_summary_counts_unscored_apart():
+    """Every reals table reads one summary: unscored files (NaN) are counted, never flagged, never in the median."""
+    s = T.reals_summary(np.array([0.1, np.nan, 0.95, 0.3]), {"balanced": 0.2, "fpr1": 0.9})
+    assert (s["n"], s["n_unscored"], s["median_p"]) == (3, 1, pytest.approx(0.3))
+    assert s["flagged"] == {"balanced": pytest.approx(2 / 3), "fpr1": pytest.approx(1 / 3)}

@@ -68,6 +68,7 @@ from benchmarks.transfer.metrics import (
     flag_rates,
     pair_metrics,
     real_variants,
+    reals_summary,
     transfer_val_summary,
 )
 from benchmarks.transfer.protocols import (
@@ -169,6 +170,7 @@ __all__ = [
     "external_dev",
     "external_table",
     "flag_rates",
+    "reals_summary",
     "flag_tie_band",
     "main",
     "pair_metrics",

@@ -85,17 +85,20 @@ def flag_rates(p_real: np.ndarray, thresholds: dict[str, float]) -> dict[str, fl
     return {k: float(np.mean(p_real >= t)) for k, t in sorted(thresholds.items())}
 
 
+def reals_summary(p_real: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
+    """What every table of reals reports: how many were scored (NaN: no score), their median P(fake) and the share
+    each policy flags."""
+    ok = p_real[~np.isnan(p_real)]
+    return {"n": int(ok.size), "n_unscored": int(np.isnan(p_real).sum()), "median_p": float(np.median(ok)),
+            "flagged": flag_rates(ok, thresholds)}
+
+
 def real_variants(scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[RealVariant]:
     raw = np.nanmedian(scores["raw"])
     out = []
     for v, p in scores.items():
-        ok = p[~np.isnan(p)]
-        out.append(
-            RealVariant(
-                v, int(ok.size), int(np.isnan(p).sum()), float(np.median(ok)), float(np.median(ok) - raw),
-                flag_rates(ok, thresholds),
-            )
-        )
+        s = reals_summary(p, thresholds)
+        out.append(RealVariant(v, s["n"], s["n_unscored"], s["median_p"], float(s["median_p"] - raw), s["flagged"]))
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.transfer.delivery import _score, _write_variant
-from benchmarks.transfer.metrics import flag_rates, pair_metrics, real_variants, transfer_val_summary
+from benchmarks.transfer.metrics import pair_metrics, real_variants, reals_summary, transfer_val_summary
 from forensics_core.errors import DataError
 
 
@@ -113,12 +113,7 @@ def real_sources(model: Any, data: Path, n: int, threads: int, work: Path, split
     rows = []
     for name, files in groups.items():
         p = np.array([scored[f] for f in files]) if name.startswith("utkface") else _score(model, files, threads)
-        ok = p[~np.isnan(p)]
-        rows.append({
-            "group": name, "n": int(ok.size),
-            "flagged": flag_rates(ok, th),
-            "median_p": float(np.median(ok)),
-        })
+        rows.append({"group": name, **reals_summary(p, th)})
     return {"split": split, "groups": rows}
 
 
@@ -136,9 +131,7 @@ def external_dev(model: Any, data: Path, n: int, threads: int, work: Path, split
     pairs = [pair_metrics(name, scores(real), scores(fake), th["fpr1"]) for name, fake, real in EXTERNAL_PAIRS]
     reals = []
     for real in dict.fromkeys(real for _, _, real in EXTERNAL_PAIRS):  # each real set once, in pair order
-        ok = scores(real)[~np.isnan(scores(real))]
-        reals.append({"reals": real, "n": int(ok.size), "median_p": float(np.median(ok)),
-                      "flagged": flag_rates(ok, th)})
+        reals.append({"reals": real, **reals_summary(scores(real), th)})
     return {"root": "shared external_dev (evaluation only)", "pairs": [asdict(p) for p in pairs], "reals": reals}
 
 
@@ -189,12 +182,7 @@ def transfer_val(model: Any, data: Path, n: int, threads: int, work: Path, split
     }
     reals = []
     for v in TV_VARIANTS:
-        p = scores[(TV_REAL, v)]
-        ok = p[~np.isnan(p)]
-        reals.append({
-            "variant": v, "n": int(ok.size), "n_unscored": int(np.isnan(p).sum()), "median_p": float(np.median(ok)),
-            "flagged": flag_rates(ok, th),
-        })
+        reals.append({"variant": v, **reals_summary(scores[(TV_REAL, v)], th)})
     pairs = []
     for g in (*TV_MATCHED, *TV_CROSS):
         for v in TV_VARIANTS:

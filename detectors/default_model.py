@@ -166,10 +166,26 @@ def _run_command(model_dir: Path) -> str:
     return card.get("training", {}).get("command", "")
 
 
+def backfill_sources(card: dict) -> None:
+    """Give each training dataset of a card written before datasets recorded their sources (v14 and older) the
+    list of public sources with repository and commit, read from its manifest when that folder is on disk again
+    (rebuilt by the command the card names) and its train rows are the ones the card counted (same count per
+    label); otherwise the dataset stays without, rather than naming sources it may not have used."""
+    from detectors.data import load_items
+
+    for d in card.get("training", {}).get("datasets", []):
+        if d.get("sources") or not (Path(d["path"]) / "manifest.jsonl").is_file():
+            continue
+        _, (now,) = load_items([d["path"]], "train")
+        if now.n == d["n"] and now.by_label == d["by_label"]:
+            d["sources"] = now.sources
+
+
 def _install(args: argparse.Namespace, model_dir: Path, command: str) -> int:
     """Record selection / transfer results in the card, write MODEL_CARD.md, check the size, install."""
     card = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     card["lineage"] = card.get("lineage") or lineage(card)  # read once, while the ancestors still resolve
+    backfill_sources(card)
     if args.name:
         card["name"] = args.name
     if args.selection:

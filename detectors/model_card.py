@@ -33,6 +33,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
         f"n_train {t.get('n_train')}, n_val {t.get('n_val')}",
         f"- fake families seen in training: {', '.join(t.get('families', [])) or '-'}",
         *_init_line(t.get("init_from")),
+        *_transfer_lines(card.get("transfer") or {}),
         "",
         "## Training data",
         "",
@@ -49,7 +50,7 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     lines += ["", "## Metrics", "",
               "In-distribution, stored files as they are (`crossval`: PNG FFHQ reals vs JPEG q75 StyleGAN2 fakes, "
               "so the formats differ; per generator: this project's samples vs those reals). The delivery-matched "
-              "numbers are in the transfer results below.", ""]
+              "numbers are in the results through `forensics scan` above.", ""]
     for name, rep in m.items():
         if not isinstance(rep, dict) or "auc" not in rep:
             continue
@@ -71,7 +72,6 @@ def write_model_card(model_dir: Path, card: dict, command: str) -> Path:
     lines += _selection_transfer_lines(card.get("selection_transfer") or {})
     lines += _ablation_lines(card.get("selection_transfer") or {})
     lines += _selection_lines(card.get("selection") or {})
-    lines += _transfer_lines(card.get("transfer") or {})
     lines += _grouped_loo_lines(card.get("grouped_loo") or {})
     lines += [
         "",
@@ -335,12 +335,32 @@ def md_sections(markdown: str, heading: str | None = None) -> list[str]:
     return out
 
 
+#: the order a card shows a transfer report's sections in, and what each measures: transfer first (generators and
+#: real photos absent from training), the in-distribution crossval pair after them, labelled so
+TRANSFER_SECTIONS = (
+    ("## transfer-val", "transfer: real-world generators absent from training; what selection reads"),
+    ("## external-dev", "transfer: swaps, splices, a commercial GAN; evaluation only, never a selection input"),
+    ("## shortcuts", "in-distribution: the shared crossval pair, the same two scrapes as training"),
+    ("## real-sources", "in-sample: sources trained on"),
+    ("## watermark", "in-distribution: the shared crossval pair with the scrape's corner wiped"),
+)
+
+
 def _transfer_lines(report: dict) -> list[str]:
+    """The model's results through ``forensics scan``, at the top of the card: each section of its transfer report
+    under a heading that says what it measures, transfer first."""
     if not report:
         return []
-    return ["", "## Results through `forensics scan` (transfer_val: what selection reads; external_dev and the "
-            "in-distribution crossval pair: tests, never selection inputs)", "",
-            f"From `{portable(report['command'])}`:", "", *md_sections(report["markdown"])]
+    lines = ["", "## Results through `forensics scan` (transfer first; the in-distribution pair after)", "",
+             f"From `{portable(report['command'])}`:"]
+    known = dict(TRANSFER_SECTIONS)
+    others = [h for h in report["markdown"].splitlines() if h.startswith("## ") and h not in known]
+    for heading in [*known, *others]:  # a protocol this table does not know keeps its place, unlabelled, last
+        section = md_sections(report["markdown"], heading)
+        if section:
+            label = f" ({known[heading]})" if heading in known else ""
+            lines += ["", section[0] + label, *section[1:]]
+    return lines
 
 
 def _grouped_loo_lines(loo: dict) -> list[str]:

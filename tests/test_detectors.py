@@ -335,8 +335,36 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     assert set(m["crossval_by_generator"]) == {"toy", "ours"}
     card = json.loads((run / "model" / "model.json").read_text())
     card["metrics"].update(m)
+    card["transfer"] = {"command": "python -m benchmarks.transfer ...",
+                        "markdown": "# T\n\n## shortcuts\n\npair S\n\n## transfer-val\n\ngrid TV\n"}
     text = write_model_card(run / "model", card, "python -m detectors.default_model ...").read_text()
     assert "| ours |" in text and "**crossval**" in text
+    # the card leads with transfer, before its training data; the crossval pair comes after, labelled in-distribution
+    assert text.index("grid TV") < text.index("pair S") < text.index("## Training data")
+    assert "### shortcuts (in-distribution: the shared crossval pair" in text
+
+
+def test_old_cards_get_their_sources_only_from_the_same_train_rows(tmp_path):
+    """A card written before datasets recorded their sources gets them from the rebuilt manifest, but only when its
+    train rows are the ones the card counted; a dataset that differs, or already lists sources, is left alone."""
+    from detectors.default_model import backfill_sources
+
+    ds = make_dataset(tmp_path / "ds", n_per_class=6)
+    rows = read_manifest(ds)
+    write_manifest(ds, [dataclasses.replace(r, extra={**r.extra, "source_repo": "o/r", "source_commit": "c0ffee"})
+                        for r in rows])
+    train = [r for r in rows if r.split in ("train", "")]
+    by_label = {k: sum(r.label == k for r in train) for k in ("real", "fake")}
+    counted = {"path": str(ds), "n": len(train), "by_label": by_label}
+    more = {**counted, "n": len(train) + 1}
+    card = {"training": {"datasets": [dict(counted), more, {**counted, "sources": ["kept"]}]}}
+    backfill_sources(card)
+    got, other, kept = card["training"]["datasets"]
+    assert {(e["label"], e["repo"], e["commit"]) for e in got["sources"]} == {("real", "o/r", "c0ffee"),
+                                                                              ("fake", "o/r", "c0ffee")}
+    assert sum(e["n"] for e in got["sources"]) == len(train) > 0
+    assert "sources" not in other and kept["sources"] == ["kept"]
+    backfill_sources({"training": {"datasets": [{**counted, "path": str(tmp_path / "gone")}]}})  # folder gone: no-op
 
 
 def test_card_ablation_table_reads_the_transfer_selection():

@@ -57,19 +57,14 @@ def flag_tie_band(rate: float, n: int) -> float:
     return float(np.sqrt(2.0 * p * (1.0 - p) / n))
 
 
-def _transfer_val_candidates(root: Path) -> set[str]:
+def _transfer_val_candidates(results: list[dict[str, Any]]) -> set[str]:
     """Labels scored for the transfer_val rule (their crossval result holds the ``transfer-val`` protocol).
 
     The validation rule below was retired when the transfer_val rule was declared (commit cd76ad8); its
     candidates are the ones scored while it was in force. Without this, rerunning it over today's folder lets the
     later candidates (which saw one more fake family, SD 1.4) redefine "the widest candidate" and changes the
     choice it recorded (N23-flip)."""
-    out = set()
-    for f in root.glob("*/results.json"):
-        r = json.loads(f.read_text(encoding="utf-8"))
-        if r.get("split", "crossval") != "val" and "transfer-val" in r["protocols"]:
-            out.add(r["label"])
-    return out
+    return {r["label"] for r in results if r.get("split", "crossval") != "val" and "transfer-val" in r["protocols"]}
 
 
 def select(root: Path) -> dict[str, Any]:
@@ -92,9 +87,9 @@ def select(root: Path) -> dict[str, Any]:
     q50 and would be flagged in bulk under the ``balanced`` policy ``scan`` uses by default). The median shift is
     the threshold-free measure of the same drift."""
     rows = []
-    transfer_era = _transfer_val_candidates(root)
-    for f in sorted(root.glob("*/results.json")):
-        r = json.loads(f.read_text(encoding="utf-8"))
+    results = [json.loads(f.read_text(encoding="utf-8")) for f in sorted(root.glob("*/results.json"))]
+    transfer_era = _transfer_val_candidates(results)
+    for r in results:
         if r.get("split") != "val" or "shortcuts" not in r["protocols"] or r["label"] in transfer_era:
             continue
         sc = r["protocols"]["shortcuts"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,20 +59,21 @@ def downsample_fir(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return _fir(x, kernel, ((kh - 2 + 1) // 2, (kh - 2) // 2), stride=2)
 
 
-class FirUpsample(nn.Module):
+class _FirResample(nn.Module):
+    """Holds the FIR kernel as a non-persistent buffer: it follows ``.to(device)`` but is rebuilt from ``taps``
+    rather than saved, so checkpoints hold only trained weights."""
+
     def __init__(self, taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> None:
         super().__init__()
         self.register_buffer("kernel", fir_kernel(taps), persistent=False)
 
+
+class FirUpsample(_FirResample):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return upsample_fir(x, self.kernel)
 
 
-class FirDownsample(nn.Module):
-    def __init__(self, taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> None:
-        super().__init__()
-        self.register_buffer("kernel", fir_kernel(taps), persistent=False)
-
+class FirDownsample(_FirResample):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return downsample_fir(x, self.kernel)
 
@@ -179,6 +180,16 @@ class MinibatchStd(nn.Module):
         y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean([1, 2, 3])  # (n/g,)
         y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
         return torch.cat([x, y], 1)
+
+
+def layer_outputs(layers: Iterable[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """Feed ``x`` through ``layers`` in turn and return every layer's output, last one last: the intermediate
+    activations a discriminator's feature-matching (or perceptual-style) loss compares."""
+    outputs = []
+    for layer in layers:
+        x = layer(x)
+        outputs.append(x)
+    return outputs
 
 
 def sn(module: nn.Module) -> nn.Module:

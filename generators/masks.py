@@ -62,31 +62,26 @@ FRAMINGS: dict[str, Callable[[], torch.Tensor]] = {
 }
 
 
+def _point(index: int) -> property:
+    """A read-only (N, 2) view of point ``index`` (in the 5-point template's order) of every face."""
+
+    def get(self: Landmarks) -> torch.Tensor:
+        return self.pts[:, index]
+
+    return property(get)
+
+
 @dataclass(frozen=True)
 class Landmarks:
     """Named views of a (N, 5, 2) landmark tensor in [0, 1] coordinates, for readable box formulas."""
 
     pts: torch.Tensor
 
-    @property
-    def left_eye(self) -> torch.Tensor:
-        return self.pts[:, 0]
-
-    @property
-    def right_eye(self) -> torch.Tensor:
-        return self.pts[:, 1]
-
-    @property
-    def nose(self) -> torch.Tensor:
-        return self.pts[:, 2]
-
-    @property
-    def mouth_left(self) -> torch.Tensor:
-        return self.pts[:, 3]
-
-    @property
-    def mouth_right(self) -> torch.Tensor:
-        return self.pts[:, 4]
+    left_eye = _point(0)
+    right_eye = _point(1)
+    nose = _point(2)
+    mouth_left = _point(3)
+    mouth_right = _point(4)
 
     @property
     def eye_distance(self) -> torch.Tensor:

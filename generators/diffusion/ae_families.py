@@ -36,6 +36,32 @@ def _check_decoder(family: GeneratorFamily, cfg: AEConfig) -> None:
         )
 
 
+def copy_run_modules(
+    ref: str, what: str, required: dict[str, nn.Module], optional: dict[str, nn.Module] | None = None
+) -> None:
+    """Load the run ``ref`` (named by the option ``what``: ``ae_run`` or ``ldm_run``) and copy its modules into
+    ours by key: each ``required`` one must be in that run, an ``optional`` one is copied when it is."""
+    src = _load_modules(ref, what)
+    for key, dst in required.items():
+        _copy_into(dst, _pick(src, key, ref, what), f"{what} '{ref}'")
+    for key, dst in (optional or {}).items():
+        if key in src:
+            _copy_into(dst, src[key], f"{what} '{ref}'")
+
+
+class AEBackedFamily(GeneratorFamily):
+    """A family whose images come out of the latent-diffusion autoencoder's decoder (``ldm-ae`` and its
+    reconstruction aliases, ``ldm`` and its editors): the resolutions that decoder supports, and the config checks
+    each runs before it builds anything."""
+
+    resolutions = (16, 32, 64, 128, 256)
+
+    def __init__(self, cfg: AEConfig, device: torch.device | str = "cpu") -> None:
+        super().__init__(cfg, device)
+        _check_common(cfg)
+        _check_decoder(self, cfg)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # families
 # ----------------------------------------------------------------------------------------------------------------
@@ -49,17 +75,14 @@ def _check_decoder(family: GeneratorFamily, cfg: AEConfig) -> None:
     description="KL autoencoder of latent diffusion (factor 4/8, 4 latent channels); samples = reconstructions",
     components=("ldm-autoencoder",),
 )
-class LdmAutoencoder(GeneratorFamily):
+class LdmAutoencoder(AEBackedFamily):
     """The latent-diffusion autoencoder as a trainable family; ``sample`` reconstructs ``inputs``."""
 
     Config = AEConfig
     presets = AE_PRESETS
-    resolutions = (16, 32, 64, 128, 256)
 
     def __init__(self, cfg: AEConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
-        _check_common(cfg)
-        _check_decoder(self, cfg)
         self.trainer = AETrainer(cfg, self.device)
 
     def modules(self) -> dict[str, nn.Module]:
@@ -108,10 +131,7 @@ class AERecon(LdmAutoencoder):
     def __init__(self, cfg: AEReconConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         if cfg.ae_run:
-            src = _load_modules(cfg.ae_run, "ae_run")
-            _copy_into(self.trainer.ae, _pick(src, "AE", cfg.ae_run, "ae_run"), f"ae_run '{cfg.ae_run}'")
-            if "D" in src:
-                _copy_into(self.trainer.disc, src["D"], f"ae_run '{cfg.ae_run}'")
+            copy_run_modules(cfg.ae_run, "ae_run", {"AE": self.trainer.ae}, {"D": self.trainer.disc})
 
 
 @dataclass

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics_core.errors import UsageError
-from generators.layers import UPSAMPLERS, make_upsampler
+from generators.layers import UPSAMPLERS, layer_outputs, make_upsampler
 
 FACTORS: tuple[int, ...] = (4, 8)
 
@@ -214,11 +214,7 @@ class PatchDiscriminator(nn.Module):
         self.head = nn.Conv2d(ch, 1, 3, padding=1)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for b in self.blocks:
-            x = b(x)
-            feats.append(x)
-        return feats
+        return layer_outputs(self.blocks, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)[-1])

@@ -12,21 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics_core.errors import UsageError
-from generators.base import ATTRIBUTES, Batch, GeneratorFamily, Samples, random_condition
-from generators.diffusion.ae_families import _check_decoder
+from generators.base import ATTRIBUTES, Batch, Samples, random_condition
+from generators.diffusion.ae_families import AEBackedFamily, copy_run_modules
 from generators.diffusion.ae_training import AETrainer
 from generators.diffusion.configs import (
     LDM_PRESETS,
     EditConfig,
     LdmConfig,
-    _check_common,
     _check_inputs,
     _ints,
     build_autoencoder,
 )
 from generators.diffusion.schedule import NoiseSchedule, randn
 from generators.diffusion.unet import UNet
-from generators.diffusion.weights import _copy_into, _load_modules, _pick
 from generators.layers import optimizer_step
 from generators.registry import register_generator
 
@@ -73,17 +71,14 @@ def describe_condition(cond: torch.Tensor | None, i: int) -> dict[str, str] | No
     description="latent DDPM/DDIM with a small attention UNet, EMA, eps/v prediction, classifier-free guidance",
     components=("ldm-autoencoder", "ldm-unet"),  # decodes through the autoencoder it borrows (ae_run: ae-recon)
 )
-class LatentDiffusion(GeneratorFamily):
+class LatentDiffusion(AEBackedFamily):
     """Latent DDPM trained in the autoencoder's latent space, sampled with DDIM (+ classifier-free guidance)."""
 
     Config = LdmConfig
     presets = LDM_PRESETS
-    resolutions = (16, 32, 64, 128, 256)
 
     def __init__(self, cfg: LdmConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
-        _check_common(cfg)
-        _check_decoder(self, cfg)
         if not 0.0 <= cfg.cond_drop <= 1.0:
             raise UsageError(f"cond_drop must be in [0, 1], got {cfg.cond_drop}")
         self.schedule = NoiseSchedule(cfg.timesteps, cfg.schedule, cfg.prediction)
@@ -93,8 +88,7 @@ class LatentDiffusion(GeneratorFamily):
             self.ae = self.ae_trainer.ae
         else:
             self.ae = build_autoencoder(cfg).to(self.device)
-            src = _load_modules(cfg.ae_run, "ae_run")
-            _copy_into(self.ae, _pick(src, "AE", cfg.ae_run, "ae_run"), f"ae_run '{cfg.ae_run}'")
+            copy_run_modules(cfg.ae_run, "ae_run", {"AE": self.ae})
             self.ae.requires_grad_(False)
         latent = cfg.res // cfg.factor
         self.unet = UNet(
@@ -246,9 +240,7 @@ class _LdmEditor(LatentDiffusion):
     def __init__(self, cfg: EditConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
         if cfg.ldm_run:
-            src = _load_modules(cfg.ldm_run, "ldm_run")
-            for key, dst in (("AE", self.ae), ("UNet", self.unet), ("UNet_ema", self.unet_ema)):
-                _copy_into(dst, _pick(src, key, cfg.ldm_run, "ldm_run"), f"ldm_run '{cfg.ldm_run}'")
+            copy_run_modules(cfg.ldm_run, "ldm_run", {"AE": self.ae, "UNet": self.unet, "UNet_ema": self.unet_ema})
 
     def borrowed_modules(self) -> list[str]:
         return list(self.modules()) if self.cfg.ldm_run else super().borrowed_modules()

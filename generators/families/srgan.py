@@ -31,7 +31,7 @@ from forensics_core.errors import UsageError
 from generators.base import Batch, GenConfig, GeneratorFamily, Samples
 from generators.families.cgan import check_resolution
 from generators.families.cyclegan import check_inputs
-from generators.layers import GanState, frozen, optimizer_step, requires_grad, sn
+from generators.layers import GanState, frozen, layer_outputs, optimizer_step, requires_grad, sn
 from generators.registry import register_generator
 
 SCALE = 4
@@ -92,11 +92,7 @@ class FeatureDiscriminator(nn.Module):
         self.head = sn(nn.Linear(cin, 1))
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
+        return layer_outputs(self.stages, x)
 
     def logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
         return self.head(feats[-1].mean((2, 3))).squeeze(1)

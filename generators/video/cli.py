@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 
 
-def _progress(total: int, label: str, quiet: bool):
-    """A rich progress bar driven by the training loops' ``progress(step, losses)`` callback."""
+def _run_training(obj: Any, label: str, total: int, train: Callable[..., Path]) -> None:
+    """Run ``train(progress=...)`` under a rich progress bar (hidden by ``--quiet``) fed by the training loops'
+    ``progress(step, losses)`` callback, then print the run directory it returns."""
     from rich.progress import Progress
 
-    prog = Progress(disable=quiet, transient=True)
+    prog = Progress(disable=obj.quiet if obj else False, transient=True)
     task = prog.add_task(label, total=total)
 
     def update(step: int, losses: dict[str, float]) -> None:
         desc = " ".join(f"{k}={v:.3f}" for k, v in losses.items() if k != "total")
         prog.update(task, completed=step, description=f"{label} {desc}")
 
-    return prog, update
+    with prog:
+        run = train(progress=update)
+    click.echo(str(run))
 
 
 def _crfs(value: str) -> tuple[int, ...]:
@@ -63,10 +69,7 @@ def reenact_train(obj, videos, more, out, res, steps, batch, num_kp, seed, resum
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = ReenactConfig(res=res, steps=steps, batch=batch, num_kp=num_kp, seed=seed)
-    prog, update = _progress(steps, "reenact", obj.quiet if obj else False)
-    with prog:
-        run = train_reenact(list(videos) + list(more), out, cfg, resume=resume, progress=update)
-    click.echo(str(run))
+    _run_training(obj, "reenact", steps, partial(train_reenact, [*videos, *more], out, cfg, resume=resume))
 
 
 @reenact.command("drive")
@@ -141,10 +144,7 @@ def swap_train(obj, clip_a, clip_b, out, size, steps, batch, seed, resume) -> No
     from generators.video.train import train_swap
 
     cfg = SwapConfig(size=size, steps=steps, batch=batch, seed=seed)
-    prog, update = _progress(steps, "swap", obj.quiet if obj else False)
-    with prog:
-        run = train_swap(clip_a, clip_b, out, cfg, resume=resume, progress=update)
-    click.echo(str(run))
+    _run_training(obj, "swap", steps, partial(train_swap, clip_a, clip_b, out, cfg, resume=resume))
 
 
 @swap.command("apply")
@@ -324,7 +324,4 @@ def train_landmark2face_cmd(obj, videos, more, out, size, steps, batch, shots, w
     from generators.video.train import train_landmark2face
 
     cfg = Landmark2FaceConfig(size=size, steps=steps, batch=batch, shots=shots, width=width, seed=seed)
-    prog, update = _progress(steps, "landmark2face", obj.quiet if obj else False)
-    with prog:
-        run = train_landmark2face(list(videos) + list(more), out, cfg, resume=resume, progress=update)
-    click.echo(str(run))
+    _run_training(obj, "landmark2face", steps, partial(train_landmark2face, [*videos, *more], out, cfg, resume=resume))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics_core.errors import UsageError
-from generators.layers import frozen, optimizer_step
+from generators.layers import frozen, layer_outputs, optimizer_step
 from generators.video.tracks import FaceTrack
 
 N_LANDMARKS = 5
@@ -285,11 +285,7 @@ class PatchDiscriminator(nn.Module):
         self.layers.append(sn(nn.Conv2d(chans[-1], 1, 3, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for layer in self.layers:
-            x = layer(x)
-            feats.append(x)
-        return feats
+        return layer_outputs(self.layers, x)
 
 
 class MultiScaleDiscriminator(nn.Module):

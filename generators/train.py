@@ -421,22 +421,24 @@ def train(
     overrides: dict[str, Any] | None = None,
     out: str | os.PathLike[str] = "runs",
     *,
+    res: int | None = None,
     steps: int = 1000,
+    batch: int | None = None,
+    preset: str = "",
     device: str = "auto",
+    amp: bool = False,
+    seed: int = 0,
     resume: str | os.PathLike[str] | None = None,
     trainer_options: dict[str, Any] | None = None,
-    **rest: Any,
+    init: str = "",
 ) -> Path:
-    """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout).
-
-    ``rest`` are :func:`make_options`' other keywords (``res``, ``batch``, ``preset``, ``amp``, ``seed``,
-    ``init``). With ``resume`` the run's saved options stand: only ``steps``, ``device`` and ``trainer_options`` apply.
-    """
+    """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout)."""
     if resume is not None:
         opts, cfg = resume_options(resume, steps=steps, device=device, **(trainer_options or {}))
     else:
         opts, cfg = make_options(
-            family_name, data_dirs, overrides, out, steps=steps, device=device, trainer_options=trainer_options, **rest
+            family_name, data_dirs, overrides, out, res=res, steps=steps, batch=batch, preset=preset,
+            device=device, amp=amp, seed=seed, trainer_options=trainer_options, init=init,
         )
     return Trainer(opts, cfg, resume=resume).run()
 

@@ -27,40 +27,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from forensics_core.errors import UsageError
-from forensics_core.faces.crops import CROP_POLICIES, EDGES
+from forensics_core.faces.crops import CropSpec
 
 
-@dataclass
-class PreprocessSpec:
-    """How a face must be cropped and normalised before ``forward``.
+@dataclass(frozen=True)
+class PreprocessSpec(CropSpec):
+    """How a face must be cropped (the :class:`~forensics_core.faces.crops.CropSpec` fields, validated there) and
+    normalised (``mean``, ``std``) before ``forward``.
 
     ``crop``: ``align`` = 5-point similarity alignment (``forensics_core.faces.align_face(..., size, margin)``);
     ``center`` = centre crop of the face box; ``native`` = the alignment's region cut upright at whole pixels and
     never enlarged (``forensics_core.faces.native_crop``: no warp smooths the pixel-grid traces). ``margin`` is the
-    fraction of context added around the face.
+    fraction of context added around the face; ``edge`` (``native`` crops): ``clamp`` (model files before v15, where
+    the key is absent) or ``reflect`` where the window reaches past the photo's edge.
     """
 
     size: int = 64
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    crop: str = "align"
-    margin: float = 0.3
-    #: ``native`` crops: ``clamp`` (model files before v15, where the key is absent) or ``reflect`` where the
-    #: window reaches past the photo's edge (``forensics_core.faces.native_crop``)
-    edge: str = "clamp"
 
     def __post_init__(self) -> None:
-        if self.crop not in CROP_POLICIES:
-            raise UsageError(f"preprocess crop must be one of {CROP_POLICIES}, got '{self.crop}'")
-        if self.edge not in EDGES:
-            raise UsageError(f"preprocess edge must be one of {EDGES}, got '{self.edge}'")
-        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
-        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        super().__post_init__()
+        # model.json stores lists: float tuples, set as a frozen dataclass sets its fields
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``preprocess`` entry of ``model.json``, in the key order model files have always had."""
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        return {k: d[k] for k in ("size", "mean", "std", "crop", "margin", "edge")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
@@ -111,6 +107,11 @@ class DetectorConfig:
     #: them a little differently; averaging the two halves that noise at twice the model cost (the face
     #: detector, not the model, dominates a scan). Mirroring keeps NPR's 2x2 grid on an even-sized crop
     tta: str = "none"
+
+    def input_fields(self) -> dict[str, Any]:
+        """The fields a wrapper (``ensemble``, ``video``) gives the detectors it builds: they must see the crops
+        the wrapper's model file describes, and start from its seed."""
+        return {"res": self.res, "crop": self.crop, "margin": self.margin, "edge": self.edge, "seed": self.seed}
 
 
 @dataclass
@@ -205,6 +206,24 @@ class Detector(nn.Module):
         return asdict(self.cfg)
 
 
+class LinearHeadDetector(Detector):
+    """A detector whose logit is one linear layer on its :meth:`embed` features: subclasses build their feature
+    layers, then :meth:`add_head`, and implement ``embed``.
+
+    Why a base: ``embed`` is also what ``video``'s temporal model reads; a logit computed from it, in one place,
+    keeps the two from drifting apart.
+    """
+
+    def add_head(self, n_features: int, dropout: float = 0.0) -> None:
+        """``drop`` (training only) and ``head`` on ``n_features`` embedding dimensions. Call it after the feature
+        layers: the seeded generator draws their initial weights first."""
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(n_features, 1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.embed(x)))[:, 0]
+
+
 def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
@@ -249,3 +268,19 @@ class CompactCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_map(x).mean(dim=(2, 3))
+
+
+class CompactCNNDetector(LinearHeadDetector):
+    """A :class:`CompactCNN` trunk (``cfg.widths``) on ``in_channels`` input planes and a linear head after
+    ``cfg.dropout``: ``blend`` on the crop itself, ``npr`` on its residual maps."""
+
+    def __init__(self, cfg: Any, in_channels: int) -> None:
+        super().__init__(cfg)
+        self.trunk = CompactCNN(in_channels, tuple(cfg.widths))
+        self.add_head(self.trunk.out_dim, cfg.dropout)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def cam_layer(self) -> nn.Module:
+        return self.trunk.stages[-1]

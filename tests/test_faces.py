@@ -178,6 +178,15 @@ def test_crop_faces_honours_the_crop_spec():
     assert np.allclose(Face.from_landmarks(lm).box, (*lm.min(0), *lm.max(0)))
 
 
+def test_crop_spec_refuses_unknown_policies_and_edges():
+    """The crop policies and edges are checked where they are defined, for a model's PreprocessSpec (a CropSpec) and
+    for callers without a model alike."""
+    with pytest.raises(UsageError, match="crop must be one of"):
+        CropSpec(32, "warp", 0.3)
+    with pytest.raises(UsageError, match="edge must be one of"):
+        CropSpec(32, "native", 0.3, "wrap")
+
+
 def _rotated_landmarks(size: int, margin: float, scale: float, angle_deg: float, centre: tuple[float, float]):
     """Landmarks of a face that a 5-point alignment would shrink by ``scale`` after undoing ``angle_deg``."""
     lm = canonical_landmarks(size, margin) - size / 2

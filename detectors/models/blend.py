@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from detectors.base import CompactCNN, Detector, DetectorConfig
+from detectors.base import CompactCNNDetector, DetectorConfig
 from detectors.registry import register_detector
 
 # ArcFace-style 5-point template on a 112 px crop (left eye, right eye, nose, left mouth, right mouth)
@@ -161,25 +160,13 @@ class BlendConfig(DetectorConfig):
     description="Self-blended-image detector for swap/reenactment boundaries (reals only).",
     tags=("blending", "image", "video"),
 )
-class BlendDetector(Detector):
+class BlendDetector(CompactCNNDetector):
     Config = BlendConfig
     needs_fakes = False
 
     def __init__(self, cfg: BlendConfig) -> None:
-        super().__init__(cfg)
-        self.trunk = CompactCNN(3, tuple(cfg.widths))
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.trunk.out_dim, 1)
+        super().__init__(cfg, in_channels=3)
         self._rng = np.random.default_rng(cfg.seed)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.embed(x)))[:, 0]
-
-    def cam_layer(self) -> nn.Module:
-        return self.trunk.stages[-1]
 
     def validation_views(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Val reals plus one fixed self-blend of each (seeded), and the labelled fakes only when they are

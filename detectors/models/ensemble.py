@@ -76,11 +76,9 @@ class EnsembleDetector(Detector):
             raise UsageError("ensemble: member_cfgs needs one entry per member")
         from detectors.modelfile import config_from_json
 
-        common = {"res": cfg.res, "crop": cfg.crop, "margin": cfg.margin, "edge": cfg.edge, "seed": cfg.seed}
+        common = cfg.input_fields()
         overrides = [config_from_json(dict(c)) for c in cfg.member_cfgs] or [{} for _ in cfg.members]
-        self.members = nn.ModuleList(
-            [build_detector(m, **{**o, **common}) for m, o in zip(cfg.members, overrides)]
-        )
+        self.members = nn.ModuleList([build_detector(m, **{**o, **common}) for m, o in zip(cfg.members, overrides)])
         norms = {(m.mean, m.std) for m in self.members}
         if len(norms) > 1:
             raise UsageError("ensemble: members must share one input normalisation")

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from detectors.base import CompactCNN, Detector, DetectorConfig
+from detectors.base import CompactCNNDetector, DetectorConfig
 from detectors.registry import register_detector
 from forensics_core.errors import UsageError
 
@@ -57,8 +56,9 @@ def half_chroma(x: torch.Tensor) -> torch.Tensor:
 
     Linear in ``x``, so it commutes with the per-channel ``(x - 0.5) / 0.5`` normalisation the model uses."""
     y = luma(x)
-    smooth = F.interpolate(F.avg_pool2d(x - y, 2, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
-                           align_corners=False)
+    smooth = F.interpolate(
+        F.avg_pool2d(x - y, 2, ceil_mode=True), size=x.shape[-2:], mode="bilinear", align_corners=False
+    )
     out = y + smooth
     # the three colour differences are not independent (their luma-weighted sum is zero): restore that exactly,
     # so the output's luma is the input's
@@ -76,20 +76,17 @@ def npr_residual(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
 @register_detector(
     "npr", description="Compact CNN on neighbouring-pixel residuals (upsampling artifacts).", tags=("artifact", "image")
 )
-class NPRDetector(Detector):
+class NPRDetector(CompactCNNDetector):
     """Compact residual CNN over NPR maps; fast on CPU (about 0.7 M parameters)."""
 
     Config = NPRConfig
 
     def __init__(self, cfg: NPRConfig) -> None:
-        super().__init__(cfg)
         if cfg.residual not in ("rgb", "luma"):
             raise UsageError(f"npr: residual must be 'rgb' or 'luma', got '{cfg.residual}'")
         if cfg.chroma not in ("full", "half"):
             raise UsageError(f"npr: chroma must be 'full' or 'half', got '{cfg.chroma}'")
-        self.trunk = CompactCNN(3 * cfg.unshuffle**2 * (2 if cfg.with_rgb else 1), tuple(cfg.widths))
-        self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.trunk.out_dim, 1)
+        super().__init__(cfg, in_channels=3 * cfg.unshuffle**2 * (2 if cfg.with_rgb else 1))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.chroma == "half":
@@ -103,9 +100,3 @@ class NPRDetector(Detector):
         if self.cfg.unshuffle > 1:
             r = F.pixel_unshuffle(r, self.cfg.unshuffle)
         return self.trunk(r)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.embed(x)))[:, 0]
-
-    def cam_layer(self) -> nn.Module:
-        return self.trunk.stages[-1]

@@ -79,9 +79,7 @@ class VideoDetector(Detector):
             raise UsageError(f"video: unknown aggregate '{cfg.aggregate}'")
         if cfg.frame_detector == "video":
             raise UsageError("video: frame_detector cannot be 'video'")
-        fcfg = {"res": cfg.res, "crop": cfg.crop, "margin": cfg.margin, "edge": cfg.edge, "seed": cfg.seed,
-                **cfg.frame_cfg}
-        self.frame = build_detector(cfg.frame_detector, **fcfg)
+        self.frame = build_detector(cfg.frame_detector, **{**cfg.input_fields(), **cfg.frame_cfg})
         self.mean, self.std = self.frame.mean, self.frame.std
         with torch.no_grad():
             was = self.frame.training

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -119,7 +118,7 @@ EDGES = ("clamp", "reflect")
 def native_window(
     shape: tuple[int, ...], landmarks: np.ndarray, size: int = 128, margin: float = 0.3, edge: str = "clamp",
     zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0),
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int]:  # fmt: skip
     """``x0, y0, side`` of the ``native`` window in an image of ``shape`` (see :func:`native_crop`).
 
     ``zoom`` scales the side (> 1: more context) and ``shift`` moves the centre by that fraction of the side:
@@ -188,7 +187,7 @@ def center_square(image: np.ndarray) -> np.ndarray:
 def native_crop(
     image: np.ndarray, landmarks: np.ndarray, size: int = 128, margin: float = 0.3, edge: str = "clamp",
     zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0),
-) -> np.ndarray:
+) -> np.ndarray:  # fmt: skip
     """The ``native`` crop policy: the region :func:`align_face` would show, cut axis-aligned at whole pixels and
     never enlarged ("crop, don't warp").
 
@@ -238,15 +237,21 @@ CROP_POLICIES = ("align", "center", "native")
 class CropSpec:
     """How faces are cut for a detector: ``size`` px square, ``crop`` policy (``align`` = 5-point alignment,
     ``center`` = square around the box, ``native`` = the alignment's region unrotated at native scale:
-    :func:`native_crop`) and ``margin`` context. A model's ``detectors.base.PreprocessSpec`` has the
-    same three fields and is passed as is; callers without a model (importers, ``faces extract``, training views of
-    stored landmarks) build one."""
+    :func:`native_crop`) and ``margin`` context. A model's ``detectors.base.PreprocessSpec`` is a CropSpec that
+    adds the normalisation and is passed as is; callers without a model (importers, ``faces extract``, training
+    views of stored landmarks) build one."""
 
     size: int = 224
     crop: str = "align"
     margin: float = 0.3
     #: ``native`` only: ``clamp`` or ``reflect`` where the window reaches past the photo (:func:`native_crop`)
     edge: str = "clamp"
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROP_POLICIES:
+            raise UsageError(f"preprocess crop must be one of {CROP_POLICIES}, got '{self.crop}'")
+        if self.edge not in EDGES:
+            raise UsageError(f"preprocess edge must be one of {EDGES}, got '{self.edge}'")
 
 
 @dataclass
@@ -262,8 +267,10 @@ class FaceCrop:
         return self.face is None
 
 
-def crop_faces(image: np.ndarray, faces: Sequence[Face], spec: Any, *, align_approx: bool = False) -> list[FaceCrop]:
-    """The crops a detector sees of ``faces`` in ``image``, in order, cut as ``spec`` (a :class:`CropSpec` or a
+def crop_faces(
+    image: np.ndarray, faces: Sequence[Face], spec: CropSpec, *, align_approx: bool = False
+) -> list[FaceCrop]:
+    """The crops a detector sees of ``faces`` in ``image``, in order, cut as ``spec`` (a :class:`CropSpec`, e.g. a
     model's ``PreprocessSpec``) says; no faces: one centre crop of the whole image (``face`` None).
 
     ``align`` aligns on the 5 landmarks unless they are estimated from the box (``Face.approx_landmarks``, the
@@ -276,8 +283,7 @@ def crop_faces(image: np.ndarray, faces: Sequence[Face], spec: Any, *, align_app
     out = []
     for face in faces:
         if spec.crop == "native":
-            edge = getattr(spec, "edge", "clamp")
-            out.append(FaceCrop(native_crop(image, face.landmarks, spec.size, spec.margin, edge), face, False))
+            out.append(FaceCrop(native_crop(image, face.landmarks, spec.size, spec.margin, spec.edge), face, False))
         elif spec.crop == "align" and (align_approx or not getattr(face, "approx_landmarks", False)):
             out.append(FaceCrop(align_face(image, face.landmarks, size=spec.size, margin=spec.margin), face, True))
         else:

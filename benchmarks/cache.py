@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from forensics_core.errors import DataError
+from forensics_core.plumbing import Closing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS scores (
 """
 
 
-class ScoreCache:
+class ScoreCache(Closing):
     """Persistent ``(model, item, perturbation) -> P(fake)`` store with batched, transactional writes.
 
     ``hits`` and ``misses`` count lookups made through :meth:`get_many` in this process; the runner reports them so
@@ -77,9 +78,3 @@ class ScoreCache:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> ScoreCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -180,12 +181,18 @@ def _expand(value: str, src: Path) -> Path:
     return alt if alt.exists() else p
 
 
-def _datasets(data: Any, src: Path, check_paths: bool = True) -> list[DatasetRef]:
+def _entries(data: Any, src: Path, section: str, example: str, shorthand: str) -> Iterator[dict[str, Any]]:
+    """The entries of a list section that must not be empty (checked now): one entry may stand without the list,
+    and a bare string is short for ``{shorthand: string}``; each entry comes as a new dict when the caller reaches
+    it, so the first bad entry is the one reported."""
     if not data:
-        raise _err(src, "no datasets: add 'datasets: [{path: DIR}]'")
+        raise _err(src, f"no {section}: add '{section}: {example}'")
+    return ({shorthand: d} if isinstance(d, str) else dict(d) for d in (data if isinstance(data, list) else [data]))
+
+
+def _datasets(data: Any, src: Path, check_paths: bool = True) -> list[DatasetRef]:
     out: list[DatasetRef] = []
-    for i, d in enumerate(data if isinstance(data, list) else [data]):
-        d = {"path": d} if isinstance(d, str) else dict(d)
+    for i, d in enumerate(_entries(data, src, "datasets", "[{path: DIR}]", "path")):
         unknown = set(d) - {"path", "name", "where", "build"}
         if unknown or "path" not in d:
             raise _err(src, f"datasets[{i}]: needs 'path' (optional 'name', 'where', 'build'); got {sorted(d)}")
@@ -215,13 +222,11 @@ def _datasets(data: Any, src: Path, check_paths: bool = True) -> list[DatasetRef
 
 
 def _detectors(data: Any, src: Path, needs_name: bool, check_paths: bool = True) -> list[DetectorSpec]:
-    if not data:
-        raise _err(src, "no detectors: add 'detectors: [NAME or {model: PATH}]'")
+    entries = _entries(data, src, "detectors", "[NAME or {model: PATH}]", "name")
     from detectors.registry import DETECTORS
 
     specs: list[DetectorSpec] = []
-    for i, d in enumerate(data if isinstance(data, list) else [data]):
-        d = {"name": d} if isinstance(d, str) else dict(d)
+    for i, d in enumerate(entries):
         unknown = set(d) - {"name", "model", "label", "train"}
         if unknown:
             raise _err(src, f"detectors[{i}]: unknown key(s) {sorted(unknown)} (known: name, model, label, train)")

@@ -180,18 +180,35 @@ def match(truth: np.ndarray, found: np.ndarray, min_iou: float) -> list[tuple[in
 
 
 @dataclass
-class LabelScore:
-    """A stage on the labelled set."""
+class Matched:
+    """A stage's detections matched against reference faces (:func:`match`): how many faces, how many of them it
+    found and the IoU of each found one; the labelled set and the agreement with the reference stage both count so."""
 
     faces: int = 0
     found: int = 0
     ious: list[float] = field(default_factory=list)
-    false_pos: int = 0
-    by_tag: dict[str, list[int]] = field(default_factory=dict)  # tag -> [found, total]
+
+    def add(self, faces: int, pairs: list[tuple[int, int, float]]) -> None:
+        """Count one image: ``faces`` reference faces, ``pairs`` from :func:`match`."""
+        self.faces += faces
+        self.found += len(pairs)
+        self.ious += [iou for _, _, iou in pairs]
 
     @property
     def recall(self) -> float:
         return self.found / self.faces if self.faces else float("nan")
+
+    @property
+    def mean_iou(self) -> float:
+        return float(np.mean(self.ious)) if self.ious else float("nan")
+
+
+@dataclass
+class LabelScore(Matched):
+    """A stage on the labelled set."""
+
+    false_pos: int = 0
+    by_tag: dict[str, list[int]] = field(default_factory=dict)  # tag -> [found, total]
 
 
 def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: float) -> LabelScore:
@@ -202,9 +219,7 @@ def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: fl
         boxes = _clip(np.array([f.box for f in faces]), lab.pixels.shape)
         pairs = match(lab.boxes, boxes, min_iou)
         hit = {t for t, _, _ in pairs}
-        s.faces += len(lab.boxes)
-        s.found += len(hit)
-        s.ious += [iou for _, _, iou in pairs]
+        s.add(len(lab.boxes), pairs)
         matched_f = {f for _, f, _ in pairs}
         for k in range(len(boxes)):
             if k in matched_f:
@@ -220,12 +235,9 @@ def score_labelled(found: list[list[Any]], labelled: list[Labelled], min_iou: fl
 
 
 @dataclass
-class Agreement:
-    """A stage against the reference's detections on the same images."""
+class Agreement(Matched):
+    """A stage against the reference's detections on the same images (``faces``: the reference's)."""
 
-    ref_faces: int = 0
-    found: int = 0
-    ious: list[float] = field(default_factory=list)
     landmark_err: list[float] = field(default_factory=list)  # mean point distance / inter-ocular distance
 
 
@@ -234,10 +246,9 @@ def agreement(found: list[list[Any]], ref: list[list[Any]], shapes: list[tuple[i
     for faces, rfaces, shape in zip(found, ref, shapes):
         rb = _clip(np.array([f.box for f in rfaces]), shape)
         fb = _clip(np.array([f.box for f in faces]), shape)
-        a.ref_faces += len(rb)
-        for t, f, iou in match(rb, fb, 0.5):
-            a.found += 1
-            a.ious.append(iou)
+        pairs = match(rb, fb, 0.5)
+        a.add(len(rb), pairs)
+        for t, f, _ in pairs:
             if not getattr(faces[f], "approx_landmarks", False):
                 lm_r = np.asarray(rfaces[t].landmarks)
                 iod = max(float(np.linalg.norm(lm_r[0] - lm_r[1])), 1e-6)
@@ -377,9 +388,8 @@ def render(
             s = labels[st.spec]
             cells = [f"{s.by_tag[t][0]}/{s.by_tag[t][1]}" if t in s.by_tag else "-" for t in tags]
             ratio = s.recall / labels[ref].recall if labels[ref].recall else float("nan")
-            mean_iou = float(np.mean(s.ious)) if s.ious else float("nan")
             lines.append(
-                f"| `{st.spec}` | {s.found}/{s.faces} | {_f(s.recall)} | {_f(ratio)} | {_f(mean_iou)} "
+                f"| `{st.spec}` | {s.found}/{s.faces} | {_f(s.recall)} | {_f(ratio)} | {_f(s.mean_iou)} "
                 f"| {s.false_pos} | " + " | ".join(cells) + " |"
             )
         lines += [
@@ -397,7 +407,7 @@ def render(
             a = agree[st.spec]
             lm = np.array(a.landmark_err) if a.landmark_err else np.array([np.nan])
             lines.append(
-                f"| `{st.spec}` | {a.found}/{a.ref_faces} | {_f(np.mean(a.ious) if a.ious else float('nan'))} | "
+                f"| `{st.spec}` | {a.found}/{a.faces} | {_f(a.mean_iou)} | "
                 f"{_f(float(np.mean(lm)))} | {_f(float(np.percentile(lm, 90)))} |"
             )
         lines.append("")

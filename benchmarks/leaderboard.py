@@ -28,7 +28,8 @@ from typing import Any
 
 import click
 
-from forensics_core.errors import DataError, ForensicsError
+from forensics_core.clirun import run_click
+from forensics_core.errors import DataError
 
 START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"  # = markers("leaderboard")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
@@ -140,12 +141,7 @@ def main(results_dir: Path, readme: Path | None, check: bool) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    try:
-        main.main(args=argv, prog_name="python -m benchmarks.leaderboard", standalone_mode=False)
-    except ForensicsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    return 0
+    return run_click(main, argv, "python -m benchmarks.leaderboard")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,16 @@ def jpeg(image: np.ndarray, q: float = 75) -> np.ndarray:
     return D.jpeg(image, q=int(q))
 
 
+def _fraction(step: str, param: str, value: float) -> float:
+    """``value`` as a float when it lies in (0, 1], else the :class:`UsageError` that names the step and parameter."""
+    if not 0 < value <= 1:
+        raise UsageError(f"{step}({param}={value}): {param} must be in (0, 1]")
+    return float(value)
+
+
 @register_perturbation("downscale", axis="s", description="resize by s in (0, 1] with area interpolation")
 def downscale(image: np.ndarray, s: float = 0.5) -> np.ndarray:
-    if not 0 < s <= 1:
-        raise UsageError(f"downscale(s={s}): s must be in (0, 1]")
-    return D.resize(image, scale=float(s), interp="area")
+    return D.resize(image, scale=_fraction("downscale", "s", s), interp="area")
 
 
 @register_perturbation("upscale", axis="s", description="resize by s >= 1 with bicubic interpolation")
@@ -74,9 +79,7 @@ def blur(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
 
 @register_perturbation("crop", axis="f", description="keep the central fraction f of each side")
 def crop(image: np.ndarray, f: float = 0.8) -> np.ndarray:
-    if not 0 < f <= 1:
-        raise UsageError(f"crop(f={f}): f must be in (0, 1]")
-    return D.crop(image, frac=float(f))
+    return D.crop(image, frac=_fraction("crop", "f", f))
 
 
 @register_perturbation("screenshot", axis="r", description="display scaling by r, captured back at 1x")

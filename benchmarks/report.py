@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -448,22 +448,34 @@ def _by_detector(cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-def plot_roc(results: dict[str, Any], run_dir: Path) -> list[Path]:
-    cells = [c for c in results["cells"] if c.get("roc") and is_primary(c) and c["level"] != "frame"]
+def _detector_panels(
+    results: dict[str, Any], path: Path, key: str, draw: Callable[[Any, str, list[dict[str, Any]]], None]
+) -> list[Path]:
+    """One panel per detector, ``draw(ax, detector, cells)`` over its primary whole-set cells that carry ``key``,
+    saved as ``path`` (nothing when no cell carries it)."""
+    cells = [c for c in results["cells"] if c.get(key) and is_primary(c) and c["level"] != "frame"]
     if not cells:
         return []
     by = _by_detector(cells)
     fig, axes = _grid(len(by))
     for ax, (det, cs) in zip(axes, by.items()):
-        for c in cs:
-            label = c["group"].get("held_out") or _group_text(c)
-            ax.plot(c["roc"]["fpr"], c["roc"]["tpr"], lw=1.2, label=f"{label} ({c['metrics']['auc']:.3f})")
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        key = cs[0]["group"].get("key")
-        title = f"{det}: ROC on the held-out {key}" if key else f"{det}: ROC"
-        ax.set(title=title, xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(fontsize=6, loc="lower right")
-    return [_save(fig, run_dir / "roc.png")]
+        draw(ax, det, cs)
+    return [_save(fig, path)]
+
+
+def plot_roc(results: dict[str, Any], run_dir: Path) -> list[Path]:
+    return _detector_panels(results, run_dir / "roc.png", "roc", _draw_roc)
+
+
+def _draw_roc(ax: Any, det: str, cs: list[dict[str, Any]]) -> None:
+    for c in cs:
+        label = c["group"].get("held_out") or _group_text(c)
+        ax.plot(c["roc"]["fpr"], c["roc"]["tpr"], lw=1.2, label=f"{label} ({c['metrics']['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    key = cs[0]["group"].get("key")
+    title = f"{det}: ROC on the held-out {key}" if key else f"{det}: ROC"
+    ax.set(title=title, xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=6, loc="lower right")
 
 
 def plot_robustness(results: dict[str, Any], run_dir: Path) -> list[Path]:
@@ -506,26 +518,23 @@ def plot_robustness(results: dict[str, Any], run_dir: Path) -> list[Path]:
 
 
 def plot_reliability(results: dict[str, Any], run_dir: Path) -> list[Path]:
-    cells = [c for c in results["cells"] if c.get("reliability") and is_primary(c) and c["level"] != "frame"]
-    if not cells:
-        return []
-    by = _by_detector(cells)
-    fig, axes = _grid(len(by))
-    for ax, (det, cs) in zip(axes, by.items()):
-        count = np.sum([c["reliability"]["count"] for c in cs], axis=0).astype(float)
-        sp = np.sum([c["reliability"]["sum_p"] for c in cs], axis=0)
-        sy = np.sum([c["reliability"]["sum_y"] for c in cs], axis=0)
-        ok = count > 0
-        conf, frac = sp[ok] / count[ok], sy[ok] / count[ok]
-        ece = float(np.sum(np.abs(frac - conf) * count[ok]) / count.sum())
-        n_bins = len(count)
-        centers = (np.arange(n_bins) + 0.5) / n_bins
-        ax.bar(centers[ok], frac, width=1 / n_bins, alpha=0.35, edgecolor="k", lw=0.5, label="fraction fake")
-        ax.plot(conf, frac, "o-", ms=3, label=f"pooled ECE {ece:.3f}")
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set(title=det, xlabel="predicted P(fake)", ylabel="observed fraction fake", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=7, loc="upper left")
-    return [_save(fig, run_dir / "reliability.png")]
+    return _detector_panels(results, run_dir / "reliability.png", "reliability", _draw_reliability)
+
+
+def _draw_reliability(ax: Any, det: str, cs: list[dict[str, Any]]) -> None:
+    count = np.sum([c["reliability"]["count"] for c in cs], axis=0).astype(float)
+    sp = np.sum([c["reliability"]["sum_p"] for c in cs], axis=0)
+    sy = np.sum([c["reliability"]["sum_y"] for c in cs], axis=0)
+    ok = count > 0
+    conf, frac = sp[ok] / count[ok], sy[ok] / count[ok]
+    ece = float(np.sum(np.abs(frac - conf) * count[ok]) / count.sum())
+    n_bins = len(count)
+    centers = (np.arange(n_bins) + 0.5) / n_bins
+    ax.bar(centers[ok], frac, width=1 / n_bins, alpha=0.35, edgecolor="k", lw=0.5, label="fraction fake")
+    ax.plot(conf, frac, "o-", ms=3, label=f"pooled ECE {ece:.3f}")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(title=det, xlabel="predicted P(fake)", ylabel="observed fraction fake", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
 
 
 def plot_loo_heatmap(results: dict[str, Any], run_dir: Path) -> list[Path]:

@@ -33,7 +33,8 @@ import click
 import numpy as np
 
 from benchmarks.metrics import evaluate_scores
-from forensics_core.errors import DataError, ForensicsError, UsageError
+from forensics_core.clirun import run_click
+from forensics_core.errors import DataError, UsageError
 
 
 @dataclass
@@ -186,15 +187,7 @@ def main(jsonl: Path, fake: tuple[str, ...], real: tuple[str, ...], labels_csv: 
 
 
 def cli(argv: list[str] | None = None) -> int:
-    try:
-        main.main(args=argv, prog_name="python -m benchmarks.scan_auc", standalone_mode=False)
-    except ForensicsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    return 0
+    return run_click(main, argv, "python -m benchmarks.scan_auc")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics_core.errors import DataError
+from forensics_core.plumbing import Closing
 
 MANIFEST = "manifest.jsonl"
 SCHEMA_VERSION = 1
@@ -104,7 +105,7 @@ def read_manifest(root: str | os.PathLike[str]) -> list[ManifestRow]:
     return rows
 
 
-class ManifestWriter:
+class ManifestWriter(Closing):
     """Append rows to a manifest, flushing each line so a killed run loses at most the row being written.
 
     ``done`` holds the paths already present, which makes writers resumable: callers skip work whose output
@@ -135,12 +136,6 @@ class ManifestWriter:
 
     def close(self) -> None:
         self._fh.close()
-
-    def __enter__(self) -> ManifestWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def write_manifest(root: str | os.PathLike[str], rows: Iterable[ManifestRow]) -> Path:

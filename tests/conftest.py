@@ -24,6 +24,33 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread while a module's tests run (``pytestmark = pytest.mark.usefixtures(...)``): small
+    models train faster so on a loaded 2-core machine, and their numbers do not depend on the thread count."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    """scikit-image's public-domain astronaut photo (512x512 RGB), one frontal face that every detector finds."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skimage_data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    """facenet-pytorch's MTCNN on the CPU: the reference face detector."""
+    from forensics_core.faces.detectors import get_face_detector
+
+    return get_face_detector("mtcnn", device="cpu")
+
+
 def _face_frames(n: int, shift: int, size: int = 160) -> list[np.ndarray]:
     """``n`` frames of the astronaut's face (public domain) drifting by ``shift`` px per frame: a talking-head
     stand-in that MTCNN detects in every frame."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +24,9 @@ from forensics_core.errors import UsageError
 from forensics_core.faces.crops import align_face, canonical_landmarks, native_crop
 from forensics_core.hashing import sha256_file
 from forensics_core.importers import NormaliseConfig, face_region, split_for
+
+if TYPE_CHECKING:
+    import torch
 
 LM = canonical_landmarks(100, 0.3) + [150, 90]  # a face whose crop footprint lies inside a 400 x 300 image
 
@@ -271,6 +275,21 @@ def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_p
     assert portable(cmd) == "--data $W/data/x --install-to ./forensics"
 
 
+#: a colour change of zero luma (BT.601: 0.299 * 0.114 - 0.114 * 0.299 = 0)
+ZERO_LUMA = [0.114, 0.0, -0.299]
+
+
+def _assert_only_seen_by(
+    seeing: torch.nn.Module, blind: torch.nn.Module, x: torch.Tensor, change: torch.Tensor
+) -> None:
+    """Two detectors with the same weights: ``blind`` embeds ``x`` and ``x + change`` alike, ``seeing`` does not."""
+    import torch
+
+    with torch.no_grad():
+        assert torch.allclose(blind.embed(x), blind.embed(x + change), atol=1e-5)
+        assert not torch.allclose(seeing.embed(x), seeing.embed(x + change), atol=1e-3)
+
+
 def test_luma_npr_ignores_colour_planes_and_loads_rgb_weights():
     """``residual=luma``: JPEG's chroma subsampling (any zero-luma colour change) cannot move the residual stream;
     the weights of an ``rgb`` model load unchanged (same shapes), which is how v3 is fine-tuned into it."""
@@ -283,13 +302,9 @@ def test_luma_npr_ignores_colour_planes_and_loads_rgb_weights():
     luma.load_state_dict(rgb.state_dict())
     luma.eval()
     x = torch.rand(2, 3, 32, 32)
-    v = torch.tensor([0.114, 0.0, -0.299])  # zero luma: 0.299 * 0.114 - 0.114 * 0.299 = 0
     # a half-resolution colour plane brought back by a smooth upsampler, as a JPEG decoder does with 4:2:0 chroma
     up = torch.nn.functional.interpolate(torch.randn(2, 1, 16, 16), scale_factor=2, mode="bilinear")
-    chroma = up * v.view(1, 3, 1, 1)
-    with torch.no_grad():
-        assert torch.allclose(luma.embed(x), luma.embed(x + chroma), atol=1e-5)
-        assert not torch.allclose(rgb.embed(x), rgb.embed(x + chroma), atol=1e-3)
+    _assert_only_seen_by(rgb, luma, x, up * torch.tensor(ZERO_LUMA).view(1, 3, 1, 1))
     with pytest.raises(UsageError, match="residual must be"):
         build_detector("npr", res=32, residual="hsv")
 
@@ -307,14 +322,12 @@ def test_half_chroma_hides_full_resolution_colour_from_both_streams():
     assert torch.allclose((half_chroma(x) * LUMA.view(1, 3, 1, 1)).sum(1), luma, atol=1e-5)
     yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     checker = ((yy + xx) % 2 * 2 - 1).float()  # averages to zero over every 2x2 block
-    fine = checker * torch.tensor([0.114, 0.0, -0.299]).view(3, 1, 1) * 0.5  # zero luma
+    fine = checker * torch.tensor(ZERO_LUMA).view(3, 1, 1) * 0.5
     kw = dict(res=32, widths=(8, 16, 32), unshuffle=2, with_rgb=True, residual="luma")
     half = build_detector("npr", chroma="half", **kw).eval()
     full = build_detector("npr", **kw).eval()
     full.load_state_dict(half.state_dict())
-    with torch.no_grad():
-        assert torch.allclose(half.embed(x), half.embed(x + fine), atol=1e-5)
-        assert not torch.allclose(full.embed(x), full.embed(x + fine), atol=1e-3)
+    _assert_only_seen_by(full, half, x, fine)
     with pytest.raises(UsageError, match="chroma must be"):
         build_detector("npr", res=32, chroma="quarter")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -15,6 +16,11 @@ from detectors.registry import DETECTORS, build_detector, list_detectors
 from forensics_core.dataset import ManifestRow, read_manifest, write_manifest
 from forensics_core.errors import DataError, ForensicsError, UnknownNameError, UsageError
 from forensics_core.hashing import sha256_file
+
+if TYPE_CHECKING:
+    from detectors.train.options import TrainOptions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_image(rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -52,6 +58,26 @@ def make_dataset(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 
     return root
 
 
+def tiny_options(ds: Path, out: Path, **kw: Any) -> TrainOptions:
+    """A couple of steps of the small NPR on ``ds`` (its train and val rows), written under ``out``: each test
+    names only the options it is about."""
+    from detectors.train.options import TrainOptions
+
+    base = dict(
+        detector="npr",
+        data=[str(ds)],
+        val=[str(ds)],
+        res=32,
+        epochs=1,
+        batch=8,
+        steps_per_epoch=2,
+        progress=False,
+        augment="none",
+        detector_cfg={"widths": (8, 16, 32)},
+    )
+    return TrainOptions(**{**base, **kw}, out=str(out))
+
+
 # Small configs so each detector trains in about a second on a loaded 2-core machine.
 TINY_CFG: dict[str, dict] = {
     "timm": {"backbone": "resnet10t"},
@@ -68,14 +94,6 @@ def tiny_ds(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("tiny") / "ds")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registry_lists_the_required_detectors():
     assert {"gan-disc", "timm", "npr", "spectrum", "blend", "video", "ensemble"} <= set(list_detectors())
     for e in DETECTORS.entries():
@@ -86,18 +104,11 @@ def test_registry_lists_the_required_detectors():
 def test_train_two_steps_save_reload_identical(name, tiny_ds, tmp_path):
     from detectors.modelfile import load_model
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
-    opts = TrainOptions(
+    opts = tiny_options(
+        tiny_ds,
+        tmp_path / "runs",
         detector=name,
-        data=[str(tiny_ds)],
-        val=[str(tiny_ds)],
-        res=32,
-        epochs=1,
-        batch=8,
-        steps_per_epoch=2,
-        out=str(tmp_path / "runs"),
-        progress=False,
         augment="light",
         detector_cfg=TINY_CFG.get(name, {}),
         post_fit_items=24,
@@ -157,24 +168,8 @@ def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
     """Sanity of the whole loop: a few dozen steps learn the toy upsampling artifact."""
     from detectors.modelfile import load_model
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
-    run = train(
-        TrainOptions(
-            detector="npr",
-            data=[str(tiny_ds)],
-            val=[str(tiny_ds)],
-            res=32,
-            epochs=2,
-            batch=16,
-            steps_per_epoch=12,
-            out=str(tmp_path),
-            progress=False,
-            augment="none",
-            lr=3e-3,
-            detector_cfg={"widths": (8, 16, 32)},
-        )
-    )
+    run = train(tiny_options(tiny_ds, tmp_path, epochs=2, batch=16, steps_per_epoch=12, lr=3e-3))
     m = load_model(run / "model", device="cpu")
     rng = np.random.default_rng(5)
     p_real = m.predict_proba([smooth_image(rng) for _ in range(16)])
@@ -194,14 +189,10 @@ def test_trained_npr_separates_checkerboard(tiny_ds, tmp_path):
 def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
     from detectors.modelfile import load_model
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
-    base = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, epochs=1, batch=8,
-                steps_per_epoch=2, progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)})
-    first = train(TrainOptions(**base, out=str(tmp_path / "a")))
+    first = train(tiny_options(tiny_ds, tmp_path / "a"))
     # the saved model's config comes along (widths are not given again) and training starts from its weights
-    second = train(TrainOptions(**{**base, "detector_cfg": {}}, init_model=str(first / "model"), lr=0.0,
-                                out=str(tmp_path / "b")))
+    second = train(tiny_options(tiny_ds, tmp_path / "b", detector_cfg={}, init_model=str(first / "model"), lr=0.0))
     a, b = load_model(first / "model", device="cpu"), load_model(second / "model", device="cpu")
     assert b.card["config"]["widths"] == [8, 16, 32]
     assert b.card["training"]["init_from"]["sha256"] == a.sha256  # which weights, even if a name is reinstalled
@@ -210,27 +201,15 @@ def test_init_model_fine_tunes_a_saved_model(tiny_ds, tmp_path):
         if v.is_floating_point() and "running" not in k and "num_batches" not in k:
             assert torch.allclose(v, b.detector.state_dict()[k], atol=1e-6), k
     with pytest.raises(UsageError, match="is a 'npr' model"):
-        train(TrainOptions(**{**base, "detector": "blend"}, init_model=str(first / "model"), out=str(tmp_path)))
+        train(tiny_options(tiny_ds, tmp_path, detector="blend", init_model=str(first / "model")))
 
 
 def test_resume_continues_a_run(tiny_ds, tmp_path):
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
-    kw = dict(
-        detector="npr",
-        data=[str(tiny_ds)],
-        val=[str(tiny_ds)],
-        res=32,
-        batch=8,
-        steps_per_epoch=2,
-        out=str(tmp_path),
-        progress=False,
-        detector_cfg={"widths": (8, 16, 32)},
-        patience=10,
-    )
-    run = train(TrainOptions(epochs=1, **kw))
-    run2 = train(TrainOptions(epochs=2, resume=str(run), **kw))
+    kw = dict(augment="default", patience=10)
+    run = train(tiny_options(tiny_ds, tmp_path, epochs=1, **kw))
+    run2 = train(tiny_options(tiny_ds, tmp_path, epochs=2, resume=str(run), **kw))
     assert run2 == run
     epochs = [
         json.loads(s)["epoch"]
@@ -318,7 +297,6 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     from detectors.model_card import write_model_card
     from detectors.modelfile import load_model
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
     paired = make_dataset(tmp_path / "paired", n_per_class=12, seed=1)
     fakes_only = make_dataset(tmp_path / "samples", n_per_class=12, seed=2)
@@ -326,9 +304,7 @@ def test_default_model_crossval_keeps_the_paired_headline_apart(tmp_path):
     write_manifest(fakes_only, [dataclasses.replace(r, split="crossval", generator="ours")
                                 for r in read_manifest(fakes_only) if r.label == "fake"])
     tiny = make_dataset(tmp_path / "train", n_per_class=12, seed=3)
-    run = train(TrainOptions(detector="npr", data=[str(tiny)], val=[str(tiny)], res=32, epochs=1, batch=8,
-                             steps_per_epoch=2, progress=False, augment="none", out=str(tmp_path / "runs"),
-                             detector_cfg={"widths": (8, 16, 32)}))
+    run = train(tiny_options(tiny, tmp_path / "runs"))
     m = _crossval_metrics(load_model(run / "model", device="cpu"), [tiny, paired, fakes_only])
     assert (m["crossval"]["n_real"], m["crossval"]["n_fake"]) == (12, 12)
     assert (m["crossval_all"]["n_real"], m["crossval_all"]["n_fake"]) == (12, 24)
@@ -389,7 +365,6 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     from detectors.augment import match_resolution
     from detectors.data import Item, balanced_weights, fake_resolutions
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
@@ -425,14 +400,12 @@ def test_resolution_matching_gives_reals_the_fakes_sizes(tmp_path):
     assert fake_resolutions([it for it in items if it.y == 0], np.ones(10)) is None
 
     ds = make_dataset(tmp_path / "ds", n_per_class=8)  # make_dataset rows record no source size
-    base = dict(detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2,
-                progress=False, augment="none", out=str(tmp_path / "runs"), detector_cfg={"widths": (8, 16, 32)})
     with pytest.raises(DataError, match="--match-res: no training fake"):
-        train(TrainOptions(**base, match_res=True))
+        train(tiny_options(ds, tmp_path / "runs", match_res=True))
     rows = [dataclasses.replace(r, extra={"src_width": 16, "src_height": 16} if r.label == "fake" else {})
             for r in read_manifest(ds)]
     write_manifest(ds, rows)
-    run = train(TrainOptions(**base, match_res=True))
+    run = train(tiny_options(ds, tmp_path / "runs", match_res=True))
     assert json.loads((run / "model" / "model.json").read_text())["training"]["match_res"] is True
 
 
@@ -442,7 +415,6 @@ def test_group_weights_scale_a_groups_sampling_mass_and_refuse_unknown_groups(tm
     card records the weights."""
     from detectors.data import Item, balanced_weights
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
     items = [Item(Path(f"{i}"), y, g, g, "ds") for i, (y, g) in enumerate(
         [(1, "a")] * 4 + [(1, "b")] * 4 + [(0, "r")] * 4 + [(0, "s")] * 4)]
@@ -460,9 +432,7 @@ def test_group_weights_scale_a_groups_sampling_mass_and_refuse_unknown_groups(tm
 
     ds = make_dataset(tmp_path / "ds", n_per_class=8)
     fam = next(r.family or r.generator for r in read_manifest(ds) if r.label == "fake")
-    run = train(TrainOptions(detector="npr", data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8,
-                             steps_per_epoch=1, progress=False, augment="none", out=str(tmp_path / "runs"),
-                             detector_cfg={"widths": (8, 16, 32)}, group_weights={fam: 2.0}))
+    run = train(tiny_options(ds, tmp_path / "runs", steps_per_epoch=1, group_weights={fam: 2.0}))
     assert json.loads((run / "model" / "model.json").read_text())["training"]["group_weights"] == {fam: 2.0}
 
 
@@ -482,13 +452,11 @@ def test_keep_writes_the_best_or_the_last_epoch(tiny_ds, tmp_path):
     val AUC is saturated keeps its training instead of an early epoch that only won on noise."""
     from detectors.modelfile import read_state_dict
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
 
-    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=8, steps_per_epoch=3,
-              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, patience=10, lr=3e-3)
-    best2 = train(TrainOptions(epochs=2, out=str(tmp_path / "best2"), **kw))
-    last1 = train(TrainOptions(epochs=1, keep="last", out=str(tmp_path / "last1"), **kw))
-    last2 = train(TrainOptions(epochs=2, keep="last", out=str(tmp_path / "last2"), **kw))
+    kw = dict(steps_per_epoch=3, patience=10, lr=3e-3)
+    best2 = train(tiny_options(tiny_ds, tmp_path / "best2", epochs=2, **kw))
+    last1 = train(tiny_options(tiny_ds, tmp_path / "last1", epochs=1, keep="last", **kw))
+    last2 = train(tiny_options(tiny_ds, tmp_path / "last2", epochs=2, keep="last", **kw))
     aucs = [json.loads(s)["val_auc"] for s in (best2 / "metrics.jsonl").read_text().splitlines()
             if json.loads(s)["event"] == "epoch"]
     assert len(aucs) == 2 and aucs[1] <= aucs[0]  # on this data epoch 0 already separates: epoch 0 stays best
@@ -504,7 +472,7 @@ def test_keep_writes_the_best_or_the_last_epoch(tiny_ds, tmp_path):
     card = json.loads((last2 / "model" / "model.json").read_text())
     assert card["training"]["kept"] == "last"
     with pytest.raises(UsageError, match="keep='newest'"):
-        train(TrainOptions(epochs=1, keep="newest", out=str(tmp_path / "x"), **kw))
+        train(tiny_options(tiny_ds, tmp_path / "x", epochs=1, keep="newest", **kw))
 
 
 def test_tta_flip_averages_the_crop_and_its_mirror_at_inference_only():
@@ -550,25 +518,23 @@ def test_cosine_schedule_decays_over_the_budget_and_resume_continues_it(tiny_ds,
     """``lr_schedule="cosine"`` multiplies the base rate by 0.5 (1 + cos(pi * progress)): full at the start, half at
     the middle of the budget, near 0 at its end; ``constant`` leaves it alone; unknown names are refused."""
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions, lr_factor
+    from detectors.train.options import lr_factor
 
     assert lr_factor("cosine", 0) == 1 and lr_factor("cosine", 0.5) == pytest.approx(0.5)
     assert lr_factor("cosine", 1.0) == pytest.approx(0) == lr_factor("cosine", 3.0)
     assert lr_factor("constant", 0.9) == 1
-    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=4, steps_per_epoch=50,
-              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, lr=1e-3, patience=10)
-    run = train(TrainOptions(epochs=2, max_steps=100, lr_schedule="cosine", out=str(tmp_path / "c"), **kw))
+    kw = dict(batch=4, steps_per_epoch=50, lr=1e-3, patience=10)
+    run = train(tiny_options(tiny_ds, tmp_path / "c", epochs=2, max_steps=100, lr_schedule="cosine", **kw))
     lrs = {r["step"]: r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
            if r["event"] == "step"}
     assert lrs[50] == pytest.approx(1e-3 * lr_factor("cosine", 49 / 100))  # set before the 50th step
     assert lrs[100] == pytest.approx(1e-3 * lr_factor("cosine", 99 / 100)) and lrs[100] < 1e-5
     with pytest.raises(UsageError, match="lr_schedule='linear'"):
-        train(TrainOptions(epochs=1, lr_schedule="linear", out=str(tmp_path / "x"), **kw))
+        train(tiny_options(tiny_ds, tmp_path / "x", epochs=1, lr_schedule="linear", **kw))
 
 
 def test_sbi_adds_self_blends_of_reals_as_positives(tiny_ds, tmp_path):
     from detectors.train.loop import train
-    from detectors.train.options import TrainOptions
     from detectors.train.views import add_self_blends
 
     x, y = torch.rand(6, 3, 32, 32) * 2 - 1, torch.tensor([0, 0, 0, 0, 1, 1])
@@ -577,9 +543,7 @@ def test_sbi_adds_self_blends_of_reals_as_positives(tiny_ds, tmp_path):
     assert torch.equal(x2[:6], x) and not torch.equal(x2[6], x[0])  # a blend of the first real, not a copy
     assert torch.equal(x2[6][:, :2, :2], x[0][:, :2, :2])  # outside the face mask: the real's own pixels
     assert add_self_blends(x, y, 0.0, 0.3, np.random.default_rng(0))[0] is x
-    kw = dict(detector="npr", data=[str(tiny_ds)], val=[str(tiny_ds)], res=32, batch=8, steps_per_epoch=2,
-              progress=False, augment="none", detector_cfg={"widths": (8, 16, 32)}, epochs=1)
-    run = train(TrainOptions(sbi=0.5, out=str(tmp_path / "s"), **kw))
+    run = train(tiny_options(tiny_ds, tmp_path / "s", sbi=0.5))
     assert json.loads((run / "model" / "model.json").read_text())["training"]["options"]["sbi"] == 0.5
     with pytest.raises(UsageError, match="sbi=1.5"):
-        train(TrainOptions(sbi=1.5, out=str(tmp_path / "x"), **kw))
+        train(tiny_options(tiny_ds, tmp_path / "x", sbi=1.5))

@@ -18,22 +18,12 @@ from forensics_core.faces.detectors import FACE_DETECTORS, face_detector_help, g
 from forensics_core.faces.tracking import box_iou
 from forensics_core.faces.types import Face
 
-skimage_data = pytest.importorskip("skimage.data")
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return np.ascontiguousarray(skimage_data.astronaut())
+pytest.importorskip("skimage.data")  # the astronaut photo (conftest.py)
 
 
 @pytest.fixture(scope="module")
 def fast():
     return get_face_detector("mtcnn-fast", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return get_face_detector("mtcnn", device="cpu")
 
 
 def _iod(face: Face) -> float:
@@ -51,8 +41,8 @@ def test_pyramid_maps_the_smallest_face_onto_pnets_window_and_stops_at_12_px() -
     assert p.smallest_face(1080, 1920) == pytest.approx(54.0) and p.smallest_face(200, 200) == 20.0
 
 
-def test_fast_finds_the_reference_face_with_its_landmarks(astronaut, fast, reference) -> None:
-    ref = reference.detect([astronaut])[0]
+def test_fast_finds_the_reference_face_with_its_landmarks(astronaut, fast, mtcnn) -> None:
+    ref = mtcnn.detect([astronaut])[0]
     got = fast.detect([astronaut])[0]
     assert len(ref) == 1 and len(got) == 1
     assert box_iou(np.array([ref[0].box]), np.array([got[0].box]))[0, 0] > 0.8

@@ -30,20 +30,10 @@ from forensics_core.faces.extract import ExtractConfig, extract_faces
 from forensics_core.faces.tracking import IoUTracker, box_iou
 from forensics_core.faces.types import Face
 
-skimage_data = pytest.importorskip("skimage.data")
+pytest.importorskip("skimage.data")  # the astronaut photo (conftest.py)
 
 # Where the astronaut's face is (x1, y1, x2, y2), measured once by eye on the 512x512 public-domain photo.
 ASTRONAUT_FACE = (175, 55, 275, 175)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return np.ascontiguousarray(skimage_data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def mtcnn():
-    return get_face_detector("mtcnn", device="cpu")
 
 
 def _inside(point: np.ndarray, box: tuple[float, float, float, float]) -> bool:

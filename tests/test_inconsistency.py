@@ -11,6 +11,8 @@ from detectors.inconsistency.features import FEATURES_VERSION, crop_features, fe
 from detectors.inconsistency.maps import blockiness, luma
 from detectors.inconsistency.regions import CORE_RHO, REGIONS, crop_regions, face_regions, template_landmarks
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _scene(seed: int = 0, size: int = 128, noise: float = 4.0) -> np.ndarray:
     """A smooth random 'photo' with sensor-like noise everywhere."""
@@ -31,14 +33,6 @@ def _paste_smooth_face(img: np.ndarray, margin: float = 0.3) -> np.ndarray:
     m = regions.rho <= 1.0
     out[m] = smooth[m]
     return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_regions_follow_the_landmarks_and_do_not_overlap():

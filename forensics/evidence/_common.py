@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from forensics.evidence import EvidenceResult, EvidenceSubject
 
 # Pixel analyses work on at most this many pixels: a 50-megapixel photo would otherwise cost seconds per
 # analysis. Downscaling blurs fine traces, so the factor is reported in each result's details.
@@ -60,6 +64,14 @@ def ratio_score(ratio: float | None, full_at: float = 3.0) -> float | None:
     if ratio is None:
         return None
     return float(min(1.0, abs(math.log(max(ratio, 1e-9))) / math.log(full_at)))
+
+
+def contrast_strength(what: str, full_at: float = 3.0) -> str:
+    """What a :func:`ratio_score` strength of face vs. background ``what`` means, for an analysis' registration."""
+    return (
+        f"face vs. background contrast of {what}: 0 = alike, 1 = one is {full_at:g}x the other or more "
+        f"(|log ratio| / log {full_at:g})"
+    )
 
 
 def normalise(heat: np.ndarray, pct: float = 99.5) -> np.ndarray:
@@ -149,3 +161,24 @@ def real_scale(value: float | None, median: float, p99: float) -> float:
     if value is None or not np.isfinite(value):
         return 0.0
     return float(np.clip((value - median) / max(p99 - median, 1e-9), 0.0, 1.0))
+
+
+#: what a face-vs-surround analysis says when the subject has no face whose neighbourhood it could read
+NO_SURROUND_FACE = "No face to compare with its surround."
+
+
+def surround_result(
+    name: str,
+    subject: EvidenceSubject,
+    face_fn: Callable[[np.ndarray, np.ndarray], tuple[dict[str, Any], np.ndarray]],
+    judge: Callable[[dict[str, Any]], tuple[float, str]],
+    no_face: str = NO_SURROUND_FACE,
+) -> EvidenceResult:
+    """The result of a face-vs-surround analysis: ``face_fn`` run on each face's neighbourhood (:func:`per_face`)
+    and the largest face's finding put into a strength and a sentence by ``judge``; without a face, no strength.
+    The details hold every face's finding and the analysis scale, so a reader can check what the sentence rests on."""
+    findings, heat, scale = per_face(subject, face_fn)
+    if not findings:
+        return EvidenceResult(name, "file", None, no_face, {"analysis_scale": scale})
+    score, summary = judge(findings[0])
+    return EvidenceResult(name, "file", score, summary, {"faces": findings, "analysis_scale": scale}, heat)

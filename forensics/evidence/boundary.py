@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
+from forensics.evidence._common import REAL_SCALE_TEXT, real_scale, surround_result
 
 #: the seam step (times the typical ring-to-ring step) of real photos: median and 99th percentile
 #: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
@@ -79,11 +79,26 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     # the map: radial change of the local sharpness and of the skin tone, as z-scores against the surround's
     local_sharp = spectrum_map(mp, win)
     tone = colour_dev_map(mp, regions, win)
-    z = np.maximum(
-        surround_z(radial_change(local_sharp, lm), regions), surround_z(radial_change(tone, lm), regions)
-    )
+    z = np.maximum(surround_z(radial_change(local_sharp, lm), regions), surround_z(radial_change(tone, lm), regions))
     heat = np.where((regions.rho > 0.6) & (regions.rho <= 1.6), z / Z_FULL, 0.0)
     return {"steps": steps, "window": win}, np.clip(heat, 0.0, 1.0).astype(np.float32)
+
+
+def _judge(finding: dict) -> tuple[float, str]:
+    name, worst = max(finding["steps"].items(), key=lambda kv: kv[1]["step_vs_typical"])
+    ratio = worst["step_vs_typical"]
+    score = real_scale(ratio, *STEP_SCALE)
+    what = {"cb": "skin tone (blue-yellow)", "cr": "skin tone (red-green)", "luma": "skin brightness",
+            "sharpness": "sharpness", "fine_band": "fine detail"}[name]  # fmt: skip
+    where = "inside the face's edge" if worst["at_rho"] < 0.95 else "at the face's edge"
+    if score < 0.5:
+        return score, (
+            f"No clear seam: the largest step along the face's rings ({what}) is {ratio:.1f}x the typical one."
+        )
+    return score, (
+        f"A {what} step {where} ({ratio:.1f}x the typical ring-to-ring change): consistent with a blending "
+        "boundary; hair lines, glasses, beards and shadows also make such steps."
+    )
 
 
 @register_evidence(
@@ -96,23 +111,4 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     f"scale of real photos: {REAL_SCALE_TEXT}",
 )
 def blend_boundary(subject: EvidenceSubject) -> EvidenceResult:
-    findings, heat, scale = per_face(subject, _face)
-    if not findings:
-        return EvidenceResult("blend-boundary", "file", None, "No face whose boundary to check.",
-                              {"analysis_scale": scale})  # fmt: skip
-    steps = findings[0]["steps"]
-    name, worst = max(steps.items(), key=lambda kv: kv[1]["step_vs_typical"])
-    ratio = worst["step_vs_typical"]
-    score = real_scale(ratio, *STEP_SCALE)
-    details = {"faces": findings, "analysis_scale": scale}
-    what = {"cb": "skin tone (blue-yellow)", "cr": "skin tone (red-green)", "luma": "skin brightness",
-            "sharpness": "sharpness", "fine_band": "fine detail"}[name]  # fmt: skip
-    where = "inside the face's edge" if worst["at_rho"] < 0.95 else "at the face's edge"
-    if score < 0.5:
-        summary = f"No clear seam: the largest step along the face's rings ({what}) is {ratio:.1f}x the typical one."
-    else:
-        summary = (
-            f"A {what} step {where} ({ratio:.1f}x the typical ring-to-ring change): consistent with a blending "
-            "boundary; hair lines, glasses, beards and shadows also make such steps."
-        )
-    return EvidenceResult("blend-boundary", "file", score, summary, details, heat)
+    return surround_result("blend-boundary", subject, _face, _judge, no_face="No face whose boundary to check.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
+from forensics.evidence._common import REAL_SCALE_TEXT, real_scale, surround_result
 
 #: the inner face's median robust z of real photos: median and 99th percentile
 #: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
@@ -41,6 +41,19 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 
+def _judge(finding: dict) -> tuple[float, str]:
+    zc = finding["core_median_z"]
+    score = real_scale(zc, *Z_SCALE)
+    if score < 0.5:
+        return score, (
+            f"The inner face's residual statistics fit its surround's (median z {zc:.1f}): no sign of another capture."
+        )
+    return score, (
+        f"The inner face's residual co-occurrences lie outside its surround's (median z {zc:.1f}): consistent with "
+        "a region from another camera or compression; strong retouching and very smooth skin also move them."
+    )
+
+
 @register_evidence(
     "cooccurrence",
     scope="file",
@@ -50,20 +63,4 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     f"median robust z-score), on the scale of real photos: {REAL_SCALE_TEXT}",
 )
 def cooccurrence(subject: EvidenceSubject) -> EvidenceResult:
-    findings, heat, scale = per_face(subject, _face)
-    if not findings:
-        return EvidenceResult("cooccurrence", "file", None, "No face to compare with its surround.",
-                              {"analysis_scale": scale})  # fmt: skip
-    zc = findings[0]["core_median_z"]
-    score = real_scale(zc, *Z_SCALE)
-    details = {"faces": findings, "analysis_scale": scale}
-    if score < 0.5:
-        summary = (
-            f"The inner face's residual statistics fit its surround's (median z {zc:.1f}): no sign of another capture."
-        )
-    else:
-        summary = (
-            f"The inner face's residual co-occurrences lie outside its surround's (median z {zc:.1f}): consistent with "
-            "a region from another camera or compression; strong retouching and very smooth skin also move them."
-        )
-    return EvidenceResult("cooccurrence", "file", score, summary, details, heat)
+    return surround_result("cooccurrence", subject, _face, _judge)

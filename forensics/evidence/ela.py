@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import limit_size, normalise, ratio_score, region_contrast
+from forensics.evidence._common import contrast_strength, limit_size, normalise, ratio_score, region_contrast
 
 ELA_QUALITY = 90
 
@@ -23,8 +23,7 @@ ELA_QUALITY = 90
     scope="file",
     label="error level",
     description="Error-level analysis: JPEG re-save difference, face vs. rest.",
-    strength="face vs. background contrast of the re-save error: 0 = alike, 1 = one is 3x the other or more "
-    "(|log ratio| / log 3)",
+    strength=contrast_strength("the re-save error"),
 )
 def ela(subject: EvidenceSubject) -> EvidenceResult:
     pixels, boxes, scale = limit_size(subject.pixels, subject.face_boxes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import limit_size, normalise, ratio_score, region_contrast, to_gray
+from forensics.evidence._common import contrast_strength, limit_size, normalise, ratio_score, region_contrast, to_gray
 
 WINDOW = 15  # local statistics window, px: big enough for a stable estimate, small enough to localise a face
 
@@ -20,8 +20,7 @@ WINDOW = 15  # local statistics window, px: big enough for a stable estimate, sm
     scope="file",
     label="noise residual",
     description="Noise residual energy map, face vs. background.",
-    strength="face vs. background contrast of the noise residual: 0 = alike, 1 = one is 3x the other or more "
-    "(|log ratio| / log 3)",
+    strength=contrast_strength("the noise residual"),
 )
 def noise(subject: EvidenceSubject) -> EvidenceResult:
     import cv2  # here, not at import: registering the analysis (for --help) must stay light

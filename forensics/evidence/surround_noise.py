@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, register_evidence
-from forensics.evidence._common import REAL_SCALE_TEXT, per_face, real_scale
+from forensics.evidence._common import REAL_SCALE_TEXT, real_scale, surround_result
 
 #: |log noise ratio| and |spectrum-slope difference| of real photos: median and 99th percentile
 #: (``python -m benchmarks.evidence_scales``: 300 shared training reals, JPEG q85)
@@ -54,6 +54,28 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     return finding, np.clip(heat, 0.0, 1.0).astype(np.float32)
 
 
+def _judge(finding: dict) -> tuple[float, str]:
+    r, s = finding["noise_ratio"], finding["slope_difference"]
+    noise = abs(math.log(r)) if r and math.isfinite(r) else None
+    score = max(real_scale(noise, *NOISE_SCALE), real_scale(abs(s), *SLOPE_SCALE))
+    if score < 0.5:
+        return score, (
+            f"Inner face and surround share a noise level ({r:.2f}x) and spectrum shape ({s:+.2f}): no noise "
+            "inconsistency seen."
+        )
+    if r < 1 or s < 0:
+        return score, (
+            f"The inner face is smoother than its surround (noise {r:.2f}x, finest-band slope {s:+.2f}): consistent "
+            "with a face resampled, denoised or softly blended before it was pasted; retouching, make-up and depth "
+            "of field also cause this."
+        )
+    return score, (
+        f"The inner face carries more fine residual than its surround (noise {r:.2f}x, slope {s:+.2f}): "
+        "consistent with a sharpened or noisier donor face; a sharp face before a blurred background also "
+        "causes this."
+    )
+
+
 @register_evidence(
     "surround-noise",
     scope="file",
@@ -63,30 +85,4 @@ def _face(pixels: np.ndarray, lm: np.ndarray) -> tuple[dict, np.ndarray]:
     f"surround, each on the scale of real photos: {REAL_SCALE_TEXT}",
 )
 def surround_noise(subject: EvidenceSubject) -> EvidenceResult:
-    findings, heat, scale = per_face(subject, _face)
-    if not findings:
-        return EvidenceResult(
-            "surround-noise", "file", None, "No face to compare with its surround.", {"analysis_scale": scale}
-        )
-    f = findings[0]
-    ratio = f["noise_ratio"]
-    noise = abs(math.log(ratio)) if ratio and math.isfinite(ratio) else None
-    score = max(real_scale(noise, *NOISE_SCALE), real_scale(abs(f["slope_difference"]), *SLOPE_SCALE))
-    details = {"faces": findings, "analysis_scale": scale}
-    r, s = f["noise_ratio"], f["slope_difference"]
-    if score < 0.5:
-        summary = f"Inner face and surround share a noise level ({r:.2f}x) and spectrum shape ({s:+.2f}): no noise " \
-                  "inconsistency seen."  # fmt: skip
-    elif r < 1 or s < 0:
-        summary = (
-            f"The inner face is smoother than its surround (noise {r:.2f}x, finest-band slope {s:+.2f}): consistent "
-            "with a face resampled, denoised or softly blended before it was pasted; retouching, make-up and depth "
-            "of field also cause this."
-        )
-    else:
-        summary = (
-            f"The inner face carries more fine residual than its surround (noise {r:.2f}x, slope {s:+.2f}): "
-            "consistent with a sharpened or noisier donor face; a sharp face before a blurred background also "
-            "causes this."
-        )
-    return EvidenceResult("surround-noise", "file", score, summary, details, heat)
+    return surround_result("surround-noise", subject, _face, _judge)

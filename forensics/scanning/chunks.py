@@ -16,6 +16,7 @@ import numpy as np
 
 from forensics_core.errors import ForensicsError
 from forensics_core.inputs import InputItem
+from forensics_core.plumbing import batched
 
 
 class ScanTimeoutError(ForensicsError):
@@ -156,15 +157,8 @@ class Loaded:
     loaded_at: float = 0.0  # monotonic time its load finished (waiting after that is not charged to it)
 
 
-def chunked(items: Iterable[InputItem], n: int) -> Iterator[list[InputItem]]:
-    chunk: list[InputItem] = []
-    for it in items:
-        chunk.append(it)
-        if len(chunk) >= n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+#: the scan's inputs cut into chunks of ``--batch`` files
+chunked = batched
 
 
 def decoded_in(pool: WorkerPool, frames: Iterator[Any], deadline: Deadline) -> Iterator[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from forensics_core.faces.crops import CropSpec, canonical_landmarks, crop_faces
 from forensics_core.faces.detectors import FaceDetector
 from forensics_core.faces.tracking import IoUTracker
 from forensics_core.faces.types import Face
+from forensics_core.plumbing import batched
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def extract_faces(
     info = media.probe(p, limits=limits)
     tracker = IoUTracker(cfg.min_iou, cfg.max_age)
     frames = media.iter_frames(p, every=cfg.every, fps=cfg.fps, limits=limits)
-    for batch in _batched(frames, cfg.batch_size):
+    for batch in batched(frames, cfg.batch_size):
         for fr, faces in zip(batch, detector.detect([f.pixels for f in batch])):
             faces = faces[: cfg.max_faces]
             ids = tracker.update([f.box for f in faces])
@@ -96,17 +97,6 @@ def extract_faces(
                 yield ExtractedFace(
                     _aligned(fr.pixels, face, cfg), face, p, info.sha256, kind, fr.index, float(fr.time_s), tid
                 )
-
-
-def _batched(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for x in it:
-        batch.append(x)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # Extensions treated as media when a directory is expanded. Only used to pick candidates inside directories; the

@@ -40,6 +40,7 @@ from forensics_core.media.types import (
     typed_errors,
 )
 from forensics_core.media.video import MUXERS, write_video
+from forensics_core.plumbing import Closing
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -104,7 +105,7 @@ class _Sampler:
         return False
 
 
-class FrameStream(Iterator[Frame]):
+class FrameStream(Closing, Iterator[Frame]):
     """The iterator :func:`iter_frames` returns: frames one at a time plus how the iteration ended.
 
     ``truncated`` is true (and ``stop_reason`` says why) when ``max_frames`` or ``max_duration_s`` stopped the
@@ -129,12 +130,6 @@ class FrameStream(Iterator[Frame]):
 
     def __iter__(self) -> FrameStream:
         return self
-
-    def __enter__(self) -> FrameStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._done = True

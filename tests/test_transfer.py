@@ -333,3 +333,26 @@ def test_reals_summary_counts_unscored_apart():
     s = T.reals_summary(np.array([0.1, np.nan, 0.95, 0.3]), {"balanced": 0.2, "fpr1": 0.9})
     assert (s["n"], s["n_unscored"], s["median_p"]) == (3, 1, pytest.approx(0.3))
     assert s["flagged"] == {"balanced": pytest.approx(2 / 3), "fpr1": pytest.approx(1 / 3)}
+
+
+def test_window_probe_cuts_separate_the_face_share_from_the_window_position():
+    """The probe's third cut is the photo's own window cut from the centre crop: where that window lies inside the
+    centre, the same pixels as the photo's crop; its fourth has the same side centred on the centre crop's face."""
+    from benchmarks.transfer.protocols import _cuts
+    from forensics_core.faces.crops import CropSpec
+    from forensics_core.faces.types import Face
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    lm = np.array([[185.0, 190.0], [215.0, 190.0], [200.0, 205.0], [188.0, 220.0], [212.0, 220.0]])
+    face = Face(box=(175.0, 170.0, 225.0, 235.0), landmarks=lm, prob=0.99)
+    off = (400 - 300) // 2
+    tight = Face(box=(125.0, 120.0, 175.0, 185.0), landmarks=lm - off, prob=0.99)
+    spec = CropSpec(size=64, crop="native", margin=0.3, edge="clamp")
+    photo, centre, photos_window, face_centred = _cuts(img, face, tight, spec)
+    assert photo.shape == centre.shape == photos_window.shape == face_centred.shape == (64, 64, 3)
+    assert np.array_equal(photos_window, photo)  # the window lies inside the centre: nothing is mirrored
+    assert np.array_equal(face_centred, photo)  # and the face is where it was: same side, same place
+    moved = Face(box=tight.box, landmarks=tight.landmarks + 9.0, prob=0.99)
+    assert not np.array_equal(_cuts(img, face, moved, spec)[3], photo)  # centred on another face position
+    assert _cuts(img, None, tight, spec) is None and _cuts(img, face, None, spec) is None

@@ -1,5 +1,6 @@
 """The transfer protocols: which files each one scores, under which deliveries, and what it returns
-(``shortcuts``, ``watermark``, ``real-sources``, ``external-dev``, ``transfer-val``, ``unseen-decoders``).
+(``shortcuts``, ``watermark``, ``real-sources``, ``external-dev``, ``transfer-val``, ``unseen-decoders``,
+``window-probe``).
 
 Each protocol is ``fn(model, data, n, threads, work, split=...) -> dict`` (the ``results.json`` section of that
 name); :data:`PROTOCOLS` maps the ``--protocol`` names to them.
@@ -270,6 +271,97 @@ def unseen_decoders(
             "missing": missing, "pairs": pairs}
 
 
+# --------------------------------------------------------------------------------------------------------------
+# window-probe: which part of a tighter framing moves a verdict, the face's share of the input or where the window sits
+# --------------------------------------------------------------------------------------------------------------
+#: the cuts, in report order (see the module docstring)
+WINDOWS = ("photo", "centre75", "centre75, photo's window", "centre75, face-centred")
+CENTRE = 0.75
+
+
+def _largest(faces: list[Any]) -> Any:
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
+
+
+def _cuts(img: np.ndarray, face: Any, tight_face: Any, spec: Any) -> list[np.ndarray] | None:
+    """The four crops of one photo (``None`` when a face is missing in the photo or in its centre)."""
+    from forensics_core.degrade import resize_to
+    from forensics_core.faces.crops import crop_faces, cut_window, native_window
+
+    if face is None or tight_face is None:
+        return None
+    h, w = img.shape[:2]
+    s = int(round(CENTRE * min(h, w)))
+    oy, ox = (h - s) // 2, (w - s) // 2
+    tight = img[oy : oy + s, ox : ox + s]
+    x0, y0, side = native_window(img.shape, face.landmarks, spec.size, spec.margin, spec.edge)
+    tx, ty, ts = native_window(tight.shape, tight_face.landmarks, spec.size, spec.margin, "reflect")
+    cx, cy = tx + ts / 2, ty + ts / 2
+    return [
+        crop_faces(img, [face], spec)[0].pixels,
+        crop_faces(tight, [tight_face], spec)[0].pixels,
+        resize_to(cut_window(tight, x0 - ox, y0 - oy, side), spec.size),
+        resize_to(cut_window(tight, int(round(cx - side / 2)), int(round(cy - side / 2)), side), spec.size),
+    ]
+
+
+def window_probe(model: Any, data: Path, n: int, threads: int, work: Path, split: str = "crossval") -> dict[str, Any]:
+    """AUC of each matched transfer_val pair (FFHQ-512 reals against PGGAN / StyleGAN1 / StyleGAN2, one pipeline for
+    both classes) cut four ways (:data:`WINDOWS`) and scored by the model directly: a crop-level probe, not a scan.
+
+    * ``photo``: the full photo, the model's own crop (what ``scan`` gives the model);
+    * ``centre75``: its centre 75 % (no resampling), the model's own crop (what ``scan`` gives it then);
+    * ``centre75, photo's window``: in the centre 75 %, the window the full photo got (same side, same place: the
+      same pixels where the crop still has them, their mirror image where it does not);
+    * ``centre75, face-centred``: the same side, centred on the face found in the centre 75 % (where a ``reflect``
+      window sits).
+
+    The last two show the face at the same share of the input, so a gap between them is where the window sits (and
+    with it where the mirrored fill lies), not the face's size. Measured on v14 (``benchmarks/results/transfer/
+    v14-window``), StyleGAN2: 0.963 / 0.559 / 0.931 / 0.707: most of its tight-crop collapse is the window's
+    position, a cue of training views that were always the whole FFHQ-aligned image. ``split`` and ``work`` are
+    unused (the set is its own split; nothing is written)."""
+    import cv2
+    import torch
+
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.faces import get_face_detector
+
+    torch.set_num_threads(max(1, threads))
+    files = transfer_val_files(data, n)
+    detector = get_face_detector(ScanConfig().face_detector, "cpu")
+    scores: dict[str, np.ndarray] = {}
+    skipped: dict[str, int] = {}
+    for g in (TV_REAL, *TV_MATCHED):
+        crops: list[list[np.ndarray]] = []
+        for f in files[g]:
+            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DataError(f"{f}: not a decodable image")
+            img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            s = int(round(CENTRE * min(img.shape[:2])))
+            oy, ox = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
+            found, found_tight = detector.detect([img, np.ascontiguousarray(img[oy : oy + s, ox : ox + s])])
+            cut = _cuts(img, _largest(found), _largest(found_tight), model.preprocess)
+            if cut is not None:
+                crops.append(cut)
+        skipped[g] = len(files[g]) - len(crops)
+        if not crops:
+            raise DataError(f"transfer_val {g}: no face found in any file")
+        flat = model.predict_proba([c for cut in crops for c in cut])
+        scores[g] = flat.reshape(len(crops), len(WINDOWS))
+    th = dict(model.thresholds)
+    pairs = []
+    for g in TV_MATCHED:
+        for k, win in enumerate(WINDOWS):
+            pr = asdict(pair_metrics(f"{g} vs {TV_REAL}, {win}", scores[TV_REAL][:, k], scores[g][:, k], th["fpr1"]))
+            pr.update(group=g, window=win, median_fake_p=float(np.median(scores[g][:, k])),
+                      median_real_p=float(np.median(scores[TV_REAL][:, k])))
+            pairs.append(pr)
+    return {"root": "shared transfer_val, matched pairs, crop level (not through scan)", "windows": list(WINDOWS),
+            "skipped_no_face": skipped, "pairs": pairs}
+
+
 def _image_side(path: Path) -> int:
     from PIL import Image
 
@@ -280,6 +372,7 @@ def _image_side(path: Path) -> int:
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "shortcuts": shortcuts, "real-sources": real_sources, "external-dev": external_dev,
     "unseen-decoders": unseen_decoders, "transfer-val": transfer_val, "watermark": watermark,
+    "window-probe": window_probe,
 }
 #: protocols that read the project's generated data (``--recon``), not only ``../shared/data``
 NEEDS_RECON = ("unseen-decoders",)

@@ -77,6 +77,9 @@ def render(res: dict[str, Any]) -> str:
     wm = res["protocols"].get("watermark")
     if wm:
         lines += ["## watermark", "", f"{wm['note']} ({wm['split']} split).", "", _pair_table(wm["pairs"]), ""]
+    wp = res["protocols"].get("window-probe")
+    if wp:
+        lines += render_probe(wp)
     ud = res["protocols"].get("unseen-decoders")
     if ud:
         seen = ", ".join(
@@ -296,3 +299,19 @@ def write_index(root: Path) -> Path:
     out = root / "README.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
+
+
+def render_probe(wp: dict[str, Any]) -> list[str]:
+    """Markdown lines of the ``window-probe`` section: AUC (median P(fake) of fakes / reals) per group x window."""
+    wins = wp["windows"]
+    lines = ["## window-probe", "", f"{wp['root']}: which part of a tighter framing moves the verdict. The last two "
+             "cuts show the face at the same share of the input; a gap between them is where the window sits.", "",
+             "| fakes | " + " | ".join(wins) + " |", "|---|" + "---|" * len(wins)]
+    for g in dict.fromkeys(p["group"] for p in wp["pairs"]):
+        cells = {p["window"]: p for p in wp["pairs"] if p["group"] == g}
+        lines.append(f"| {g} | " + " | ".join(
+            f"{cells[w]['auc']:.3f} ({cells[w]['median_fake_p']:.3f} / {cells[w]['median_real_p']:.3f})" for w in wins
+        ) + " |")
+    lines += ["", "Cells: AUC (median P(fake) of the fakes / of the reals). Files without a face in the photo or in "
+              f"its centre, left out: {wp['skipped_no_face']}.", ""]
+    return lines

@@ -200,8 +200,9 @@ def native_crop(
     instead of being magnified; a window within :data:`NATIVE_SNAP` of ``size`` is cut at ``size`` unresampled.
 
     ``edge``: where the window reaches past the photo, ``clamp`` (models before v15) shrinks and shifts it inside,
-    so in a tightly framed photo the face fills more of the input than in any training crop (measured on v14:
-    StyleGAN2 vs FFHQ AUC 0.966 on the full 512 px photos, 0.559 on their centre 75 %); ``reflect`` keeps the
+    so in a tightly framed photo the face fills more of the input than in any training crop and sits elsewhere in
+    it (measured on v14: StyleGAN2 vs FFHQ AUC 0.966 on the full 512 px photos, 0.559 on their centre 75 %; the
+    transfer ``window-probe`` protocol puts most of that on the window's position); ``reflect`` keeps the
     window and fills the outside by reflection (:func:`cut_window`), so the face's share of the input does not
     depend on how the photo was framed. ``zoom`` / ``shift``: see :func:`native_window`.
     """

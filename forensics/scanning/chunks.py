@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -16,7 +16,6 @@ import numpy as np
 
 from forensics_core.errors import ForensicsError
 from forensics_core.inputs import InputItem
-from forensics_core.plumbing import batched
 
 
 class ScanTimeoutError(ForensicsError):
@@ -157,10 +156,6 @@ class Loaded:
     loaded_at: float = 0.0  # monotonic time its load finished (waiting after that is not charged to it)
 
 
-#: the scan's inputs cut into chunks of ``--batch`` files
-chunked = batched
-
-
 def decoded_in(pool: WorkerPool, frames: Iterator[Any], deadline: Deadline) -> Iterator[Any]:
     """``frames`` with every ``next`` (demux + decode, where a hostile video spends its time) run in a worker and
     bounded by the file's deadline, so a decoder stuck inside FFmpeg is abandoned instead of stalling the scan."""
@@ -170,16 +165,3 @@ def decoded_in(pool: WorkerPool, frames: Iterator[Any], deadline: Deadline) -> I
         if frame is end:
             return
         yield frame
-
-
-def batched(frames: Iterable[Any], n: int, limit: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for count, fr in enumerate(frames, start=1):
-        batch.append(fr)
-        if len(batch) >= n or count >= limit:
-            yield batch
-            batch = []
-        if count >= limit:
-            return
-    if batch:
-        yield batch

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from forensics.evidence import EvidenceResult, EvidenceSubject, run_face_evidence, run_file_evidence
-from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool, chunked
+from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool
 from forensics.scanning.config import ScanConfig, resolve_model
 from forensics.scanning.images import ImageScanning
 from forensics.scanning.pixels import downscale
@@ -29,6 +29,7 @@ from forensics.scanning.results import (
 )
 from forensics.scanning.video import VideoScanning
 from forensics_core.inputs import InputItem
+from forensics_core.plumbing import batched
 from forensics_core.thresholds import ThresholdPolicy
 
 
@@ -99,7 +100,7 @@ class Scanner(ImageScanning, VideoScanning):
         # Two pools: prefetched loads of the next chunk (possibly stuck on a hostile file nobody waits for yet) must
         # never hold up the current chunk's evidence or video frame decoding, or a healthy file would time out.
         with WorkerPool(cfg.workers, "load") as loader, WorkerPool(cfg.workers, "work") as pool:
-            chunks = chunked(items, cfg.batch)
+            chunks = batched(items, cfg.batch)
             nxt = next(chunks, None)
             prefetch = self._submit_loads(loader, nxt) if nxt else None
             while nxt is not None:

@@ -9,14 +9,16 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
-from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool, batched, decoded_in
+from forensics.scanning.chunks import Deadline, Loaded, ScanTimeoutError, WorkerPool, decoded_in
 from forensics.scanning.pixels import downscale, rescaled, thumbnail
 from forensics.scanning.results import FaceResult, FileResult, TrackResult, timings
 from forensics_core.faces.crops import crop_faces
+from forensics_core.plumbing import batched
 from forensics_core.thresholds import VERDICT_CLEAR
 
 FALLBACK_VIDEO_CROPS = 8  # whole-frame crops kept for a video in which no face is ever found
@@ -111,7 +113,8 @@ class VideoScanning:
         frames = media.iter_frames(ld.item.path, fps=fps, limits=self._limits)
         stuck = False
         try:
-            for batch in batched(decoded_in(pool, frames, deadline), cfg.batch, limit=cfg.max_frames):
+            # islice stops after max_frames without pulling (decoding) one more
+            for batch in batched(islice(decoded_in(pool, frames, deadline), cfg.max_frames), cfg.batch):
                 deadline.check(f"after {sampled} sampled frames")
                 sampled += len(batch)
                 if first_frame is None:

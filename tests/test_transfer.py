@@ -347,12 +347,15 @@ def test_window_probe_cuts_separate_the_face_share_from_the_window_position():
     lm = np.array([[185.0, 190.0], [215.0, 190.0], [200.0, 205.0], [188.0, 220.0], [212.0, 220.0]])
     face = Face(box=(175.0, 170.0, 225.0, 235.0), landmarks=lm, prob=0.99)
     off = (400 - 300) // 2
+    centre_img = img[off : off + 300, off : off + 300]
     tight = Face(box=(125.0, 120.0, 175.0, 185.0), landmarks=lm - off, prob=0.99)
     spec = CropSpec(size=64, crop="native", margin=0.3, edge="clamp")
-    photo, centre, photos_window, face_centred = _cuts(img, face, tight, spec)
+    photo, centre, photos_window, face_centred = _cuts(img, centre_img, (off, off), face, tight, spec)
     assert photo.shape == centre.shape == photos_window.shape == face_centred.shape == (64, 64, 3)
     assert np.array_equal(photos_window, photo)  # the window lies inside the centre: nothing is mirrored
     assert np.array_equal(face_centred, photo)  # and the face is where it was: same side, same place
     moved = Face(box=tight.box, landmarks=tight.landmarks + 9.0, prob=0.99)
-    assert not np.array_equal(_cuts(img, face, moved, spec)[3], photo)  # centred on another face position
-    assert _cuts(img, None, tight, spec) is None and _cuts(img, face, None, spec) is None
+    # centred on another face position
+    assert not np.array_equal(_cuts(img, centre_img, (off, off), face, moved, spec)[3], photo)
+    assert _cuts(img, centre_img, (off, off), None, tight, spec) is None
+    assert _cuts(img, centre_img, (off, off), face, None, spec) is None

@@ -44,6 +44,14 @@ def _write_variant(src: Path, dst_dir: Path, variant: str) -> Path:
     return dst
 
 
+def centre_box(shape: tuple[int, ...], frac: float) -> tuple[int, int, int, int]:
+    """``y0, x0, height, width`` of the centre ``frac`` of each side of an image of ``shape`` (the ``centreP``
+    step: a tighter framing, no resampling)."""
+    h, w = shape[:2]
+    ch, cw = max(1, round(h * frac)), max(1, round(w * frac))
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
 _KERNELS = {"area": "INTER_AREA", "lanczos": "INTER_LANCZOS4", "bicubic": "INTER_CUBIC", "bilinear": "INTER_LINEAR"}
 
 
@@ -79,10 +87,7 @@ def _variant_step(img: np.ndarray, step: str, variant: str) -> np.ndarray:
             out[y0 : y0 + band.shape[0], x0:] = band
             return out
         if step.startswith("centre"):
-            f = float(step[6:]) / 100
-            h, w = img.shape[:2]
-            ch, cw = max(1, round(h * f)), max(1, round(w * f))
-            y0, x0 = (h - ch) // 2, (w - cw) // 2
+            y0, x0, ch, cw = centre_box(img.shape[:2], float(step[6:]) / 100)
             return img[y0 : y0 + ch, x0 : x0 + cw]
     except (ValueError, KeyError):
         pass

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.transfer.delivery import _score, _write_variant
+from benchmarks.transfer.delivery import _score, _write_variant, centre_box
 from benchmarks.transfer.metrics import pair_metrics, real_variants, reals_summary, transfer_val_summary
 from forensics_core.errors import DataError
 
@@ -274,26 +274,27 @@ def unseen_decoders(
 # --------------------------------------------------------------------------------------------------------------
 # window-probe: which part of a tighter framing moves a verdict, the face's share of the input or where the window sits
 # --------------------------------------------------------------------------------------------------------------
-#: the cuts, in report order (see the module docstring)
+#: the cuts, in report order (see :func:`window_probe`)
 WINDOWS = ("photo", "centre75", "centre75, photo's window", "centre75, face-centred")
+#: the tighter framing the probe takes apart: the transfer-val ``centre75`` variant's share of each side
 CENTRE = 0.75
 
 
 def _largest(faces: list[Any]) -> Any:
-    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) if faces else None
+    return max(faces, key=lambda f: f.area) if faces else None
 
 
-def _cuts(img: np.ndarray, face: Any, tight_face: Any, spec: Any) -> list[np.ndarray] | None:
-    """The four crops of one photo (``None`` when a face is missing in the photo or in its centre)."""
+def _cuts(
+    img: np.ndarray, tight: np.ndarray, offset: tuple[int, int], face: Any, tight_face: Any, spec: Any
+) -> list[np.ndarray] | None:
+    """The four crops of one photo ``img`` and its centre crop ``tight`` (whose top-left corner is ``offset``,
+    ``x, y``, in ``img``); ``None`` when a face is missing in either."""
     from forensics_core.degrade import resize_to
     from forensics_core.faces.crops import crop_faces, cut_window, native_window
 
     if face is None or tight_face is None:
         return None
-    h, w = img.shape[:2]
-    s = int(round(CENTRE * min(h, w)))
-    oy, ox = (h - s) // 2, (w - s) // 2
-    tight = img[oy : oy + s, ox : ox + s]
+    ox, oy = offset
     x0, y0, side = native_window(img.shape, face.landmarks, spec.size, spec.margin, spec.edge)
     tx, ty, ts = native_window(tight.shape, tight_face.landmarks, spec.size, spec.margin, "reflect")
     cx, cy = tx + ts / 2, ty + ts / 2
@@ -339,10 +340,10 @@ def window_probe(model: Any, data: Path, n: int, threads: int, work: Path, split
             if bgr is None:
                 raise DataError(f"{f}: not a decodable image")
             img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            s = int(round(CENTRE * min(img.shape[:2])))
-            oy, ox = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
-            found, found_tight = detector.detect([img, np.ascontiguousarray(img[oy : oy + s, ox : ox + s])])
-            cut = _cuts(img, _largest(found), _largest(found_tight), model.preprocess)
+            oy, ox, ch, cw = centre_box(img.shape, CENTRE)
+            tight = np.ascontiguousarray(img[oy : oy + ch, ox : ox + cw])
+            found, found_tight = detector.detect([img, tight])
+            cut = _cuts(img, tight, (ox, oy), _largest(found), _largest(found_tight), model.preprocess)
             if cut is not None:
                 crops.append(cut)
         skipped[g] = len(files[g]) - len(crops)

@@ -9,6 +9,7 @@ running a training.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from forensics_core.config import REPO_ROOT
@@ -373,10 +374,17 @@ def _grouped_loo_lines(loo: dict) -> list[str]:
             *md_sections(loo["markdown"], "## Held-out groups"), *md_sections(loo["markdown"], "## Held-out group AUC")]
 
 
+#: an absolute scratch folder as commands record it (``/work/scratch``, ``/home/x/scratch``): wherever the machine
+#: that ran them kept it, not only beside this checkout, so a card or index renders the same from any clone
+_SCRATCH = re.compile(r"(?<![\w.$/-])/(?:[\w.-]+/)*scratch(?=/|\b)")
+
+
 def portable(text: str) -> str:
-    """A command or path as a reader can rerun it: the scratch folder beside the repo becomes ``$W``, the repo
-    itself ``.`` (a model card must not tell people to look in one machine's folders)."""
-    return text.replace(str(REPO_ROOT.parent / "scratch"), "$W").replace(str(REPO_ROOT), ".")
+    """A command or path as a reader can rerun it: a scratch folder (the one beside the repo, or an absolute
+    ``.../scratch`` recorded on the machine that ran the command) becomes ``$W``, the repo itself ``.`` (a model
+    card must not tell people to look in one machine's folders)."""
+    text = text.replace(str(REPO_ROOT.parent / "scratch"), "$W").replace(str(REPO_ROOT), ".")
+    return _SCRATCH.sub("$W", text)
 
 
 def lineage(card: dict, limit: int = 8) -> list[dict]:

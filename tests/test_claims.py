@@ -142,3 +142,23 @@ def test_readme_what_a_verdict_means_quotes_the_committed_results():
         assert f"{auc:.3f}" in text, auc
     assert "StyleGAN2" in text and "a family it trained on, so not transfer" in text
     assert "cross-source" in text  # SD 1.x portraits against FFHQ reals
+
+
+def test_readme_v14_crossval_numbers_name_the_run_they_come_from():
+    """The same v14 weights were scored twice (``N23-flip`` at selection, 400 files per class; ``v14`` rescored
+    through the current scan on every file): the README quotes each set under its own name, not one as the other."""
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    para = readme[readme.index("as scored at selection (`N23-flip`"):readme.index("The halved pair moved")]
+    for label, start in (("N23-flip", "as scored at selection"), ("v14", "rescored later")):
+        r = _json(RESULTS / label / "results.json")
+        assert r["model"]["sha256"] == _card()["weights_sha256"], label
+        pairs = {p["name"]: p for p in r["protocols"]["shortcuts"]["pairs"] + r["protocols"]["external-dev"]["pairs"]}
+        part = para[para.index(start):]
+        part = part[: part.index("rescored later")] if label == "N23-flip" else part
+        aucs = [pairs[f"stylegan2 vs ffhq, both {v}"]["auc"] for v in ("jpeg75", "jpeg50", "down0.5")]
+        matched = " / ".join(f"{a:.3f}" for a in aucs)
+        assert matched in part, (label, matched)
+        for name in ("lfw-faceswap vs lfw-real", "ciplab-splice vs ciplab-real", "generated-photos vs ciplab-real"):
+            assert f"{pairs[name]['auc']:.3f}" in part, (label, name)
+        lo, hi = pairs["stylegan2 vs ffhq, both down0.5"]["auc_ci"]
+        assert f"{lo:.3f}" in part, (label, "0.5x interval")

@@ -273,6 +273,9 @@ def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_p
     scratch = str(REPO_ROOT.parent / "scratch")
     cmd = f"--data {scratch}/data/x --install-to {REPO_ROOT}/forensics"
     assert portable(cmd) == "--data $W/data/x --install-to ./forensics"
+    # a scratch folder recorded on another machine (not beside this checkout) renders the same from any clone
+    assert portable("--out /elsewhere/scratch/runs-A --recon /elsewhere/scratch") == "--out $W/runs-A --recon $W"
+    assert portable("/tmp/scratchpad/x") == "/tmp/scratchpad/x"
 
 
 #: a colour change of zero luma (BT.601: 0.299 * 0.114 - 0.114 * 0.299 = 0)

@@ -15,6 +15,7 @@ public-domain astronaut photo with random crops. They are written to ``--workdir
 ``--videos`` measures the video path: sampled frames per second end to end on the shared talking-head clips (512 px)
 and the 1080p street clip, at the default sampling (1 frame/s), at dense sampling (``--fps 25``: the 32-frame budget
 spread over the clip) and dense with ``--detect-every 4`` (faces followed by O-Net between full detections).
+``--per-analysis N`` times each evidence analysis alone on N photos (what each adds to a ``--report`` scan).
 
 Example::
 
@@ -175,6 +176,40 @@ def video_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def time_analyses(paths: list[str], model: Any, device: str) -> dict[str, float]:
+    """Milliseconds per image of each registered evidence analysis alone, on ``paths``: what each one adds to a
+    ``--report`` scan. Faces are found by the scan's default face stage; file-scope analyses get the subject the
+    scanner builds (pixels, boxes, landmarks), face-scope ones the model's crop of the first face."""
+    from forensics.evidence import EVIDENCE, EvidenceSubject, run_face_evidence, run_file_evidence
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.faces import get_face_detector
+    from forensics_core.faces.crops import crop_faces
+
+    detector = get_face_detector(ScanConfig().face_detector, device)
+    spent = dict.fromkeys(EVIDENCE.names(), 0.0)
+    for path in paths:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        faces = detector.detect([img])[0]
+        subject = EvidenceSubject(path=path, media_type="image", pixels=img, face_boxes=[tuple(f.box) for f in faces],
+                                  face_landmarks=[np.asarray(f.landmarks, np.float64) for f in faces])  # fmt: skip
+        crop = crop_faces(img, faces[:1], model.preprocess)[0].pixels
+        for name in spent:
+            t0 = time.perf_counter()
+            if EVIDENCE.get(name).meta.get("scope") == "face":
+                run_face_evidence([name], crop, model)
+            else:
+                run_file_evidence([name], subject)
+            spent[name] += time.perf_counter() - t0
+    return {name: 1000 * s / max(1, len(paths)) for name, s in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
+def analyses_markdown(ms: dict[str, float], n: int) -> str:
+    return "\n".join([
+        "", f"## Evidence analyses one at a time ({n} photos, one thread of analyses)", "",
+        "| analysis | ms per image |", "|---|---|", *(f"| {k} | {v:.1f} |" for k, v in ms.items()),
+    ]) + "\n"  # fmt: skip
+
+
 def markdown(rows: list[dict], rec: RunRecord, model_name: str) -> str:
     env = rec.environment
     lines = [
@@ -216,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", default="", help="comma list of extra face stages NAME@SIDE to measure with evidence "
                     "off (e.g. mtcnn@1024: the face stage before issue #34)")  # fmt: skip
     ap.add_argument("--videos", action="store_true", help="also measure sampled video frames/s (needs ../shared/data)")
+    ap.add_argument("--per-analysis", type=int, default=0, metavar="N",
+                    help="also time each evidence analysis alone on the first N photos")
     ap.add_argument("--workdir", default=None, help="where the generated photos go (default: a temp dir)")
     ap.add_argument("--out", default=None, help="write a markdown table here (e.g. benchmarks/results/scan.md)")
     args = ap.parse_args(argv)
@@ -249,12 +286,15 @@ def main(argv: list[str] | None = None) -> int:
                 run_videos(model, faces, device=args.device, threads=args.threads, batch=args.batch,
                            workers=args.workers) if args.videos else []
             )  # fmt: skip
+            per_analysis = time_analyses(paths[: args.per_analysis], model, args.device) if args.per_analysis else {}
     except ForensicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     md = markdown(rows, rec, model.name)
     if video_rows:
         md += video_markdown(video_rows)
+    if per_analysis:
+        md += analyses_markdown(per_analysis, min(args.per_analysis, len(paths)))
     print(md)
     if args.out:
         Path(args.out).write_text(md, encoding="utf-8")

@@ -96,3 +96,17 @@ def test_every_protocol_is_registered_with_its_name_and_supplies_its_own_columns
         assert e.obj.name == e.name and e.description, e.name
         cols = e.obj().leaderboard({"protocol": e.name, "cells": []}, "run")
         assert isinstance(cols, list) and all(isinstance(c, Column) for c in cols), e.name
+
+
+def test_scan_speed_times_every_evidence_analysis_alone(tiny_model, tmp_path, one_torch_thread):
+    pytest.importorskip("skimage.data")  # make_photos' fallback face without ../shared/data
+    from benchmarks.scan_speed import analyses_markdown, make_photos, time_analyses
+    from detectors.modelfile import load_model
+    from forensics.evidence import EVIDENCE
+
+    paths = make_photos(tmp_path, 2)
+    ms = time_analyses(paths, load_model(tiny_model), "cpu")
+    assert set(ms) == set(EVIDENCE.names()) and all(v > 0 for v in ms.values())
+    assert list(ms.values()) == sorted(ms.values(), reverse=True)  # slowest first
+    md = analyses_markdown(ms, 2)
+    assert "(2 photos" in md and all(f"| {name} |" in md for name in ms)

@@ -41,6 +41,28 @@ def test_pyramid_maps_the_smallest_face_onto_pnets_window_and_stops_at_12_px() -
     assert p.smallest_face(1080, 1920) == pytest.approx(54.0) and p.smallest_face(200, 200) == 20.0
 
 
+def test_mips_are_block_means_and_crops_from_them_match_the_full_image(astronaut) -> None:
+    import cv2
+
+    from forensics_core.facedetect import Mips
+
+    odd = np.ascontiguousarray(astronaut[:511, :509])  # odd sides: each level drops the last row / column
+    m = Mips(odd)
+    level2 = m._level(2)
+    assert level2.shape == (127, 127, 3) and len(m.levels) == 3
+    blocks = odd[:508, :508].astype(np.float64).reshape(127, 4, 127, 4, 3).mean(axis=(1, 3))
+    assert np.abs(level2 - blocks).max() <= 1.0  # rounded means of 4 x 4 blocks
+    # a 300 px face box to R-Net's 24 px: cut from level 2 (75 px), within a few grey levels of the area filter
+    # reading all 90,000 pixels of the full image (measured 3.4; the same box shifted by 4 px: 14.7)
+    direct = cv2.resize(odd[100:400, 150:450], (24, 24), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(m.crop(100, 400, 150, 450, 24).astype(int) - direct).mean() < 5.0
+    # a small region, or a level the image has no room for, is read from the image itself
+    small = cv2.resize(odd[10:50, 10:50], (24, 24), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(m.crop(10, 50, 10, 50, 24), small)
+    assert m.resized((511, 509)) is odd
+    assert m.resized((200, 200)).shape == (200, 200, 3)
+
+
 def test_fast_finds_the_reference_face_with_its_landmarks(astronaut, fast, mtcnn) -> None:
     ref = mtcnn.detect([astronaut])[0]
     got = fast.detect([astronaut])[0]

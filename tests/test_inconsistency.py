@@ -81,6 +81,24 @@ def test_blockiness_finds_the_jpeg_grid_phase():
     assert blockiness(luma(img))[0] < s0  # an uncompressed image has a weaker grid
 
 
+def test_window_block_profiles_equal_block_profile_of_each_window():
+    from detectors.inconsistency.maps import block_profile, window_block_profiles
+
+    gray = np.random.default_rng(0).uniform(0, 255, (101, 90)).astype(np.float32)  # sides not multiples of 8
+    for window, stride in ((32, 16), (16, 8), (24, 8)):
+        ys = list(range(0, 101 - window + 1, stride))
+        xs = list(range(0, 90 - window + 1, stride))
+        ax, ay = window_block_profiles(gray, window, ys, xs)
+        assert ax.shape == ay.shape == (len(ys), len(xs), 8)
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                ref_x, ref_y = block_profile(gray[y : y + window, x : x + window])
+                np.testing.assert_allclose(ax[i, j], ref_x, rtol=1e-9)
+                np.testing.assert_allclose(ay[i, j], ref_y, rtol=1e-9)
+    with pytest.raises(ValueError):
+        window_block_profiles(gray, 32, [4], [0])  # a corner off the 8 px grid
+
+
 def test_anomaly_maps_light_up_the_pasted_region_more_than_the_surround():
     real = _scene(3)
     fake = _paste_smooth_face(real)

@@ -39,7 +39,7 @@ GHOST_FULL = 0.3
 def grid_map(gray: np.ndarray) -> tuple[np.ndarray, int, float]:
     """Per window: how much stronger its own best 8x8 grid is than the image's grid at that window (log units,
     mean of the two axes; 0 where the image's grid is the window's best), plus the image's phase and strength."""
-    from detectors.inconsistency.maps import block_profile, blockiness
+    from detectors.inconsistency.maps import block_profile, blockiness, window_block_profiles
 
     g_strength, g_phase = blockiness(gray)
     h, w = gray.shape
@@ -49,7 +49,11 @@ def grid_map(gray: np.ndarray) -> tuple[np.ndarray, int, float]:
     if g_phase < 0:
         return off, g_phase, g_strength
     gx, gy = g_phase % 8, g_phase // 8
-    for i, y in enumerate(ys):
+    if h >= GRID_WINDOW and w >= GRID_WINDOW:  # every window whole: all at once
+        ax, ay = window_block_profiles(gray, GRID_WINDOW, ys, xs)
+        off[:] = 0.5 * (ax.max(-1) - ax[..., gx] + ay.max(-1) - ay[..., gy])
+        return off, g_phase, g_strength
+    for i, y in enumerate(ys):  # a region narrower than one window: its one (partial) window per row / column
         for j, x in enumerate(xs):
             prof = block_profile(gray[y : y + GRID_WINDOW, x : x + GRID_WINDOW])
             if prof is not None:

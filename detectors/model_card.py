@@ -443,8 +443,8 @@ def portable(text: str) -> str:
     """A command or path as a reader can rerun it: a scratch folder (the one beside the repo, or an absolute
     ``.../scratch`` recorded on the machine that ran the command) becomes ``$W``, the repo itself ``.`` (a model
     card must not tell people to look in one machine's folders)."""
-    text = text.replace(str(REPO_ROOT.parent / "scratch"), "$W").replace(str(REPO_ROOT), ".")
-    return _SCRATCH.sub("$W", text)
+    text = _SCRATCH.sub("$W", text)  # the scratch folder beside the repo is one of these
+    return re.sub(re.escape(str(REPO_ROOT)) + r"(?![\w.-])", ".", text)  # the repo, not a sibling named like it
 
 
 def lineage(card: dict, limit: int = 8) -> list[dict]:

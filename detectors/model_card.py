@@ -167,8 +167,7 @@ def failure_modes(card: dict, results: dict | None) -> list[str]:
                    f"framed to the centre 75 % {sm['worst_matched_centre75']:.3f}, after 0.25x + JPEG q75 "
                    f"{sm['worst_matched_quarter']:.3f}; Stable Diffusion 1.x portraits (cross-source) "
                    f"{sm['sd_raw']:.3f} as published, worst {sm['worst_sd']:.3f}.")
-    seen = [g for g, lab in transfer_val_labels(card.get("training", {}).get("families", [])).items()
-            if lab.startswith("seen family")]
+    seen = seen_transfer_val_groups(card.get("training", {}).get("families", []))
     if sm and seen:
         what = "is a generator family" if len(seen) == 1 else "are generator families"
         out.append(f"Not transfer: {', '.join(seen)} in transfer_val {what} this model trained on (from another "
@@ -359,27 +358,30 @@ TRANSFER_VAL_FAMILIES = {"pggan": "pggan", "stylegan1": "stylegan1", "stylegan2"
 TRANSFER_VAL_CROSS_SOURCE = ("sd1-a-man",)
 
 
+def seen_transfer_val_groups(families: list[str] | tuple[str, ...]) -> list[str]:
+    """The transfer_val fake groups whose generator family is among ``families`` (a model's training families)."""
+    return [group for group, family in TRANSFER_VAL_FAMILIES.items() if family in set(families)]
+
+
 def transfer_val_labels(families: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``{group: label}`` for a model trained on ``families``: ``transfer`` (a generator family it never trained
     on), ``seen family`` (one it trained on, here from another source) and, for a group whose reals come from
     elsewhere, ``cross-source`` beside either."""
-    seen = set(families)
+    seen = seen_transfer_val_groups(families)
     out = {}
-    for group, family in TRANSFER_VAL_FAMILIES.items():
-        label = "seen family" if family in seen else "transfer"
+    for group in TRANSFER_VAL_FAMILIES:
+        label = "seen family" if group in seen else "transfer"
         out[group] = f"{label}, cross-source" if group in TRANSFER_VAL_CROSS_SOURCE else label
     return out
 
 
 def _transfer_val_heading(families: list[str]) -> str:
     """What a model's transfer_val section measures, group by group, from the families it trained on."""
-    labels = transfer_val_labels(families)
-
     def named(groups: list[str], one: str, many: str) -> str:
         return f"{', '.join(groups)} {one if len(groups) == 1 else many}"
 
-    new = [g for g, lab in labels.items() if lab.startswith("transfer")]
-    seen = [g for g, lab in labels.items() if lab.startswith("seen family")]
+    seen = seen_transfer_val_groups(families)
+    new = [g for g in TRANSFER_VAL_FAMILIES if g not in seen]
     parts = ["files absent from every training folder"]
     if new:
         parts.append(named(new, "is a generator family", "are generator families") + " this model never trained "
@@ -394,9 +396,9 @@ def _transfer_val_heading(families: list[str]) -> str:
 
 #: the order a card shows a transfer report's sections in, and what each measures: transfer first (generators and
 #: real photos absent from training), the in-distribution crossval pair after them, labelled so; the transfer-val
-#: label is written per model from its families (:func:`_transfer_val_heading`)
+#: label depends on the model's families, so :func:`_transfer_lines` writes it (:func:`_transfer_val_heading`)
 TRANSFER_SECTIONS = (
-    ("## transfer-val", "transfer: real-world generators absent from training; what selection reads"),
+    ("## transfer-val", ""),
     ("## external-dev", "transfer: swaps, splices, a commercial GAN; evaluation only, never a selection input"),
     ("## shortcuts", "in-distribution: the shared crossval pair, the same two scrapes as training"),
     ("## real-sources", "in-sample: sources trained on"),
@@ -404,7 +406,7 @@ TRANSFER_SECTIONS = (
 )
 
 
-def _transfer_lines(report: dict, families: list[str] | None = None) -> list[str]:
+def _transfer_lines(report: dict, families: list[str]) -> list[str]:
     """The model's results through ``forensics scan``, at the top of the card: each section of its transfer report
     under a heading that says what it measures, transfer first; the transfer-val heading names the groups whose
     family the model trained on (``families``) as such."""
@@ -412,9 +414,7 @@ def _transfer_lines(report: dict, families: list[str] | None = None) -> list[str
         return []
     lines = ["", "## Results through `forensics scan` (transfer first; the in-distribution pair after)", "",
              f"From `{portable(report['command'])}`:"]
-    known = dict(TRANSFER_SECTIONS)
-    if families is not None:
-        known["## transfer-val"] = _transfer_val_heading(families)
+    known = {**dict(TRANSFER_SECTIONS), "## transfer-val": _transfer_val_heading(families)}
     others = [h for h in report["markdown"].splitlines() if h.startswith("## ") and h not in known]
     for heading in [*known, *others]:  # a protocol this table does not know keeps its place, unlabelled, last
         section = md_sections(report["markdown"], heading)

@@ -117,9 +117,7 @@ class Mips:
         k = 0
         while (min(y1 - y0, x1 - x0) >> (k + 1)) >= 2 * size:
             k += 1
-        if k == 0:
-            return _resize(self.image[y0:y1, x0:x1], (size, size))
-        level = self._level(k)
+        level = self._level(k)  # k = 0: the image itself, and the rounding below changes nothing
         f = float(1 << k)
         lh, lw = level.shape[:2]
         a0, b0 = min(int(round(y0 / f)), lh - 1), min(int(round(x0 / f)), lw - 1)

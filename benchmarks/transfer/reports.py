@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.transfer.metrics import transfer_val_summary
-from detectors.model_card import transfer_val_labels
+from detectors.model_card import seen_transfer_val_groups
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "transfer"
 
@@ -198,11 +198,11 @@ def transfer_val_table(root: Path, link: str = "", prefix: str = "") -> str:
         cells = {(p["group"], p["variant"]): p["auc"] for p in tv["pairs"]}
         quarter = [v for v in tv["variants"] if v.startswith("down0.25")]
 
-        labels = transfer_val_labels(r["model"].get("families", []))
+        seen = seen_transfer_val_groups(r["model"].get("families", []))
 
-        def trio(g: str, cells: dict = cells, quarter: list = quarter, labels: dict = labels) -> str:
+        def trio(g: str, cells: dict = cells, quarter: list = quarter, seen: list = seen) -> str:
             q = min(cells[(g, v)] for v in quarter)
-            mark = " †" if labels[g].startswith("seen family") else ""
+            mark = " †" if g in seen else ""
             return f"{cells[(g, 'raw')]:.3f} / {cells[(g, 'centre75')]:.3f} / {q:.3f}{mark}"
 
         sm = transfer_val_summary(tv)

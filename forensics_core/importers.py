@@ -31,6 +31,7 @@ import numpy as np
 from forensics_core.dataset import LABELS, ManifestRow, ManifestWriter, Provenance, sort_manifest
 from forensics_core.errors import DataError, ForensicsError, UsageError
 from forensics_core.hashing import hash_split, sha256_bytes, sha256_text
+from forensics_core.plumbing import RunCounts
 from forensics_core.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -455,14 +456,11 @@ def process_item(item: ImportItem, out_dir: str, normaliser: Normaliser | None =
 # driver
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
-class ImportReport:
+class ImportReport(RunCounts):
     """Counts of one import run (``skipped_done`` > 0 means it resumed)."""
 
-    total: int = 0
-    written: int = 0
     skipped_done: int = 0
     skipped_video: int = 0
-    failed: int = 0
     aligned: int = 0
     errors: list[str] = field(default_factory=list)
 

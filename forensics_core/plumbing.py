@@ -1,9 +1,11 @@
-"""Generic plumbing with no knowledge of media or models: cutting an iterable into batches and the ``with``
-protocol of an object released by ``close()``. Written once here so each layer above uses the same behaviour."""
+"""Generic plumbing with no knowledge of media or models: cutting an iterable into batches, the ``with``
+protocol of an object released by ``close()`` and the counts of a run that writes one output per item. Written once
+here so each layer above uses the same behaviour."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -35,3 +37,14 @@ class Closing:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class RunCounts:
+    """Counts of a resumable run that writes one output per input item (``forensics data import`` / ``stage``):
+    the items it met, those it wrote this time and those that failed. A subclass adds its own reasons for skipping
+    an item; the command reports the counts and exits 2 when any item failed."""
+
+    total: int = 0
+    written: int = 0
+    failed: int = 0

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from forensics_core.config import ASSETS_DIR
 from forensics_core.dataset import LABELS
 from forensics_core.errors import DataError, UsageError
+from forensics_core.plumbing import RunCounts
 
 #: where the project's own pinned lists live (shipped with the package: a list of hashes, never the files)
 SOURCES_DIR = ASSETS_DIR / "sources"
@@ -191,11 +192,10 @@ class _Locator:
 # stage and pin
 # --------------------------------------------------------------------------------------------------------------
 @dataclass
-class StageReport:
-    total: int = 0
-    written: int = 0
+class StageReport(RunCounts):
+    """Counts of one ``stage`` run (``already``: files staged by an earlier run, kept)."""
+
     already: int = 0
-    failed: int = 0
 
 
 def _md5(data: bytes) -> str:

@@ -164,11 +164,10 @@ class LocalisationProtocol(ScoringProtocol):
         opts = state.cfg.options
         prior = face_prior(pp.size, pp.margin)
         keys: list[str] = []
-        aucs: list[float] = []
-        ious: list[float] = []
-        prior_aucs: list[float] = []
-        prior_ious: list[float] = []
         errors: list[str] = []
+        # per image, the same two measures of the model's map and of the face prior ("prior_" names): the map's
+        # pixel AUC is the cell's score, the rest are its extra columns
+        measures: dict[str, list[float]] = {"pixel_auc": [], "iou": [], "prior_pixel_auc": [], "prior_iou": []}
 
         def one(it: Item) -> tuple[np.ndarray, np.ndarray] | str:
             try:
@@ -187,14 +186,14 @@ class LocalisationProtocol(ScoringProtocol):
             face, truth = got
             heat = np.asarray(model.explain(face), dtype=np.float32)
             keys.append(it.key)
-            aucs.append(pixel_auc(truth, heat))
-            ious.append(iou(truth, heat >= opts.threshold))
-            prior_aucs.append(pixel_auc(truth, prior))
-            prior_ious.append(iou(truth, prior >= opts.threshold))
+            for prefix, m in (("", heat), ("prior_", prior)):
+                measures[f"{prefix}pixel_auc"].append(pixel_auc(truth, m))
+                measures[f"{prefix}iou"].append(iou(truth, m >= opts.threshold))
             state.computed += 1
+        aucs = measures.pop("pixel_auc")
         return [CellScores(
             cell=cell, level="pixel", keys=keys, y=np.ones(len(keys), np.int64), p=np.asarray(aucs, np.float64),
-            errors=errors, extra={"iou": ious, "prior_pixel_auc": prior_aucs, "prior_iou": prior_ious},
+            errors=errors, extra=measures,
         )]  # fmt: skip
 
     def cell_metrics(self, scores: dict[str, Any], thresholds: dict[str, float], m: Any) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class DCGANDiscriminator(nn.Module):
 
 
 @register_generator(
-    "dcgan", family="dcgan", upsampler="convT-k4s2", kind="noise",
+    "dcgan", upsampler="convT-k4s2", kind="noise",
     description="DCGAN: transposed conv k4s2, batch norm, non-saturating loss",
     components=("dcgan-discriminator",),
 )

@@ -106,7 +106,7 @@ D_ARCHS: dict[str, type[nn.Module]] = {"resnet": ResDiscriminator, "strided": DC
 
 
 @register_generator(
-    "resgan", family="resgan", upsampler="nearest", kind="noise",
+    "resgan", upsampler="nearest", kind="noise",
     description="SNGAN-style residual GAN: nearest upsample + conv, spectral norm D, hinge loss",
     # d_arch="strided" is DCGAN's discriminator, the one the suite's last stage trains G against
     components=("resgan-trunk", "dcgan-discriminator"),

@@ -213,7 +213,7 @@ _PRESETS = {
 
 
 @register_generator(
-    "stylegan2", family="stylegan2", upsampler="bilinear-fir", kind="noise",
+    "stylegan2", upsampler="bilinear-fir", kind="noise",
     description="compact StyleGAN2: mapping net, modulated convs, noise, skip-RGB, FIR resampling, R1, EMA",
 )
 class StyleGAN2(AdversarialFamily):

@@ -70,12 +70,8 @@ class DCGAN(AdversarialFamily):
 
     Config = DCGANConfig
     presets = CONV_GAN_PRESETS
-
-    def build_generator(self) -> nn.Module:
-        return DCGANGenerator(self.cfg)
-
-    def build_discriminator(self) -> nn.Module:
-        return DCGANDiscriminator(self.cfg)
+    Generator = DCGANGenerator
+    Discriminator = DCGANDiscriminator
 
 
 @dataclass

@@ -116,9 +116,7 @@ class ResGAN(AdversarialFamily):
 
     Config = ResGANConfig
     presets = CONV_GAN_PRESETS
-
-    def build_generator(self) -> nn.Module:
-        return ResGenerator(self.cfg)
+    Generator = ResGenerator
 
     def build_discriminator(self) -> nn.Module:
         d_norm(self.cfg.d_norm)  # a bad name is an error whichever D uses it

@@ -221,6 +221,8 @@ class StyleGAN2(AdversarialFamily):
 
     Config = StyleGAN2Config
     presets = _PRESETS
+    Generator = StyleGenerator
+    Discriminator = StyleDiscriminator
 
     def __init__(self, cfg: StyleGAN2Config, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
@@ -229,12 +231,6 @@ class StyleGAN2(AdversarialFamily):
         for g in self.opt_D.param_groups:
             g["lr"] = (cfg.lr_d or cfg.lr) * mb
             g["betas"] = (cfg.beta1**mb, cfg.beta2**mb)
-
-    def build_generator(self) -> nn.Module:
-        return StyleGenerator(self.cfg)
-
-    def build_discriminator(self) -> nn.Module:
-        return StyleDiscriminator(self.cfg)
 
     def fakes(self, n: int) -> torch.Tensor:
         """Style mixing (``mixing_prob``): two latents, switched at a random layer, so layers do not learn to

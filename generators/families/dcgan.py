@@ -18,8 +18,6 @@ from generators.registry import register_generator
 @dataclass
 class DCGANConfig(AdversarialConfig):
     z_dim: int = 100
-    ch: int = 32
-    ch_max: int = 256
     upsampler: str = "convT-k4s2"
 
 

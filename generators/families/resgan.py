@@ -27,9 +27,6 @@ from generators.registry import register_generator
 
 @dataclass
 class ResGANConfig(AdversarialConfig):
-    z_dim: int = 128
-    ch: int = 32
-    ch_max: int = 256
     loss: str = "hinge"
     beta1: float = 0.0
     beta2: float = 0.9

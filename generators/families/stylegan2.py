@@ -39,15 +39,13 @@ from generators.registry import register_generator
 
 @dataclass
 class StyleGAN2Config(AdversarialConfig):
-    z_dim: int = 128  # also the w dimension
+    """StyleGAN2's optimiser, R1 and EMA defaults over the shared GAN options; ``z_dim`` is also the w dimension."""
+
     n_mlp: int = 4
-    ch: int = 32
-    ch_max: int = 256
     lr: float = 2e-3
     beta1: float = 0.0
     beta2: float = 0.99
     r1_gamma: float = 1.0
-    r1_every: int = 16
     mixing_prob: float = 0.9
     ema_decay: float = 0.995
     w_avg_beta: float = 0.995

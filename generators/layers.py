@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -384,13 +384,17 @@ class GanState:
 
 
 class AdversarialFamily(GanState, GeneratorFamily):
-    """G + D + EMA-of-G with a configurable loss; subclasses only build the two networks.
+    """G + D + EMA-of-G with a configurable loss; subclasses only name the two networks.
 
     Sampling uses ``G_ema`` in eval mode so that taking a sample never changes any state (exact resume needs
     the checkpoint to depend only on the training steps taken).
     """
 
     Config = AdversarialConfig
+    #: the two networks, each built from the config alone (``Generator(cfg)``); a family that picks one by a config
+    #: option overrides :meth:`build_generator` / :meth:`build_discriminator` instead
+    Generator: ClassVar[Callable[[Any], nn.Module]]
+    Discriminator: ClassVar[Callable[[Any], nn.Module]]
 
     def __init__(self, cfg: AdversarialConfig, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
@@ -401,12 +405,11 @@ class AdversarialFamily(GanState, GeneratorFamily):
             self.build_generator(), self.build_discriminator(), cfg.lr, cfg.lr_d or cfg.lr, (cfg.beta1, cfg.beta2)
         )
 
-    # -- to implement -------------------------------------------------------------------------------------
-    def build_generator(self) -> nn.Module:  # pragma: no cover - abstract in spirit
-        raise NotImplementedError
+    def build_generator(self) -> nn.Module:
+        return self.Generator(self.cfg)
 
-    def build_discriminator(self) -> nn.Module:  # pragma: no cover
-        raise NotImplementedError
+    def build_discriminator(self) -> nn.Module:
+        return self.Discriminator(self.cfg)
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         # Drawn on the CPU so a seed gives the same latent on every device.

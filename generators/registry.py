@@ -30,15 +30,24 @@ GENERATORS: Registry[type[GeneratorFamily]] = Registry(
 
 
 def register_generator(
-    name: str, *, family: str, upsampler: str, kind: str, description: str = "", components: tuple[str, ...] = ()
+    name: str,
+    *,
+    family: str | None = None,
+    upsampler: str,
+    kind: str,
+    description: str = "",
+    components: tuple[str, ...] = (),
 ):
     """Register a family class under ``name`` with the tags the benchmarks split on; ``components`` are the shared
     parts (see the module docstring) that make families one group for held-out protocols.
 
     The decorator is the one place a family states its name and tags: it also sets ``name``, ``family``,
     ``upsampler`` and ``kind`` on the class, so the class body never repeats them (a subclass registered under its
-    own name gets its own values, the parent keeps its).
+    own name gets its own values, the parent keeps its). ``family`` defaults to ``name``: a family is its own
+    family tag unless it is a variant of another one that leave-one-family-out must hold out with it (``dcgan-k3``
+    keeps ``family="dcgan"``).
     """
+    family = family or name
     add = GENERATORS.register(
         name, family=family, upsampler=upsampler, kind=kind, description=description, components=tuple(components)
     )

@@ -30,7 +30,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from generators.checkpoints import (  # re-exported: the trainer's public names 
     save_checkpoint,
 )
 from generators.registry import GENERATORS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -415,30 +418,39 @@ class Trainer:
         return self.run_dir
 
 
+class FreshRunOptions(TypedDict, total=False):
+    """The keyword options of :func:`make_options` that only a fresh run reads (a resumed run keeps its saved
+    config): :func:`train` passes them through, so their defaults live in ``make_options`` alone."""
+
+    res: int | None
+    batch: int | None
+    preset: str
+    amp: bool
+    seed: int
+    init: str
+
+
 def train(
     family_name: str,
     data_dirs: list[str] | tuple[str, ...],
     overrides: dict[str, Any] | None = None,
     out: str | os.PathLike[str] = "runs",
     *,
-    res: int | None = None,
     steps: int = 1000,
-    batch: int | None = None,
-    preset: str = "",
     device: str = "auto",
-    amp: bool = False,
-    seed: int = 0,
-    resume: str | os.PathLike[str] | None = None,
     trainer_options: dict[str, Any] | None = None,
-    init: str = "",
+    resume: str | os.PathLike[str] | None = None,
+    **fresh: Unpack[FreshRunOptions],
 ) -> Path:
-    """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout)."""
+    """Train ``family_name`` on ``data_dirs`` and return the run dir (see module docstring for its layout).
+
+    ``resume`` continues that run with its saved options (``fresh`` and ``overrides`` are then unused); only the
+    step target, device and trainer options change."""
     if resume is not None:
         opts, cfg = resume_options(resume, steps=steps, device=device, **(trainer_options or {}))
     else:
         opts, cfg = make_options(
-            family_name, data_dirs, overrides, out, res=res, steps=steps, batch=batch, preset=preset,
-            device=device, amp=amp, seed=seed, trainer_options=trainer_options, init=init,
+            family_name, data_dirs, overrides, out, steps=steps, device=device, trainer_options=trainer_options, **fresh
         )
     return Trainer(opts, cfg, resume=resume).run()
 
@@ -542,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "ASSETS", "Checkpoint", "TrainOptions", "Trainer", "TrainingError", "build_family", "describe",
+    "ASSETS", "Checkpoint", "FreshRunOptions", "TrainOptions", "Trainer", "TrainingError", "build_family", "describe",
     "export_reference", "init_weights", "list_checkpoints", "load_checkpoint", "load_module_tensors", "load_run",
     "make_options", "module_tensors", "reference_names", "resolve_config", "resume_options", "save_checkpoint",
     "train",

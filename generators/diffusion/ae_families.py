@@ -69,7 +69,6 @@ class AEBackedFamily(GeneratorFamily):
 
 @register_generator(
     "ldm-ae",
-    family="ldm-ae",
     upsampler="nearest",
     kind="autoencoder",
     description="KL autoencoder of latent diffusion (factor 4/8, 4 latent channels); samples = reconstructions",
@@ -117,7 +116,6 @@ class AEReconConfig(AEConfig):
 
 @register_generator(
     "ae-recon",
-    family="ae-recon",
     upsampler="nearest",
     kind="image2image",
     description="real faces encoded and decoded by the latent-diffusion autoencoder (paired with their parent)",
@@ -145,7 +143,6 @@ class AEConvTConfig(AEReconConfig):
 
 @register_generator(
     "ae-convT",
-    family="ae-convT",
     upsampler="convT-k4s2",
     kind="image2image",
     description="real faces through a transposed-conv autoencoder (factor 4, 8 latent channels, 2 blocks per level)",
@@ -169,7 +166,6 @@ class AEShuffleConfig(AEReconConfig):
 
 @register_generator(
     "ae-shuffle",
-    family="ae-shuffle",
     upsampler="pixelshuffle",
     kind="image2image",
     description="real faces through a pixel-shuffle autoencoder (factor 8, 16 latent channels, 1 block per level)",

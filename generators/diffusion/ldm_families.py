@@ -65,7 +65,6 @@ def describe_condition(cond: torch.Tensor | None, i: int) -> dict[str, str] | No
 
 @register_generator(
     "ldm",
-    family="ldm",
     upsampler="nearest",
     kind="conditional",
     description="latent DDPM/DDIM with a small attention UNet, EMA, eps/v prediction, classifier-free guidance",
@@ -265,7 +264,6 @@ class _LdmEditor(LatentDiffusion):
 
 @register_generator(
     "sdedit",
-    family="sdedit",
     upsampler="nearest",
     kind="image2image",
     description="SDEdit: a real face's latent noised to strength t and denoised with DDIM (manifest records t)",
@@ -312,7 +310,6 @@ def region_masks(region: str, n: int, res: int, generator: torch.Generator | Non
 
 @register_generator(
     "ldm-inpaint",
-    family="ldm-inpaint",
     upsampler="nearest",
     kind="image2image",
     description="RePaint-style latent inpainting of eyes / mouth / nose / free-form regions (writes masks)",

@@ -303,7 +303,6 @@ class CGANConfig(GenConfig):
 
 @register_generator(
     "cgan",
-    family="cgan",
     upsampler="bilinear",
     kind="conditional",
     description="class-conditional GAN on gender/age/race: conditional BN, projection D, non-saturating loss",

@@ -168,7 +168,6 @@ class CycleGANConfig(GenConfig):
 
 @register_generator(
     "cyclegan",
-    family="cyclegan",
     upsampler="convT-k3s2",
     kind="image2image",
     description="unpaired attribute editor (male<->female, young<->old): ResNet G, PatchGAN D, cycle + identity",

@@ -18,8 +18,6 @@ from generators.registry import register_generator
 @dataclass
 class DCGANConfig(AdversarialConfig):
     z_dim: int = 100
-    ch: int = 32
-    ch_max: int = 256
     upsampler: str = "convT-k4s2"
 
 
@@ -61,7 +59,7 @@ class DCGANDiscriminator(nn.Module):
 
 
 @register_generator(
-    "dcgan", family="dcgan", upsampler="convT-k4s2", kind="noise",
+    "dcgan", upsampler="convT-k4s2", kind="noise",
     description="DCGAN: transposed conv k4s2, batch norm, non-saturating loss",
     components=("dcgan-discriminator",),
 )
@@ -70,12 +68,8 @@ class DCGAN(AdversarialFamily):
 
     Config = DCGANConfig
     presets = CONV_GAN_PRESETS
-
-    def build_generator(self) -> nn.Module:
-        return DCGANGenerator(self.cfg)
-
-    def build_discriminator(self) -> nn.Module:
-        return DCGANDiscriminator(self.cfg)
+    Generator = DCGANGenerator
+    Discriminator = DCGANDiscriminator
 
 
 @dataclass

@@ -161,7 +161,6 @@ class InpaintConfig(GenConfig):
 
 @register_generator(
     "inpaint",
-    family="inpaint",
     upsampler="nearest",
     kind="image2image",
     description="face inpainting (eyes/nose/mouth/free-form) with gated convs and global + local D; writes masks",

@@ -19,7 +19,7 @@ class PixelShuffleConfig(ResGANConfig):
 
 
 @register_generator(
-    "pixelshuffle", family="pixelshuffle", upsampler="pixelshuffle", kind="noise",
+    "pixelshuffle", upsampler="pixelshuffle", kind="noise",
     description="ResGAN trunk with sub-pixel convolution (PixelShuffle) upsampling",
     components=("resgan-trunk", "dcgan-discriminator"),  # ResGAN's G and D code, upsampler aside
 )

@@ -27,9 +27,6 @@ from generators.registry import register_generator
 
 @dataclass
 class ResGANConfig(AdversarialConfig):
-    z_dim: int = 128
-    ch: int = 32
-    ch_max: int = 256
     loss: str = "hinge"
     beta1: float = 0.0
     beta2: float = 0.9
@@ -106,7 +103,7 @@ D_ARCHS: dict[str, type[nn.Module]] = {"resnet": ResDiscriminator, "strided": DC
 
 
 @register_generator(
-    "resgan", family="resgan", upsampler="nearest", kind="noise",
+    "resgan", upsampler="nearest", kind="noise",
     description="SNGAN-style residual GAN: nearest upsample + conv, spectral norm D, hinge loss",
     # d_arch="strided" is DCGAN's discriminator, the one the suite's last stage trains G against
     components=("resgan-trunk", "dcgan-discriminator"),
@@ -116,9 +113,7 @@ class ResGAN(AdversarialFamily):
 
     Config = ResGANConfig
     presets = CONV_GAN_PRESETS
-
-    def build_generator(self) -> nn.Module:
-        return ResGenerator(self.cfg)
+    Generator = ResGenerator
 
     def build_discriminator(self) -> nn.Module:
         d_norm(self.cfg.d_norm)  # a bad name is an error whichever D uses it

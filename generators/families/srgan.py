@@ -120,7 +120,6 @@ class SRGANConfig(GenConfig):
 
 @register_generator(
     "srgan",
-    family="srgan",
     upsampler="pixelshuffle",
     kind="superres",
     description="4x face super-resolution: SRResNet (no BN) + pixel shuffle, adversarial + D-feature + L1 losses",

@@ -39,15 +39,13 @@ from generators.registry import register_generator
 
 @dataclass
 class StyleGAN2Config(AdversarialConfig):
-    z_dim: int = 128  # also the w dimension
+    """StyleGAN2's optimiser, R1 and EMA defaults over the shared GAN options; ``z_dim`` is also the w dimension."""
+
     n_mlp: int = 4
-    ch: int = 32
-    ch_max: int = 256
     lr: float = 2e-3
     beta1: float = 0.0
     beta2: float = 0.99
     r1_gamma: float = 1.0
-    r1_every: int = 16
     mixing_prob: float = 0.9
     ema_decay: float = 0.995
     w_avg_beta: float = 0.995
@@ -213,7 +211,7 @@ _PRESETS = {
 
 
 @register_generator(
-    "stylegan2", family="stylegan2", upsampler="bilinear-fir", kind="noise",
+    "stylegan2", upsampler="bilinear-fir", kind="noise",
     description="compact StyleGAN2: mapping net, modulated convs, noise, skip-RGB, FIR resampling, R1, EMA",
 )
 class StyleGAN2(AdversarialFamily):
@@ -221,6 +219,8 @@ class StyleGAN2(AdversarialFamily):
 
     Config = StyleGAN2Config
     presets = _PRESETS
+    Generator = StyleGenerator
+    Discriminator = StyleDiscriminator
 
     def __init__(self, cfg: StyleGAN2Config, device: torch.device | str = "cpu") -> None:
         super().__init__(cfg, device)
@@ -229,12 +229,6 @@ class StyleGAN2(AdversarialFamily):
         for g in self.opt_D.param_groups:
             g["lr"] = (cfg.lr_d or cfg.lr) * mb
             g["betas"] = (cfg.beta1**mb, cfg.beta2**mb)
-
-    def build_generator(self) -> nn.Module:
-        return StyleGenerator(self.cfg)
-
-    def build_discriminator(self) -> nn.Module:
-        return StyleDiscriminator(self.cfg)
 
     def fakes(self, n: int) -> torch.Tensor:
         """Style mixing (``mixing_prob``): two latents, switched at a random layer, so layers do not learn to

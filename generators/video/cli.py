@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -25,6 +25,31 @@ def _run_training(obj: Any, label: str, total: int, train: Callable[..., Path]) 
     with prog:
         run = train(progress=update)
     click.echo(str(run))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: the face-size option of the trainers that align faces (swap, landmark2face)
+_SIZE_HELP = "Aligned face size (power of two)."
+
+
+def _run_options(size: str, size_help: str, steps: int, batch: int) -> Callable[[F], F]:
+    """``--out``, the face size (64 px), ``--steps`` and ``--batch``, in that order: the options every video
+    trainer's command takes before its own. Each trainer names its size flag and help and its step and batch
+    defaults."""
+    options = [
+        click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False)),
+        click.option(size, default=64, show_default=True, help=size_help),
+        click.option("--steps", default=steps, show_default=True),
+        click.option("--batch", default=batch, show_default=True),
+    ]
+
+    def apply(f: F) -> F:
+        for option in reversed(options):  # decorators apply bottom-up: the last one listed goes on first
+            f = option(f)
+        return f
+
+    return apply
 
 
 def _crfs(value: str) -> tuple[int, ...]:
@@ -49,10 +74,7 @@ def reenact() -> None:
 @reenact.command("train")
 @click.option("--data", "videos", multiple=True, required=True, help="Real talking-head clips (repeat or list).")
 @click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--res", default=64, show_default=True, help="Face crop size the model works at.")
-@click.option("--steps", default=3000, show_default=True)
-@click.option("--batch", default=8, show_default=True)
+@_run_options("--res", "Face crop size the model works at.", steps=3000, batch=8)
 @click.option("--num-kp", default=10, show_default=True, help="Number of unsupervised keypoints.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue a run directory.")
@@ -128,10 +150,7 @@ def swap() -> None:
 @swap.command("train")
 @click.option("--a", "clip_a", required=True, type=click.Path(exists=True, dir_okay=False), help="Clip of identity A.")
 @click.option("--b", "clip_b", required=True, type=click.Path(exists=True, dir_okay=False), help="Clip of identity B.")
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--size", default=64, show_default=True, help="Aligned face size (power of two).")
-@click.option("--steps", default=2000, show_default=True)
-@click.option("--batch", default=16, show_default=True)
+@_run_options("--size", _SIZE_HELP, steps=2000, batch=16)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", type=click.Path(exists=True, file_okay=False))
 @click.pass_obj
@@ -306,10 +325,7 @@ def strip(method, target, driving, model, out, n_cols, max_frames, height) -> No
 @click.option("--data", "videos", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
               help="Real talking-head clips (repeat, or list after the options).")
 @click.argument("more", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--size", default=64, show_default=True, help="Aligned face size (power of two).")
-@click.option("--steps", default=2000, show_default=True)
-@click.option("--batch", default=8, show_default=True)
+@_run_options("--size", _SIZE_HELP, steps=2000, batch=8)
 @click.option("--shots", default=4, show_default=True, help="K identity frames averaged by the embedder.")
 @click.option("--width", default=32, show_default=True, help="Base channel count.")
 @click.option("--seed", default=0, show_default=True)

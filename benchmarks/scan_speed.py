@@ -16,11 +16,16 @@ public-domain astronaut photo with random crops. They are written to ``--workdir
 and the 1080p street clip, at the default sampling (1 frame/s), at dense sampling (``--fps 25``: the 32-frame budget
 spread over the clip) and dense with ``--detect-every 4`` (faces followed by O-Net between full detections).
 ``--per-analysis N`` times each evidence analysis alone on N photos (what each adds to a ``--report`` scan).
+``--processes 1,2`` adds rows for ``--engine processes`` with that many scanner processes (each with
+``cores / processes`` torch threads), evidence off, each against the local engine in alternating runs: the steady
+rate once the workers are up (a moderation pipeline's long run) and, apart, the seconds their start took (what a
+short ``forensics scan`` also pays).
 
 Example::
 
     python -m benchmarks.scan_speed --n 200 --device cpu --threads 2 --faces mtcnn@1024 --videos \
         --out benchmarks/results/scan.md
+    python -m benchmarks.scan_speed --n 128 --device cpu --threads 2 --evidence none --processes 2
 """
 
 from __future__ import annotations
@@ -103,6 +108,67 @@ def run_once(paths: list[str], model: Any, evidence: str, **cfg: Any) -> dict:
         "ratio": wall / core if core else float("nan"),
         "device": str(getattr(sc.model, "device", "")),
     }
+
+
+def run_processes(
+    paths: list[str], model: str, processes: int, repeat: int = 5, local_threads: int | None = None, **cfg: Any
+) -> dict:
+    """``--engine processes`` with ``processes`` workers against the local engine, alternately in the same spell.
+
+    The start (the first run, on 8 photos: spawning the workers and loading the model in each) is timed apart;
+    one untimed pass over ``paths`` follows (every worker meets its first full chunks, as in a long run). Then
+    ``repeat`` rounds, each one run of both engines over ``paths`` in alternating order: a shared machine's
+    speed drifts by more than the difference measured, so only runs of the same spell are compared; the rates
+    are the medians. ``cfg`` are ScanConfig fields; ``threads`` None gives each worker ``cores / processes``, the
+    local engine runs with ``local_threads`` (its own default: every core)."""
+    from forensics.engines import LocalEngine, ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.inputs import InputExpander
+
+    local = LocalEngine(model=model, config=ScanConfig(evidence="none", **{**cfg, "threads": local_threads}))
+    list(local.run(InputExpander(paths[: min(8, len(paths))], dedupe=False)))
+    runs: dict[str, list[float]] = {"processes": [], "local": []}
+    found = 0
+    with ProcessEngine(model, ScanConfig(evidence="none", **cfg), actors=processes) as engine:
+        t0 = time.perf_counter()
+        list(engine.run(InputExpander(paths[: min(8, len(paths))], dedupe=False)))
+        start = time.perf_counter() - t0
+        list(engine.run(InputExpander(paths)))  # untimed: 8 photos warm one worker, not every worker's shapes
+        for k in range(repeat):
+            order = [("processes", engine), ("local", local)]
+            for name, eng in order if k % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                results = list(eng.run(InputExpander(paths)))
+                runs[name].append(len(results) / (time.perf_counter() - t0))
+                if name == "processes":
+                    found = sum(r.status == "ok" and not r.no_face for r in results)
+    return {
+        "processes": processes,
+        "threads": cfg.get("threads") or "cores / processes",
+        "n": len(paths),
+        "with_face": found,
+        "runs": runs["processes"],
+        "images_per_s": float(np.median(runs["processes"])),
+        "local_runs": runs["local"],
+        "local_images_per_s": float(np.median(runs["local"])),
+        "start_s": start,
+    }
+
+
+def processes_markdown(rows: list[dict]) -> str:
+    return "\n".join([
+        "", "## `--engine processes` against the local engine (evidence off, alternating runs)", "",
+        "Each row: the workers started by a first run on 8 photos (`start s`: spawn + model load, in parallel), "
+        "one untimed pass over the photos, then rounds of one run of each engine over the photos, in alternating "
+        "order; `images/s` are the medians of each engine's runs.", "",
+        "| processes | torch threads each | images | faces found | images/s | runs | local engine images/s | "
+        "local runs | speed-up | start s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *(f"| {r['processes']} | {r['threads']} | {r['n']} | {r['with_face']} | {r['images_per_s']:.2f} | "
+          f"{', '.join(f'{x:.1f}' for x in r['runs'])} | {r['local_images_per_s']:.2f} | "
+          f"{', '.join(f'{x:.1f}' for x in r['local_runs'])} | "
+          f"{r['images_per_s'] / r['local_images_per_s']:.2f}x | {r['start_s']:.2f} |" for r in rows),
+    ]) + "\n"  # fmt: skip
 
 
 #: video runs: label -> ScanConfig overrides (the default sampling, dense sampling, dense with faces followed)
@@ -253,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--videos", action="store_true", help="also measure sampled video frames/s (needs ../shared/data)")
     ap.add_argument("--per-analysis", type=int, default=0, metavar="N",
                     help="also time each evidence analysis alone on the first N photos")
+    ap.add_argument("--processes", default="", help="comma list of scanner-process counts to measure with "
+                    "--engine processes, evidence off (e.g. 1,2)")  # fmt: skip
     ap.add_argument("--workdir", default=None, help="where the generated photos go (default: a temp dir)")
     ap.add_argument("--out", default=None, help="write a markdown table here (e.g. benchmarks/results/scan.md)")
     args = ap.parse_args(argv)
@@ -287,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
                            workers=args.workers) if args.videos else []
             )  # fmt: skip
             per_analysis = time_analyses(paths[: args.per_analysis], model, args.device) if args.per_analysis else {}
+            proc_rows = []
+            for n_proc in (int(k) for k in args.processes.split(",") if k):
+                r = run_processes(paths, args.model, n_proc, local_threads=args.threads, device=args.device,
+                                  batch=args.batch, workers=args.workers)  # fmt: skip
+                proc_rows.append(r)
+                print(r, flush=True)
     except ForensicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -295,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         md += video_markdown(video_rows)
     if per_analysis:
         md += analyses_markdown(per_analysis, min(args.per_analysis, len(paths)))
+    if proc_rows:
+        md += processes_markdown(proc_rows)
     print(md)
     if args.out:
         Path(args.out).write_text(md, encoding="utf-8")

@@ -75,7 +75,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     from forensics_core.inputs import InputExpander
 
     engine_cls = get_engine(o.get("engine", "local"))
-    engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k)}
+    engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k) is not None}
     engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # loads the model: fails fast
     expander = InputExpander(
         inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin, timeout_s=config.timeout_s
@@ -108,10 +108,11 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
                 if bar:
                     bar.update(task, advance=1, description=f"scanning ({flagged} flagged, {errors} errors)")
     finally:
+        engine.close()  # worker processes (--engine processes) end here, whatever ended the loop
         for s in sinks:
             s.close()
     if report is not None:
-        if report.model is None:  # ray engine: load the card in the driver for the report
+        if report.model is None:  # ray / processes engine: load the card in the driver for the report
             from forensics.scanning.config import resolve_model
 
             report.model = resolve_model(o.get("model", "default"), "cpu")

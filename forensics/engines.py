@@ -3,6 +3,12 @@
 * ``local``: this process. Decoding and file evidence run in a thread pool (``--workers``; OpenCV, Pillow and
   NumPy release the GIL), face detection and the model forward are batched over ``--batch`` files on the
   chosen ``--device`` (GPU when present with ``--device auto``).
+* ``processes``: this machine, ``--actors`` scanner processes (default one per CPU core), each with its own
+  Scanner and ``cores / processes`` torch threads, fed chunks of ``--batch`` files by the supervised pool of
+  ``forensics serve`` (:class:`forensics.serve.pool.ScanPool`: a process that crashes on a file is replaced and
+  the file retried alone, then reported as an error). Why: MTCNN's and the detector's small convolutions use a
+  second torch thread poorly (1.46x on two cores), two single-thread processes nearly twice (issue #34); the
+  records are the local engine's, in input order, without the images an HTML report embeds.
 * ``ray``: a Ray Data job over a manifest of paths. Every Ray actor builds its own Scanner (model + face detector
   loaded once per actor) and scans a batch of paths; the driver streams the records back in input order and
   writes the same JSONL as the local engine. With no ``--address`` a local Ray instance is started; with
@@ -15,9 +21,12 @@ Engines are registered in :data:`ENGINES` (plugins: entry-point group ``forensic
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import math
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
@@ -42,6 +51,16 @@ class Engine(ABC):
     def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
         """Yield one FileResult per item, in input order."""
 
+    def close(self) -> None:
+        """Release what :meth:`run` started and kept for the next call (worker processes); idempotent."""
+        return None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 ENGINES: Registry[type[Engine]] = Registry("scan engine", "forensics.engines", ("forensics.engines",))
 
@@ -58,6 +77,161 @@ class LocalEngine(Engine):
 
     def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
         return self.scanner.scan_items(items)
+
+
+def _driver_result(
+    item: InputItem, first: bytes | None, model_info: dict[str, str], threshold: dict[str, Any]
+) -> Any:
+    """The record of an item the driver decides without a scanner: a listing error, or a byte-identical copy of an
+    earlier file (``first``: that file's :func:`~forensics.scanning.results.compact` record, None if it failed)."""
+    from forensics.scanning.results import FileResult, duplicate_result, uncompact
+
+    if item.error is not None:
+        return FileResult(
+            path=item.path, status="error", error=item.error, error_type=item.error_type or "InputError",
+            model=dict(model_info), threshold=dict(threshold),
+        )  # fmt: skip
+    return duplicate_result(item, uncompact(first), model_info, threshold)
+
+
+class _DriverEngine(Engine):
+    """An engine whose Scanners live in other processes. The driver resolves the model and threshold itself (a
+    typo fails before any worker starts; the records it writes for listing errors and duplicates carry them) and
+    hands the workers a model *path*: each loads its own copy."""
+
+    def __init__(self, model: Any, config: Any, **options: Any) -> None:
+        super().__init__(model, config, **options)
+        from forensics.scanning.config import resolve_model
+        from forensics_core.thresholds import ThresholdPolicy
+
+        self.model_path = self._model_path(model)
+        m = resolve_model(model, "cpu")
+        policy = ThresholdPolicy.resolve(config.threshold, dict(getattr(m, "thresholds", {})))
+        self.model_info = {"name": str(m.name), "sha256": str(m.sha256)}
+        self.threshold = {"policy": policy.policy, "value": policy.value}
+
+    @staticmethod
+    def _model_path(model: Any) -> str:
+        if isinstance(model, (str, os.PathLike)):
+            return str(model)
+        for attr in ("path", "source", "file"):
+            p = getattr(model, attr, None)
+            if p:
+                return str(p)
+        raise UsageError("--engine ray / processes needs a model path or 'default' (workers load the model themselves)")
+
+    def _stamped(self, res: Any) -> Any:
+        """A worker's record with the model and threshold every record names (a crash record has none)."""
+        res.model = res.model or dict(self.model_info)
+        res.threshold = res.threshold or dict(self.threshold)
+        return res
+
+
+@ENGINES.register("processes", description="this machine, --actors scanner processes (default: one per CPU core)")
+class ProcessEngine(_DriverEngine):
+    """``--actors`` supervised scanner processes (:class:`forensics.serve.pool.ScanPool`), started by the first
+    :meth:`run` and kept until :meth:`close`. Records stream back in input order; at most ``window`` files are in
+    flight, so memory stays bounded whatever the number of inputs."""
+
+    def __init__(self, model: Any, config: Any, **options: Any) -> None:
+        if options.get("address"):
+            raise UsageError("--address only applies to --engine ray")
+        super().__init__(model, config, **options)
+        actors = options.get("actors")
+        if actors is not None and int(actors) < 1:
+            raise UsageError(f"--actors must be >= 1, got {actors}")
+        self.processes = int(actors) if actors is not None else max(1, os.cpu_count() or 1)
+        # A worker takes up to ``take`` files at once and scans them in chunks of ``--batch``, decoding the next
+        # chunk while it detects on this one (the local engine's prefetch); a worker given one chunk at a time
+        # would decode and compute in turn. ``window``: two such takes per process in flight.
+        self.take = 4 * max(1, config.batch)
+        self.window = 2 * self.processes * self.take
+        self._pool: Any = None
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._cond = threading.Condition()
+
+    def _worker_options(self) -> Any:
+        from forensics.serve.pool import WorkerOptions
+
+        cfg = dict(asdict(self.config))
+        cfg["keep_images"] = False  # records cross the process boundary as JSON
+        cfg["threads"] = self.config.threads or max(1, (os.cpu_count() or 1) // self.processes)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+        return WorkerOptions(model=self.model_path, scan=cfg, max_file_bytes=0, log_level=level, json_logs=False)
+
+    def _answered(self, job: Any, outcome: Any) -> None:
+        with self._cond:
+            self._answers[id(job)] = outcome.record
+            self._cond.notify_all()
+
+    def _start(self) -> Any:
+        if self._pool is None:
+            from forensics.serve.pool import ScanPool
+
+            self._pool = ScanPool(self._worker_options(), workers=self.processes, capacity=self.window,
+                                  batch=self.take, on_answer=self._answered)  # fmt: skip
+            self._pool.start()
+        return self._pool
+
+    def _wait(self, job: Any) -> dict[str, Any]:
+        """The record of ``job``, once a worker has answered it. Raises when no worker process can start (the
+        supervisor keeps retrying; a run would otherwise wait for ever)."""
+        pool = self._pool
+        with self._cond:
+            while id(job) not in self._answers:
+                self._cond.wait(0.5)
+                slots = pool.slots
+                if id(job) not in self._answers and all(sl.state == "failed" for sl in slots):
+                    raise UsageError(f"no scanner process could start: {slots[0].error}")
+            return self._answers.pop(id(job))
+
+    def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
+        from forensics.scanning.results import FileResult, compact
+        from forensics.serve.pool import Job
+
+        pool = self._start()
+        batch = max(1, self.config.batch)
+        pending: collections.deque[tuple[InputItem, Any]] = collections.deque()
+        unsent: list[Any] = []  # jobs go to the pool a chunk at a time: a worker scans what it takes as one batch
+        done: dict[str, bytes] = {}  # sha256 -> compact record of the first copy (for its duplicates)
+        in_flight = 0
+
+        def head() -> Any:
+            nonlocal in_flight
+            item, job = pending.popleft()
+            if job is None:
+                return _driver_result(item, done.get(item.sha256), self.model_info, self.threshold)
+            if unsent:  # about to wait for an answer: every job must be with the pool first
+                pool.submit(unsent)
+                unsent.clear()
+            in_flight -= 1
+            res = self._stamped(FileResult.from_dict(self._wait(job)))
+            if res.status == "ok" and res.sha256:
+                done[res.sha256] = compact(res)
+            return res
+
+        for item in items:
+            job = None
+            if item.error is None and item.duplicate_of is None:
+                while in_flight >= self.window:
+                    yield head()
+                job = Job(path=item.path, name=item.path, deadline=math.inf, sha256=item.sha256,
+                          size_bytes=item.size_bytes)  # fmt: skip
+                unsent.append(job)
+                in_flight += 1
+                if len(unsent) >= batch:
+                    pool.submit(unsent)
+                    unsent.clear()
+            pending.append((item, job))
+            while pending and (pending[0][1] is None or id(pending[0][1]) in self._answers):
+                yield head()
+        while pending:
+            yield head()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 class _RayScanBatch:
@@ -85,34 +259,15 @@ class _RayScanBatch:
 
 
 @ENGINES.register("ray", description="Ray Data job over a manifest of paths (local Ray or --address cluster)")
-class RayEngine(Engine):
+class RayEngine(_DriverEngine):
     """The scale-out engine. Options: ``address`` (None = local instance), ``actors`` (parallel Scanners)."""
 
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
-        super().__init__(model, config, **options)
         try:
             import ray  # noqa: F401
         except ImportError:
             raise UsageError("--engine ray needs Ray: pip install 'deepfake-forensics[ray]'") from None
-        self.model_path = self._model_path(model)
-        # Validate model + threshold in the driver so a typo fails before a cluster job is submitted.
-        from forensics.scanning.config import resolve_model
-        from forensics_core.thresholds import ThresholdPolicy
-
-        m = resolve_model(model, "cpu")
-        policy = ThresholdPolicy.resolve(config.threshold, dict(getattr(m, "thresholds", {})))
-        self.model_info = {"name": str(m.name), "sha256": str(m.sha256)}
-        self.threshold = {"policy": policy.policy, "value": policy.value}
-
-    @staticmethod
-    def _model_path(model: Any) -> str:
-        if isinstance(model, (str, os.PathLike)):
-            return str(model)
-        for attr in ("path", "source", "file"):
-            p = getattr(model, attr, None)
-            if p:
-                return str(p)
-        raise UsageError("--engine ray needs a model path or 'default' (actors load the model themselves)")
+        super().__init__(model, config, **options)  # model + threshold checked before a cluster job is submitted
 
     def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
         import ray
@@ -159,31 +314,26 @@ class RayEngine(Engine):
         )
 
     def _run(self, items: list[InputItem]) -> Iterator[Any]:
-        from forensics.scanning.results import FileResult, duplicate_result
+        from forensics.scanning.results import FileResult, compact
 
         todo = [it for it in items if it.error is None and it.duplicate_of is None]
         rows = [
             {"seq": i, "path": it.path, "sha256": it.sha256, "size_bytes": it.size_bytes} for i, it in enumerate(todo)
         ]
         records = iter(self._dataset(rows).iter_rows()) if rows else iter(())
-        first_by_sha: dict[str, Any] = {}
+        done: dict[str, bytes] = {}
         # Items the driver already decided (listing errors, duplicates) are resolved here, in input order.
         for it in items:
-            if it.error is not None:
-                yield FileResult(
-                    path=it.path, status="error", error=it.error, error_type=it.error_type or "InputError",
-                    model=dict(self.model_info), threshold=dict(self.threshold),
-                )  # fmt: skip
-            elif it.duplicate_of is not None:
-                yield duplicate_result(it, first_by_sha.get(it.sha256), self.model_info, self.threshold)
-            else:
-                row = next(records)
-                res = FileResult.from_dict(json.loads(row["record"]))
-                if res.path != it.path:  # preserve_order guarantees this; fail loudly rather than mislabel files
-                    raise RuntimeError(f"ray engine returned {res.path} where {it.path} was expected")
-                if res.status == "ok":
-                    first_by_sha[res.sha256] = res
-                yield res
+            if it.error is not None or it.duplicate_of is not None:
+                yield _driver_result(it, done.get(it.sha256), self.model_info, self.threshold)
+                continue
+            row = next(records)
+            res = FileResult.from_dict(json.loads(row["record"]))
+            if res.path != it.path:  # preserve_order guarantees this; fail loudly rather than mislabel files
+                raise RuntimeError(f"ray engine returned {res.path} where {it.path} was expected")
+            if res.status == "ok":
+                done[res.sha256] = compact(res)
+            yield res
 
 
 def get_engine(name: str) -> type[Engine]:

@@ -106,7 +106,8 @@ class Registry(Generic[T]):
         """Registered names matching ``pattern``, sorted, or (``sort=False``) in registration order: built-in
         modules in the order they are listed, then plugins (the order a help text lists them in)."""
         self._ensure_loaded()
-        names = [n for n in self._entries if fnmatch.fnmatch(n, pattern)]
+        # "*" (every name) skips fnmatch: media sniffing lists the formats registry for every file it reads
+        names = list(self._entries) if pattern == "*" else [n for n in self._entries if fnmatch.fnmatch(n, pattern)]
         return sorted(names) if sort else names
 
     def entries(self, pattern: str = "*") -> Iterator[Entry[T]]:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from forensics.api import EXIT_CLEAR, EXIT_FATAL, EXIT_FLAGGED, run_scan
+from forensics.engines import ENGINES
 from forensics.evidence import evidence_help
 from forensics.scanning.config import ScanConfig
 from forensics_core.clirun import RegistryChoice, RegistryHelpOption
@@ -70,9 +71,13 @@ class ThresholdType(click.ParamType):
               help="Threads for decoding and evidence.")
 @click.option("--threads", type=int, default=ScanConfig.threads,
               help="torch CPU threads (default: all cores; use 1 per process on shared machines).")
-@click.option("--engine", default="local", show_default=True, help="local, or ray (Ray Data; needs the [ray] extra).")
+@click.option("--engine", default="local", show_default=True, type=RegistryChoice(lambda: ENGINES.names()),
+              help="local (this process), processes (--actors scanner processes on this machine: the fastest on a "
+                   "multi-core CPU) or ray (Ray Data; needs the [ray] extra). Example: --engine processes")
 @click.option("--address", default=None, help="Ray cluster address (ray://host:10001 or auto); default: local Ray.")
-@click.option("--actors", type=int, default=1, show_default=True, help="Ray: parallel scanner actors.")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="Parallel scanners: processes for --engine processes (default: one per CPU core, each with "
+                   "cores / processes torch threads), actors for --engine ray (default 1).")
 @click.option("--face-detector", cls=RegistryHelpOption, default=ScanConfig.face_detector, show_default=True,
               type=RegistryChoice(lambda: FACE_DETECTORS.names()),
               help=lambda: face_detector_help(ScanConfig.face_detector) + " Example: --face-detector mtcnn")

@@ -1,0 +1,119 @@
+"""``--engine processes``: records identical to the local engine's, in input order, and none lost when a scanner
+process dies mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+
+
+def _pattern(k: int) -> np.ndarray:
+    y, x = np.mgrid[0:96, 0:128]
+    return np.stack([(x * (k + 1)) % 256, (y + 7 * k) % 256, (x * y + k) % 256], -1).astype(np.uint8)
+
+
+def _inputs(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for k in range(n):
+        Image.fromarray(_pattern(k)).save(folder / f"img{k:02d}.png")
+    shutil.copy(folder / "img00.png", folder / "img00-copy.png")  # a duplicate: resolved by the driver
+    (folder / "broken.jpg").write_text("not an image")  # a per-file error from a worker
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def _scan(src: Path, model: str, out: Path, *extra: str) -> tuple[int, list[dict]]:
+    rc = cli.main([
+        "-q", "scan", str(src), "--model", model, "--device", "cpu", "--threads", "1", "--threshold", "0",
+        "--jsonl", str(out), "--no-table", "--batch", "2", *extra,
+    ])  # fmt: skip
+    return rc, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _without_timings(rec: dict) -> dict:
+    rec = dict(rec)
+    rec.pop("timings_ms", None)
+    rec["faces"] = [{k: v for k, v in f.items() if k != "timings_ms"} for f in rec.get("faces", [])]
+    return rec
+
+
+@pytest.mark.slow
+def test_processes_engine_matches_local(tmp_path: Path, tiny_model: str) -> None:
+    src = _inputs(tmp_path / "in", 5)
+    rc_local, local = _scan(src, tiny_model, tmp_path / "local.jsonl")
+    rc_proc, procs = _scan(src, tiny_model, tmp_path / "proc.jsonl", "--engine", "processes", "--actors", "2")
+    assert rc_proc == rc_local == 1  # threshold 0: every scanned file is flagged
+    assert [r["path"] for r in procs] == [r["path"] for r in local]
+    assert [_without_timings(r) for r in procs] == [_without_timings(r) for r in local]
+    by_name = {Path(r["path"]).name: r for r in procs}
+    assert by_name["img00-copy.png"]["duplicate_of"] or by_name["img00.png"]["duplicate_of"]
+    assert by_name["broken.jpg"]["status"] == by_name["empty.png"]["status"] == "error"
+    assert by_name["broken.jpg"]["error"].startswith(str(src / "broken.jpg"))
+
+
+@pytest.mark.slow
+def test_processes_engine_survives_a_killed_worker(tmp_path: Path, tiny_model: str) -> None:
+    """SIGKILL the only scanner process while files are in flight: they are retried alone in its replacement and
+    every file still gets its own record, in input order."""
+    from forensics.engines import ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.inputs import InputExpander
+
+    src = _inputs(tmp_path / "in", 8)
+    engine = ProcessEngine(tiny_model, ScanConfig(device="cpu", threads=1, batch=2, threshold="0"), actors=1)
+    killed: list[int] = []
+
+    def items() -> Iterator:
+        for k, item in enumerate(InputExpander([str(src)])):
+            if k == 3:  # the first jobs are with the worker by now (submitting waits for no answer)
+                pool = engine._pool
+                while pool.slots[0].state not in ("ready", "busy"):
+                    time.sleep(0.02)
+                killed.append(pool.slots[0].pid)
+                os.kill(pool.slots[0].pid, signal.SIGKILL)
+            yield item
+
+    with engine:
+        records = list(engine.run(items()))
+        restarts = engine._pool.slots[0].restarts
+    names = sorted(p.name for p in src.iterdir())
+    assert killed and restarts >= 1
+    assert sorted(Path(r.path).name for r in records) == names
+    assert len({r.path for r in records}) == len(records)
+    scanned = [r for r in records if r.path.endswith(".png") and "empty" not in r.path]
+    assert all(r.status == "ok" and r.model["name"] == "tiny-npr" for r in scanned)
+
+
+def test_processes_engine_refuses_bad_options(tiny_model: str) -> None:
+    from forensics.engines import ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.errors import UsageError
+
+    with pytest.raises(UsageError, match="--actors must be >= 1"):
+        ProcessEngine(tiny_model, ScanConfig(), actors=0)
+    with pytest.raises(UsageError, match="--address only applies"):
+        ProcessEngine(tiny_model, ScanConfig(), address="auto")
+
+
+@pytest.mark.slow
+def test_scan_speed_measures_the_processes_engine(tiny_model: str, tmp_path: Path) -> None:
+    pytest.importorskip("skimage.data")  # make_photos' fallback face without ../shared/data
+    from benchmarks.scan_speed import make_photos, processes_markdown, run_processes
+
+    paths = make_photos(tmp_path, 3)
+    row = run_processes(paths, tiny_model, 1, repeat=2, local_threads=1, device="cpu", batch=2, workers=1)
+    assert row["n"] == 3 and row["processes"] == 1 and len(row["runs"]) == len(row["local_runs"]) == 2
+    assert row["images_per_s"] > 0 and row["local_images_per_s"] > 0 and row["start_s"] > 0
+    md = processes_markdown([row])
+    assert "| 1 | cores / processes | 3 |" in md and f"{row['images_per_s'] / row['local_images_per_s']:.2f}x" in md

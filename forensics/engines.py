@@ -181,7 +181,8 @@ class ProcessEngine(_DriverEngine):
             while id(job) not in self._answers:
                 self._cond.wait(0.5)
                 slots = pool.slots
-                if id(job) not in self._answers and all(sl.state == "failed" for sl in slots):
+                # ``error`` is why a slot's last start failed, cleared once a worker is up
+                if id(job) not in self._answers and all(sl.error and sl.state not in ("ready", "busy") for sl in slots):
                     raise UsageError(f"no scanner process could start: {slots[0].error}")
             return self._answers.pop(id(job))
 
@@ -189,7 +190,6 @@ class ProcessEngine(_DriverEngine):
         from forensics.scanning.results import FileResult, compact
         from forensics.serve.pool import Job
 
-        pool = self._start()
         batch = max(1, self.config.batch)
         pending: collections.deque[tuple[InputItem, Any]] = collections.deque()
         unsent: list[Any] = []  # jobs go to the pool a chunk at a time: a worker scans what it takes as one batch
@@ -202,7 +202,7 @@ class ProcessEngine(_DriverEngine):
             if job is None:
                 return _driver_result(item, done.get(item.sha256), self.model_info, self.threshold)
             if unsent:  # about to wait for an answer: every job must be with the pool first
-                pool.submit(unsent)
+                self._start().submit(unsent)
                 unsent.clear()
             in_flight -= 1
             res = self._stamped(FileResult.from_dict(self._wait(job)))
@@ -220,7 +220,7 @@ class ProcessEngine(_DriverEngine):
                 unsent.append(job)
                 in_flight += 1
                 if len(unsent) >= batch:
-                    pool.submit(unsent)
+                    self._start().submit(unsent)  # the workers start with the first chunk: no files, no processes
                     unsent.clear()
             pending.append((item, job))
             while pending and (pending[0][1] is None or id(pending[0][1]) in self._answers):

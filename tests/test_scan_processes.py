@@ -117,3 +117,27 @@ def test_scan_speed_measures_the_processes_engine(tiny_model: str, tmp_path: Pat
     assert row["images_per_s"] > 0 and row["local_images_per_s"] > 0 and row["start_s"] > 0
     md = processes_markdown([row])
     assert "| 1 | cores / processes | 3 |" in md and f"{row['images_per_s'] / row['local_images_per_s']:.2f}x" in md
+
+
+@pytest.mark.slow
+def test_processes_engine_fails_in_one_line_when_no_worker_can_start(tiny_model: str, tmp_path: Path) -> None:
+    """A worker that cannot build its scanner (here an unknown face detector, which the CLI would have refused) is
+    retried by the pool for ever; the run must end with the worker's reason instead of waiting."""
+    from forensics.engines import ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.errors import UsageError
+    from forensics_core.inputs import InputExpander
+
+    src = _inputs(tmp_path / "in", 1)
+    engine = ProcessEngine(tiny_model, ScanConfig(device="cpu", face_detector="nope"), actors=1)
+    with engine, pytest.raises(UsageError, match="no scanner process could start: .*unknown face detector 'nope'"):
+        list(engine.run(InputExpander([str(src / "img00.png")])))
+
+
+def test_processes_engine_starts_no_worker_for_no_files(tiny_model: str) -> None:
+    from forensics.engines import ProcessEngine
+    from forensics.scanning.config import ScanConfig
+
+    with ProcessEngine(tiny_model, ScanConfig(device="cpu"), actors=2) as engine:
+        assert list(engine.run([])) == []
+        assert engine._pool is None

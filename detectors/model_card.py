@@ -360,7 +360,8 @@ TRANSFER_VAL_CROSS_SOURCE = ("sd1-a-man",)
 
 def seen_transfer_val_groups(families: list[str] | tuple[str, ...]) -> list[str]:
     """The transfer_val fake groups whose generator family is among ``families`` (a model's training families)."""
-    return [group for group, family in TRANSFER_VAL_FAMILIES.items() if family in set(families)]
+    trained = set(families)
+    return [group for group, family in TRANSFER_VAL_FAMILIES.items() if family in trained]
 
 
 def transfer_val_labels(families: list[str] | tuple[str, ...]) -> dict[str, str]:

@@ -34,12 +34,13 @@ from typing import Any
 
 from forensics_core.errors import UsageError
 from forensics_core.inputs import InputItem
+from forensics_core.plumbing import Closing
 from forensics_core.registry import Registry
 
 log = logging.getLogger(__name__)
 
 
-class Engine(ABC):
+class Engine(Closing, ABC):
     """Runs a scan: ``Engine(model=..., config=ScanConfig, **options).run(items) -> Iterator[FileResult]``."""
 
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
@@ -54,12 +55,6 @@ class Engine(ABC):
     def close(self) -> None:
         """Release what :meth:`run` started and kept for the next call (worker processes); idempotent."""
         return None
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 ENGINES: Registry[type[Engine]] = Registry("scan engine", "forensics.engines", ("forensics.engines",))
@@ -84,13 +79,12 @@ def _driver_result(
 ) -> Any:
     """The record of an item the driver decides without a scanner: a listing error, or a byte-identical copy of an
     earlier file (``first``: that file's :func:`~forensics.scanning.results.compact` record, None if it failed)."""
-    from forensics.scanning.results import FileResult, duplicate_result, uncompact
+    from forensics.scanning.results import duplicate_result, listing_error_result, uncompact
 
     if item.error is not None:
-        return FileResult(
-            path=item.path, status="error", error=item.error, error_type=item.error_type or "InputError",
-            model=dict(model_info), threshold=dict(threshold),
-        )  # fmt: skip
+        res = listing_error_result(item)
+        res.model, res.threshold = dict(model_info), dict(threshold)
+        return res
     return duplicate_result(item, uncompact(first), model_info, threshold)
 
 
@@ -176,14 +170,12 @@ class ProcessEngine(_DriverEngine):
     def _wait(self, job: Any) -> dict[str, Any]:
         """The record of ``job``, once a worker has answered it. Raises when no worker process can start (the
         supervisor keeps retrying; a run would otherwise wait for ever)."""
-        pool = self._pool
         with self._cond:
             while id(job) not in self._answers:
                 self._cond.wait(0.5)
-                slots = pool.slots
-                # ``error`` is why a slot's last start failed, cleared once a worker is up
-                if id(job) not in self._answers and all(sl.error and sl.state not in ("ready", "busy") for sl in slots):
-                    raise UsageError(f"no scanner process could start: {slots[0].error}")
+                why = self._pool.start_error
+                if id(job) not in self._answers and why:
+                    raise UsageError(f"no scanner process could start: {why}")
             return self._answers.pop(id(job))
 
     def run(self, items: Iterable[InputItem]) -> Iterator[Any]:

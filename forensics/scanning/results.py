@@ -184,6 +184,12 @@ def error_result(path: str, exc: BaseException, item: InputItem | None = None) -
     )
 
 
+def listing_error_result(item: InputItem) -> FileResult:
+    """The record of an input that failed while the inputs were listed or hashed (``item.error``): no scanner
+    opens it. One place for every engine, so their records of the same bad input are the same."""
+    return FileResult(path=item.path, status="error", error=item.error, error_type=item.error_type or "InputError")
+
+
 def duplicate_result(
     item: InputItem, first: FileResult | None, model_info: dict[str, str], threshold: dict[str, Any]
 ) -> FileResult:

@@ -23,6 +23,7 @@ from forensics.scanning.results import (
     compact,
     duplicate_result,
     error_result,
+    listing_error_result,
     timings,
     uncompact,
     warn_unsupported_preset,
@@ -172,9 +173,7 @@ class Scanner(ImageScanning, VideoScanning):
         videos: list[Loaded] = []
         for item in chunk:
             if item.error is not None:
-                results[id(item)] = FileResult(
-                    path=item.path, status="error", error=item.error, error_type=item.error_type or "InputError"
-                )
+                results[id(item)] = listing_error_result(item)
                 continue
             if item.duplicate_of is not None:
                 continue

@@ -211,6 +211,15 @@ class ScanPool:
         return sum(s.state in ("ready", "busy") for s in self.slots)
 
     @property
+    def start_error(self) -> str | None:
+        """Why no worker is up, when every slot's last start failed (a slot's ``error`` is cleared once its worker
+        is ready); None while a worker is up or none has failed yet. The supervisors keep retrying: a caller that
+        waits for answers uses this to stop waiting."""
+        if self.ready_workers or not all(s.error for s in self.slots):
+            return None
+        return self.slots[0].error
+
+    @property
     def waiting(self) -> int:
         return len(self._queue)
 

@@ -362,6 +362,12 @@ def calibrate_cmd(
     help="max: each member standardised by the validation reals, then the loudest (members that look for "
     "different manipulations keep their own alarm); stack: logistic regression on the members' logits.",
 )
+@click.option(
+    "--edge",
+    default="",
+    help="clamp or reflect: where the fused model's face window reaches past the photo, shrink it inside or "
+    "reflect the photo (needed when the members were trained with different policies; default: theirs).",
+)
 @click.option("--method", type=RegistryChoice("detectors.calibration:calibrator_names"), default="temperature")
 @click.option("--hold/--no-hold", default=True, show_default=True, help="Hold the FPR presets (see 'calibrate').")
 @click.option("--name", default="", help="Model name (default: the members' names joined by '+').")

@@ -29,6 +29,8 @@ class FuseOptions:
     out: str
     splits: tuple[str, ...] = ("val",)
     fusion: str = "max"
+    #: ``clamp`` / ``reflect``: the fused model's edge policy when the members' differ ("" = theirs, which must agree)
+    edge: str = ""
     method: str = "temperature"
     hold: bool = True
     name: str = ""
@@ -36,27 +38,38 @@ class FuseOptions:
     seed: int = 0
 
 
-def _check_compatible(models: list[Any]) -> None:
-    specs = {(m.preprocess.size, m.preprocess.crop, m.preprocess.margin, m.preprocess.edge, tuple(m.preprocess.mean),
-              tuple(m.preprocess.std)) for m in models}
+def _check_compatible(models: list[Any], edge: str) -> None:
+    """One crop for every member: same size, crop and margin; the window's edge policy too unless ``edge`` picks
+    one. Normalisation may differ (the ensemble maps its input to each member's, see ``EnsembleDetector``)."""
+    from forensics_core.faces.crops import EDGES
+
+    if edge and edge not in EDGES:
+        raise UsageError(f"detector fuse: --edge must be one of {', '.join(EDGES)}, got '{edge}'")
+    specs = {(m.preprocess.size, m.preprocess.crop, m.preprocess.margin) for m in models}
     if len(specs) > 1:
-        names = ", ".join(f"{m.name} ({m.preprocess.size} px, {m.preprocess.crop})" for m in models)
-        raise UsageError(f"detector fuse: members must share one input size, crop and normalisation: {names}")
+        names = ", ".join(f"{m.name} ({m.preprocess.size} px, {m.preprocess.crop}, margin {m.preprocess.margin})"
+                          for m in models)
+        raise UsageError(f"detector fuse: members must share one input size, crop and margin: {names}")
+    if not edge and len({m.preprocess.edge for m in models}) > 1:
+        names = ", ".join(f"{m.name} ({m.preprocess.edge})" for m in models)
+        raise UsageError(f"detector fuse: members crop with different edge policies ({names}): choose one with --edge")
     if any(m.card["detector"] in ("ensemble", "video") for m in models):
         raise UsageError("detector fuse: members must be single image detectors (not ensemble or video)")
 
 
-def build_fused(models: list[Any], fusion: str) -> Any:
-    """An ``ensemble`` detector whose members are ``models``' detectors with their trained weights."""
+def build_fused(models: list[Any], fusion: str, edge: str = "") -> Any:
+    """An ``ensemble`` detector whose members are ``models``' detectors with their trained weights; ``edge``
+    (``clamp`` / ``reflect``, default: the members' shared one) is how the fused model's window meets the photo's
+    edge."""
     from detectors.registry import build_detector
 
-    _check_compatible(models)
+    _check_compatible(models, edge)
     first = models[0].detector.cfg
     det = build_detector(
         "ensemble",
         members=tuple(m.card["detector"] for m in models),
         member_cfgs=tuple({k: v for k, v in m.card["config"].items() if k not in COMMON} for m in models),
-        fusion=fusion, res=first.res, crop=first.crop, margin=first.margin, edge=first.edge,
+        fusion=fusion, res=first.res, crop=first.crop, margin=first.margin, edge=edge or first.edge,
     )
     for member, m in zip(det.members, models):
         member.load_state_dict(m.detector.state_dict())
@@ -89,7 +102,7 @@ def fuse(opts: FuseOptions) -> Path:
     if len(opts.models) < 2:
         raise UsageError("detector fuse: give at least two models")
     models = [load_model(m, device="cpu") for m in opts.models]
-    det = build_fused(models, opts.fusion)
+    det = build_fused(models, opts.fusion, opts.edge)
     items, sources = load_items(list(opts.data), "eval", splits=opts.splits)
     check_both_classes(items, ", ".join(opts.data))
     delivery = next((d for d in (recorded_delivery(m.card) for m in models) if d is not None), None)

@@ -418,6 +418,38 @@ def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "share one input size" in err[0]
 
 
+def test_fuse_maps_the_input_to_each_members_normalisation_and_edge(tmp_path, capsys):
+    """Members trained with other normalisations (an ImageNet-normalised timm backbone beside a [-1, 1] NPR) each
+    see their own input inside the fused model; members with other edge policies need ``--edge``."""
+    from cli import main
+    from detectors.modelfile import load_model
+    from detectors.train.loop import train
+    from detectors.train.options import TrainOptions
+
+    ds = _source_dataset(tmp_path / "ds")
+    common = dict(data=[str(ds)], val=[str(ds)], res=32, epochs=1, batch=8, steps_per_epoch=2, progress=False)
+    a = train(TrainOptions(detector="npr", out=str(tmp_path / "a"), **common,
+                           detector_cfg={"widths": (8, 16, 32), "crop": "native"}))
+    b = train(TrainOptions(detector="timm", out=str(tmp_path / "b"), **common,
+                           detector_cfg={"backbone": "resnet10t", "crop": "native", "edge": "reflect"}))
+    ma, mb = load_model(str(a / "model")), load_model(str(b / "model"))
+    assert ma.preprocess.mean != mb.preprocess.mean and (ma.preprocess.edge, mb.preprocess.edge) == ("clamp", "reflect")
+    args = ["detector", "fuse", str(a / "model"), str(b / "model"), "--data", str(ds), "--split", "train", "--split",
+            "val", "--no-hold"]
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--edge" in err[0] and "reflect" in err[0]
+    assert main([*args, "--edge", "reflect", "--out", str(tmp_path / "fused")]) == 0
+    fused = load_model(str(tmp_path / "fused"))
+    assert fused.preprocess.edge == "reflect" and fused.preprocess.mean == ma.preprocess.mean
+    faces = list(np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
+    det = fused.detector
+    za, zb = ma.logits(faces), mb.logits(faces)
+    expect = np.maximum((za - float(det.real_mean[0])) / float(det.real_std[0]),
+                        (zb - float(det.real_mean[1])) / float(det.real_std[1]))
+    assert np.allclose(fused.logits(faces), expect, atol=1e-4)
+
+
 def test_blend_trains_and_validates_on_reals_alone(tmp_path):
     """A blending detector needs no labelled fakes, in training or validation (its positives are self-blends)."""
     from detectors.train.loop import train

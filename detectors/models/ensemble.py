@@ -60,6 +60,15 @@ class EnsembleConfig(DetectorConfig):
 FUSIONS = ("stack", "max")
 
 
+def _renormalisation(
+    mean: tuple[float, ...], std: tuple[float, ...], to_mean: tuple[float, ...], to_std: tuple[float, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(gain, shift)`` with ``(p - to_mean) / to_std == ((p - mean) / std) * gain + shift`` for every pixel."""
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    tm, ts = torch.tensor(to_mean).view(1, 3, 1, 1), torch.tensor(to_std).view(1, 3, 1, 1)
+    return s / ts, (m - tm) / ts
+
+
 @register_detector(
     "ensemble", description="Logistic stacking of member detectors' logits (fitted on val).", tags=("fusion", "image")
 )
@@ -79,10 +88,14 @@ class EnsembleDetector(Detector):
         common = cfg.input_fields()
         overrides = [config_from_json(dict(c)) for c in cfg.member_cfgs] or [{} for _ in cfg.members]
         self.members = nn.ModuleList([build_detector(m, **{**o, **common}) for m, o in zip(cfg.members, overrides)])
-        norms = {(m.mean, m.std) for m in self.members}
-        if len(norms) > 1:
-            raise UsageError("ensemble: members must share one input normalisation")
+        # the ensemble's input is normalised as its first member expects; each other member gets its own
+        # normalisation back by an affine map (x * gain + shift), so an ImageNet-normalised backbone and a
+        # [-1, 1] residual model share one crop. Not persistent: the map follows from the members' configs
         self.mean, self.std = self.members[0].mean, self.members[0].std
+        for k, m in enumerate(self.members):
+            gain, shift = _renormalisation(self.mean, self.std, m.mean, m.std)
+            self.register_buffer(f"gain_{k}", gain, persistent=False)
+            self.register_buffer(f"shift_{k}", shift, persistent=False)
         k = len(cfg.members)
         self.register_buffer("stack_coef", torch.full((k,), 1.0 / k))
         self.register_buffer("stack_intercept", torch.zeros(1))
@@ -90,8 +103,14 @@ class EnsembleDetector(Detector):
             self.register_buffer("real_mean", torch.zeros(k))
             self.register_buffer("real_std", torch.ones(k))
 
+    def member_input(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (normalised as the ensemble's input) normalised as member ``k`` was trained."""
+        if k == 0:
+            return x
+        return x * getattr(self, f"gain_{k}") + getattr(self, f"shift_{k}")
+
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(x).float() for m in self.members], dim=1)
+        return torch.stack([m(self.member_input(k, x)).float() for k, m in enumerate(self.members)], dim=1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         z = self.member_logits(x)
@@ -111,7 +130,7 @@ class EnsembleDetector(Detector):
         for k, member in enumerate(self.members):
             idx = np.flatnonzero(winner == k)
             if idx.size:
-                out[idx] = member.explain(x[torch.from_numpy(idx)])
+                out[idx] = member.explain(self.member_input(k, x[torch.from_numpy(idx)]))
         return out
 
     def fit_real_reference(self, z_real: np.ndarray) -> None:
@@ -123,9 +142,9 @@ class EnsembleDetector(Detector):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros((), device=x.device)
         logs: dict[str, float] = {}
-        for name, m in zip(self.cfg.members, self.members):
+        for k, (name, m) in enumerate(zip(self.cfg.members, self.members)):
             if m.gradient_trained:
-                l_m, _ = m.loss(x, y)
+                l_m, _ = m.loss(self.member_input(k, x), y)
                 total = total + l_m
                 logs[f"{name}_loss"] = float(l_m.detach())
         return total, logs
@@ -135,8 +154,8 @@ class EnsembleDetector(Detector):
         return any(m.gradient_trained for m in self.members)
 
     def post_fit(self, train: ArrayData, val: ArrayData) -> None:
-        for m in self.members:
-            m.post_fit(train, val)
+        for k, m in enumerate(self.members):
+            m.post_fit(ArrayData(self.member_input(k, train.x), train.y), ArrayData(self.member_input(k, val.x), val.y))
         self.eval()
         with torch.no_grad():
             z = torch.cat([self.member_logits(c) for c in val.x.split(256)]).double().numpy()

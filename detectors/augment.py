@@ -217,6 +217,10 @@ _RESCALED = {"p_lossless_jpeg": 0.85, "p_resample": 0.8, "resample_range": (0.3,
 #: ``thumbnails``: ``halving`` with 80 % of the resized files halved, a platform that serves mostly thumbnails
 #: ``quarter``: ``halving`` with factors down to 0.2 (floored at 96 px): 512 px photos served as 128 px
 #: thumbnails, the 0.25x rows of the transfer_val protocol
+#: ``quarter-matched``: ``quarter`` where every lossless source first gets a JPEG of the quality the StyleGAN2
+#: scrape was stored at (q70-80): with 15 % of the PNG reals never compressed and every fake a q75 JPEG, the
+#: plain-RGB candidate learned compression as a fake trait (its val reals' median P(fake) rose 0.013 -> 0.209
+#: under JPEG q50, ``val-rgb-nosd``)
 DELIVERY_PRESETS: dict[str, dict | None] = {
     "none": None,
     "mixed": {},
@@ -226,6 +230,8 @@ DELIVERY_PRESETS: dict[str, dict | None] = {
     "halving": {**_RESCALED, "p_halve": 0.4},
     "thumbnails": {**_RESCALED, "p_halve": 0.8},
     "quarter": {**_RESCALED, "p_halve": 0.3, "resample_range": (0.2, 1.0), "min_side": 96},
+    "quarter-matched": {**_RESCALED, "p_halve": 0.3, "resample_range": (0.2, 1.0), "min_side": 96,
+                        "p_lossless_jpeg": 1.0, "lossless_jpeg_range": (70, 80)},
     "quarter-faces": {**_RESCALED, "p_halve": 0.3, "resample_range": (0.2, 1.0), "min_side": 96, "max_face": 192},
 }
 

@@ -247,6 +247,10 @@ def test_lossless_sources_get_a_camera_jpeg_whatever_their_class():
     assert first_jpeg(True) > 0.8 and never_compressed(True) < 0.1
     assert never_compressed(False) > 0.2  # a JPEG source already carries its own history: nothing added
     assert DeliveryConfig.preset("mixed").p_lossless_jpeg == 0.0  # mixed keeps its recorded meaning
+    # ``quarter-matched``: every lossless source first gets a JPEG of the fake scrape's quality (q70-80)
+    matched = DeliveryConfig.preset("quarter-matched")
+    firsts = [random_delivery(np.random.default_rng(s), matched, True, side=512)[0] for s in range(200)]
+    assert all(o.name == "jpeg" and 70 <= dict(o.params)["q"] <= 80 for o in firsts)
 
 
 def test_model_card_lineage_follows_recorded_hashes_and_paths_are_portable(tmp_path):

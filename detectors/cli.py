@@ -368,7 +368,13 @@ def calibrate_cmd(
     help="clamp or reflect: where the fused model's face window reaches past the photo, shrink it inside or "
     "reflect the photo (needed when the members were trained with different policies; default: theirs).",
 )
-@click.option("--method", type=RegistryChoice("detectors.calibration:calibrator_names"), default="temperature")
+@click.option(
+    "--method",
+    type=RegistryChoice("detectors.calibration:calibrator_names"),
+    default=None,
+    help="Calibration (default: platt for max fusion, whose logit is centred on the validation reals; temperature "
+    "for stack).",
+)
 @click.option("--hold/--no-hold", default=True, show_default=True, help="Hold the FPR presets (see 'calibrate').")
 @click.option("--name", default="", help="Model name (default: the members' names joined by '+').")
 @click.option("--out", required=True, help="Where to write the fused model.")
@@ -376,6 +382,7 @@ def fuse_cmd(models: tuple[str, ...], data: tuple[str, ...], split: tuple[str, .
     """Fuse trained models (e.g. an artifact detector and a blending detector) into one calibrated model file."""
     from detectors.fuse import FuseOptions, fuse
 
+    kw["method"] = kw["method"] or ""  # FuseOptions picks by the fusion
     out = fuse(FuseOptions(models=list(models), data=list(data), splits=tuple(split), **kw))
     _record_command(out)
     card = json.loads((out / "model.json").read_text(encoding="utf-8"))

@@ -31,7 +31,10 @@ class FuseOptions:
     fusion: str = "max"
     #: ``clamp`` / ``reflect``: the fused model's edge policy when the members' differ ("" = theirs, which must agree)
     edge: str = ""
-    method: str = "temperature"
+    #: calibration; "" = ``platt`` for ``max`` fusion, ``temperature`` for ``stack``. Why: a ``max`` logit is
+    #: measured from the validation reals' mean, so a scale alone (temperature) puts every real-looking face at
+    #: P(fake) 0.5 (measured: T = 148, reals' median 0.501); Platt's intercept moves them back down
+    method: str = ""
     hold: bool = True
     name: str = ""
     device: str = "auto"
@@ -110,7 +113,8 @@ def fuse(opts: FuseOptions) -> Path:
         det.fit_real_reference(member_real_logits(det, [it for it in items if it.y == 0], delivery, opts.seed))
     raw = Model(name="fused", sha256="", card={}, preprocess=det.preprocess, thresholds={}, detector=det,
                 calibrator=Identity(), device="cpu")
-    rc = recalibrate(raw, items, opts.method, opts.hold, delivery)
+    method = opts.method or ("platt" if opts.fusion == "max" else "temperature")
+    rc = recalibrate(raw, items, method, opts.hold, delivery)
     trainings = [m.card.get("training", {}) for m in models]
     training = {
         "detector": "ensemble",

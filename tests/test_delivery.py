@@ -446,6 +446,8 @@ def test_fuse_maps_the_input_to_each_members_normalisation_and_edge(tmp_path, ca
     assert main([*args, "--edge", "reflect", "--out", str(tmp_path / "fused")]) == 0
     fused = load_model(str(tmp_path / "fused"))
     assert fused.preprocess.edge == "reflect" and fused.preprocess.mean == ma.preprocess.mean
+    # a max logit is centred on the validation reals: calibrated with an intercept, not a scale that pins them at 0.5
+    assert fused.card["calibration"]["kind"] == "platt"
     faces = list(np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
     det = fused.detector
     za, zb = ma.logits(faces), mb.logits(faces)

@@ -144,11 +144,11 @@ class TorchNet:
 
 def mtcnn_module(name: str, device: str = "cpu") -> Any:
     """One of MTCNN's networks (``PNet``, ``RNet``, ``ONet``) in eval mode, with the weights inside the
-    facenet-pytorch wheel: its constructors read the wheel's own ``data/`` files, nothing is downloaded. The one
-    place that builds them, for the cascade below and for any caller that needs a single stage."""
-    from facenet_pytorch.models import mtcnn
+    facenet-pytorch wheel (:mod:`forensics_core.mtcnn_nets`: nothing is downloaded, and the package itself is not
+    imported). The one place that builds them, for the cascade below and for any caller that needs a single stage."""
+    from forensics_core.mtcnn_nets import build
 
-    return getattr(mtcnn, name)().eval().to(device)
+    return build(name).to(device)
 
 
 def load_nets(device: str = "cpu") -> tuple[TorchNet, ...]:

@@ -232,3 +232,28 @@ def test_benchmark_runs_without_the_shared_data(monkeypatch) -> None:
     assert load_labelled() == []
     imgs, source = load_images(3, 64)
     assert len(imgs) == 3 and imgs[0].shape == (64, 64, 3) and "astronaut" in source
+
+
+def test_mtcnn_nets_equal_facenets_and_load_without_torchvision():
+    """The networks of :mod:`forensics_core.mtcnn_nets` give facenet-pytorch's outputs bit for bit from the same
+    wheel files, and building the scan's face stage imports neither facenet-pytorch nor torchvision (their import
+    cost 2 s of every scanner process's start)."""
+    import subprocess
+    import sys
+
+    import torch
+    from facenet_pytorch.models import mtcnn
+
+    from forensics_core.mtcnn_nets import build
+
+    g = torch.Generator().manual_seed(0)
+    for name, shape in (("PNet", (2, 3, 57, 71)), ("RNet", (5, 3, 24, 24)), ("ONet", (3, 3, 48, 48))):
+        x = torch.randn(shape, generator=g)
+        with torch.inference_mode():
+            ours, theirs = build(name)(x), getattr(mtcnn, name)().eval()(x)
+        assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    code = ("import sys; from forensics_core.faces.detectors import get_face_detector; "
+            "get_face_detector('mtcnn-fast', device='cpu'); "
+            "print(sorted(m for m in ('facenet_pytorch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -32,6 +32,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     command's, by their Python names (``jsonl_out``, ``report_out``, ``timeout_s``, ...); missing ones take the
     command's defaults, which are :class:`~forensics.scanning.config.ScanConfig`'s field defaults (defined there
     once). Raises :class:`~forensics_core.errors.UsageError` on bad combinations or when nothing was found."""
+    from forensics.engines import get_engine
     from forensics.scanning.config import ScanConfig
     from forensics_core.outputs import open_sinks, read_done, trim_partial_line
 
@@ -65,17 +66,18 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         max_faces=o.get("max_faces", ScanConfig.max_faces),
         face_detector=o.get("face_detector") or ScanConfig.face_detector,
         detect_every=o.get("detect_every") or ScanConfig.detect_every,
-        keep_images=bool(o.get("report_out")) and o.get("engine", "local") == "local",
+        keep_images=bool(o.get("report_out")) and get_engine(o.get("engine", "local")).keeps_images,
         follow_symlinks=bool(o.get("follow_symlinks")),
         max_pixels=o.get("max_pixels", ScanConfig.max_pixels),
         threads=o.get("threads", ScanConfig.threads),
     )
-    from forensics.engines import get_engine
     from forensics.pipeline import skip_done
     from forensics_core.inputs import InputExpander
 
     engine_cls = get_engine(o.get("engine", "local"))
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k) is not None}
+    if "-" in inputs:
+        engine_opts["streamed"] = True
     engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # loads the model: fails fast
     expander = InputExpander(
         inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin, timeout_s=config.timeout_s

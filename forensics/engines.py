@@ -22,6 +22,7 @@ Engines are registered in :data:`ENGINES` (plugins: entry-point group ``forensic
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 from forensics_core.errors import UsageError
 from forensics_core.inputs import InputItem
@@ -41,7 +42,12 @@ log = logging.getLogger(__name__)
 
 
 class Engine(Closing, ABC):
-    """Runs a scan: ``Engine(model=..., config=ScanConfig, **options).run(items) -> Iterator[FileResult]``."""
+    """Runs a scan: ``Engine(model=..., config=ScanConfig, **options).run(items) -> Iterator[FileResult]``.
+
+    ``options``: ``address`` / ``actors`` (the CLI's), ``streamed`` (the inputs are paths read from stdin as they
+    arrive). ``keeps_images``: records keep the decoded face crops an HTML report embeds."""
+
+    keeps_images: ClassVar[bool] = False
 
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
         self.model = model
@@ -62,6 +68,8 @@ ENGINES: Registry[type[Engine]] = Registry("scan engine", "forensics.engines", (
 
 @ENGINES.register("local", description="this process: thread pool for decoding/evidence, batched model forward")
 class LocalEngine(Engine):
+    keeps_images = True
+
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
         super().__init__(model, config, **options)
         if options.get("address"):
@@ -224,6 +232,46 @@ class ProcessEngine(_DriverEngine):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+@ENGINES.register("auto", description="local for short, GPU, streamed or --report scans; processes for long CPU ones")
+class AutoEngine(Engine):
+    """The CLI's default: the local engine, or ``processes`` once a scan lists :attr:`min_files` files on a CPU
+    with two or more cores. Why a threshold: the workers start in ~2.5 s (torch, model and face detector in each)
+    and then scan 1.16-1.33x the local engine's images/s on two cores (``benchmarks/results/scan.md``), so they pay
+    from several hundred files on. The local engine stays for GPU scans (one process feeds the device), HTML reports
+    (they embed face crops that records crossing a process boundary do not carry) and paths read from stdin (the
+    peek would hold the first records back until that many paths arrived)."""
+
+    #: files listed before the scan moves to worker processes
+    min_files: int = 1000
+    keeps_images = True  # a --report scan stays local
+
+    def __init__(self, model: Any, config: Any, **options: Any) -> None:
+        super().__init__(model, config, **options)
+        self.local = LocalEngine(model, config, **options)  # the model loads now: a bad model fails fast
+        self.scanner = self.local.scanner
+        self.chosen: Engine = self.local
+
+    def _parallel_pays(self) -> bool:
+        return (
+            str(self.scanner.model.device).startswith("cpu")
+            and (os.cpu_count() or 1) >= 2
+            and not self.config.keep_images
+            and not self.options.get("streamed")
+        )
+
+    def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
+        rest = iter(items)
+        head = list(itertools.islice(rest, self.min_files)) if self._parallel_pays() else []
+        if len(head) >= self.min_files:
+            opts = {k: v for k, v in self.options.items() if k != "streamed"}
+            self.chosen = ProcessEngine(self.model, self.config, **opts)
+            log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), os.cpu_count() or 1)
+        return self.chosen.run(itertools.chain(head, rest))
+
+    def close(self) -> None:
+        self.chosen.close()
 
 
 class _RayScanBatch:

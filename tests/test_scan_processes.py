@@ -141,3 +141,31 @@ def test_processes_engine_starts_no_worker_for_no_files(tiny_model: str) -> None
     with ProcessEngine(tiny_model, ScanConfig(device="cpu"), actors=2) as engine:
         assert list(engine.run([])) == []
         assert engine._pool is None
+
+
+@pytest.mark.slow
+def test_auto_engine_moves_long_cpu_scans_to_processes(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--engine auto`` (the CLI's default): worker processes from ``AutoEngine.min_files`` listed files on, with the
+    local engine's records; the local engine below it, for ``--report`` scans (face crops) and for stdin paths."""
+    from forensics.engines import AutoEngine, LocalEngine, ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics_core.inputs import InputExpander
+
+    src = _inputs(tmp_path / "in", 5)
+    monkeypatch.setattr(AutoEngine, "min_files", 4)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cfg = ScanConfig(device="cpu", threads=1, batch=2, threshold="0")
+
+    def run(config: ScanConfig, items: list, **options: object) -> tuple[list[dict], type]:
+        with AutoEngine(tiny_model, config, actors=1, **options) as engine:
+            records = [_without_timings(r.to_dict()) for r in engine.run(items)]
+            return records, type(engine.chosen)
+
+    every = list(InputExpander([str(src)]))
+    local = [_without_timings(r.to_dict()) for r in LocalEngine(tiny_model, cfg).run(every)]
+    assert run(cfg, every) == (local, ProcessEngine)
+    assert run(cfg, every[:3]) == (local[:3], LocalEngine)
+    assert run(cfg, every, streamed=True)[1] is LocalEngine
+    assert run(ScanConfig(device="cpu", threads=1, batch=2, threshold="0", keep_images=True), every)[1] is LocalEngine

@@ -71,9 +71,10 @@ class ThresholdType(click.ParamType):
               help="Threads for decoding and evidence.")
 @click.option("--threads", type=int, default=ScanConfig.threads,
               help="torch CPU threads (default: all cores; use 1 per process on shared machines).")
-@click.option("--engine", default="local", show_default=True, type=RegistryChoice(lambda: ENGINES.names()),
-              help="local (this process), processes (--actors scanner processes on this machine: the fastest on a "
-                   "multi-core CPU) or ray (Ray Data; needs the [ray] extra). Example: --engine processes")
+@click.option("--engine", default="auto", show_default=True, type=RegistryChoice(lambda: ENGINES.names()),
+              help="auto (processes once a CPU scan lists 1000 files, else local), local (this process), processes "
+                   "(--actors scanner processes on this machine: the fastest on a multi-core CPU) or ray (Ray Data; "
+                   "needs the [ray] extra). Example: --engine processes")
 @click.option("--address", default=None, help="Ray cluster address (ray://host:10001 or auto); default: local Ray.")
 @click.option("--actors", type=click.IntRange(min=1), default=None,
               help="Parallel scanners: processes for --engine processes (default: one per CPU core, each with "

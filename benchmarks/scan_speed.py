@@ -19,7 +19,8 @@ spread over the clip) and dense with ``--detect-every 4`` (faces followed by O-N
 ``--processes 1,2`` adds rows for ``--engine processes`` with that many scanner processes (each with
 ``cores / processes`` torch threads), evidence off, each against the local engine in alternating runs: the steady
 rate once the workers are up (a moderation pipeline's long run) and, apart, the seconds their start took (what a
-short ``forensics scan`` also pays).
+short ``forensics scan`` also pays). ``--commands auto,local`` times the whole ``forensics scan`` command per engine
+from outside (interpreter start, model and worker start, every file), in rotating runs.
 
 Example::
 
@@ -169,6 +170,46 @@ def processes_markdown(rows: list[dict]) -> str:
           f"{', '.join(f'{x:.1f}' for x in r['local_runs'])} | "
           f"{r['images_per_s'] / r['local_images_per_s']:.2f}x | {r['start_s']:.2f} |" for r in rows),
     ]) + "\n"  # fmt: skip
+
+
+def run_commands(folder: Path, n: int, engines: list[str], repeat: int = 3, threads: int | None = None) -> dict:
+    """The whole ``forensics scan FOLDER --engine E`` command, timed from outside (interpreter start, model load,
+    worker start, every file, the JSONL written): what a user's script that calls the command pays. Rounds of one
+    run per engine, the order rotating each round (the host's speed drifts); the rates are the medians."""
+    import subprocess
+
+    runs: dict[str, list[float]] = {e: [] for e in engines}
+    with tempfile.TemporaryDirectory(prefix="scan-e2e-") as tmp:
+        out = Path(tmp) / "records.jsonl"
+        for k in range(repeat):
+            for engine in engines[k % len(engines):] + engines[: k % len(engines)]:
+                cmd = [sys.executable, "-m", "cli", "-q", "scan", str(folder), "--engine", engine, "--device", "cpu",
+                       "--evidence", "none", "--no-table", "--jsonl", str(out)]
+                cmd += ["--threads", str(threads)] if threads else []
+                out.unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                records = len(out.read_text(encoding="utf-8").splitlines()) if out.exists() else 0
+                if proc.returncode not in (0, 1) or records != n:  # 0: none flagged, 1: some flagged
+                    raise ForensicsError(f"scan --engine {engine}: exit {proc.returncode}, {records} of {n} records: "
+                                         f"{proc.stderr.strip()[-300:]}")
+                runs[engine].append(n / wall)
+    return {"n": n, "runs": runs, "images_per_s": {e: float(np.median(r)) for e, r in runs.items()}}
+
+
+def commands_markdown(result: dict) -> str:
+    lines = [
+        "", "## The whole command, end to end (evidence off, rotating runs)", "",
+        "Each run: `python -m cli -q scan FOLDER --engine E --device cpu --evidence none --no-table --jsonl OUT`, "
+        "timed from outside (interpreter start, model load, worker start, every file); images/s = files / wall, "
+        "medians of the runs.", "",
+        "| engine | images | images/s (median) | runs |", "|---|---|---|---|",
+    ]
+    for engine, runs in result["runs"].items():
+        lines.append(f"| {engine} | {result['n']} | {result['images_per_s'][engine]:.2f} | "
+                     f"{', '.join(f'{x:.1f}' for x in runs)} |")
+    return "\n".join(lines) + "\n"
 
 
 #: video runs: label -> ScanConfig overrides (the default sampling, dense sampling, dense with faces followed)
@@ -321,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time each evidence analysis alone on the first N photos")
     ap.add_argument("--processes", default="", help="comma list of scanner-process counts to measure with "
                     "--engine processes, evidence off (e.g. 1,2)")  # fmt: skip
+    ap.add_argument("--commands", default="", help="comma list of engines whose whole 'forensics scan' command is "
+                    "timed end to end, in rotating runs (e.g. auto,local)")  # fmt: skip
     ap.add_argument("--workdir", default=None, help="where the generated photos go (default: a temp dir)")
     ap.add_argument("--out", default=None, help="write a markdown table here (e.g. benchmarks/results/scan.md)")
     args = ap.parse_args(argv)
@@ -361,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                                   batch=args.batch, workers=args.workers)  # fmt: skip
                 proc_rows.append(r)
                 print(r, flush=True)
+            engines = [e for e in args.commands.split(",") if e]
+            commands = run_commands(Path(paths[0]).parent, len(paths), engines, threads=args.threads) if engines else {}
+            if commands:
+                print(commands, flush=True)
     except ForensicsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -371,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         md += analyses_markdown(per_analysis, min(args.per_analysis, len(paths)))
     if proc_rows:
         md += processes_markdown(proc_rows)
+    if commands:
+        md += commands_markdown(commands)
     print(md)
     if args.out:
         Path(args.out).write_text(md, encoding="utf-8")

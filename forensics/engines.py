@@ -265,8 +265,7 @@ class AutoEngine(Engine):
         rest = iter(items)
         head = list(itertools.islice(rest, self.min_files)) if self._parallel_pays() else []
         if len(head) >= self.min_files:
-            opts = {k: v for k, v in self.options.items() if k != "streamed"}
-            self.chosen = ProcessEngine(self.model, self.config, **opts)
+            self.chosen = ProcessEngine(self.model, self.config, **self.options)
             log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), os.cpu_count() or 1)
         return self.chosen.run(itertools.chain(head, rest))
 

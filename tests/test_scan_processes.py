@@ -120,6 +120,22 @@ def test_scan_speed_measures_the_processes_engine(tiny_model: str, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_scan_speed_times_the_whole_command_and_checks_its_records(tmp_path: Path) -> None:
+    """``--commands``: the command's wall from outside; a run that leaves fewer records than files is an error."""
+    pytest.importorskip("skimage.data")
+    from benchmarks.scan_speed import commands_markdown, make_photos, run_commands
+    from forensics_core.errors import ForensicsError
+
+    folder = Path(make_photos(tmp_path / "photos", 2)[0]).parent
+    result = run_commands(folder, 2, ["local"], repeat=1, threads=1)
+    assert len(result["runs"]["local"]) == 1 and result["images_per_s"]["local"] > 0
+    assert "| local | 2 |" in commands_markdown(result)
+    (folder / "extra.png").write_bytes(b"")  # a third file: three records where two were expected
+    with pytest.raises(ForensicsError, match="3 of 2 records"):
+        run_commands(folder, 2, ["local"], repeat=1, threads=1)
+
+
+@pytest.mark.slow
 def test_processes_engine_fails_in_one_line_when_no_worker_can_start(tiny_model: str, tmp_path: Path) -> None:
     """A worker that cannot build its scanner (here an unknown face detector, which the CLI would have refused) is
     retried by the pool for ever; the run must end with the worker's reason instead of waiting."""

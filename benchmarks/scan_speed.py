@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc_rows.append(r)
                 print(r, flush=True)
             engines = [e for e in args.commands.split(",") if e]
-            commands = run_commands(Path(paths[0]).parent, len(paths), engines, threads=args.threads) if engines else {}
+            # the commands run with their own defaults (no --threads): what a user who types them gets
+            commands = run_commands(Path(paths[0]).parent, len(paths), engines) if engines else {}
             if commands:
                 print(commands, flush=True)
     except ForensicsError as exc:

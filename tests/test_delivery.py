@@ -382,6 +382,17 @@ def test_blend_validation_measures_self_blends_not_gan_faces():
     assert npr.validation_views(x, y, 3)[0] is x
 
 
+def _assert_max_of_standardised_members(fused, ma, mb) -> None:
+    """The fused logit of random faces is the larger of the two members' own logits, each standardised by the
+    real reference the fused model stored."""
+    faces = list(np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
+    det = fused.detector
+    za, zb = ma.logits(faces), mb.logits(faces)
+    expect = np.maximum((za - float(det.real_mean[0])) / float(det.real_std[0]),
+                        (zb - float(det.real_mean[1])) / float(det.real_std[1]))
+    assert np.allclose(fused.logits(faces), expect, atol=1e-4)
+
+
 def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
     """``detector fuse``: an artifact model and a blending model become one model file whose logit is the larger
     of the two members' logits, each standardised by the validation reals; mismatched inputs are refused."""
@@ -407,13 +418,8 @@ def test_fuse_keeps_each_members_alarm_and_loads_as_one_model(tmp_path, capsys):
     assert fused.card["config"]["fusion"] == "max" and [m["sha256"] for m in fused.card["training"]["fused_from"]] == [
         ma.sha256, mb.sha256]
     assert "threshold_hold" in fused.card["training"] and set(fused.card["training"]["families"]) == {"checker"}
-    faces = list(np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
-    det = fused.detector
-    za, zb = ma.logits(faces), mb.logits(faces)
-    expect = np.maximum((za - float(det.real_mean[0])) / float(det.real_std[0]),
-                        (zb - float(det.real_mean[1])) / float(det.real_std[1]))
-    assert np.allclose(fused.logits(faces), expect, atol=1e-4)
-    assert torch.all(det.real_std > 0)
+    _assert_max_of_standardised_members(fused, ma, mb)
+    assert torch.all(fused.detector.real_std > 0)
     c = train(TrainOptions(detector="npr", out=str(tmp_path / "c"), **{**common, "res": 48},
                            detector_cfg={"widths": (8, 16, 32)}))
     code = main(["detector", "fuse", str(a / "model"), str(c / "model"), "--data", str(ds), "--out",
@@ -448,12 +454,7 @@ def test_fuse_maps_the_input_to_each_members_normalisation_and_edge(tmp_path, ca
     assert fused.preprocess.edge == "reflect" and fused.preprocess.mean == ma.preprocess.mean
     # a max logit is centred on the validation reals: calibrated with an intercept, not a scale that pins them at 0.5
     assert fused.card["calibration"]["kind"] == "platt"
-    faces = list(np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
-    det = fused.detector
-    za, zb = ma.logits(faces), mb.logits(faces)
-    expect = np.maximum((za - float(det.real_mean[0])) / float(det.real_std[0]),
-                        (zb - float(det.real_mean[1])) / float(det.real_std[1]))
-    assert np.allclose(fused.logits(faces), expect, atol=1e-4)
+    _assert_max_of_standardised_members(fused, ma, mb)
 
 
 def test_blend_trains_and_validates_on_reals_alone(tmp_path):

@@ -28,80 +28,81 @@ def weights_file(name: str) -> Path:
     raise UsageError(f"MTCNN weights '{name}.pt' not found: install facenet-pytorch (pip install facenet-pytorch)")
 
 
-def _conv(cin: int, cout: int, k: int) -> tuple[nn.Conv2d, nn.PReLU]:
-    return nn.Conv2d(cin, cout, kernel_size=k), nn.PReLU(cout)
+#: each network's conv blocks as (in, out, kernel, max-pool (kernel, stride) or None): conv -> PReLU -> pool
+PNET_BLOCKS = ((3, 10, 3, (2, 2)), (10, 16, 3, None), (16, 32, 3, None))
+RNET_BLOCKS = ((3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None))
+ONET_BLOCKS = ((3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)), (64, 128, 2, None))
 
 
-def _caffe_flat(x: torch.Tensor) -> torch.Tensor:
-    """Flattened in the (W, H, C) order the original Caffe weights' dense layers expect."""
-    return x.permute(0, 3, 2, 1).contiguous().view(x.shape[0], -1)
+class _ConvTrunk(nn.Module):
+    """The conv blocks of one network, named ``conv{i}`` / ``prelu{i}`` / ``pool{i}`` as the weight files are."""
+
+    def __init__(self, blocks: tuple[tuple[int, int, int, tuple[int, int] | None], ...]) -> None:
+        super().__init__()
+        self.depth = len(blocks)
+        for i, (cin, cout, kernel, pool) in enumerate(blocks, 1):
+            self.add_module(f"conv{i}", nn.Conv2d(cin, cout, kernel_size=kernel))
+            self.add_module(f"prelu{i}", nn.PReLU(cout))
+            if pool:
+                self.add_module(f"pool{i}", nn.MaxPool2d(*pool, ceil_mode=True))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, self.depth + 1):
+            x = getattr(self, f"prelu{i}")(getattr(self, f"conv{i}")(x))
+            pool = getattr(self, f"pool{i}", None)
+            x = pool(x) if pool is not None else x
+        return x
 
 
-class PNet(nn.Module):
+class PNet(_ConvTrunk):
     """Proposal network: fully convolutional, run on every pyramid level (box offsets, face probability maps)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 10, 3)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = _conv(10, 16, 3)
-        self.conv3, self.prelu3 = _conv(16, 32, 3)
+        super().__init__(PNET_BLOCKS)
         self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
         self.softmax4_1 = nn.Softmax(dim=1)
         self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        x = self.trunk(x)
         return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
 
 
-class RNet(nn.Module):
-    """Refinement network on 24 px candidate crops (box offsets, face probability)."""
+class _Refiner(_ConvTrunk):
+    """R-Net / O-Net: the conv trunk, one hidden dense layer on it (flattened in the (W, H, C) order of the original
+    Caffe weights), then dense heads: ``dense{k}_1`` the face / non-face logits (softmaxed), ``dense{k}_2`` the box
+    offsets, O-Net's ``dense{k}_3`` the five landmarks. Outputs: the heads after the first, then the probabilities."""
+
+    def __init__(self, blocks: tuple, flat: int, hidden: int, heads: tuple[int, ...]) -> None:
+        super().__init__(blocks)
+        k = self.depth + 1
+        self.add_module(f"dense{k}", nn.Linear(flat, hidden))
+        self.add_module(f"prelu{k}", nn.PReLU(hidden))
+        for j, size in enumerate(heads, 1):
+            self.add_module(f"dense{k + 1}_{j}", nn.Linear(hidden, size))
+        self.add_module(f"softmax{k + 1}_1", nn.Softmax(dim=1))
+        self.n_heads = len(heads)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        k = self.depth + 1
+        x = self.trunk(x).permute(0, 3, 2, 1).contiguous()
+        x = getattr(self, f"prelu{k}")(getattr(self, f"dense{k}")(x.view(x.shape[0], -1)))
+        rest = tuple(getattr(self, f"dense{k + 1}_{j}")(x) for j in range(2, self.n_heads + 1))
+        return (*rest, getattr(self, f"softmax{k + 1}_1")(getattr(self, f"dense{k + 1}_1")(x)))
+
+
+class RNet(_Refiner):
+    """Refinement network on 24 px candidate crops: (box offsets, face probability)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 28, 3)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = _conv(28, 48, 3)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3, self.prelu3 = _conv(48, 64, 2)
-        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.softmax5_1 = nn.Softmax(dim=1)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu4(self.dense4(_caffe_flat(self.prelu3(self.conv3(x)))))
-        return self.dense5_2(x), self.softmax5_1(self.dense5_1(x))
+        super().__init__(RNET_BLOCKS, flat=576, hidden=128, heads=(2, 4))
 
 
-class ONet(nn.Module):
-    """Output network on 48 px crops (box offsets, five landmarks, face probability)."""
+class ONet(_Refiner):
+    """Output network on 48 px crops: (box offsets, five landmarks, face probability)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 32, 3)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = _conv(32, 64, 3)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3, self.prelu3 = _conv(64, 64, 3)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4, self.prelu4 = _conv(64, 128, 2)
-        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.softmax6_1 = nn.Softmax(dim=1)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu5(self.dense5(_caffe_flat(self.prelu4(self.conv4(x)))))
-        return self.dense6_2(x), self.dense6_3(x), self.softmax6_1(self.dense6_1(x))
+        super().__init__(ONET_BLOCKS, flat=1152, hidden=256, heads=(2, 4, 10))
 
 
 NETS: dict[str, type[nn.Module]] = {"PNet": PNet, "RNet": RNet, "ONet": ONet}

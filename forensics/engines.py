@@ -37,6 +37,7 @@ from forensics_core.errors import UsageError
 from forensics_core.inputs import InputItem
 from forensics_core.plumbing import Closing
 from forensics_core.registry import Registry
+from forensics_core.sysinfo import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class ProcessEngine(_DriverEngine):
         actors = options.get("actors")
         if actors is not None and int(actors) < 1:
             raise UsageError(f"--actors must be >= 1, got {actors}")
-        self.processes = int(actors) if actors is not None else max(1, os.cpu_count() or 1)
+        self.processes = int(actors) if actors is not None else usable_cpus()
         # A worker takes up to ``take`` files at once and scans them in chunks of ``--batch``, decoding the next
         # chunk while it detects on this one (the local engine's prefetch); a worker given one chunk at a time
         # would decode and compute in turn. ``window``: two such takes per process in flight.
@@ -157,7 +158,7 @@ class ProcessEngine(_DriverEngine):
 
         cfg = dict(asdict(self.config))
         cfg["keep_images"] = False  # records cross the process boundary as JSON
-        cfg["threads"] = self.config.threads or max(1, (os.cpu_count() or 1) // self.processes)
+        cfg["threads"] = self.config.threads or max(1, usable_cpus() // self.processes)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         return WorkerOptions(model=self.model_path, scan=cfg, max_file_bytes=0, log_level=level, json_logs=False)
 
@@ -239,9 +240,10 @@ class AutoEngine(Engine):
     """The CLI's default: the local engine, or ``processes`` once a scan lists :attr:`min_files` files on a CPU
     with two or more cores. Why a threshold: the workers take ~4.5 s until their first files are scanned (torch,
     model and face detector loaded in each) and then scan 1.16-1.33x the local engine's images/s on two cores
-    (``benchmarks/results/scan.md``), so they pay from several hundred files on. The local engine stays for GPU scans (one process feeds the device), HTML reports
-    (they embed face crops that records crossing a process boundary do not carry) and paths read from stdin (the
-    peek would hold the first records back until that many paths arrived)."""
+    (``benchmarks/results/scan.md``), so they pay from several hundred files on. The local engine stays for GPU
+    scans (one process feeds the device), HTML reports (they embed face crops that records crossing a process
+    boundary do not carry) and paths read from stdin (the peek would hold the first records back until that many
+    paths arrived). Cores: :func:`~forensics_core.sysinfo.usable_cpus` (the affinity mask, not the machine's)."""
 
     #: files listed before the scan moves to worker processes
     min_files: int = 1000
@@ -256,7 +258,7 @@ class AutoEngine(Engine):
     def _parallel_pays(self) -> bool:
         return (
             str(self.scanner.model.device).startswith("cpu")
-            and (os.cpu_count() or 1) >= 2
+            and usable_cpus() >= 2
             and not self.config.keep_images
             and not self.options.get("streamed")
         )
@@ -266,7 +268,7 @@ class AutoEngine(Engine):
         head = list(itertools.islice(rest, self.min_files)) if self._parallel_pays() else []
         if len(head) >= self.min_files:
             self.chosen = ProcessEngine(self.model, self.config, **self.options)
-            log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), os.cpu_count() or 1)
+            log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), usable_cpus())
         return self.chosen.run(itertools.chain(head, rest))
 
     def close(self) -> None:

@@ -16,13 +16,23 @@ from typing import Any
 
 from forensics_core.config import REPO_ROOT
 
-__all__ = ["environment", "git_describe", "load_average", "peak_rss_mb"]
+__all__ = ["environment", "git_describe", "load_average", "peak_rss_mb", "usable_cpus"]
 
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, e.g. under ``taskset`` or a
+    container's cpuset), else every logical CPU: how many scanner processes can run at once."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def load_average() -> list[float] | None:

@@ -171,7 +171,7 @@ def test_auto_engine_moves_long_cpu_scans_to_processes(
 
     src = _inputs(tmp_path / "in", 5)
     monkeypatch.setattr(AutoEngine, "min_files", 4)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr("forensics.engines.usable_cpus", lambda: 2)
     cfg = ScanConfig(device="cpu", threads=1, batch=2, threshold="0")
 
     def run(config: ScanConfig, items: list, **options: object) -> tuple[list[dict], type]:

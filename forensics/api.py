@@ -54,6 +54,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     stdout_taken = any(t == "-" for _, t in specs)
     if not o.get("no_table") and not quiet and not stdout_taken:  # -q: "no progress bar or table" (--help)
         specs.append(("table", "-"))
+    engine_cls = get_engine(o.get("engine", "local"))
     config = ScanConfig(
         threshold=o.get("threshold"),
         evidence=evidence,
@@ -66,7 +67,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         max_faces=o.get("max_faces", ScanConfig.max_faces),
         face_detector=o.get("face_detector") or ScanConfig.face_detector,
         detect_every=o.get("detect_every") or ScanConfig.detect_every,
-        keep_images=bool(o.get("report_out")) and get_engine(o.get("engine", "local")).keeps_images,
+        keep_images=bool(o.get("report_out")) and engine_cls.keeps_images,
         follow_symlinks=bool(o.get("follow_symlinks")),
         max_pixels=o.get("max_pixels", ScanConfig.max_pixels),
         threads=o.get("threads", ScanConfig.threads),
@@ -74,7 +75,6 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     from forensics.pipeline import skip_done
     from forensics_core.inputs import InputExpander
 
-    engine_cls = get_engine(o.get("engine", "local"))
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k) is not None}
     if "-" in inputs:
         engine_opts["streamed"] = True

@@ -267,7 +267,8 @@ class AutoEngine(Engine):
         rest = iter(items)
         head = list(itertools.islice(rest, self.min_files)) if self._parallel_pays() else []
         if len(head) >= self.min_files:
-            self.chosen = ProcessEngine(self.model, self.config, **self.options)
+            # the model the local engine loaded: its path for the workers, its name and presets for the driver
+            self.chosen = ProcessEngine(self.scanner.model, self.config, **self.options)
             log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), usable_cpus())
         return self.chosen.run(itertools.chain(head, rest))
 

@@ -139,6 +139,9 @@ class ProcessEngine(_DriverEngine):
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
         if options.get("address"):
             raise UsageError("--address only applies to --engine ray")
+        from forensics.serve.pool import prestart_workers
+
+        prestart_workers()  # the workers' torch import runs beside the driver's model load below
         super().__init__(model, config, **options)
         actors = options.get("actors")
         if actors is not None and int(actors) < 1:
@@ -251,29 +254,51 @@ class AutoEngine(Engine):
 
     def __init__(self, model: Any, config: Any, **options: Any) -> None:
         super().__init__(model, config, **options)
-        self.local = LocalEngine(model, config, **options)  # the model loads now: a bad model fails fast
-        self.scanner = self.local.scanner
-        self.chosen: Engine = self.local
+        self.chosen: Engine | None = None
+        if self._may_move():
+            from forensics.scanning.config import check_model
 
-    def _parallel_pays(self) -> bool:
+            check_model(model, config.threshold)  # torch-free: a typo fails now; the engine is built by run()
+        else:
+            self.chosen = LocalEngine(model, config, **options)  # the model loads now: a bad model fails fast
+
+    @property
+    def scanner(self) -> Any:
+        """The local engine's Scanner (a ``--report`` scan reads its model before the first file)."""
+        return getattr(self.chosen, "scanner", None)
+
+    def _may_move(self) -> bool:
+        """What is known before anything loads: a CPU-capable scan whose records may cross a process boundary."""
         return (
-            str(self.scanner.model.device).startswith("cpu")
+            not str(self.config.device).startswith(("cuda", "mps"))
             and usable_cpus() >= 2
             and not self.config.keep_images
             and not self.options.get("streamed")
         )
 
+    def _choose(self, listed: int) -> Engine:
+        if listed < self.min_files:
+            return LocalEngine(self.model, self.config, **self.options)
+        from forensics.serve.pool import prestart_workers
+        from forensics_core.config import resolve_device
+
+        prestart_workers()  # the workers' torch import runs on the other core while this process imports its own
+        if resolve_device(self.config.device).type != "cpu":
+            return LocalEngine(self.model, self.config, **self.options)  # one process feeds the device
+        log.info("engine auto: %d+ files on %d CPU cores -> processes", listed, usable_cpus())
+        return ProcessEngine(self.model, self.config, **self.options)
+
     def run(self, items: Iterable[InputItem]) -> Iterator[Any]:
         rest = iter(items)
-        head = list(itertools.islice(rest, self.min_files)) if self._parallel_pays() else []
-        if len(head) >= self.min_files:
-            # the model the local engine loaded: its path for the workers, its name and presets for the driver
-            self.chosen = ProcessEngine(self.scanner.model, self.config, **self.options)
-            log.info("engine auto: %d+ files on %d CPU cores -> processes", len(head), usable_cpus())
-        return self.chosen.run(itertools.chain(head, rest))
+        if self.chosen is None:
+            head = list(itertools.islice(rest, self.min_files))
+            self.chosen = self._choose(len(head))
+            rest = itertools.chain(head, rest)
+        return self.chosen.run(rest)
 
     def close(self) -> None:
-        self.chosen.close()
+        if self.chosen is not None:
+            self.chosen.close()
 
 
 class _RayScanBatch:

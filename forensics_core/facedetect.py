@@ -172,31 +172,48 @@ def _run(net: Any, batch: np.ndarray) -> list[np.ndarray]:
     return net.run(batch)
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by per-group NMS (torchvision's), highest score first."""
-    import torch
-    from torchvision.ops import batched_nms
-
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    keep = batched_nms(torch.from_numpy(boxes[:, :4]).float(), torch.from_numpy(scores).float(),
-                       torch.from_numpy(groups).long(), iou)  # fmt: skip
-    return keep.numpy()
-
-
-def _nms_min(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """MTCNN's last NMS: overlap measured over the *smaller* box ("Min"), so a box inside another is dropped."""
+def _greedy(boxes: np.ndarray, order: np.ndarray, iou: float, plus: float, overlap: Any) -> np.ndarray:
+    """Greedy NMS over ``order`` (best first): the first box stays, every later one that overlaps it by more than
+    ``iou`` goes, repeat. ``plus``: added to widths and heights (1 for MTCNN's inclusive pixel boxes, 0 for
+    torchvision's); ``overlap(inter, area_kept, areas_rest)``: the overlap ratio (over the union or the smaller)."""
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores)[::-1]
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
     keep = []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(i)
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        order = rest[(w * h) / np.minimum(area[i], area[rest]) <= iou]
+        w = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
+        h = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
+        order = rest[overlap(w * h, area[i], area[rest]) <= iou]
     return np.asarray(keep, dtype=np.int64)
+
+
+def _over_union(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (inter / (a + b - inter)).astype(np.float64)  # torchvision compares its float ratio as a double
+
+
+def _over_smaller(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return inter / np.minimum(a, b)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by NMS within each group, highest score first: torchvision's ``batched_nms`` in float32 (the
+    same boxes kept; ties in input order). Why not torchvision's own: importing ``torchvision.ops`` imports
+    ``torch._dynamo``, sympy and triton, ~2 s of every scanner process's first chunk."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    b, s = boxes[:, :4].astype(np.float32), scores.astype(np.float32)
+    kept = []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        kept.append(idx[_greedy(b[idx], np.argsort(-s[idx], kind="stable"), iou, 0.0, _over_union)])
+    keep = np.sort(np.concatenate(kept))
+    return keep[np.argsort(-s[keep], kind="stable")]
+
+
+def _nms_min(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """MTCNN's last NMS: overlap measured over the *smaller* box ("Min"), so a box inside another is dropped."""
+    return _greedy(boxes, np.argsort(scores)[::-1], iou, 1.0, _over_smaller)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:

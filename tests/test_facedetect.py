@@ -252,8 +252,34 @@ def test_mtcnn_nets_equal_facenets_and_load_without_torchvision():
         with torch.inference_mode():
             ours, theirs = build(name)(x), getattr(mtcnn, name)().eval()(x)
         assert len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
-    code = ("import sys; from forensics_core.faces.detectors import get_face_detector; "
-            "get_face_detector('mtcnn-fast', device='cpu'); "
-            "print(sorted(m for m in ('facenet_pytorch', 'torchvision') if m in sys.modules))")
+    code = ("import sys, numpy as np; from forensics_core.faces.detectors import get_face_detector; "
+            "d = get_face_detector('mtcnn-fast', device='cpu'); "
+            "d.detect([np.random.default_rng(0).integers(0, 255, (160, 200, 3), dtype=np.uint8)]); "
+            "print(sorted(m for m in ('facenet_pytorch', 'torchvision', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_nms_keeps_torchvisions_boxes_in_its_order():
+    """The cascade's own per-image NMS keeps exactly the boxes torchvision's ``batched_nms`` keeps (which it no
+    longer imports), highest score first, on boxes with many overlaps and tied scores."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    from forensics_core.facedetect import _nms
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 300))
+        xy = rng.uniform(0, 200, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(4, 80, (n, 2))], 1).astype(np.float32)
+        scores = rng.uniform(0, 1, n).astype(np.float32)
+        if trial % 2:
+            boxes, scores = np.floor(boxes), np.round(scores, 1).astype(np.float32)  # pixel boxes, tied scores
+        groups = rng.integers(0, 3, n)
+        iou = (0.5, 0.7)[trial % 2]
+        ours = _nms(boxes, scores, groups, iou)
+        theirs = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(groups), iou)
+        assert sorted(ours.tolist()) == sorted(theirs.tolist())
+        assert np.all(np.diff(scores[ours]) <= 0)
+    assert _nms(np.zeros((0, 5), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), 0.5).size == 0

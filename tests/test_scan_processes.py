@@ -150,6 +150,31 @@ def test_processes_engine_fails_in_one_line_when_no_worker_can_start(tiny_model:
         list(engine.run(InputExpander([str(src / "img00.png")])))
 
 
+def test_processes_engine_workers_take_the_callers_folder_and_environment(
+    tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers fork from a server started earlier, with its own folder and environment: an installed model named
+    through a ``FORENSICS_HOME`` exported since, and relative paths given after a ``cd``, must reach the workers
+    as they reach a spawned one."""
+    from forensics.engines import ProcessEngine
+    from forensics.scanning.config import ScanConfig
+    from forensics.serve.pool import prestart_workers
+    from forensics_core.inputs import InputExpander
+
+    prestart_workers()  # the server starts here, before the environment and the folder change
+    shutil.copytree(tiny_model, tmp_path / "home" / "models" / "tiny-installed")
+    shutil.copytree(tiny_model, tmp_path / "work" / "runs" / "tiny")
+    monkeypatch.setenv("FORENSICS_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "work")
+    src = _inputs(tmp_path / "work" / "in", 2)
+    for model in ("tiny-installed", "runs/tiny"):  # a name under $FORENSICS_HOME/models; a path from this folder
+        with ProcessEngine(model, ScanConfig(device="cpu", threads=1, batch=2), actors=1) as engine:
+            records = list(engine.run(InputExpander([str(src / "img00.png"), "in/img01.png"])))
+        assert [(Path(r.path).name, r.status, r.model["name"]) for r in records] == [
+            ("img00.png", "ok", "tiny-npr"), ("img01.png", "ok", "tiny-npr")
+        ], [r.error for r in records]  # fmt: skip
+
+
 def test_processes_engine_starts_no_worker_for_no_files(tiny_model: str) -> None:
     from forensics.engines import ProcessEngine
     from forensics.scanning.config import ScanConfig

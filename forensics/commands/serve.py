@@ -70,19 +70,13 @@ def serve(**o: Any) -> int:
 
 def settings_from_options(o: dict[str, Any]) -> Any:
     """Options -> :class:`ServeSettings`, with the model card and key file checked before anything starts."""
-    from detectors.modelfile import read_card, resolve_model_dir
-    from forensics.scanning.config import DEFAULT_MODEL_DIR
+    from forensics.scanning.config import check_model
     from forensics.serve.settings import ServeSettings, read_api_keys
-    from forensics_core.errors import ModelFileError
     from forensics_core.faces.detectors import FACE_DETECTORS
-    from forensics_core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     model = o["model"]
-    if model == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        raise ModelFileError("no default model shipped; pass --model FILE")
-    card = read_card(resolve_model_dir(model))  # torch-free: a typo fails here, not in every worker
+    check_model(model, o["threshold"])  # torch-free: a typo fails here, not in every worker
     FACE_DETECTORS.get(o["face_detector"])
-    ThresholdPolicy.resolve(o["threshold"], dict(card.get("thresholds") or FALLBACK_THRESHOLDS))
     return ServeSettings(
         host=o["host"], port=o["port"], model=model, workers=o["workers"], threads=o["threads"],
         threshold=o["threshold"], evidence=o["evidence"], device=o["device"], face_detector=o["face_detector"],

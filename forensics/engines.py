@@ -241,9 +241,10 @@ class ProcessEngine(_DriverEngine):
 @ENGINES.register("auto", description="local for short, GPU, streamed or --report scans; processes for long CPU ones")
 class AutoEngine(Engine):
     """The CLI's default: the local engine, or ``processes`` once a scan lists :attr:`min_files` files on a CPU
-    with two or more cores. Why a threshold: the workers take ~4.5 s until their first files are scanned (torch,
-    model and face detector loaded in each) and then scan 1.16-1.33x the local engine's images/s on two cores
-    (``benchmarks/results/scan.md``), so they pay from several hundred files on. The local engine stays for GPU
+    with two or more cores. Why a threshold: the workers take ~2.7 s until their first files are scanned (the fork
+    server's torch import, then model and face detector in each) and then scan 1.16-1.33x the local engine's
+    images/s on two cores (``benchmarks/results/scan.md``), so they pay from several hundred files on. Nothing
+    loads before the inputs are listed: a short scan never starts the fork server. The local engine stays for GPU
     scans (one process feeds the device), HTML reports (they embed face crops that records crossing a process
     boundary do not carry) and paths read from stdin (the peek would hold the first records back until that many
     paths arrived). Cores: :func:`~forensics_core.sysinfo.usable_cpus` (the affinity mask, not the machine's)."""

@@ -114,7 +114,7 @@ def test_scan_speed_measures_the_processes_engine(tiny_model: str, tmp_path: Pat
     paths = make_photos(tmp_path, 3)
     row = run_processes(paths, tiny_model, 1, repeat=2, local_threads=1, device="cpu", batch=2, workers=1)
     assert row["n"] == 3 and row["processes"] == 1 and len(row["runs"]) == len(row["local_runs"]) == 2
-    assert row["images_per_s"] > 0 and row["local_images_per_s"] > 0 and row["start_s"] > 0
+    assert row["images_per_s"] > 0 and row["local_images_per_s"] > 0 and row["start_s"] > 0 and row["restart_s"] > 0
     md = processes_markdown([row])
     assert "| 1 | cores / processes | 3 |" in md and f"{row['images_per_s'] / row['local_images_per_s']:.2f}x" in md
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,26 @@ def test_processes_engine_workers_take_the_callers_folder_and_environment(
         assert [(Path(r.path).name, r.status, r.model["name"]) for r in records] == [
             ("img00.png", "ok", "tiny-npr"), ("img01.png", "ok", "tiny-npr")
         ], [r.error for r in records]  # fmt: skip
+
+
+def test_a_worker_whose_front_is_gone_ends_quietly(tmp_path: Path, tiny_model: str) -> None:
+    """A driver killed mid-scan (``kill -9``) closes the pipe under a worker that is still scanning its chunk: the
+    worker must end cleanly at its next answer (exit code 0), not die on the closed pipe with a traceback."""
+    from forensics.serve.pool import WorkerOptions, worker_context, worker_main
+
+    src = _inputs(tmp_path / "in", 3)
+    ctx = worker_context()
+    front, child = ctx.Pipe(duplex=True)
+    opts = WorkerOptions(model=tiny_model, scan={"device": "cpu", "threads": 1, "evidence": "none"}, json_logs=False)
+    proc = ctx.Process(target=worker_main, args=(child, json.dumps(asdict(opts)), os.getcwd(), dict(os.environ)))
+    proc.start()
+    child.close()
+    assert json.loads(front.recv_bytes())["op"] == "ready"
+    jobs = [{"id": str(k), "path": str(src / f"img0{k}.png"), "name": f"img0{k}.png"} for k in range(3)]
+    front.send_bytes(json.dumps({"op": "scan", "jobs": jobs}).encode())
+    front.close()  # gone before the first answer could be read
+    proc.join(60)
+    assert proc.exitcode == 0
 
 
 def test_processes_engine_starts_no_worker_for_no_files(tiny_model: str) -> None:

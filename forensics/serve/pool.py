@@ -32,6 +32,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -467,10 +468,11 @@ def _exit_desc(proc: Any) -> str:
 # the worker process
 # ---------------------------------------------------------------------------------------------------------------
 def worker_context() -> Any:
-    """How scanner processes start: forked from a fork server that has imported :data:`PRELOAD`, or spawned where
-    the platform has no fork server (Windows). Never a plain fork of the caller: that would copy the front's
-    threads and event loop (and a driver's torch thread pools) into the child."""
-    if "forkserver" not in mp.get_all_start_methods():
+    """How scanner processes start: forked from a fork server that has imported :data:`PRELOAD` on Linux, spawned
+    elsewhere (Windows has no fork server; on macOS system frameworks that torch loads are not safe to fork, which
+    is why Python spawns there by default). Never a plain fork of the caller: that would copy the front's threads
+    and event loop (and a driver's torch thread pools) into the child."""
+    if not sys.platform.startswith("linux") or "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(list(PRELOAD))  # read once, when the server starts
@@ -522,7 +524,10 @@ def worker_main(conn: Connection, options_json: str, cwd: str | None = None, env
             return  # the front is gone
         if msg.get("op") != "scan":
             return
-        _scan_chunk(conn, scanner, msg["jobs"], int(opts.get("max_file_bytes") or 0))
+        try:
+            _scan_chunk(conn, scanner, msg["jobs"], int(opts.get("max_file_bytes") or 0))
+        except (ConnectionError, EOFError):
+            return  # the front went away mid-chunk (killed): nobody is left to answer
 
 
 def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_file_bytes: int) -> None:
@@ -533,6 +538,8 @@ def _scan_chunk(conn: Connection, scanner: Any, jobs: list[dict[str, Any]], max_
             rec = _renamed(res.to_dict(), job["path"], job["name"])
             conn.send_bytes(json.dumps({"id": job["id"], "record": rec}).encode("utf-8"))
             sent.add(job["id"])
+    except (ConnectionError, EOFError):
+        raise  # the pipe to the front, not the scan
     except Exception as exc:  # noqa: BLE001 - a scanner bug must not end the worker; every job still gets a record
         log.exception("scan chunk failed")
         for job, item in zip(jobs, items):

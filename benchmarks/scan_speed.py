@@ -116,7 +116,8 @@ def run_processes(
 ) -> dict:
     """``--engine processes`` with ``processes`` workers against the local engine, alternately in the same spell.
 
-    The start (the first run, on 8 photos: spawning the workers and loading the model in each) is timed apart;
+    The start (the first run, on 8 photos: the fork server's imports, then the model in each worker) is timed
+    apart (with ``--processes 1,2`` the later rows find the server already up);
     one untimed pass over ``paths`` follows (every worker meets its first full chunks, as in a long run). Then
     ``repeat`` rounds, each one run of both engines over ``paths`` in alternating order: a shared machine's
     speed drifts by more than the difference measured, so only runs of the same spell are compared; the rates

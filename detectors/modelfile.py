@@ -285,6 +285,18 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     return card
 
 
+def model_files(path_or_name: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(weights file, folder of its card) of a model directory, its ``model.json`` / weights file, a bare pickle or
+    an installed name; neither is opened (see :func:`load_model`)."""
+    src = Path(str(path_or_name)).expanduser()
+    model_dir = resolve_model_dir(str(path_or_name))
+    if model_dir.suffix.lower() in PICKLE_SUFFIXES:  # a bare pickle file: weights here, card beside it
+        return model_dir, model_dir.parent
+    if src.is_file() and src.suffix.lower() == ".safetensors":
+        return src, model_dir
+    return model_dir / WEIGHTS, model_dir
+
+
 def load_model(
     path_or_name: str | os.PathLike[str] = "default", device: str = "auto", allow_pickle: bool = False
 ) -> Model:
@@ -294,14 +306,7 @@ def load_model(
     from detectors.registry import build_detector
     from forensics_core.config import resolve_device
 
-    src = Path(str(path_or_name)).expanduser()
-    model_dir = resolve_model_dir(str(path_or_name))
-    if model_dir.suffix.lower() in PICKLE_SUFFIXES:  # a bare pickle file: weights here, card beside it
-        weights, model_dir = model_dir, model_dir.parent
-    elif src.is_file() and src.suffix.lower() == ".safetensors":
-        weights = src
-    else:
-        weights = model_dir / WEIGHTS
+    weights, model_dir = model_files(path_or_name)
     card = read_card(model_dir)
     state = read_state_dict(weights, allow_pickle=allow_pickle)
     try:

@@ -78,7 +78,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     engine_opts = {k: o[k] for k in ("address", "actors") if o.get(k) is not None}
     if "-" in inputs:
         engine_opts["streamed"] = True
-    engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # loads the model: fails fast
+    engine = engine_cls(model=o.get("model", "default"), config=config, **engine_opts)  # a bad model fails here
     expander = InputExpander(
         inputs, follow_symlinks=config.follow_symlinks, stdin=sys.stdin, timeout_s=config.timeout_s
     )
@@ -88,6 +88,11 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         done = read_done(resume)
         if done:
             items = skip_done(expander, done)
+    try:  # `auto` lists up to its threshold and loads its engine here: what fails then must leave outputs untouched
+        results = engine.run(items)
+    except BaseException:
+        engine.close()
+        raise
     sinks = open_sinks(specs, append_to=resume)
     report = None
     if o.get("report_out"):
@@ -99,7 +104,7 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
     try:
         with progress as bar:
             task = bar.add_task("scanning", total=None) if bar else None
-            for result in engine.run(items):
+            for result in results:
                 n += 1
                 flagged += int(result.flagged)
                 errors += int(result.status != "ok")

@@ -243,11 +243,15 @@ class AutoEngine(Engine):
     """The CLI's default: the local engine, or ``processes`` once a scan lists :attr:`min_files` files on a CPU
     with two or more cores. Why a threshold: the workers take ~2.7 s until their first files are scanned (the fork
     server's torch import, then model and face detector in each) and then scan 1.16-1.33x the local engine's
-    images/s on two cores (``benchmarks/results/scan.md``), so they pay from several hundred files on. Nothing
-    loads before the inputs are listed: a short scan never starts the fork server. The local engine stays for GPU
-    scans (one process feeds the device), HTML reports (they embed face crops that records crossing a process
-    boundary do not carry) and paths read from stdin (the peek would hold the first records back until that many
-    paths arrived). Cores: :func:`~forensics_core.sysinfo.usable_cpus` (the affinity mask, not the machine's)."""
+    images/s on two cores (``benchmarks/results/scan.md``), so they pay from several hundred files on. A scan that
+    may move loads nothing before its inputs are listed (the model and threshold are checked torch-free first), so a
+    short one never starts the fork server; with ``--device auto`` on a GPU machine a scan of 1000+ files starts it
+    before the device is known (the import overlaps the driver's) and then stays local. ``scanner`` is None until
+    :meth:`run` has chosen, except for the scans that never move (their local engine loads at once). The local
+    engine stays for GPU scans (one process feeds the device), HTML reports (they embed face crops that records
+    crossing a process boundary do not carry) and paths read from stdin (the peek would hold the first records
+    back until that many paths arrived). Cores: :func:`~forensics_core.sysinfo.usable_cpus` (the affinity mask, not
+    the machine's)."""
 
     #: files listed before the scan moves to worker processes
     min_files: int = 1000

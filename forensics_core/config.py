@@ -48,11 +48,17 @@ def resolve_device(spec: str = "auto"):
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"--device {spec}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {spec}: CUDA is not available on this machine (use --device cpu or auto)")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError(f"--device {spec}: MPS is not available on this machine")
+    backend = getattr(torch, dev.type, None)  # xpu, ...: torch.xpu.is_available() and the like
+    if dev.type not in ("cpu", "cuda", "mps") and not (backend and getattr(backend, "is_available", bool)()):
+        raise UsageError(f"--device {spec}: {dev.type} is not available on this machine (use --device cpu or auto)")
     return dev
 
 

@@ -189,7 +189,9 @@ def _greedy(boxes: np.ndarray, order: np.ndarray, iou: float, plus: float, overl
 
 
 def _over_union(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (inter / (a + b - inter)).astype(np.float64)  # torchvision compares its float ratio as a double
+    with np.errstate(invalid="ignore", divide="ignore"):  # two empty boxes: 0 / 0 overlap, which suppresses nothing
+        ratio = np.nan_to_num(inter / (a + b - inter), nan=0.0)
+    return ratio.astype(np.float64)  # torchvision compares its float ratio as a double
 
 
 def _over_smaller(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,9 +199,11 @@ def _over_smaller(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by NMS within each group, highest score first: torchvision's ``batched_nms`` in float32 (the
-    same boxes kept; ties in input order). Why not torchvision's own: importing ``torchvision.ops`` imports
-    ``torch._dynamo``, sympy and triton, ~2 s of every scanner process's first chunk."""
+    """Indices kept by NMS within each group, highest score first, ties in input order: torchvision's NMS kernel
+    in float32, per group (``batched_nms`` keeps the same boxes in the same order up to 1000 boxes of non-negative
+    coordinates; above, its own tie order is unstable, and its coordinate trick can suppress across groups when
+    coordinates are negative, which per-group NMS never does). Why not torchvision's own: importing
+    ``torchvision.ops`` imports ``torch._dynamo``, sympy and triton, ~2 s of every scanner process's first chunk."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     b, s = boxes[:, :4].astype(np.float32), scores.astype(np.float32)

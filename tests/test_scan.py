@@ -193,6 +193,36 @@ def test_exit_codes(tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "missing-model" in err
 
 
+@pytest.mark.parametrize("engine", ["auto", "local"])
+def test_bad_model_or_device_fails_in_one_line_and_leaves_outputs_untouched(
+    engine: str, tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model without weights, a pickle-based model, a device that does not exist or is absent: exit 2 with one
+    line naming the cause, and an output file from an earlier run left as it was (``auto`` loads its engine only
+    after listing the inputs, so the check must come before any output is opened)."""
+    import shutil
+
+    monkeypatch.setattr("forensics.engines.usable_cpus", lambda: 2)  # `auto` takes its listing path on any runner
+    Image.fromarray(_no_face_image()).save(tmp_path / "a.png")
+    shutil.copytree(tiny_model, tmp_path / "no-weights")
+    (tmp_path / "no-weights" / "model.safetensors").unlink()
+    (tmp_path / "pickled").mkdir()
+    shutil.copy(Path(tiny_model) / "model.json", tmp_path / "pickled" / "model.json")
+    (tmp_path / "pickled" / "weights.pt").write_bytes(b"not read")
+    out = tmp_path / "earlier.json"
+    for opts, cause in (
+        (["--model", str(tmp_path / "no-weights")], "weights file does not exist"),
+        (["--model", str(tmp_path / "pickled" / "weights.pt")], "pickle-based"),
+        (["--model", tiny_model, "--device", "gpu"], "not a device"),
+        (["--model", tiny_model, "--device", "xpu"], "not available on this machine"),
+    ):
+        out.write_text('["kept"]')
+        rc = cli.main(["-q", "scan", str(tmp_path / "a.png"), "--engine", engine, "--json", str(out), *opts])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and cause in err[0], (opts, err)
+        assert out.read_text() == '["kept"]'
+
+
 def test_missing_default_model_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import forensics.scanning.config as scan_mod
     from forensics_core.errors import ModelFileError

@@ -154,9 +154,9 @@ def test_processes_engine_fails_in_one_line_when_no_worker_can_start(tiny_model:
 def test_processes_engine_workers_take_the_callers_folder_and_environment(
     tmp_path: Path, tiny_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Workers fork from a server started earlier, with its own folder and environment: an installed model named
-    through a ``FORENSICS_HOME`` exported since, and relative paths given after a ``cd``, must reach the workers
-    as they reach a spawned one."""
+    """Workers fork from a server started earlier, with its own environment: an installed model named through a
+    ``FORENSICS_HOME`` exported since, and relative paths given after a ``cd``, must reach the workers as they
+    reach a spawned one."""
     from forensics.engines import ProcessEngine
     from forensics.scanning.config import ScanConfig
     from forensics.serve.pool import prestart_workers
@@ -185,7 +185,7 @@ def test_a_worker_whose_front_is_gone_ends_quietly(tmp_path: Path, tiny_model: s
     ctx = worker_context()
     front, child = ctx.Pipe(duplex=True)
     opts = WorkerOptions(model=tiny_model, scan={"device": "cpu", "threads": 1, "evidence": "none"}, json_logs=False)
-    proc = ctx.Process(target=worker_main, args=(child, json.dumps(asdict(opts)), os.getcwd(), dict(os.environ)))
+    proc = ctx.Process(target=worker_main, args=(child, json.dumps(asdict(opts)), dict(os.environ)))
     proc.start()
     child.close()
     assert json.loads(front.recv_bytes())["op"] == "ready"

@@ -70,16 +70,18 @@ def check_model(model: Any, threshold: str | float | None) -> dict[str, Any]:
     """The card of ``model`` (a path, an installed name or ``default``), with ``threshold`` checked against its
     presets, torch-free: a typo fails here in a fraction of a second instead of after torch and the weights load,
     or in every worker process. ``{}`` for an already loaded model."""
-    from detectors.modelfile import PICKLE_SUFFIXES, read_card, resolve_model_dir
+    from detectors.modelfile import model_files, read_card
     from forensics_core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     if not isinstance(model, (str, os.PathLike)):
         return {}
     if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
         raise ModelFileError("no default model shipped; pass --model FILE")
-    model_dir = resolve_model_dir(str(model))
-    if model_dir.suffix.lower() in PICKLE_SUFFIXES:  # a bare pickle: its card lies beside it (load_model's rule)
-        model_dir = model_dir.parent
+    weights, model_dir = model_files(model)
+    if not weights.is_file():
+        raise ModelFileError(f"{weights}: weights file does not exist")
+    if weights.suffix.lower() != ".safetensors":  # what load_model refuses to scan with
+        raise ModelFileError(f"{weights}: refusing to load a pickle-based file; convert it to safetensors")
     card = read_card(model_dir)
     ThresholdPolicy.resolve(threshold, dict(card.get("thresholds") or FALLBACK_THRESHOLDS))
     return card

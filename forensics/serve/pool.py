@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_CRASHES = 2  # a job that was in flight in this many dead workers is answered with an error
-READY_TIMEOUT_S = 600.0  # how long a new worker may take to load torch, the model and the face detector
+READY_TIMEOUT_S = 600.0  # how long a new worker may take to load the model and the face detector (torch too if spawned)
 RESPAWN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # waits before restarting a worker that failed to start
 #: what the fork server imports once, before it forks any worker: importing torch is ~2-2.5 s of one core here and
 #: building the Scanner after it 0.2 s, so workers forked with torch loaded are up in a fraction of a second (a
@@ -190,6 +191,7 @@ class ScanPool:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
+        prestart_workers()  # from the caller's thread (the main one, usually): Ctrl-C cannot reach its imports
         for slot in self.slots:
             t = threading.Thread(target=self._supervise, args=(slot,), name=f"scan-worker-{slot.index}", daemon=True)
             t.start()
@@ -318,12 +320,19 @@ class ScanPool:
         slot.state = "starting"
         parent, child = self._ctx.Pipe(duplex=True)
         opts = json.dumps(asdict(self.options))
-        # the fork server was started with the environment and folder of its day: a worker takes this process's
-        # own, as a spawned one would (relative paths, settings given after the server started)
-        args = (child, opts, os.getcwd(), dict(os.environ))
+        # the fork server was started with the environment of its day: a worker takes this process's own, as a
+        # spawned one would (settings exported after the server started; multiprocessing passes the folder itself)
+        args = (child, opts, dict(os.environ))
         proc = self._ctx.Process(target=worker_main, args=args, name=f"forensics-scan-{slot.index}")
         proc.daemon = True  # a front that exits for any reason takes its workers with it
-        proc.start()
+        try:
+            proc.start()
+        except (OSError, EOFError) as exc:  # the fork server's socket gone (a temp cleaner), or the server died
+            child.close()
+            parent.close()
+            slot.error = f"could not start a process: {type(exc).__name__}: {exc}"
+            log.error("scan worker %d %s", slot.index, slot.error)
+            return False
         child.close()
         slot.proc, slot.conn, slot.pid = proc, parent, proc.pid
         end = time.monotonic() + READY_TIMEOUT_S
@@ -481,18 +490,31 @@ def worker_context() -> Any:
 
 def prestart_workers() -> None:
     """Start the fork server now, so its torch import runs beside the caller's own start-up (model load, file
-    listing) instead of after it. Returns at once; the first worker forked waits for the import to finish."""
+    listing) instead of after it. Returns at once; the first worker forked waits for the import to finish.
+
+    From the main thread the server starts with SIGINT ignored (it survives the exec): Python's fork server
+    imports :data:`PRELOAD` before it ignores SIGINT itself, so a Ctrl-C in those seconds printed its traceback;
+    the driver handles Ctrl-C and stops the workers."""
     ctx = worker_context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
 
+    if threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def worker_main(conn: Connection, options_json: str, cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+def worker_main(conn: Connection, options_json: str, env: dict[str, str] | None = None) -> None:
     """Entry point of a scanner process: load the Scanner once, then scan chunks until told to stop.
 
-    ``cwd`` / ``env``: the starting process's folder and environment (a forked worker has the fork server's).
+    ``env``: the starting process's environment (a forked worker has the fork server's; what the preloaded
+    modules read when they were imported, such as OpenMP's variables, stays as it was then).
     Per-file failures come back as ``status: error`` records (``Scanner.scan_items`` never raises for a file);
     an exception outside a file (a bug) is reported for each job of the chunk and the worker carries on.
     """
@@ -501,8 +523,6 @@ def worker_main(conn: Connection, options_json: str, cwd: str | None = None, env
     if env is not None:
         os.environ.clear()
         os.environ.update(env)
-    if cwd is not None:
-        os.chdir(cwd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the front stops us
     opts = json.loads(options_json)
     configure_logging(opts.get("log_level", "info"), opts.get("json_logs", True))
@@ -513,10 +533,14 @@ def worker_main(conn: Connection, options_json: str, cwd: str | None = None, env
 
         scanner = Scanner(opts["model"], ScanConfig(**opts["scan"]))
     except Exception as exc:  # noqa: BLE001 - reported to the supervisor as one line, then this process ends
-        conn.send_bytes(json.dumps({"op": "fatal", "error": f"{type(exc).__name__}: {exc}"}).encode("utf-8"))
+        with contextlib.suppress(ConnectionError, EOFError):  # nobody left to tell
+            conn.send_bytes(json.dumps({"op": "fatal", "error": f"{type(exc).__name__}: {exc}"}).encode("utf-8"))
         return
     card = model_summary(scanner)
-    conn.send_bytes(json.dumps({"op": "ready", "model": card, "load_s": time.perf_counter() - t0}).encode("utf-8"))
+    try:
+        conn.send_bytes(json.dumps({"op": "ready", "model": card, "load_s": time.perf_counter() - t0}).encode())
+    except (ConnectionError, EOFError):
+        return  # the front went away while the model loaded
     while True:
         try:
             msg = json.loads(conn.recv_bytes())

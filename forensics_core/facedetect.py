@@ -172,30 +172,48 @@ def _run(net: Any, batch: np.ndarray) -> list[np.ndarray]:
     return net.run(batch)
 
 
-def _greedy(boxes: np.ndarray, order: np.ndarray, iou: float, plus: float, overlap: Any) -> np.ndarray:
+#: boxes up to which NMS computes every pairwise overlap at once (1 MB of float32) instead of a row per kept box:
+#: the cascade's NMS calls hold a few dozen boxes, where a row per kept box cost more in NumPy calls than overlaps
+_MATRIX_MAX = 512
+
+
+def _greedy(boxes: np.ndarray, order: np.ndarray, iou: float, plus: float, exceeds: Any) -> np.ndarray:
     """Greedy NMS over ``order`` (best first): the first box stays, every later one that overlaps it by more than
     ``iou`` goes, repeat. ``plus``: added to widths and heights (1 for MTCNN's inclusive pixel boxes, 0 for
-    torchvision's); ``overlap(inter, area_kept, areas_rest)``: the overlap ratio (over the union or the smaller)."""
+    torchvision's); ``exceeds(inter, area_kept, area_other, iou)``: where the overlap ratio counts as over ``iou``."""
     x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
     area = (x2 - x1 + plus) * (y2 - y1 + plus)
+
+    def over(i: Any, j: np.ndarray) -> np.ndarray:
+        w = np.maximum(0, np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j]) + plus)
+        h = np.maximum(0, np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j]) + plus)
+        return exceeds(w * h, area[i], area[j], iou)
+
     keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
-        h = np.maximum(0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
-        order = rest[overlap(w * h, area[i], area[rest]) <= iou]
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 of empty boxes: ``exceeds`` decides
+        if len(order) <= _MATRIX_MAX:
+            hit = over(order[:, None], order[None, :])  # hit[a, b]: box order[a] suppresses box order[b]
+            alive = np.ones(len(order), dtype=bool)
+            for a in range(len(order)):
+                if alive[a]:
+                    keep.append(order[a])
+                    alive &= ~hit[a]
+        else:
+            while order.size:
+                i, rest = order[0], order[1:]
+                keep.append(i)
+                order = rest[~over(i, rest)]
     return np.asarray(keep, dtype=np.int64)
 
 
-def _over_union(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):  # two empty boxes: 0 / 0 overlap, which suppresses nothing
-        ratio = np.nan_to_num(inter / (a + b - inter), nan=0.0)
-    return ratio.astype(np.float64)  # torchvision compares its float ratio as a double
+def _exceeds_union(inter: np.ndarray, a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
+    """torchvision's rule: the float IoU compared as a double; two empty boxes (0 / 0) suppress nothing."""
+    return (inter / (a + b - inter)).astype(np.float64) > iou
 
 
-def _over_smaller(inter: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return inter / np.minimum(a, b)
+def _exceeds_smaller(inter: np.ndarray, a: np.ndarray, b: np.ndarray, iou: float) -> np.ndarray:
+    """MTCNN's "Min" rule as the reference cascade writes it: whatever is not <= ``iou`` goes."""
+    return ~(inter / np.minimum(a, b) <= iou)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
@@ -210,14 +228,14 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) 
     kept = []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        kept.append(idx[_greedy(b[idx], np.argsort(-s[idx], kind="stable"), iou, 0.0, _over_union)])
+        kept.append(idx[_greedy(b[idx], np.argsort(-s[idx], kind="stable"), iou, 0.0, _exceeds_union)])
     keep = np.sort(np.concatenate(kept))
     return keep[np.argsort(-s[keep], kind="stable")]
 
 
 def _nms_min(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """MTCNN's last NMS: overlap measured over the *smaller* box ("Min"), so a box inside another is dropped."""
-    return _greedy(boxes, np.argsort(scores)[::-1], iou, 1.0, _over_smaller)
+    return _greedy(boxes, np.argsort(scores)[::-1], iou, 1.0, _exceeds_smaller)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:

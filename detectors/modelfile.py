@@ -37,19 +37,26 @@ CARD = "model.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
 
+def check_weights_file(path: str | os.PathLike[str], allow_pickle: bool = False) -> Path:
+    """``path`` if it is a weights file :func:`read_state_dict` would read, checked without opening it or importing
+    torch (a scan's driver checks a model this way before any worker loads it)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: weights file does not exist")
+    if p.suffix.lower() != ".safetensors" and not allow_pickle:
+        raise ModelFileError(
+            f"{p}: refusing to load a pickle-based file ({p.suffix or 'no suffix'}); convert it to safetensors, "
+            "or pass allow_pickle=True to read tensors only (torch.load weights_only=True)"
+        )
+    return p
+
+
 def read_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
     """Tensors from a safetensors file; pickled formats only with ``allow_pickle`` and ``weights_only=True``."""
     import torch
 
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"{p}: weights file does not exist")
+    p = check_weights_file(path, allow_pickle)
     if p.suffix.lower() != ".safetensors":
-        if not allow_pickle:
-            raise ModelFileError(
-                f"{p}: refusing to load a pickle-based file ({p.suffix or 'no suffix'}); convert it to safetensors, "
-                "or pass allow_pickle=True to read tensors only (torch.load weights_only=True)"
-            )
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # weights_only raises UnpicklingError for anything but tensors/containers

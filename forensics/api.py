@@ -88,21 +88,19 @@ def run_scan(inputs: list[str], *, quiet: bool = False, **o: Any) -> int:
         done = read_done(resume)
         if done:
             items = skip_done(expander, done)
-    try:  # `auto` lists up to its threshold and loads its engine here: what fails then must leave outputs untouched
-        results = engine.run(items)
-    except BaseException:
-        engine.close()
-        raise
-    sinks = open_sinks(specs, append_to=resume)
+    sinks: list[Any] = []
     report = None
-    if o.get("report_out"):
-        from forensics.report import ReportBuilder
-
-        report = ReportBuilder(model=getattr(engine, "scanner", None) and engine.scanner.model)
     n = flagged = errors = 0
-    progress = _progress(quiet)
     try:
-        with progress as bar:
+        # `auto` lists up to its threshold and loads its engine here: what fails then must leave outputs untouched,
+        # so the outputs open after it
+        results = engine.run(items)
+        sinks = open_sinks(specs, append_to=resume)
+        if o.get("report_out"):
+            from forensics.report import ReportBuilder
+
+            report = ReportBuilder(model=getattr(engine, "scanner", None) and engine.scanner.model)
+        with _progress(quiet) as bar:
             task = bar.add_task("scanning", total=None) if bar else None
             for result in results:
                 n += 1

@@ -66,22 +66,23 @@ class ScanConfig:
 DEFAULT_MODEL_DIR = ASSETS_DIR / "models" / "default"  # where detectors.default_model installs it
 
 
+def _require_default(model: str | os.PathLike[str]) -> None:
+    if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        raise ModelFileError("no default model shipped; pass --model FILE")
+
+
 def check_model(model: Any, threshold: str | float | None) -> dict[str, Any]:
     """The card of ``model`` (a path, an installed name or ``default``), with ``threshold`` checked against its
     presets, torch-free: a typo fails here in a fraction of a second instead of after torch and the weights load,
     or in every worker process. ``{}`` for an already loaded model."""
-    from detectors.modelfile import model_files, read_card
+    from detectors.modelfile import check_weights_file, model_files, read_card
     from forensics_core.thresholds import FALLBACK_THRESHOLDS, ThresholdPolicy
 
     if not isinstance(model, (str, os.PathLike)):
         return {}
-    if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        raise ModelFileError("no default model shipped; pass --model FILE")
+    _require_default(model)
     weights, model_dir = model_files(model)
-    if not weights.is_file():
-        raise ModelFileError(f"{weights}: weights file does not exist")
-    if weights.suffix.lower() != ".safetensors":  # what load_model refuses to scan with
-        raise ModelFileError(f"{weights}: refusing to load a pickle-based file; convert it to safetensors")
+    check_weights_file(weights)  # as load_model will: no pickles
     card = read_card(model_dir)
     ThresholdPolicy.resolve(threshold, dict(card.get("thresholds") or FALLBACK_THRESHOLDS))
     return card
@@ -91,8 +92,7 @@ def resolve_model(model: Any = "default", device: str = "auto") -> Any:
     """A loaded ``detectors.modelfile.Model`` from a Model, a path or ``'default'`` (with a clear error if absent)."""
     if not isinstance(model, (str, os.PathLike)):
         return model
-    if str(model) == "default" and not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        raise ModelFileError("no default model shipped; pass --model FILE")
+    _require_default(model)
     from detectors.modelfile import load_model
 
     return load_model(str(model), device=device)
